@@ -1,0 +1,63 @@
+"""Defaults shared by every dataset config. Dataset configs override what differs."""
+
+import ml_collections
+
+
+def get_common_config() -> ml_collections.ConfigDict:
+  """Training, input, checkpoint, evaluation and model defaults."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  # Where built TFDS datasets live. None: $TFDS_DATA_DIR, else ~/tensorflow_datasets.
+  config.data_dir = ml_collections.config_dict.placeholder(str)
+
+  config.dataset = ml_collections.ConfigDict()
+  config.dataset.name = ""  # set by the dataset config
+  config.dataset.num_segments = 10  # T
+  config.dataset.frames_per_segment = 1  # F
+  config.dataset.frame_size = 224  # S: frames are S×S after resize + centre crop
+  config.dataset.build_workers = 2  # processes that decode videos while building
+
+  config.input = ml_collections.ConfigDict()
+  config.input.num_workers = 0  # grain mp_prefetch worker processes (0 = in-process)
+  config.input.prefetch_buffer_size = 2
+  config.input.random_flip = True
+
+  config.batch_size = 32  # global, across all devices and hosts
+  config.eval_batch_size = 64
+  config.num_train_steps = 1000
+  config.log_every_steps = 50
+  config.eval_every_steps = 250
+  config.checkpoint_every_steps = 250
+  config.keep_checkpoints = 2  # the last N are kept, plus the best by validation accuracy
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.warmup_steps = 100
+  config.optimizer.end_learning_rate_factor = 0.01
+  config.optimizer.weight_decay = 1e-4
+  config.optimizer.grad_clip_norm = 1.0
+  config.optimizer.b1 = 0.9
+  config.optimizer.b2 = 0.999
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.segment_weight = 0.0  # > 0 adds the per-segment loss (needs model.segment_head)
+  config.loss.label_smoothing = 0.0
+
+  config.explain = ml_collections.ConfigDict()
+  config.explain.pointing_tolerance_px = 15.0
+
+  config.model = ml_collections.ConfigDict()
+  config.model.visual_backbone = "resnet18"
+  config.model.audio_backbone = "vggish"
+  config.model.width = 128
+  config.model.num_heads = 4
+  config.model.num_layers = 1
+  config.model.mlp_ratio = 2
+  config.model.dropout = 0.1
+  config.model.spatial_query = "audio"
+  config.model.temporal_pool = "attention"
+  config.model.segment_head = False
+  config.model.dtype = "float32"
+  config.model.num_segments = 10
+  config.model.grid_size = (7, 7)
+  return config

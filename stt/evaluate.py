@@ -1,0 +1,90 @@
+"""Evaluation of a training state on a split: accuracy, loss and (optionally) pointing games.
+
+The forward pass is one jitted function over global batches; per-example outputs are gathered
+to every host, padding rows (valid=False) are dropped, and metrics are computed on the host.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+from jax.experimental import multihost_utils
+
+from stt import input_pipeline
+from stt import sharding
+from stt.explain import pointing
+
+# Batch fields the metrics need, passed through the jitted step so one gather brings them along.
+ANNOTATION_KEYS = ("valid", "index", "label", "segment_mask", "boxes", "box_mask", "frame_size",
+                   "event_start", "event_end")
+
+
+def eval_step(graphdef, state, batch) -> dict:
+  """Per-example outputs of the model in inference mode; shapes [B,...]."""
+  model, _ = nnx.merge(graphdef, state)
+  outputs = model(input_pipeline.model_inputs(batch), train=False)
+  logits = outputs["logits"].astype(np.float32)
+  explanations = outputs["explanations"]
+  return {
+      "prediction": logits.argmax(-1),
+      "loss": optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]),
+      "where": explanations["where"],
+      "when": explanations["when_audio"],
+      **{key: batch[key] for key in ANNOTATION_KEYS},
+  }
+
+
+class Evaluator:
+  """Evaluates NNX states of (model, optimizer) built from `graphdef` on split sources."""
+
+  def __init__(self, graphdef, mesh: jax.sharding.Mesh, config: ml_collections.ConfigDict):
+    self._mesh = mesh
+    self._config = config
+    self._step = jax.jit(functools.partial(eval_step, graphdef),
+                         out_shardings=sharding.replicated(mesh))
+
+  def predict(self, state, source) -> dict:
+    """Outputs for every example of `source`, in split order: {key: [N,...]}."""
+    per_host = self._config.eval_batch_size // jax.process_count()
+    chunks = []
+    for local_batch in input_pipeline.eval_batches(source, per_host_batch_size=per_host):
+      batch = input_pipeline.make_global_batch(local_batch, sharding.batch_sharding(self._mesh))
+      chunks.append(jax.device_get(multihost_utils.process_allgather(self._step(state, batch),
+                                                                     tiled=True)))
+    outputs = {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+    keep = outputs["valid"]
+    order = np.argsort(outputs["index"][keep], kind="stable")
+    return {key: value[keep][order] for key, value in outputs.items()}
+
+  def evaluate(self, state, source, split: str, *, explain: bool = False) -> dict:
+    """Flat metrics `{split}/accuracy`, `{split}/loss`, `{split}/num_examples` (+ pointing)."""
+    out = self.predict(state, source)
+    metrics = {
+        f"{split}/accuracy": float(np.mean(out["prediction"] == out["label"])),
+        f"{split}/loss": float(np.mean(out["loss"])),
+        f"{split}/num_examples": int(out["label"].shape[0]),
+    }
+    if explain:
+      metrics.update(pointing_metrics(out, self._config.explain.pointing_tolerance_px))
+    return metrics
+
+
+def pointing_metrics(out: dict, tolerance_px: float, explainer: str = "attention") -> dict:
+  """`explain/<explainer>/pointing_{spatial,spatial_class_mean,temporal}` from predict()."""
+  spatial = pointing.spatial_pointing(out["where"], out["boxes"], out["box_mask"],
+                                      out["frame_size"], out["label"], tolerance_px)
+  temporal = pointing.temporal_pointing(out["when"], out["segment_mask"], out["event_start"],
+                                        out["event_end"], out["label"])
+  prefix = f"explain/{explainer}"
+  return {
+      f"{prefix}/pointing_spatial": spatial.overall,
+      f"{prefix}/pointing_spatial_class_mean": spatial.class_mean,
+      f"{prefix}/pointing_spatial_trials": spatial.num_trials,
+      f"{prefix}/pointing_temporal": temporal.overall,
+      f"{prefix}/pointing_temporal_class_mean": temporal.class_mean,
+  }

@@ -1,0 +1,99 @@
+"""Pointing games: does the argmax of an explanation land on the annotated evidence?
+
+Spatial (one trial per annotated (video, segment)): the "where" map [h,w] is bilinearly resized
+to the part of the original frame it covers (frames are centre-cropped squares), its argmax (first
+index on ties) is the point, and the trial is a hit if the point lies within `tolerance_px`
+original-frame pixels of any box of that segment. Reported overall and as the per-class mean
+(TorchRay's convention).
+
+Temporal (one trial per video): a hit if the argmax over valid segments of "when" falls inside
+the annotated event [event_start, event_end).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class PointingResult:
+  overall: float  # hit rate over all trials
+  class_mean: float  # mean over classes of the per-class hit rate
+  num_trials: int
+
+
+def crop_region(frame_size: tuple[int, int]) -> tuple[float, float, float]:
+  """(x_offset, y_offset, side) of the centred square crop of a W×H frame, in original pixels."""
+  width, height = frame_size
+  side = min(width, height)
+  return (width - side) / 2.0, (height - side) / 2.0, float(side)
+
+
+def point_of_map(where_map: np.ndarray, frame_size: tuple[int, int]) -> tuple[float, float]:
+  """The (x, y) original-frame pixel centre at the argmax of [h,w] resized over the crop."""
+  x_offset, y_offset, side = crop_region(frame_size)
+  size = max(1, int(round(side)))
+  resized = np.asarray(jax.image.resize(
+      np.asarray(where_map, np.float32), (size, size), method="linear"))
+  row, col = np.unravel_index(np.argmax(resized), resized.shape)  # first index on ties
+  scale = side / size
+  return x_offset + (col + 0.5) * scale, y_offset + (row + 0.5) * scale
+
+
+def distance_to_box(point: tuple[float, float], box) -> float:
+  """Euclidean distance from a point to an [x0,y0,x1,y1] box; 0 inside it."""
+  x, y = point
+  x0, y0, x1, y1 = box
+  dx = max(x0 - x, 0.0, x - x1)
+  dy = max(y0 - y, 0.0, y - y1)
+  return float(np.hypot(dx, dy))
+
+
+def spatial_pointing(where: np.ndarray, boxes: np.ndarray, box_mask: np.ndarray,
+                     frame_size: np.ndarray, labels: np.ndarray,
+                     tolerance_px: float = 15.0) -> PointingResult:
+  """Spatial pointing game.
+
+  Args:
+    where: [V,T,h,w] relevance maps.
+    boxes: [V,T,K,4] boxes [x0,y0,x1,y1] in original-frame pixels.
+    box_mask: [V,T,K] which boxes exist; a segment with none is not a trial.
+    frame_size: [V,2] original (W, H).
+    labels: [V] class of each video, for the per-class mean.
+    tolerance_px: hit radius in original-frame pixels.
+  """
+  hits, trial_labels = [], []
+  for video in range(where.shape[0]):
+    size = (int(frame_size[video][0]), int(frame_size[video][1]))
+    for segment in np.flatnonzero(box_mask[video].any(-1)):
+      point = point_of_map(where[video, segment], size)
+      segment_boxes = boxes[video, segment][box_mask[video, segment]]
+      hits.append(min(distance_to_box(point, box) for box in segment_boxes) <= tolerance_px)
+      trial_labels.append(int(labels[video]))
+  return _summarise(np.asarray(hits, bool), np.asarray(trial_labels, int))
+
+
+def temporal_pointing(when: np.ndarray, segment_mask: np.ndarray, event_start: np.ndarray,
+                      event_end: np.ndarray, labels: np.ndarray) -> PointingResult:
+  """Temporal pointing game.
+
+  Args:
+    when: [V,T] temporal relevance.
+    segment_mask: [V,T] valid segments; padded ones never win the argmax.
+    event_start, event_end: [V] the annotated event, seconds, end exclusive.
+    labels: [V] class of each video.
+  """
+  masked = np.where(segment_mask, np.asarray(when, np.float64), -np.inf)
+  peak = np.argmax(masked, axis=1)
+  hits = (peak >= event_start) & (peak < event_end)
+  return _summarise(hits, np.asarray(labels, int))
+
+
+def _summarise(hits: np.ndarray, labels: np.ndarray) -> PointingResult:
+  if hits.size == 0:
+    return PointingResult(float("nan"), float("nan"), 0)
+  per_class = [hits[labels == c].mean() for c in np.unique(labels)]
+  return PointingResult(float(hits.mean()), float(np.mean(per_class)), int(hits.size))

@@ -1,0 +1,123 @@
+"""Grain input pipeline: TFDS array_record source → per-host batches → global jax.Arrays.
+
+Train: MapDataset → shard by process → seeded shuffle (a new order each epoch) → repeat →
+random flip → batch per host → to_iter_dataset → mp_prefetch. Evaluation: the same without
+shuffle, augmentation or repeat; every process yields the same number of batches, padded with
+`valid=False` examples, so that multi-host evaluation stays in lockstep and counts each example
+exactly once.
+
+A batch is a dict of numpy arrays, per host::
+
+    frames [b,T,F,S,S,3] uint8 · log_mel [b,T,96,64] f32 · segment_mask [b,T] bool
+    label [b] int32 · segment_labels [b,T] int32 · valid [b] bool · index [b] int32
+    boxes [b,T,K,4] f32 · box_mask [b,T,K] bool · frame_size [b,2] int32
+    event_start [b] int32 · event_end [b] int32 · has_audio [b] bool
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import grain
+import jax
+import numpy as np
+
+NUMERIC_FEATURES = (
+    "frames", "log_mel", "segment_mask", "label", "segment_labels", "boxes", "box_mask",
+    "frame_size", "event_start", "event_end", "has_audio")
+
+
+def to_numeric_example(record: dict, index: int) -> dict:
+  """Drops string features and adds `valid` and the example's `index` in its split."""
+  example = {key: np.asarray(record[key]) for key in NUMERIC_FEATURES}
+  example["valid"] = np.asarray(True)
+  example["index"] = np.asarray(index, np.int32)
+  return example
+
+
+class _ToNumeric(grain.transforms.MapWithIndex):
+
+  def map_with_index(self, index, record):
+    return to_numeric_example(record, index)
+
+
+@dataclasses.dataclass(frozen=True)
+class _RandomFlip(grain.transforms.RandomMap):
+  """Flips all frames of a video left-right with probability 1/2 (training augmentation)."""
+
+  def random_map(self, example, rng: np.random.Generator):
+    if rng.random() < 0.5:
+      example = dict(example, frames=example["frames"][..., ::-1, :].copy())
+    return example
+
+
+def train_dataset(source, *, per_host_batch_size: int, seed: int, random_flip: bool,
+                  num_workers: int, prefetch_buffer_size: int) -> grain.IterDataset:
+  """An endless, shuffled, augmented stream of per-host batches; its iterator is checkpointable."""
+  if len(source) // jax.process_count() < per_host_batch_size:
+    raise ValueError(
+        f"the train split has {len(source)} examples, fewer than one batch of "
+        f"{per_host_batch_size} per host on {jax.process_count()} host(s)")
+  # The index is attached before sharding, so an example keeps its split index everywhere.
+  dataset = grain.MapDataset.source(source).map_with_index(_ToNumeric())
+  dataset = dataset[jax.process_index()::jax.process_count()]
+  dataset = dataset.shuffle(seed=seed).repeat(None)
+  if random_flip:
+    dataset = dataset.random_map(_RandomFlip(), seed=seed + 1)
+  dataset = dataset.batch(per_host_batch_size, drop_remainder=True)
+  return _prefetched(dataset.to_iter_dataset(), num_workers, prefetch_buffer_size)
+
+
+def _prefetched(dataset: grain.IterDataset, num_workers: int, buffer_size: int):
+  if num_workers <= 0:
+    return dataset
+  return dataset.mp_prefetch(grain.MultiprocessingOptions(
+      num_workers=num_workers, per_worker_buffer_size=buffer_size))
+
+
+def num_eval_batches(num_examples: int, global_batch_size: int) -> int:
+  """Batches every process yields so that all examples fit once: ceil(N / global batch)."""
+  return max(1, math.ceil(num_examples / global_batch_size))
+
+
+def eval_batches(source, *, per_host_batch_size: int):
+  """Yields per-host batches covering this host's shard once, padded to a common batch count.
+
+  Padding examples are copies of a real one with `valid=False`; metrics must weight by `valid`.
+  """
+  dataset = grain.MapDataset.source(source).map_with_index(_ToNumeric())
+  dataset = dataset[jax.process_index()::jax.process_count()]
+  num_batches = num_eval_batches(len(source), per_host_batch_size * jax.process_count())
+  batched = dataset.batch(per_host_batch_size, drop_remainder=False)
+  template = dataset[0] if len(dataset) else to_numeric_example(source[0], 0)
+  for batch_index in range(num_batches):
+    batch = batched[batch_index] if batch_index < len(batched) else None
+    yield _pad_batch(batch, template, per_host_batch_size)
+
+
+def _pad_batch(batch: dict | None, template: dict, batch_size: int) -> dict:
+  """Pads a (possibly absent) short batch to `batch_size` rows of `template` with valid=False."""
+  size = 0 if batch is None else len(batch["valid"])
+  if size == batch_size:
+    return batch
+  padding = {key: np.repeat(value[None], batch_size - size, axis=0)
+             for key, value in template.items()}
+  padding["valid"][:] = False
+  if batch is None:
+    return padding
+  return {key: np.concatenate([batch[key], padding[key]]) for key in batch}
+
+
+MODEL_INPUT_KEYS = ("frames", "visual_features", "log_mel", "audio_features", "segment_mask")
+
+
+def model_inputs(batch: dict) -> dict:
+  """The subset of a batch the model reads."""
+  return {key: batch[key] for key in MODEL_INPUT_KEYS if key in batch}
+
+
+def make_global_batch(local_batch: dict, sharding: jax.sharding.Sharding) -> dict:
+  """Per-host numpy batch → global jax.Arrays sharded along the batch axis."""
+  return jax.tree.map(
+      lambda array: jax.make_array_from_process_local_data(sharding, array), local_batch)

@@ -1,0 +1,57 @@
+r"""Entry point: `python -m stt.main --config=configs/synthetic.py --workdir=DIR`.
+
+Configs are ml_collections files with `get_config(arg)`; override any key on the command line,
+e.g. `--config.batch_size=64 --config.data_dir=/data/tfds`.
+"""
+
+import sys
+
+import jax
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from stt import config_validation
+from stt import datasets
+from stt import train
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/synthetic.py")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.json.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train"], "train: train (or resume), then evaluate.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def fail(message: str, code: int = 2):
+  """Prints one line to stderr and exits: bad user input gets no traceback."""
+  print(f"stt: error: {message}", file=sys.stderr)
+  sys.exit(code)
+
+
+def parse_flags(argv):
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    fail(str(error).splitlines()[0])
+  except (AttributeError, KeyError, ValueError, TypeError) as error:
+    # ml_collections reports unknown `--config.key` overrides and bad config arguments this way.
+    text = " ".join(str(error).replace("\\n", " ").split()).strip("'\"")
+    fail(f"bad --config: {text}")
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  try:
+    config_validation.validate(config, device_count=jax.device_count(),
+                               process_count=jax.process_count())
+    train.train_and_evaluate(config, _WORKDIR.value)
+  except (config_validation.ConfigError, datasets.DatasetError) as error:
+    fail(str(error))
+  except train.NonFiniteLossError as error:
+    fail(str(error), code=3)
+  logging.info("Done. Results in %s/results.json", _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

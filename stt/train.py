@@ -1,0 +1,168 @@
+"""Trains STAN, selects the best checkpoint on val, evaluates it on test, writes results.json.
+
+Read top to bottom: setup → data → model and optimizer → resume → train loop (with periodic
+validation and checkpoints) → final evaluation with the best checkpoint → results.json.
+The train step is a functional `jax.jit` over the NNX state split from (model, optimizer),
+sharded over a mesh of all devices, with the state buffers donated.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from clu import metric_writers
+from clu import periodic_actions
+from flax import nnx
+
+from stt import checkpoint
+from stt import datasets
+from stt import evaluate
+from stt import input_pipeline
+from stt import sharding
+from stt.models import stan
+
+
+class NonFiniteLossError(RuntimeError):
+  """The training loss became NaN or Inf."""
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """AdamW with linear warmup + cosine decay, global-norm clipping; no decay on biases/norms."""
+  opt = config.optimizer
+  schedule = optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=opt.learning_rate, warmup_steps=opt.warmup_steps,
+      decay_steps=max(config.num_train_steps, opt.warmup_steps + 1),
+      end_value=opt.learning_rate * opt.end_learning_rate_factor)
+  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+  return optax.chain(
+      optax.clip_by_global_norm(opt.grad_clip_norm),
+      optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay,
+                  mask=decay_mask))
+
+
+def loss_and_metrics(outputs: dict, batch: dict, config) -> tuple[jax.Array, dict]:
+  """Cross-entropy on the video label (+ weighted per-segment loss), averaged over valid rows."""
+  logits = outputs["logits"].astype(jnp.float32)
+  num_classes = logits.shape[-1]
+  labels = optax.smooth_labels(jax.nn.one_hot(batch["label"], num_classes),
+                               config.loss.label_smoothing)
+  weights = batch["valid"].astype(jnp.float32)
+  per_example = optax.softmax_cross_entropy(logits, labels)
+  loss = jnp.sum(per_example * weights) / jnp.maximum(weights.sum(), 1.0)
+  if config.loss.segment_weight > 0:
+    segment_logits = outputs["segment_logits"].astype(jnp.float32)
+    segment_weights = weights[:, None] * batch["segment_mask"]
+    per_segment = optax.softmax_cross_entropy_with_integer_labels(
+        segment_logits, batch["segment_labels"])
+    loss += config.loss.segment_weight * (
+        jnp.sum(per_segment * segment_weights) / jnp.maximum(segment_weights.sum(), 1.0))
+  correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
+  accuracy = jnp.sum(correct * weights) / jnp.maximum(weights.sum(), 1.0)
+  return loss, {"loss": loss, "accuracy": accuracy}
+
+
+def train_step(graphdef, state, batch, *, config):
+  """One optimizer step. state: NNX state of (model, optimizer) → (new state, metrics)."""
+  model, optimizer = nnx.merge(graphdef, state)
+
+  def loss_fn(model):
+    outputs = model(input_pipeline.model_inputs(batch), train=True)
+    return loss_and_metrics(outputs, batch, config)
+
+  (_, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+  metrics["grad_norm"] = optax.global_norm(grads)
+  optimizer.update(model, grads)
+  return nnx.state((model, optimizer)), metrics
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs (or resumes) training in `workdir`; returns and writes the final results."""
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  is_chief = jax.process_index() == 0
+  writer = metric_writers.create_default_writer(str(workdir / "tensorboard"),
+                                                just_logging=not is_chief)
+
+  # --- Data ---
+  dataset = datasets.load(config)
+  mesh = sharding.make_mesh(config)
+  per_host_batch = config.batch_size // jax.process_count()
+  train_iter = iter(input_pipeline.train_dataset(
+      dataset.sources["train"], per_host_batch_size=per_host_batch, seed=config.seed,
+      random_flip=config.input.random_flip, num_workers=config.input.num_workers,
+      prefetch_buffer_size=config.input.prefetch_buffer_size))
+
+  # --- Model and optimizer ---
+  model = stan.Stan(config.model, dataset.num_classes, rngs=nnx.Rngs(config.seed))
+  optimizer = nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)
+  graphdef, state = nnx.split((model, optimizer))
+  state = jax.device_put(state, sharding.replicated(mesh))
+  batch_sharding = sharding.batch_sharding(mesh)
+  jit_train_step = jax.jit(
+      functools.partial(train_step, graphdef, config=config), donate_argnums=(0,),
+      out_shardings=(sharding.replicated(mesh), sharding.replicated(mesh)))
+  evaluator = evaluate.Evaluator(graphdef, mesh, config)
+
+  # --- Resume ---
+  manager = checkpoint.make_manager(workdir, keep_last=config.keep_checkpoints)
+  first_step = 1
+  if manager.latest_step() is not None:
+    latest = manager.latest_step()
+    logging.info("Resuming from checkpoint at step %d", latest)
+    state = checkpoint.restore(manager, latest, state, train_iter)
+    first_step = latest + 1
+
+  # --- Train loop ---
+  report_progress = periodic_actions.ReportProgress(
+      num_train_steps=config.num_train_steps, writer=writer, every_steps=config.log_every_steps)
+  window, last_train_loss = [], None
+  for step in range(first_step, config.num_train_steps + 1):
+    with jax.profiler.StepTraceAnnotation("train", step_num=step):
+      batch = input_pipeline.make_global_batch(next(train_iter), batch_sharding)
+      state, metrics = jit_train_step(state, batch)
+    window.append(metrics)
+    report_progress(step)
+    is_last = step == config.num_train_steps
+    if step % config.log_every_steps == 0 or is_last:
+      summary = {f"train/{k}": float(np.mean([jax.device_get(m[k]) for m in window]))
+                 for k in window[0]}
+      if not np.isfinite(summary["train/loss"]):
+        manager.wait_until_finished()
+        raise NonFiniteLossError(
+            f"training loss is {summary['train/loss']} at step {step}; stopping. The last good "
+            f"checkpoint (step {manager.latest_step()}) is kept in {workdir / 'checkpoints'}")
+      last_train_loss = summary["train/loss"]
+      writer.write_scalars(step, summary)
+      window = []
+    if step % config.eval_every_steps == 0 or is_last:
+      val = evaluator.evaluate(state, dataset.sources["val"], "val")
+      writer.write_scalars(step, val)
+      checkpoint.save(manager, step, state, train_iter,
+                      metrics={**val, "train/loss": last_train_loss or float("nan")})
+  manager.wait_until_finished()
+
+  # --- Final evaluation with the best checkpoint ---
+  best_step = manager.best_step()
+  if last_train_loss is None:  # Resumed a finished run: report the saved figure.
+    last_train_loss = manager.metrics(manager.latest_step())["train/loss"]
+  state = checkpoint.restore(manager, best_step, state)
+  results = {"best_step": best_step, "train/loss": last_train_loss,
+             "train/num_steps": config.num_train_steps}
+  results.update(evaluator.evaluate(state, dataset.sources["val"], "val"))
+  results.update(evaluator.evaluate(state, dataset.sources["test"], "test", explain=True))
+  writer.write_scalars(config.num_train_steps, {k: v for k, v in results.items()
+                                               if isinstance(v, float)})
+  writer.flush()
+  if is_chief:
+    (workdir / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True))
+  manager.close()
+  return results
