@@ -55,8 +55,9 @@ def parse_annotation_lines(path: pathlib.Path) -> list[EventRow]:
     except ValueError:
       raise AnnotationError(
           f"{path}:{line_number}: start/end must be integer seconds, got {start!r}, {end!r}") from None
-    if not 0 <= start_s < end_s:
-      raise AnnotationError(f"{path}:{line_number}: need 0 <= start < end, got {start_s}, {end_s}")
+    # start == end (an empty event) occurs in the real release (VWi2ENBuTbw, 0&0) and is kept.
+    if not 0 <= start_s <= end_s:
+      raise AnnotationError(f"{path}:{line_number}: need 0 <= start <= end, got {start_s}, {end_s}")
     rows.append(EventRow(category, video_id, quality, start_s, end_s))
   return rows
 

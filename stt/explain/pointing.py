@@ -6,7 +6,7 @@ index on ties) is the point, and the trial is a hit if the point lies within `to
 original-frame pixels of any box of that segment. Reported overall and as the per-class mean
 (TorchRay's convention).
 
-Temporal (one trial per video): a hit if the argmax over valid segments of "when" falls inside
+Temporal (one trial per video with a non-empty event): a hit if the argmax over valid segments of "when" falls inside
 the annotated event [event_start, event_end).
 """
 
@@ -86,10 +86,11 @@ def temporal_pointing(when: np.ndarray, segment_mask: np.ndarray, event_start: n
     event_start, event_end: [V] the annotated event, seconds, end exclusive.
     labels: [V] class of each video.
   """
+  has_event = np.asarray(event_end) > np.asarray(event_start)  # empty events are no trial
   masked = np.where(segment_mask, np.asarray(when, np.float64), -np.inf)
   peak = np.argmax(masked, axis=1)
   hits = (peak >= event_start) & (peak < event_end)
-  return _summarise(hits, np.asarray(labels, int))
+  return _summarise(hits[has_event], np.asarray(labels, int)[has_event])
 
 
 def _summarise(hits: np.ndarray, labels: np.ndarray) -> PointingResult:

@@ -1,0 +1,61 @@
+"""Pointing games against hand-computed cases."""
+
+import numpy as np
+import pytest
+
+from stt.explain import pointing
+
+
+def _one_hot_map(row, col, size=2):
+  where = np.zeros((size, size), np.float32)
+  where[row, col] = 1.0
+  return where
+
+
+def test_point_of_map_is_first_argmax_in_original_pixels():
+  # A 2×2 map peaking top-left, bilinearly resized to 100×100: the plateau starts at pixel 0.
+  assert pointing.point_of_map(_one_hot_map(0, 0), (100, 100)) == (0.5, 0.5)
+  # Peak bottom-right → inside the bottom-right plateau (pixel centres from 75 on).
+  x, y = pointing.point_of_map(_one_hot_map(1, 1), (100, 100))
+  assert 75 <= x < 100 and 75 <= y < 100
+  # A 200×100 frame is centre-cropped to 100×100 starting at x=50.
+  assert pointing.point_of_map(_one_hot_map(0, 0), (200, 100)) == (50.5, 0.5)
+
+
+def test_distance_to_box():
+  assert pointing.distance_to_box((5, 5), (0, 0, 10, 10)) == 0.0
+  assert pointing.distance_to_box((0.5, 0.5), (14, 0, 30, 10)) == pytest.approx(13.5)
+  assert pointing.distance_to_box((0, 0), (3, 4, 9, 9)) == pytest.approx(5.0)
+
+
+def test_spatial_pointing_tolerance_and_class_mean():
+  where = np.stack([_one_hot_map(0, 0)] * 4)[None]  # [V=1,T=4,2,2] → point (0.5, 0.5)
+  where = np.concatenate([where, where])  # V=2
+  boxes = np.zeros((2, 4, 1, 4), np.float32)
+  box_mask = np.zeros((2, 4, 1), bool)
+  boxes[0, 0, 0] = (0, 0, 10, 10)    # inside: hit
+  boxes[0, 1, 0] = (14, 0, 30, 10)   # 13.5 px away: hit
+  boxes[0, 2, 0] = (16, 0, 30, 10)   # 15.5 px away: miss
+  boxes[1, 3, 0] = (20, 20, 30, 30)  # 27.6 px away: miss
+  box_mask[0, :3, 0] = True
+  box_mask[1, 3, 0] = True
+  result = pointing.spatial_pointing(where, boxes, box_mask, np.array([[100, 100]] * 2),
+                                     labels=np.array([0, 1]), tolerance_px=15)
+  assert result.num_trials == 4
+  assert result.overall == pytest.approx(2 / 4)
+  assert result.class_mean == pytest.approx((2 / 3 + 0) / 2)
+
+
+def test_temporal_pointing_respects_mask_and_event():
+  when = np.array([[0.1, 0.5, 0.4], [0.1, 0.5, 0.4], [0.1, 0.5, 0.4]])
+  mask = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], bool)
+  start, end = np.array([1, 2, 0]), np.array([3, 3, 1])
+  result = pointing.temporal_pointing(when, mask, start, end, labels=np.array([0, 0, 1]))
+  # Video 0: argmax 1 in [1,3) hit. Video 1: 1 is padded → argmax 2 in [2,3) hit. Video 2: miss.
+  assert result.overall == pytest.approx(2 / 3)
+  assert result.class_mean == pytest.approx((1.0 + 0.0) / 2)
+  assert result.num_trials == 3
+  # A video whose annotated event is empty (start == end) is not a trial.
+  result = pointing.temporal_pointing(when, mask, np.array([1, 2, 0]), np.array([3, 3, 0]),
+                                      labels=np.array([0, 0, 1]))
+  assert result.num_trials == 2 and result.overall == 1.0
