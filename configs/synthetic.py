@@ -34,7 +34,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.model.grid_size = (8, 8)  # resnet_tiny on 64×64 frames
 
   config.batch_size = 32
-  config.eval_batch_size = 50
+  config.eval_batch_size = 32
   config.num_train_steps = 400
   config.log_every_steps = 20
   config.eval_every_steps = 100

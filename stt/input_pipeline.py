@@ -36,10 +36,14 @@ def to_numeric_example(record: dict, index: int) -> dict:
   return example
 
 
+@dataclasses.dataclass(frozen=True)
 class _ToNumeric(grain.transforms.MapWithIndex):
+  """Adds the split index; grain counts indices across repeated epochs, hence the modulo."""
+
+  num_examples: int
 
   def map_with_index(self, index, record):
-    return to_numeric_example(record, index)
+    return to_numeric_example(record, index % self.num_examples)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +64,7 @@ def train_dataset(source, *, per_host_batch_size: int, seed: int, random_flip: b
         f"the train split has {len(source)} examples, fewer than one batch of "
         f"{per_host_batch_size} per host on {jax.process_count()} host(s)")
   # The index is attached before sharding, so an example keeps its split index everywhere.
-  dataset = grain.MapDataset.source(source).map_with_index(_ToNumeric())
+  dataset = grain.MapDataset.source(source).map_with_index(_ToNumeric(len(source)))
   dataset = dataset[jax.process_index()::jax.process_count()]
   dataset = dataset.shuffle(seed=seed).repeat(None)
   if random_flip:
@@ -86,7 +90,7 @@ def eval_batches(source, *, per_host_batch_size: int):
 
   Padding examples are copies of a real one with `valid=False`; metrics must weight by `valid`.
   """
-  dataset = grain.MapDataset.source(source).map_with_index(_ToNumeric())
+  dataset = grain.MapDataset.source(source).map_with_index(_ToNumeric(len(source)))
   dataset = dataset[jax.process_index()::jax.process_count()]
   num_batches = num_eval_batches(len(source), per_host_batch_size * jax.process_count())
   batched = dataset.batch(per_host_batch_size, drop_remainder=False)

@@ -4,9 +4,12 @@ Configs are ml_collections files with `get_config(arg)`; override any key on the
 e.g. `--config.batch_size=64 --config.data_dir=/data/tfds`.
 """
 
+import os
 import sys
 
-import jax
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (used by TFDS/clu) start-up noise.
+
+import jax  # pylint: disable=g-import-not-at-top
 from absl import app
 from absl import flags
 from absl import logging
@@ -32,7 +35,9 @@ def parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except flags.Error as error:
-    fail(str(error).splitlines()[0])
+    # The first line names the flag; the last one is the underlying reason.
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    fail(lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}")
   except (AttributeError, KeyError, ValueError, TypeError) as error:
     # ml_collections reports unknown `--config.key` overrides and bad config arguments this way.
     text = " ".join(str(error).replace("\\n", " ").split()).strip("'\"")

@@ -1,0 +1,78 @@
+"""Bad configs fail early with one-line messages that name the key."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configs import synthetic
+from stt import config_validation
+
+
+def _config(**overrides):
+  config = synthetic.get_config("smoke")
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config
+
+
+def test_default_configs_are_valid():
+  config_validation.validate(synthetic.get_config(""), device_count=4, process_count=2)
+  config_validation.validate(synthetic.get_config("smoke"), device_count=8)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"batch_size": 6}, "batch_size=6 must be a positive multiple of the device count"),
+    ({"eval_batch_size": 0}, "eval_batch_size=0"),
+    ({"num_train_steps": 0}, "num_train_steps=0 must be >= 1"),
+    ({"dataset.name": "imagenet"}, "dataset.name='imagenet' is not one of"),
+    ({"model.visual_backbone": "vit"}, "model.visual_backbone='vit'"),
+    ({"model.grid_size": (7, 7)}, r"set it to \(8, 8\)"),
+    ({"model.num_segments": 5}, "must equal dataset.num_segments=10"),
+    ({"loss.segment_weight": 1.0}, "needs model.segment_head=True"),
+    ({"model.width": 30}, "divisible by model.num_heads"),
+])
+def test_bad_values_are_named(overrides, message):
+  with pytest.raises(config_validation.ConfigError, match=message):
+    config_validation.validate(_config(**overrides), device_count=4)
+
+
+def _run_main(*args, tmp_path):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  return subprocess.run(
+      # The default data dir comes first so that an explicit one in `args` wins.
+      [sys.executable, "-m", "stt.main", f"--workdir={tmp_path / 'w'}", *args[:1],
+       f"--config.data_dir={tmp_path / 'default_tfds'}", *args[1:]],
+      capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config=configs/synthetic.py:smoke", "--config.batch_sizee=3"],
+     'Did you mean "batch_size"'),
+    (["--config=configs/synthetic.py:smok"], "unknown arguments ['smok']"),
+    (["--config=configs/synthetic.py:smoke", "--config.batch_size=7"],
+     "batch_size=7 must be a positive multiple"),
+    (["--config=configs/synthetic.py:smoke", "--config.dataset.name=ave",
+      "--config.data_dir=/nonexistent/tfds"], "data dir /nonexistent/tfds does not exist"),
+    (["--config=configs/synthetic.py:smoke", "--config.model.temporal_pool=max"],
+     "model.temporal_pool='max' is not one of"),
+])
+def test_command_line_errors_are_one_line(args, message, tmp_path):
+  result = _run_main(*args, tmp_path=tmp_path)
+  assert result.returncode == 2, result.stderr[-2000:]
+  lines = [l for l in result.stderr.splitlines() if l.startswith("stt: error:")]
+  assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+
+
+def test_empty_data_dir_is_a_clear_error(tmp_path):
+  (tmp_path / "tfds").mkdir()
+  result = _run_main("--config=configs/synthetic.py:smoke", "--config.dataset.name=ave",
+                     f"--config.data_dir={tmp_path / 'tfds'}", tmp_path=tmp_path)
+  assert result.returncode == 2
+  assert "no built dataset at" in result.stderr and "Traceback" not in result.stderr
