@@ -205,12 +205,13 @@ def build(manual_dir, data_dir, *, tag: str, num_segments: int = 10, frames_per_
       num_segments=num_segments, frames_per_segment=frames_per_segment, frame_size=frame_size,
       num_workers=num_workers)
   builder = AveVideos(config=config, data_dir=str(data_dir))
-  builder.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
   dataset_dir = pathlib.Path(builder.data_dir)
-  with open(dataset_dir / "failures.jsonl", "w") as failures_file:
-    for failure in builder.failures:
-      failures_file.write(json.dumps(failure) + "\n")
+  failures_path = dataset_dir / "failures.jsonl"
+  if not (dataset_dir / "dataset_info.json").exists():  # Otherwise already built: keep it.
+    builder.download_and_prepare(
+        file_format="array_record",
+        download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+    failures_path.write_text("".join(json.dumps(f) + "\n" for f in builder.failures))
   built = {split: info.num_examples for split, info in builder.info.splits.items()}
-  return BuildSummary(dataset_dir, built, len(builder.failures))
+  failed = len(failures_path.read_text().splitlines()) if failures_path.exists() else 0
+  return BuildSummary(dataset_dir, built, failed)
