@@ -2,6 +2,8 @@
 
 import ml_collections
 
+from stt.models import stan
+
 
 def get_common_config() -> ml_collections.ConfigDict:
   """Training, input, checkpoint, evaluation and model defaults."""
@@ -46,18 +48,9 @@ def get_common_config() -> ml_collections.ConfigDict:
   config.explain = ml_collections.ConfigDict()
   config.explain.pointing_tolerance_px = 15.0
 
-  config.model = ml_collections.ConfigDict()
+  # One source of truth for model fields: the model's own defaults, then full-size backbones.
+  config.model = stan.default_model_config()
   config.model.visual_backbone = "resnet18"
   config.model.audio_backbone = "vggish"
-  config.model.width = 128
-  config.model.num_heads = 4
-  config.model.num_layers = 1
-  config.model.mlp_ratio = 2
-  config.model.dropout = 0.1
-  config.model.spatial_query = "audio"
-  config.model.temporal_pool = "attention"
-  config.model.segment_head = False
-  config.model.dtype = "float32"
-  config.model.num_segments = 10
-  config.model.grid_size = (7, 7)
+  config.model.grid_size = (7, 7)  # resnet18 on 224x224 frames
   return config

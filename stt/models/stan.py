@@ -1,0 +1,217 @@
+"""STAN: space-time attention network for explainable audio-visual event recognition.
+
+Shape letters: B videos, T segments, F frames per segment, H x W frame size, h x w = N
+visual grid cells, Cv / Ca backbone channels, D width, C classes, L transformer layers.
+
+    frames [B,T,F,H,W,3] uint8 --visual backbone, mean over F--> visual_map [B,T,h,w,Cv]
+    log_mel [B,T,96,64]        --audio backbone-------------> audio_vec [B,T,Ca]
+    project to D, add spatial / temporal / modality embeddings, LayerNorm
+    "where": audio-guided spatial attention per segment      -> v_hat [B,T,D], alpha
+    cross-modal transformer over [a_1..a_T, v_hat_1..v_hat_T] -> h^a, h^v [B,T,D]
+    "when": attention pooling over valid segments per modality -> z^a, z^v [B,D], beta
+    MLP([z^a; z^v]) -> logits [B,C];  optional Linear([h^a_t; h^v_t]) -> [B,T,C+1]
+
+`Stan.encode` and `Stan.head` split the forward pass at the backbone outputs so that
+explainers (Grad-CAM, occlusion) can act on the visual feature map.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from stt.models import backbones
+from stt.models.layers import AudioGuidedSpatialAttention
+from stt.models.layers import CrossModalTransformer
+from stt.models.layers import TemporalAttentionPool
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_EMBED_INIT = nnx.initializers.normal(stddev=0.02)
+
+
+def default_model_config() -> ml_collections.ConfigDict:
+  """All model fields with their defaults (the tiny CPU variant on 64x64 frames)."""
+  config = ml_collections.ConfigDict()
+  config.visual_backbone = 'resnet_tiny'  # 'resnet18' | 'resnet50' | 'resnet_tiny' | 'features'
+  config.audio_backbone = 'vggish_tiny'  # 'vggish' | 'vggish_tiny' | 'features'
+  config.visual_feature_dim = 512  # Cv of precomputed maps, used when visual_backbone='features'
+  config.audio_feature_dim = 128  # Ca of precomputed vectors, used when audio_backbone='features'
+  config.width = 128  # D
+  config.num_heads = 4
+  config.num_layers = 1
+  config.mlp_ratio = 2
+  config.dropout = 0.1
+  config.spatial_query = 'audio'  # 'audio' | 'learned' | 'none'
+  config.temporal_pool = 'attention'  # 'attention' | 'mean'
+  config.segment_head = False
+  config.dtype = 'float32'  # compute dtype: 'float32' | 'bfloat16'; params stay float32
+  config.num_segments = 10  # T, size of the temporal position embedding
+  config.grid_size = (8, 8)  # (h, w) of the visual map: (8,8) resnet_tiny@64px, (7,7) @224px
+  return config
+
+
+def make_visual_backbone(name: str, feature_dim: int, *, dtype, rngs: nnx.Rngs):
+  """Returns (module or None for precomputed 'features', output channels Cv)."""
+  if name == 'resnet18':
+    module = backbones.resnet18(dtype=dtype, rngs=rngs)
+  elif name == 'resnet50':
+    module = backbones.resnet50(dtype=dtype, rngs=rngs)
+  elif name == 'resnet_tiny':
+    module = backbones.resnet_tiny(dtype=dtype, rngs=rngs)
+  elif name == 'features':
+    return None, feature_dim
+  else:
+    raise ValueError(f'unknown visual_backbone {name!r}')
+  return module, module.out_channels
+
+
+def make_audio_backbone(name: str, feature_dim: int, *, dtype, rngs: nnx.Rngs):
+  """Returns (module or None for precomputed 'features', output size Ca)."""
+  if name == 'vggish':
+    module = backbones.VGGish(dtype=dtype, rngs=rngs)
+  elif name == 'vggish_tiny':
+    module = backbones.VGGishTiny(dtype=dtype, rngs=rngs)
+  elif name == 'features':
+    return None, feature_dim
+  else:
+    raise ValueError(f'unknown audio_backbone {name!r}')
+  return module, module.out_features
+
+
+def normalize_frames(frames: jax.Array) -> jax.Array:
+  """uint8 RGB [..., 3] -> float32 (x/255 - ImageNet mean) / std."""
+  x = frames.astype(jnp.float32) / 255.0
+  return (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
+
+
+class Stan(nnx.Module):
+  """Space-time attention network; see the module docstring for the data flow."""
+
+  def __init__(self, config: ml_collections.ConfigDict, num_classes: int, *, rngs: nnx.Rngs):
+    self.num_classes = num_classes
+    self.dtype = jnp.dtype(config.dtype)
+    dtype, width = self.dtype, config.width
+    self.grid_size = tuple(config.grid_size)
+    num_cells = self.grid_size[0] * self.grid_size[1]
+
+    self.visual_backbone, visual_dim = make_visual_backbone(
+        config.visual_backbone, config.visual_feature_dim, dtype=dtype, rngs=rngs)
+    self.audio_backbone, audio_dim = make_audio_backbone(
+        config.audio_backbone, config.audio_feature_dim, dtype=dtype, rngs=rngs)
+
+    linear = lambda d_in, d_out, dt=dtype: nnx.Linear(
+        d_in, d_out, dtype=dt, param_dtype=jnp.float32, rngs=rngs)
+    layer_norm = lambda: nnx.LayerNorm(width, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+    self.visual_projection = linear(visual_dim, width)
+    self.audio_projection = linear(audio_dim, width)
+    self.spatial_position = nnx.Param(_EMBED_INIT(rngs.params(), (num_cells, width)))
+    self.temporal_position = nnx.Param(_EMBED_INIT(rngs.params(), (config.num_segments, width)))
+    self.modality_embedding = nnx.Param(_EMBED_INIT(rngs.params(), (2, width)))  # audio, visual
+    self.visual_norm = layer_norm()
+    self.audio_norm = layer_norm()
+    self.token_dropout = nnx.Dropout(config.dropout, rngs=rngs)
+
+    self.spatial_attention = AudioGuidedSpatialAttention(
+        width, config.num_heads, config.spatial_query, dtype=dtype, rngs=rngs)
+    self.transformer = CrossModalTransformer(
+        width, config.num_heads, config.num_layers, config.mlp_ratio, config.dropout,
+        dtype=dtype, rngs=rngs)
+    self.audio_pool = TemporalAttentionPool(width, config.temporal_pool, dtype=dtype, rngs=rngs)
+    self.visual_pool = TemporalAttentionPool(width, config.temporal_pool, dtype=dtype, rngs=rngs)
+
+    self.classifier_hidden = linear(2 * width, width)
+    self.classifier_dropout = nnx.Dropout(config.dropout, rngs=rngs)
+    self.classifier_out = linear(width, num_classes, jnp.float32)
+    self.segment_classifier = (
+        linear(2 * width, num_classes + 1, jnp.float32) if config.segment_head else None)
+
+  def encode(self, inputs: dict, *, train: bool = False):
+    """Backbones. Returns (visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca]).
+
+    Uses inputs['frames'] [B,T,F,H,W,3] uint8 (frame features averaged over F) or
+    inputs['visual_features'] [B,T,h,w,Cv]; inputs['log_mel'] [B,T,96,64] or
+    inputs['audio_features'] [B,T,Ca].
+    """
+    if self.visual_backbone is None:
+      visual_map = jnp.asarray(inputs['visual_features'])
+    else:
+      frames = inputs['frames']
+      b, t, f = frames.shape[:3]
+      images = normalize_frames(frames.reshape((b * t * f,) + frames.shape[3:]))
+      maps = self.visual_backbone(images.astype(self.dtype), train=train)
+      visual_map = maps.reshape((b, t, f) + maps.shape[1:]).mean(axis=2)
+    if self.audio_backbone is None:
+      audio_vec = jnp.asarray(inputs['audio_features'])
+    else:
+      log_mel = inputs['log_mel']
+      b, t = log_mel.shape[:2]
+      vec = self.audio_backbone(
+          log_mel.reshape((b * t,) + log_mel.shape[2:]).astype(self.dtype), train=train)
+      audio_vec = vec.reshape(b, t, -1)
+    return visual_map, audio_vec
+
+  def head(self, visual_map: jax.Array, audio_vec: jax.Array,
+           segment_mask: jax.Array | None = None, *, train: bool = False) -> dict:
+    """Everything after the backbones.
+
+    visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca], segment_mask [B,T] bool (None: all valid).
+    Returns {'logits': [B,C] f32, 'segment_logits': [B,T,C+1] f32 or None,
+             'explanations': {'where': [B,T,h,w], 'when_audio': [B,T], 'when_visual': [B,T],
+                              'spatial_attention': [B,T,heads,N],
+                              'temporal_attention': [L,B,heads,2T,2T]}}  (all f32).
+    """
+    b, t, h, w, _ = visual_map.shape
+    if (h, w) != self.grid_size:
+      raise ValueError(f'visual map grid {(h, w)} != config.grid_size {self.grid_size}')
+    if t > self.temporal_position.shape[0]:
+      raise ValueError(f'{t} segments > config.num_segments {self.temporal_position.shape[0]}')
+    if segment_mask is None:
+      segment_mask = jnp.ones((b, t), bool)
+    segment_mask = segment_mask.astype(bool)
+    deterministic = not train
+
+    temporal = self.temporal_position[...][:t]  # [T,D]
+    modality = self.modality_embedding[...]
+    cells = self.visual_projection(visual_map.reshape(b, t, h * w, -1).astype(self.dtype))
+    cells = cells + self.spatial_position[...] + temporal[:, None, :] + modality[1]
+    cells = self.token_dropout(self.visual_norm(cells), deterministic=deterministic)
+    audio = self.audio_projection(audio_vec.astype(self.dtype)) + temporal + modality[0]
+    audio = self.token_dropout(self.audio_norm(audio), deterministic=deterministic)
+
+    attended, alpha = self.spatial_attention(audio, cells)  # [B,T,D], [B,T,heads,N]
+    tokens = jnp.concatenate([audio, attended.astype(audio.dtype)], axis=1)  # [B,2T,D]
+    key_mask = jnp.concatenate([segment_mask, segment_mask], axis=1)  # [B,2T]
+    hidden, temporal_attention = self.transformer(tokens, key_mask, train=train)
+    hidden_audio, hidden_visual = hidden[:, :t], hidden[:, t:]
+
+    pooled_audio, beta_audio = self.audio_pool(hidden_audio, segment_mask)
+    pooled_visual, beta_visual = self.visual_pool(hidden_visual, segment_mask)
+    pooled = jnp.concatenate([pooled_audio, pooled_visual], axis=-1)
+    x = self.classifier_dropout(nnx.gelu(self.classifier_hidden(pooled)),
+                                deterministic=deterministic)
+    logits = self.classifier_out(x.astype(jnp.float32))
+
+    segment_logits = None
+    if self.segment_classifier is not None:
+      per_segment = jnp.concatenate([hidden_audio, hidden_visual], axis=-1)
+      segment_logits = self.segment_classifier(per_segment.astype(jnp.float32))
+
+    return {
+        'logits': logits,
+        'segment_logits': segment_logits,
+        'explanations': {
+            'where': alpha.mean(axis=2).reshape(b, t, h, w),
+            'when_audio': beta_audio,
+            'when_visual': beta_visual,
+            'spatial_attention': alpha,
+            'temporal_attention': temporal_attention,
+        },
+    }
+
+  def __call__(self, inputs: dict, *, train: bool = False) -> dict:
+    """inputs: see `encode`, plus 'segment_mask' [B,T] bool (optional). Returns `head`'s dict."""
+    visual_map, audio_vec = self.encode(inputs, train=train)
+    return self.head(visual_map, audio_vec, inputs.get('segment_mask'), train=train)
