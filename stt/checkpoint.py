@@ -18,7 +18,11 @@ BEST_METRIC = "val/accuracy"
 
 
 def make_manager(workdir: pathlib.Path, *, keep_last: int) -> ocp.CheckpointManager:
-  """A manager that keeps the `keep_last` newest checkpoints plus the best by val accuracy."""
+  """A manager that keeps the `keep_last` newest checkpoints plus the best by val accuracy.
+
+  Checkpoints saved between evaluations carry no metrics: LatestN keeps them while they are
+  recent, and they can never be chosen as best.
+  """
   policies = ocp.checkpoint_managers
   options = ocp.CheckpointManagerOptions(
       best_fn=lambda metrics: metrics[BEST_METRIC],
@@ -26,7 +30,7 @@ def make_manager(workdir: pathlib.Path, *, keep_last: int) -> ocp.CheckpointMana
       preservation_policy=policies.AnyPreservationPolicy([
           policies.LatestN(n=keep_last),
           policies.BestN(get_metric_fn=lambda metrics: metrics[BEST_METRIC], reverse=False, n=1,
-                         keep_checkpoints_without_metrics=True),
+                         keep_checkpoints_without_metrics=False),
       ]),
       enable_async_checkpointing=True,
       create=True,

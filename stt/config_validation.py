@@ -32,7 +32,8 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int, process_co
              f"{key}={size} must be a positive multiple of the device count ({device_count})")
     _require(size % process_count == 0,
              f"{key}={size} must be divisible by the number of processes ({process_count})")
-  for key in ("num_train_steps", "log_every_steps", "eval_every_steps", "keep_checkpoints"):
+  for key in ("num_train_steps", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
+              "keep_checkpoints"):
     _require(config[key] >= 1, f"{key}={config[key]} must be >= 1")
   _require(config.optimizer.learning_rate > 0, "optimizer.learning_rate must be > 0")
   _require(config.optimizer.warmup_steps >= 0, "optimizer.warmup_steps must be >= 0")

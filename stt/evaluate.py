@@ -34,7 +34,9 @@ def eval_step(graphdef, state, batch) -> dict:
       "prediction": logits.argmax(-1),
       "loss": optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]),
       "where": explanations["where"],
-      "when": explanations["when_audio"],
+      "when": explanations["when"],
+      "when_audio": explanations["when_audio"],
+      "when_visual": explanations["when_visual"],
       **{key: batch[key] for key in ANNOTATION_KEYS},
   }
 
@@ -78,13 +80,18 @@ def pointing_metrics(out: dict, tolerance_px: float, explainer: str = "attention
   """`explain/<explainer>/pointing_{spatial,spatial_class_mean,temporal}` from predict()."""
   spatial = pointing.spatial_pointing(out["where"], out["boxes"], out["box_mask"],
                                       out["frame_size"], out["label"], tolerance_px)
-  temporal = pointing.temporal_pointing(out["when"], out["segment_mask"], out["event_start"],
-                                        out["event_end"], out["label"])
   prefix = f"explain/{explainer}"
-  return {
+  metrics = {
       f"{prefix}/pointing_spatial": spatial.overall,
       f"{prefix}/pointing_spatial_class_mean": spatial.class_mean,
       f"{prefix}/pointing_spatial_trials": spatial.num_trials,
-      f"{prefix}/pointing_temporal": temporal.overall,
-      f"{prefix}/pointing_temporal_class_mean": temporal.class_mean,
   }
+  # "when" is the explainer's single temporal map; per-modality maps are reported beside it.
+  for key, suffix in (("when", ""), ("when_audio", "_audio"), ("when_visual", "_visual")):
+    if key not in out:
+      continue
+    temporal = pointing.temporal_pointing(out[key], out["segment_mask"], out["event_start"],
+                                          out["event_end"], out["label"])
+    metrics[f"{prefix}/pointing_temporal{suffix}"] = temporal.overall
+    metrics[f"{prefix}/pointing_temporal{suffix}_class_mean"] = temporal.class_mean
+  return metrics

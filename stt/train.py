@@ -137,17 +137,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                  for k in window[0]}
       if not np.isfinite(summary["train/loss"]):
         manager.wait_until_finished()
+        kept = (f"the last good checkpoint (step {manager.latest_step()}) is kept in "
+                f"{workdir / 'checkpoints'}" if manager.latest_step() is not None
+                else "no checkpoint had been written yet")
         raise NonFiniteLossError(
-            f"training loss is {summary['train/loss']} at step {step}; stopping. The last good "
-            f"checkpoint (step {manager.latest_step()}) is kept in {workdir / 'checkpoints'}")
+            f"training loss is {summary['train/loss']} at step {step}; stopping ({kept}). "
+            "Lower optimizer.learning_rate or check the input data.")
       last_train_loss = summary["train/loss"]
       writer.write_scalars(step, summary)
       window = []
-    if step % config.eval_every_steps == 0 or is_last:
+    evaluate_now = step % config.eval_every_steps == 0 or is_last
+    if evaluate_now:
       val = evaluator.evaluate(state, dataset.sources["val"], "val")
       writer.write_scalars(step, val)
       checkpoint.save(manager, step, state, train_iter,
                       metrics={**val, "train/loss": last_train_loss or float("nan")})
+    elif step % config.checkpoint_every_steps == 0:
+      checkpoint.save(manager, step, state, train_iter)  # no metrics: never "best"
   manager.wait_until_finished()
 
   # --- Final evaluation with the best checkpoint ---

@@ -10,6 +10,7 @@ import pytest
 from flax import nnx
 
 from stt.models import backbones
+from stt.models import stan
 from stt.models.stan import Stan, default_model_config
 
 B, T, C = 2, 4, 5
@@ -100,17 +101,20 @@ def test_attention_normalisation(spatial_query):
   np.testing.assert_allclose(ex['where'].sum((-2, -1)), 1.0, atol=1e-5)
   np.testing.assert_allclose(ex['when_audio'].sum(-1), 1.0, atol=1e-5)
   np.testing.assert_allclose(ex['when_visual'].sum(-1), 1.0, atol=1e-5)
+  np.testing.assert_allclose(ex['when'].sum(-1), 1.0, atol=1e-5)
   np.testing.assert_allclose(ex['temporal_attention'].sum(-1), 1.0, atol=1e-5)
   assert np.all(ex['spatial_attention'] >= 0) and np.all(ex['when_audio'] >= 0)
 
 
-@pytest.mark.parametrize('kind', ['backbones', 'features'])
-def test_padded_segments_are_ignored(kind):
-  model = make_model(kind)
+@pytest.mark.parametrize('kind, pool_values', [('backbones', 'local'), ('features', 'local'),
+                                               ('features', 'contextual')])
+def test_padded_segments_are_ignored(kind, pool_values):
+  model = make_model(kind, pool_values=pool_values)
   inputs = make_inputs(kind)
   out = forward(model, inputs)
   ex = out['explanations']
   assert np.all(ex['when_audio'][0, 3] == 0.0) and np.all(ex['when_visual'][0, 3] == 0.0)
+  assert np.all(ex['when'][0, 3] == 0.0)
   assert np.all(ex['when_audio'][1] > 0)
   # Padded audio token (index 3) and visual token (index T + 3) are never attended to.
   attention = ex['temporal_attention']
@@ -141,6 +145,15 @@ def test_ablation_switches_give_uniform_weights():
   expected = MASK / MASK.sum(1, keepdims=True)
   np.testing.assert_allclose(ex['when_audio'], expected, rtol=1e-6)
   np.testing.assert_allclose(ex['when_visual'], expected, rtol=1e-6)
+  np.testing.assert_allclose(ex['when'], expected, rtol=1e-6)
+
+
+def test_joint_when_is_the_renormalised_product():
+  beta_audio = jnp.array([[0.5, 0.3, 0.2, 0.0], [0.25, 0.25, 0.25, 0.25]])
+  beta_visual = jnp.array([[0.1, 0.1, 0.8, 0.0], [0.7, 0.1, 0.1, 0.1]])
+  when = stan.joint_when(beta_audio, beta_visual)
+  np.testing.assert_allclose(when[0], [0.05 / 0.24, 0.03 / 0.24, 0.16 / 0.24, 0.0], rtol=1e-6)
+  np.testing.assert_allclose(when[1], beta_visual[1], rtol=1e-6)  # uniform audio: visual decides
 
 
 def test_determinism_from_seed():

@@ -180,12 +180,16 @@ class TemporalAttentionPool(nnx.Module):
       # No bias on the score: a constant shift of all scores gets no gradient.
       self.score = _linear(width, 1, dtype, rngs, use_bias=False)
 
-  def __call__(self, h: jax.Array, segment_mask: jax.Array):
-    """h [B,T,D], segment_mask [B,T] bool -> (z [B,D], beta [B,T] float32)."""
+  def __call__(self, h: jax.Array, segment_mask: jax.Array, values: jax.Array | None = None):
+    """h [B,T,D] (scored), segment_mask [B,T] bool, values [B,T,D'] (pooled; default h).
+
+    Returns (z [B,D'], beta [B,T] float32).
+    """
+    values = h if values is None else values
     if self.temporal_pool == 'attention':
       scores = self.score(jnp.tanh(self.hidden(h)))[..., 0]
     else:
       scores = jnp.zeros(h.shape[:2], jnp.float32)
     beta = masked_softmax(scores, segment_mask, axis=-1)
-    z = jnp.einsum('bt,btd->bd', beta.astype(h.dtype), h)
+    z = jnp.einsum('bt,btd->bd', beta.astype(values.dtype), values)
     return z, beta

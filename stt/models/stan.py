@@ -8,7 +8,9 @@ visual grid cells, Cv / Ca backbone channels, D width, C classes, L transformer 
     project to D, add spatial / temporal / modality embeddings, LayerNorm
     "where": audio-guided spatial attention per segment      -> v_hat [B,T,D], alpha
     cross-modal transformer over [a_1..a_T, v_hat_1..v_hat_T] -> h^a, h^v [B,T,D]
-    "when": attention pooling over valid segments per modality -> z^a, z^v [B,D], beta
+    "when": attention pooling over valid segments per modality, scored from h^m_t, pooling
+            the segment's own tokens a_t / v_hat_t (pool_values='local')  -> z^a, z^v [B,D], beta
+            explanation "when" = beta^a * beta^v renormalised
     MLP([z^a; z^v]) -> logits [B,C];  optional Linear([h^a_t; h^v_t]) -> [B,T,C+1]
 
 `Stan.encode` and `Stan.head` split the forward pass at the backbone outputs so that
@@ -29,6 +31,7 @@ from stt.models.layers import TemporalAttentionPool
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+POOL_VALUES = ('local', 'contextual')
 _EMBED_INIT = nnx.initializers.normal(stddev=0.02)
 
 
@@ -46,6 +49,11 @@ def default_model_config() -> ml_collections.ConfigDict:
   config.dropout = 0.1
   config.spatial_query = 'audio'  # 'audio' | 'learned' | 'none'
   config.temporal_pool = 'attention'  # 'attention' | 'mean'
+  # What the "when" pooling averages: 'contextual' = the transformer outputs h_t (every h_t
+  # sees the whole video, so beta need not point at the evidence); 'local' = the segment's own
+  # tokens (a_t, v_hat_t), with beta still scored from h_t, so the classifier sees only what
+  # beta selects.
+  config.pool_values = 'local'
   config.segment_head = False
   config.dtype = 'float32'  # compute dtype: 'float32' | 'bfloat16'; params stay float32
   config.num_segments = 10  # T, size of the temporal position embedding
@@ -87,11 +95,24 @@ def normalize_frames(frames: jax.Array) -> jax.Array:
   return (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
 
 
+def joint_when(beta_audio: jax.Array, beta_visual: jax.Array) -> jax.Array:
+  """The model's single "when" [B,T]: beta^a * beta^v renormalised over segments.
+
+  High where both modalities attend, which is what an audio-visual event is. Padded
+  segments have zero beta in both, so they stay at zero.
+  """
+  joint = beta_audio * beta_visual
+  return joint / jnp.maximum(joint.sum(axis=-1, keepdims=True), jnp.finfo(joint.dtype).tiny)
+
+
 class Stan(nnx.Module):
   """Space-time attention network; see the module docstring for the data flow."""
 
   def __init__(self, config: ml_collections.ConfigDict, num_classes: int, *, rngs: nnx.Rngs):
     self.num_classes = num_classes
+    if config.pool_values not in POOL_VALUES:
+      raise ValueError(f'pool_values must be one of {POOL_VALUES}, got {config.pool_values!r}')
+    self.pool_values = config.pool_values
     self.dtype = jnp.dtype(config.dtype)
     dtype, width = self.dtype, config.width
     self.grid_size = tuple(config.grid_size)
@@ -159,7 +180,8 @@ class Stan(nnx.Module):
 
     visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca], segment_mask [B,T] bool (None: all valid).
     Returns {'logits': [B,C] f32, 'segment_logits': [B,T,C+1] f32 or None,
-             'explanations': {'where': [B,T,h,w], 'when_audio': [B,T], 'when_visual': [B,T],
+             'explanations': {'where': [B,T,h,w], 'when': [B,T], 'when_audio': [B,T],
+                              'when_visual': [B,T],
                               'spatial_attention': [B,T,heads,N],
                               'temporal_attention': [L,B,heads,2T,2T]}}  (all f32).
     """
@@ -187,8 +209,12 @@ class Stan(nnx.Module):
     hidden, temporal_attention = self.transformer(tokens, key_mask, train=train)
     hidden_audio, hidden_visual = hidden[:, :t], hidden[:, t:]
 
-    pooled_audio, beta_audio = self.audio_pool(hidden_audio, segment_mask)
-    pooled_visual, beta_visual = self.visual_pool(hidden_visual, segment_mask)
+    if self.pool_values == 'local':  # beta from context, evidence from the segment itself
+      audio_values, visual_values = audio, attended.astype(audio.dtype)
+    else:
+      audio_values, visual_values = hidden_audio, hidden_visual
+    pooled_audio, beta_audio = self.audio_pool(hidden_audio, segment_mask, audio_values)
+    pooled_visual, beta_visual = self.visual_pool(hidden_visual, segment_mask, visual_values)
     pooled = jnp.concatenate([pooled_audio, pooled_visual], axis=-1)
     x = self.classifier_dropout(nnx.gelu(self.classifier_hidden(pooled)),
                                 deterministic=deterministic)
@@ -204,6 +230,7 @@ class Stan(nnx.Module):
         'segment_logits': segment_logits,
         'explanations': {
             'where': alpha.mean(axis=2).reshape(b, t, h, w),
+            'when': joint_when(beta_audio, beta_visual),
             'when_audio': beta_audio,
             'when_visual': beta_visual,
             'spatial_attention': alpha,
