@@ -182,8 +182,8 @@ class VGGish(nnx.Module):
 class VGGishTiny(nnx.Module):
   """Fast CPU variant: conv4x4/4(16) - conv3x3/2(32) - conv3x3/2(64), ReLU, global mean -> 64.
 
-  96x64 -> 24x16 -> 12x8 -> 6x4. Patchifying the log-mel first makes it ~10x cheaper than
-  convolving it at full resolution (benchmarks/RESULTS.md).
+  96x64 -> 24x16 -> 12x8 -> 6x4: the log-mel is patchified first, like resnet_tiny's frames,
+  because full-resolution 3x3 convs dominated the CPU step (benchmarks/RESULTS.md).
   """
 
   def __init__(self, widths: Sequence[int] = (16, 32, 64), *, dtype=jnp.float32,
