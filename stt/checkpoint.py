@@ -7,12 +7,14 @@ is grain's per-process iterator state. Saves are asynchronous; `best` is by vali
 
 from __future__ import annotations
 
+import logging
 import pathlib
 
 import grain
 import jax
 import orbax.checkpoint as ocp
 from flax import nnx
+from jax.experimental import multihost_utils
 
 BEST_METRIC = "val/accuracy"
 
@@ -37,7 +39,8 @@ def make_manager(workdir: pathlib.Path, *, keep_last: int) -> ocp.CheckpointMana
   )
   return ocp.CheckpointManager(
       pathlib.Path(workdir).absolute() / "checkpoints", options=options,
-      item_names=("state", "data_iter"))
+      item_handlers={"state": ocp.StandardCheckpointHandler(),
+                     "data_iter": grain.checkpoint.CheckpointHandler()})
 
 
 def _is_key(leaf) -> bool:
@@ -86,3 +89,79 @@ def restore(manager: ocp.CheckpointManager, step: int, state_like: nnx.State,
     items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iterator)
   restored = manager.restore(step, args=ocp.args.Composite(**items))
   return _from_savable(restored["state"], state_like)
+
+
+class NoUsableCheckpointError(RuntimeError):
+  """Checkpoints exist in the workdir but none of them can be restored."""
+
+
+def _shape_mismatch(manager: ocp.CheckpointManager, step: int, state_like: nnx.State):
+  """A description of the first array whose saved shape differs from the live one, or None.
+
+  Raises if the checkpoint's metadata cannot be read (a damaged checkpoint).
+  """
+  def shapes(tree) -> dict[str, tuple]:
+    # Saved keys are strings, live ones may be ints: compare "0/audio_backbone/..." names.
+    return {"/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path):
+            tuple(leaf.shape) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+  saved_shapes = shapes(manager.item_metadata(step)["state"])
+  live_shapes = shapes(_to_savable(state_like))
+  if saved_shapes.keys() != live_shapes.keys():
+    differ = sorted(saved_shapes.keys() ^ live_shapes.keys())
+    return f"the saved and the configured model have different parameters ({differ[0]}, ...)"
+  for name, shape in live_shapes.items():
+    if saved_shapes[name] != shape:
+      return f"{name} has shape {saved_shapes[name]} in the checkpoint but {shape} in the model"
+  return None
+
+
+def restore_newest_usable(manager: ocp.CheckpointManager, state_like: nnx.State,
+                          data_iterator) -> tuple[int | None, nnx.State]:
+  """Restores the newest checkpoint that reads back; returns (step or None, state).
+
+  A checkpoint that fails to restore (truncated or damaged files) is reported, renamed to
+  `<step>.unreadable` (kept for inspection, invisible to the manager) and the previous one is
+  tried. A checkpoint of another model (shapes differ from the configured one: a config change,
+  not damage) and a workdir where every checkpoint fails stop the run with a clear error:
+  starting over silently would lose the work.
+  """
+  steps = sorted(manager.all_steps(), reverse=True)
+  failures = []
+  for step in steps:
+    try:
+      mismatch = _shape_mismatch(manager, step, state_like)
+      if mismatch is not None:  # A config change, not damage: older checkpoints match no better.
+        raise NoUsableCheckpointError(
+            f"the checkpoint at step {step} in {manager.directory} does not fit the configured "
+            f"model: {mismatch}. Use a new --workdir for a different model.")
+      state = restore(manager, step, state_like, data_iterator)
+    except NoUsableCheckpointError:
+      raise
+    except Exception as error:  # pylint: disable=broad-except  # orbax/tensorstore/json errors
+      reason = " ".join(str(error).split())[:300]
+      failures.append(f"step {step}: {type(error).__name__}: {reason}")
+      logging.warning("Checkpoint at step %d cannot be restored (%s: %s); trying the previous "
+                      "one.", step, type(error).__name__, reason)
+      continue
+    _set_aside(manager, steps[:len(failures)])
+    return step, state
+  if failures and len(failures) == len(steps):
+    raise NoUsableCheckpointError(
+        f"none of the {len(steps)} checkpoints in {manager.directory} can be restored "
+        f"(newest: {failures[0]}).")
+  return None, state_like
+
+
+def _set_aside(manager: ocp.CheckpointManager, steps: list[int]):
+  """Renames unreadable checkpoint directories to `<step>.unreadable` (process 0), then syncs."""
+  if not steps:
+    return
+  if jax.process_index() == 0:
+    for step in steps:
+      path = pathlib.Path(manager.directory) / str(step)
+      target = path.with_name(f"{step}.unreadable")
+      path.rename(target)
+      logging.warning("Moved the unreadable checkpoint to %s", target)
+  multihost_utils.sync_global_devices("stt_checkpoint_set_aside")
+  manager.reload()

@@ -15,13 +15,21 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from stt import checkpoint
 from stt import config_validation
 from stt import datasets
+from stt import distributed
+from stt import preemption
 from stt import train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/synthetic.py")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.json.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train"], "train: train (or resume), then evaluate.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0, for an explicit multi-process run "
+    "(default $STT_COORDINATOR_ADDRESS). TPU pods and SLURM are detected without it.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "default $STT_NUM_PROCESSES")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "default $STT_PROCESS_ID")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -47,14 +55,26 @@ def parse_flags(argv):
 def main(argv):
   del argv
   config = _CONFIG.value
+  from_env = distributed.from_environment()
+  try:
+    distributed.initialize(distributed.ProcessSpec(
+        _COORDINATOR.value or from_env.coordinator_address,
+        _NUM_PROCESSES.value if _NUM_PROCESSES.value is not None else from_env.num_processes,
+        _PROCESS_ID.value if _PROCESS_ID.value is not None else from_env.process_id))
+  except ValueError as error:
+    fail(str(error))
   try:
     config_validation.validate(config, device_count=jax.device_count(),
                                process_count=jax.process_count())
     train.train_and_evaluate(config, _WORKDIR.value)
-  except (config_validation.ConfigError, datasets.DatasetError) as error:
+  except (config_validation.ConfigError, datasets.DatasetError,
+          checkpoint.NoUsableCheckpointError) as error:
     fail(str(error))
   except train.NonFiniteLossError as error:
     fail(str(error), code=3)
+  except preemption.Preempted as error:
+    logging.warning("%s", error)
+    sys.exit(preemption.PREEMPTED_EXIT_CODE)
   logging.info("Done. Results in %s/results.json", _WORKDIR.value)
 
 

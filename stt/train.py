@@ -27,6 +27,7 @@ from stt import checkpoint
 from stt import datasets
 from stt import evaluate
 from stt import input_pipeline
+from stt import preemption
 from stt import sharding
 from stt.models import stan
 
@@ -114,21 +115,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   # --- Resume ---
   manager = checkpoint.make_manager(workdir, keep_last=config.keep_checkpoints)
-  first_step = 1
-  if manager.latest_step() is not None:
-    latest = manager.latest_step()
-    logging.info("Resuming from checkpoint at step %d", latest)
-    state = checkpoint.restore(manager, latest, state, train_iter)
-    first_step = latest + 1
+  resumed_step, state = checkpoint.restore_newest_usable(manager, state, train_iter)
+  first_step = 1 if resumed_step is None else resumed_step + 1
+  if resumed_step is not None:
+    logging.info("Resuming from checkpoint at step %d", resumed_step)
 
   # --- Train loop ---
   report_progress = periodic_actions.ReportProgress(
       num_train_steps=config.num_train_steps, writer=writer, every_steps=config.log_every_steps)
   window, last_train_loss = [], None
+  preemption_flag = preemption.PreemptionFlag()
   for step in range(first_step, config.num_train_steps + 1):
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
       batch = input_pipeline.make_global_batch(next(train_iter), batch_sharding)
       state, metrics = jit_train_step(state, batch)
+    if preemption_flag.requested():
+      manager.wait_until_finished()
+      if manager.latest_step() != step:  # this step may have just been saved
+        checkpoint.save(manager, step, state, train_iter, force=True)
+        manager.wait_until_finished()
+      manager.close()
+      preemption_flag.restore()
+      raise preemption.Preempted(
+          f"SIGTERM: saved a checkpoint at step {step} in {workdir / 'checkpoints'} and "
+          "stopped; run the same command again to resume.")
     window.append(metrics)
     report_progress(step)
     is_last = step == config.num_train_steps
@@ -155,6 +165,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     elif step % config.checkpoint_every_steps == 0:
       checkpoint.save(manager, step, state, train_iter)  # no metrics: never "best"
   manager.wait_until_finished()
+  preemption_flag.restore()
 
   # --- Final evaluation with the best checkpoint ---
   best_step = manager.best_step()
