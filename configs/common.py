@@ -49,6 +49,10 @@ def get_common_config() -> ml_collections.ConfigDict:
   config.explain.pointing_tolerance_px = 15.0
 
   # One source of truth for model fields: the model's own defaults, then full-size backbones.
+  # Device mesh (data x fsdp). fsdp > 1 splits state arrays of >= fsdp_min_size elements over
+  # groups of that many devices; the rest stay replicated.
+  config.mesh = ml_collections.ConfigDict(dict(fsdp=1, fsdp_min_size=2**18))
+
   config.model = stan.default_model_config()
   config.model.visual_backbone = "resnet18"
   config.model.audio_backbone = "vggish"

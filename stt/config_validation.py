@@ -32,6 +32,9 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int, process_co
              f"{key}={size} must be a positive multiple of the device count ({device_count})")
     _require(size % process_count == 0,
              f"{key}={size} must be divisible by the number of processes ({process_count})")
+  fsdp = config.mesh.fsdp
+  _require(fsdp >= 1 and device_count % fsdp == 0,
+           f"mesh.fsdp={fsdp} must be a positive divisor of the device count ({device_count})")
   for key in ("num_train_steps", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
               "keep_checkpoints"):
     _require(config[key] >= 1, f"{key}={config[key]} must be >= 1")

@@ -15,8 +15,10 @@ import logging
 import os
 import pathlib
 
+import jax
 import ml_collections
 import tensorflow_datasets as tfds
+from jax.experimental import multihost_utils
 
 from data_pipelines import ave_builder
 from data_pipelines import synthetic
@@ -84,7 +86,13 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
   data_dir = resolve_data_dir(config)
   name = config.dataset.name
   if name == "synthetic":
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # Process 0 generates and builds; the others wait, then find it built (a shared data dir,
+    # e.g. gs://, is assumed for multi-host runs).
+    if jax.process_index() == 0:
+      data_dir.mkdir(parents=True, exist_ok=True)
+      prepare_synthetic(config, data_dir)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices("stt_prepare_synthetic")
     dataset_dir = prepare_synthetic(config, data_dir)
   elif name == "ave":
     if not data_dir.is_dir():

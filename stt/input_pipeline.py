@@ -1,7 +1,8 @@
 """Grain input pipeline: TFDS array_record source → per-host batches → global jax.Arrays.
 
-Train: MapDataset → shard by process → seeded shuffle (a new order each epoch) → repeat →
-random flip → batch per host → to_iter_dataset → mp_prefetch. Evaluation: the same without
+Train: MapDataset → seeded shuffle (a new order each epoch) → repeat → random flip → shard by
+process (each process takes its rows of every global batch) → batch per host →
+to_iter_dataset → mp_prefetch. Evaluation: the same without
 shuffle, augmentation or repeat; every process yields the same number of batches, padded with
 `valid=False` examples, so that multi-host evaluation stays in lockstep and counts each example
 exactly once.
@@ -56,19 +57,52 @@ class _RandomFlip(grain.transforms.RandomMap):
     return example
 
 
+class _ProcessRowsOfGlobalBatches(grain.MapDataset):
+  """Element j of process p = row p*b + j%b of global batch j//b (global batch G = P*b).
+
+  Reading through this, each process fetches only its own rows, and the global batch is the
+  same however many processes share it.
+  """
+
+  def __init__(self, parent: grain.MapDataset, per_host_batch_size: int, process_index: int,
+               process_count: int):
+    super().__init__(parent)
+    self._per_host = per_host_batch_size
+    self._offset = process_index * per_host_batch_size
+    self._global = process_count * per_host_batch_size
+
+  def __len__(self) -> int:
+    return len(self._parent) // self._global * self._per_host
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    batch, row = divmod(index, self._per_host)
+    return self._parent[batch * self._global + self._offset + row]
+
+
 def train_dataset(source, *, per_host_batch_size: int, seed: int, random_flip: bool,
-                  num_workers: int, prefetch_buffer_size: int) -> grain.IterDataset:
-  """An endless, shuffled, augmented stream of per-host batches; its iterator is checkpointable."""
-  if len(source) // jax.process_count() < per_host_batch_size:
+                  num_workers: int, prefetch_buffer_size: int, process_index: int | None = None,
+                  process_count: int | None = None) -> grain.IterDataset:
+  """An endless, shuffled, augmented stream of per-host batches; its iterator is checkpointable.
+
+  The shuffled, augmented example stream is global (the same on every process); global batch i
+  is its i-th run of P*b examples and process p reads rows [p*b, (p+1)*b) of it. So the data
+  order does not depend on the number of processes, and within an epoch every example is read
+  by exactly one process, once.
+  """
+  process_index = jax.process_index() if process_index is None else process_index
+  process_count = jax.process_count() if process_count is None else process_count
+  if len(source) < per_host_batch_size * process_count:
     raise ValueError(
-        f"the train split has {len(source)} examples, fewer than one batch of "
-        f"{per_host_batch_size} per host on {jax.process_count()} host(s)")
-  # The index is attached before sharding, so an example keeps its split index everywhere.
+        f"the train split has {len(source)} examples, fewer than one global batch of "
+        f"{per_host_batch_size} x {process_count} host(s)")
   dataset = grain.MapDataset.source(source).map_with_index(_ToNumeric(len(source)))
-  dataset = dataset[jax.process_index()::jax.process_count()]
   dataset = dataset.shuffle(seed=seed).repeat(None)
   if random_flip:
     dataset = dataset.random_map(_RandomFlip(), seed=seed + 1)
+  dataset = _ProcessRowsOfGlobalBatches(dataset, per_host_batch_size, process_index,
+                                        process_count)
   dataset = dataset.batch(per_host_batch_size, drop_remainder=True)
   return _prefetched(dataset.to_iter_dataset(), num_workers, prefetch_buffer_size)
 

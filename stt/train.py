@@ -102,15 +102,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       random_flip=config.input.random_flip, num_workers=config.input.num_workers,
       prefetch_buffer_size=config.input.prefetch_buffer_size))
 
-  # --- Model and optimizer ---
-  model = stan.Stan(config.model, dataset.num_classes, rngs=nnx.Rngs(config.seed))
-  optimizer = nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)
-  graphdef, state = nnx.split((model, optimizer))
-  state = jax.device_put(state, sharding.replicated(mesh))
+  # --- Model and optimizer, created directly in their shardings ---
+  def create_state():
+    model = stan.Stan(config.model, dataset.num_classes, rngs=nnx.Rngs(config.seed))
+    return nnx.split((model, nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)))
+
+  graphdef, abstract_state = jax.eval_shape(create_state)
+  state_shardings = sharding.state_shardings(abstract_state, mesh, config)
+  state = jax.jit(lambda: create_state()[1], out_shardings=state_shardings)()
   batch_sharding = sharding.batch_sharding(mesh)
   jit_train_step = jax.jit(
       functools.partial(train_step, graphdef, config=config), donate_argnums=(0,),
-      out_shardings=(sharding.replicated(mesh), sharding.replicated(mesh)))
+      out_shardings=(state_shardings, sharding.replicated(mesh)))
   evaluator = evaluate.Evaluator(graphdef, mesh, config)
 
   # --- Resume ---

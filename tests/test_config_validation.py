@@ -36,6 +36,7 @@ def test_default_configs_are_valid():
     ({"model.num_segments": 5}, "must equal dataset.num_segments=10"),
     ({"loss.segment_weight": 1.0}, "needs model.segment_head=True"),
     ({"model.width": 30}, "divisible by model.num_heads"),
+    ({"mesh.fsdp": 3}, r"mesh.fsdp=3 must be a positive divisor of the device count \(4\)"),
 ])
 def test_bad_values_are_named(overrides, message):
   with pytest.raises(config_validation.ConfigError, match=message):

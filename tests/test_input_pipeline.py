@@ -9,10 +9,17 @@ from stt import input_pipeline
 T, K = 3, 4
 
 
+def _frames(i):
+  """Example i's frames: value i, with a bright left column so that a flip is visible."""
+  frames = np.full((T, 1, 4, 4, 3), i, np.uint8)
+  frames[..., :, 0, :] = 255
+  return frames
+
+
 def _source(num_examples):
   return [{
       "video_id": f"v{i}".encode(),
-      "frames": np.full((T, 1, 4, 4, 3), i, np.uint8),
+      "frames": _frames(i),
       "log_mel": np.zeros((T, 96, 64), np.float32),
       "segment_mask": np.ones((T,), bool),
       "label": np.int64(i % 3),
@@ -26,9 +33,35 @@ def _source(num_examples):
   } for i in range(num_examples)]
 
 
-def _train(source, seed=0, flip=False):
-  return input_pipeline.train_dataset(source, per_host_batch_size=4, seed=seed, random_flip=flip,
-                                      num_workers=0, prefetch_buffer_size=1)
+def _train(source, seed=0, flip=False, per_host_batch_size=4, process_index=None,
+           process_count=None):
+  return input_pipeline.train_dataset(
+      source, per_host_batch_size=per_host_batch_size, seed=seed, random_flip=flip,
+      num_workers=0, prefetch_buffer_size=1, process_index=process_index,
+      process_count=process_count)
+
+
+@pytest.mark.parametrize("num_examples", [12, 10])
+def test_hosts_split_global_batches_and_read_each_example_once_per_epoch(num_examples):
+  """3 hosts x 2 rows read exactly the global batches of 1 host x 6 rows, disjointly."""
+  single = iter(_train(_source(num_examples), flip=True, per_host_batch_size=6,
+                       process_index=0, process_count=1))
+  hosts = [iter(_train(_source(num_examples), flip=True, per_host_batch_size=2,
+                       process_index=p, process_count=3)) for p in range(3)]
+  stream = []
+  for _ in range(4):
+    expected = next(single)
+    parts = [next(host) for host in hosts]
+    for key in ("index", "frames"):  # same examples, same augmentation, same order
+      np.testing.assert_array_equal(np.concatenate([p[key] for p in parts]), expected[key])
+    stream.extend(expected["index"].tolist())
+  flipped = np.concatenate([next(single)["frames"] for _ in range(4)])[:, 0, 0, 0, -1, 0] == 255
+  assert 0 < flipped.sum() < len(flipped)  # the augmentation is on, and random
+  # The global stream is a sequence of epochs, each a permutation of the split: every example
+  # is read once per epoch, by exactly one host.
+  for epoch in range(len(stream) // num_examples):
+    assert sorted(stream[epoch * num_examples:(epoch + 1) * num_examples]) == list(
+        range(num_examples))
 
 
 def test_each_epoch_covers_every_example_once_in_a_new_order():
@@ -75,7 +108,7 @@ def test_eval_batches_pad_and_cover_every_example_once():
 
 
 def test_too_small_train_split_is_a_clear_error():
-  with pytest.raises(ValueError, match="fewer than one batch"):
+  with pytest.raises(ValueError, match="fewer than one global batch"):
     _train(_source(3))
 
 
