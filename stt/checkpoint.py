@@ -8,18 +8,18 @@ is grain's per-process iterator state. Saves are asynchronous; `best` is by vali
 from __future__ import annotations
 
 import logging
-import pathlib
 
 import grain
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from flax import nnx
 from jax.experimental import multihost_utils
 
 BEST_METRIC = "val/accuracy"
 
 
-def make_manager(workdir: pathlib.Path, *, keep_last: int) -> ocp.CheckpointManager:
+def make_manager(workdir: epath.PathLike, *, keep_last: int) -> ocp.CheckpointManager:
   """A manager that keeps the `keep_last` newest checkpoints plus the best by val accuracy.
 
   Checkpoints saved between evaluations carry no metrics: LatestN keeps them while they are
@@ -38,7 +38,7 @@ def make_manager(workdir: pathlib.Path, *, keep_last: int) -> ocp.CheckpointMana
       create=True,
   )
   return ocp.CheckpointManager(
-      pathlib.Path(workdir).absolute() / "checkpoints", options=options,
+      epath.Path(workdir) / "checkpoints", options=options,
       item_handlers={"state": ocp.StandardCheckpointHandler(),
                      "data_iter": grain.checkpoint.CheckpointHandler()})
 
@@ -159,7 +159,7 @@ def _set_aside(manager: ocp.CheckpointManager, steps: list[int]):
     return
   if jax.process_index() == 0:
     for step in steps:
-      path = pathlib.Path(manager.directory) / str(step)
+      path = epath.Path(manager.directory) / str(step)
       target = path.with_name(f"{step}.unreadable")
       path.rename(target)
       logging.warning("Moved the unreadable checkpoint to %s", target)

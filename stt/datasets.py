@@ -13,10 +13,10 @@ import hashlib
 import json
 import logging
 import os
-import pathlib
 
 import jax
 import ml_collections
+from etils import epath
 import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
@@ -36,17 +36,17 @@ class Dataset:
 
   sources: dict  # {split: TFDS array_record data source}
   class_names: list[str]
-  dataset_dir: pathlib.Path
+  dataset_dir: epath.Path
 
   @property
   def num_classes(self) -> int:
     return len(self.class_names)
 
 
-def resolve_data_dir(config: ml_collections.ConfigDict) -> pathlib.Path:
+def resolve_data_dir(config: ml_collections.ConfigDict) -> epath.Path:
   """`config.data_dir`, else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
   data_dir = config.data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
-  return pathlib.Path(data_dir).expanduser()
+  return epath.Path(data_dir).expanduser()  # a local path or gs://...
 
 
 def synthetic_tag(config: ml_collections.ConfigDict) -> str:
@@ -55,13 +55,13 @@ def synthetic_tag(config: ml_collections.ConfigDict) -> str:
   return "synthetic_" + hashlib.sha1(spec.encode()).hexdigest()[:8]
 
 
-def _dataset_dir(data_dir: pathlib.Path, tag: str, config) -> pathlib.Path:
+def _dataset_dir(data_dir: epath.Path, tag: str, config) -> epath.Path:
   name = ave_builder.config_name(tag, config.dataset.num_segments,
                                  config.dataset.frames_per_segment, config.dataset.frame_size)
   return data_dir / "ave_videos" / name / str(ave_builder.AveVideos.VERSION)
 
 
-def prepare_synthetic(config: ml_collections.ConfigDict, data_dir: pathlib.Path) -> pathlib.Path:
+def prepare_synthetic(config: ml_collections.ConfigDict, data_dir: epath.Path) -> epath.Path:
   """Generates and builds the synthetic set unless it is already cached; returns its directory."""
   tag = synthetic_tag(config)
   dataset_dir = _dataset_dir(data_dir, tag, config)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import pathlib
 import time
 
 import jax
@@ -21,6 +20,7 @@ import numpy as np
 import optax
 from clu import metric_writers
 from clu import periodic_actions
+from etils import epath
 from flax import nnx
 
 from stt import checkpoint
@@ -87,7 +87,9 @@ def train_step(graphdef, state, batch, *, config):
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs (or resumes) training in `workdir`; returns and writes the final results."""
-  workdir = pathlib.Path(workdir)
+  workdir = epath.Path(workdir)  # a local path or gs://...
+  if not str(workdir).startswith(("gs://", "s3://")):
+    workdir = workdir.resolve()
   workdir.mkdir(parents=True, exist_ok=True)
   is_chief = jax.process_index() == 0
   writer = metric_writers.create_default_writer(str(workdir / "tensorboard"),
