@@ -112,6 +112,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   graphdef, abstract_state = jax.eval_shape(create_state)
   state_shardings = sharding.state_shardings(abstract_state, mesh, config)
   state = jax.jit(lambda: create_state()[1], out_shardings=state_shardings)()
+  if config.mesh.fsdp > 1:
+    split = [s for s in jax.tree.leaves(state_shardings) if s.spec != jax.sharding.PartitionSpec()]
+    logging.info("fsdp-sharded state arrays: %d of %d", len(split),
+                 len(jax.tree.leaves(state_shardings)))
   batch_sharding = sharding.batch_sharding(mesh)
   jit_train_step = jax.jit(
       functools.partial(train_step, graphdef, config=config), donate_argnums=(0,),

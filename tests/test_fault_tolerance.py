@@ -7,6 +7,9 @@ import signal
 import subprocess
 import time
 
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from tests.conftest import REPO, REQUIRED_KEYS, main_command, run_main, subprocess_env
@@ -46,6 +49,26 @@ def _assert_same_results(got_dir: pathlib.Path, expected_dir: pathlib.Path, tole
     assert got[key] == pytest.approx(expected[key], abs=tolerance), key
 
 
+def read_state(workdir: pathlib.Path, step: int) -> dict:
+  """The saved training state of `step` as {path: numpy array}, on this process's one device."""
+  checkpointer = ocp.StandardCheckpointer()
+  directory = workdir / "checkpoints" / str(step) / "state"
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                        checkpointer.metadata(directory).item_metadata)
+  restored = checkpointer.restore(directory, target)
+  return {jax.tree_util.keystr(path): np.asarray(leaf)
+          for path, leaf in jax.tree_util.tree_leaves_with_path(restored)}
+
+
+def assert_same_state(got_dir: pathlib.Path, expected_dir: pathlib.Path, step: int,
+                      tolerance: float):
+  got, expected = read_state(got_dir, step), read_state(expected_dir, step)
+  assert got.keys() == expected.keys() and len(got) > 100
+  for name, array in expected.items():
+    np.testing.assert_allclose(got[name], array, atol=tolerance, rtol=0, err_msg=name)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(smoke_run, tmp_path_factory):
   """Workdir of the LONGER run on one device, never interrupted."""
@@ -65,7 +88,10 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(smoke_run, uninterr
 
   resumed = run_main(tmp_path, data_dir, *LONGER)
   assert 4 <= _resumed_from(resumed.stderr) < 24
-  _assert_same_results(tmp_path, uninterrupted, tolerance=1e-5)
+  _assert_same_results(tmp_path, uninterrupted, tolerance=1e-6)
+  # Same data order and same updates: parameters, optimizer moments, batch-norm statistics
+  # and RNG counters of the final state agree.
+  assert_same_state(tmp_path, uninterrupted, step=24, tolerance=1e-6)
 
 
 def test_sigterm_saves_a_checkpoint_and_exits(smoke_run, uninterrupted, tmp_path):
@@ -81,7 +107,8 @@ def test_sigterm_saves_a_checkpoint_and_exits(smoke_run, uninterrupted, tmp_path
 
   resumed = run_main(tmp_path, data_dir, *LONGER)
   assert _resumed_from(resumed.stderr) == saved
-  _assert_same_results(tmp_path, uninterrupted, tolerance=1e-5)
+  _assert_same_results(tmp_path, uninterrupted, tolerance=1e-6)
+  assert_same_state(tmp_path, uninterrupted, step=24, tolerance=1e-6)
 
 
 def test_corrupt_latest_checkpoint_is_skipped_for_the_previous_one(smoke_run, tmp_path):

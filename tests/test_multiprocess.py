@@ -10,6 +10,7 @@ import time
 import pytest
 
 from stt import distributed
+from stt import sharding
 from tests.conftest import REPO, SMOKE, run_main
 
 
@@ -34,6 +35,33 @@ def test_two_processes_of_two_devices_equal_one_process_of_four(smoke_run, tmp_p
   for key in ("train/loss", "test/accuracy", "test/loss", "val/accuracy",
               "explain/attention/pointing_spatial", "explain/attention/pointing_temporal"):
     assert got[key] == pytest.approx(expected[key], abs=1e-4), key
+
+
+def test_fsdp_shards_large_arrays_and_trains_like_replicated(smoke_run, tmp_path):
+  """4 devices as 2 (data) x 2 (fsdp): same results as pure data parallelism."""
+  data_dir, _, _ = smoke_run
+  run_main(tmp_path / "replicated", data_dir, num_devices=4)
+  fsdp = run_main(tmp_path / "fsdp", data_dir, "--config.mesh.fsdp=2",
+                  "--config.mesh.fsdp_min_size=1024", num_devices=4)
+  assert "fsdp-sharded state arrays:" in fsdp.stderr
+  sharded = int(fsdp.stderr.split("fsdp-sharded state arrays: ")[1].split()[0])
+  assert sharded > 10
+  got = json.loads((tmp_path / "fsdp" / "results.json").read_text())
+  expected = json.loads((tmp_path / "replicated" / "results.json").read_text())
+  for key in ("train/loss", "test/loss", "test/accuracy", "val/accuracy"):
+    assert got[key] == pytest.approx(expected[key], abs=1e-4), key
+
+
+@pytest.mark.parametrize("shape, fsdp, min_size, spec", [
+    ((512, 128), 2, 1024, ("fsdp", None)),
+    ((128, 512), 4, 1024, (None, "fsdp")),
+    ((3, 3, 16, 32), 2, 1024, (None, None, None, "fsdp")),
+    ((3, 3, 3, 3), 2, 1, ()),  # no dimension divides evenly: replicated
+    ((512, 128), 2, 10**6, ()),  # too small to be worth splitting
+    ((512, 128), 1, 1, ()),
+])
+def test_fsdp_partition_specs(shape, fsdp, min_size, spec):
+  assert tuple(sharding.array_spec(shape, fsdp, min_size)) == spec
 
 
 def _children(pid: int) -> list[int]:
