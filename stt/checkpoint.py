@@ -144,7 +144,7 @@ def restore_newest_usable(manager: ocp.CheckpointManager, state_like: nnx.State,
       logging.warning("Checkpoint at step %d cannot be restored (%s: %s); trying the previous "
                       "one.", step, type(error).__name__, reason)
       continue
-    _set_aside(manager, steps[:len(failures)])
+    set_aside(manager, steps[:len(failures)], suffix="unreadable")
     return step, state
   if failures and len(failures) == len(steps):
     raise NoUsableCheckpointError(
@@ -153,15 +153,17 @@ def restore_newest_usable(manager: ocp.CheckpointManager, state_like: nnx.State,
   return None, state_like
 
 
-def _set_aside(manager: ocp.CheckpointManager, steps: list[int]):
-  """Renames unreadable checkpoint directories to `<step>.unreadable` (process 0), then syncs."""
+def set_aside(manager: ocp.CheckpointManager, steps: list[int], *, suffix: str):
+  """Renames checkpoint directories to `<step>.<suffix>` (process 0), kept but invisible to the
+  manager; all processes sync, then the manager re-reads its directory."""
   if not steps:
     return
   if jax.process_index() == 0:
     for step in steps:
       path = epath.Path(manager.directory) / str(step)
-      target = path.with_name(f"{step}.unreadable")
+      target = path.parent / f"{step}.{suffix}"
       path.rename(target)
-      logging.warning("Moved the unreadable checkpoint to %s", target)
-  multihost_utils.sync_global_devices("stt_checkpoint_set_aside")
+      logging.warning("Moved checkpoint %d to %s", step, target)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f"stt_checkpoint_set_aside_{suffix}")
   manager.reload()

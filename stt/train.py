@@ -85,6 +85,26 @@ def train_step(graphdef, state, batch, *, config):
   return nnx.state((model, optimizer)), metrics
 
 
+def stop_on_divergence(manager, window: list, workdir) -> None:
+  """Raises NonFiniteLossError after setting aside checkpoints that hold a diverged state.
+
+  The loss of step s is computed with the state saved at step s-1, so when step s is the first
+  non-finite one, the checkpoints from step s-1 on are renamed `<step>.diverged`.
+  """
+  first_bad = next(step for step, metrics in window
+                   if not np.isfinite(jax.device_get(metrics["loss"])))
+  loss = float(jax.device_get(dict(window)[first_bad]["loss"]))
+  manager.wait_until_finished()
+  checkpoint.set_aside(manager, [s for s in manager.all_steps() if s >= first_bad - 1],
+                       suffix="diverged")
+  kept = (f"the last good checkpoint (step {manager.latest_step()}) is kept in "
+          f"{workdir / 'checkpoints'}" if manager.latest_step() is not None
+          else "no good checkpoint had been written")
+  raise NonFiniteLossError(
+      f"training loss is {loss} at step {first_bad}; stopping ({kept}). "
+      "Lower optimizer.learning_rate or check the input data.")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs (or resumes) training in `workdir`; returns and writes the final results."""
   workdir = epath.Path(workdir)  # a local path or gs://...
@@ -138,9 +158,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
       batch = input_pipeline.make_global_batch(next(train_iter), batch_sharding)
       state, metrics = jit_train_step(state, batch)
-    if preemption_flag.requested():
+    window.append((step, metrics))
+    report_progress(step)
+    is_last = step == config.num_train_steps
+    evaluate_now = step % config.eval_every_steps == 0 or is_last
+    save_now = evaluate_now or step % config.checkpoint_every_steps == 0
+    preempted = preemption_flag.requested()
+    # The loss is checked before anything is saved, so no checkpoint holds a diverged state.
+    if step % config.log_every_steps == 0 or save_now or preempted:
+      summary = {f"train/{k}": float(np.mean([jax.device_get(m[k]) for _, m in window]))
+                 for k in window[0][1]}
+      if not np.isfinite(summary["train/loss"]):
+        stop_on_divergence(manager, window, workdir)
+      last_train_loss = summary["train/loss"]
+      writer.write_scalars(step, summary)
+      window = []
+    if preempted:
       manager.wait_until_finished()
-      if manager.latest_step() != step:  # this step may have just been saved
+      if manager.latest_step() != step:
         checkpoint.save(manager, step, state, train_iter, force=True)
         manager.wait_until_finished()
       manager.close()
@@ -148,30 +183,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       raise preemption.Preempted(
           f"SIGTERM: saved a checkpoint at step {step} in {workdir / 'checkpoints'} and "
           "stopped; run the same command again to resume.")
-    window.append(metrics)
-    report_progress(step)
-    is_last = step == config.num_train_steps
-    if step % config.log_every_steps == 0 or is_last:
-      summary = {f"train/{k}": float(np.mean([jax.device_get(m[k]) for m in window]))
-                 for k in window[0]}
-      if not np.isfinite(summary["train/loss"]):
-        manager.wait_until_finished()
-        kept = (f"the last good checkpoint (step {manager.latest_step()}) is kept in "
-                f"{workdir / 'checkpoints'}" if manager.latest_step() is not None
-                else "no checkpoint had been written yet")
-        raise NonFiniteLossError(
-            f"training loss is {summary['train/loss']} at step {step}; stopping ({kept}). "
-            "Lower optimizer.learning_rate or check the input data.")
-      last_train_loss = summary["train/loss"]
-      writer.write_scalars(step, summary)
-      window = []
-    evaluate_now = step % config.eval_every_steps == 0 or is_last
     if evaluate_now:
       val = evaluator.evaluate(state, dataset.sources["val"], "val")
       writer.write_scalars(step, val)
       checkpoint.save(manager, step, state, train_iter,
-                      metrics={**val, "train/loss": last_train_loss or float("nan")})
-    elif step % config.checkpoint_every_steps == 0:
+                      metrics={**val, "train/loss": last_train_loss})
+    elif save_now:
       checkpoint.save(manager, step, state, train_iter)  # no metrics: never "best"
   manager.wait_until_finished()
   preemption_flag.restore()

@@ -43,14 +43,21 @@ def test_rerunning_a_finished_run_reuses_data_and_checkpoint(smoke_run):
     assert after[key] == pytest.approx(before[key], abs=1e-6), key
 
 
-def test_non_finite_loss_stops_with_a_clear_message(smoke_run, tmp_path):
+def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
+    smoke_run, tmp_path):
+  """lr 0 at step 1, then a huge update at step 2: step 3's loss (of the state saved at 2) is
+  NaN, so checkpoint 2 is set aside and checkpoint 1 is the last good one."""
   data_dir, _, _ = smoke_run
+  workdir = tmp_path / "w"
   result = subprocess.run(
-      main_command(tmp_path / "w", data_dir, "--config.optimizer.learning_rate=1e30",
-                    "--config.optimizer.grad_clip_norm=1e30", "--config.log_every_steps=1"),
+      main_command(workdir, data_dir, "--config.optimizer.learning_rate=1e30",
+                   "--config.optimizer.warmup_steps=4", "--config.optimizer.grad_clip_norm=1e30",
+                   "--config.checkpoint_every_steps=1", "--config.log_every_steps=100"),
       cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
   assert result.returncode == 3, result.stderr[-3000:]
   last_line = result.stderr.strip().splitlines()[-1]
-  assert last_line.startswith("stt: error: training loss is nan at step")
+  assert last_line.startswith("stt: error: training loss is nan at step 3"), last_line
+  assert f"the last good checkpoint (step 1) is kept in {workdir / 'checkpoints'}" in last_line
   assert "Lower optimizer.learning_rate" in last_line
-  assert not (tmp_path / "w" / "results.json").exists()
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["1", "2.diverged"]
+  assert not (workdir / "results.json").exists()
