@@ -9,11 +9,17 @@ def get_common_config() -> ml_collections.ConfigDict:
   """Training, input, checkpoint, evaluation and model defaults."""
   config = ml_collections.ConfigDict()
   config.seed = 0
+  # 'recognition': the video's event class | 'localization': per-segment event-or-background
+  # labels, trained with segment labels | 'weak': per-segment labels, trained on video labels only.
+  config.task = "recognition"
   # Where built TFDS datasets live. None: $TFDS_DATA_DIR, else ~/tensorflow_datasets.
   config.data_dir = ml_collections.config_dict.placeholder(str)
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = ""  # set by the dataset config
+  # 'raw': decoded frames + log-mel, for the backbones | 'features': precomputed feature maps and
+  # vectors (AVE's release), for visual_backbone = audio_backbone = 'features'.
+  config.dataset.input = "raw"
   config.dataset.num_segments = 10  # T
   config.dataset.frames_per_segment = 1  # F
   config.dataset.frame_size = 224  # S: frames are S×S after resize + centre crop

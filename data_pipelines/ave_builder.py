@@ -24,6 +24,7 @@ import json
 import logging
 import multiprocessing
 import pathlib
+from typing import Callable
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -69,9 +70,11 @@ class AveVideos(tfds.core.GeneratorBasedBuilder):
   download AVE_Dataset.zip from https://github.com/YapengTian/AVE-ECCV18 and unzip it.
   """
 
-  def __init__(self, **kwargs):
+  def __init__(self, *, on_row: Callable[[bool], None] | None = None, **kwargs):
+    """on_row(failed): called once per row, after it is written or skipped as unreadable."""
     super().__init__(**kwargs)
     self.failures: list[dict] = []
+    self._on_row = on_row or (lambda failed: None)
 
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config
@@ -115,8 +118,10 @@ class AveVideos(tfds.core.GeneratorBasedBuilder):
         self.failures.append({"video_id": task.row.video_id, "path": task.video_path,
                               "reason": result})
         logging.warning("skipping %s: %s", task.video_path, result)
+        self._on_row(True)
         continue
       yield f"{task.row_index:06d}_{task.row.video_id}", self._example(task, result)
+      self._on_row(False)
 
   def _decode_all(self, tasks):
     """Yields (task, DecodedClip | failure reason) in task order, decoding in worker processes."""
@@ -187,8 +192,9 @@ def _boxes_array(segment_boxes: dict, num_segments: int) -> tuple[np.ndarray, np
 @dataclasses.dataclass(frozen=True)
 class BuildSummary:
   dataset_dir: pathlib.Path
-  built: dict  # {split: num_examples}
+  built: dict  # {split: num_examples} in the dataset
   failed: int
+  reused: bool = False  # True: it was already built, nothing was written this time
 
   def __str__(self):
     counts = ", ".join(f"{split}={n}" for split, n in self.built.items())
@@ -196,22 +202,27 @@ class BuildSummary:
 
 
 def build(manual_dir, data_dir, *, tag: str, num_segments: int = 10, frames_per_segment: int = 1,
-          frame_size: int = 224, num_workers: int = 1) -> BuildSummary:
-  """Decodes the AVE-format directory `manual_dir` into an array_record dataset under `data_dir`."""
+          frame_size: int = 224, num_workers: int = 1,
+          on_row: Callable[[bool], None] | None = None) -> BuildSummary:
+  """Decodes the AVE-format directory `manual_dir` into an array_record dataset under `data_dir`.
+
+  on_row(failed) is called once per annotation row as it is written or skipped as unreadable.
+  """
   manual_dir = pathlib.Path(manual_dir)
   config = AveVideosConfig(
       name=config_name(tag, num_segments, frames_per_segment, frame_size),
       class_names=tuple(ave_format.read_class_names(manual_dir)),
       num_segments=num_segments, frames_per_segment=frames_per_segment, frame_size=frame_size,
       num_workers=num_workers)
-  builder = AveVideos(config=config, data_dir=str(data_dir))
+  builder = AveVideos(config=config, data_dir=str(data_dir), on_row=on_row)
   dataset_dir = pathlib.Path(builder.data_dir)
   failures_path = dataset_dir / "failures.jsonl"
-  if not (dataset_dir / "dataset_info.json").exists():  # Otherwise already built: keep it.
+  reused = (dataset_dir / "dataset_info.json").exists()
+  if not reused:  # Otherwise already built: keep it.
     builder.download_and_prepare(
         file_format="array_record",
         download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
     failures_path.write_text("".join(json.dumps(f) + "\n" for f in builder.failures))
   built = {split: info.num_examples for split, info in builder.info.splits.items()}
   failed = len(failures_path.read_text().splitlines()) if failures_path.exists() else 0
-  return BuildSummary(dataset_dir, built, failed)
+  return BuildSummary(dataset_dir, built, failed, reused)

@@ -7,6 +7,13 @@ import math
 import ml_collections
 
 DATASETS = ("synthetic", "ave")
+INPUTS = {"raw": ("synthetic", "ave"), "features": ("ave",)}  # input: datasets that have it
+TASKS = ("recognition", "localization", "weak")
+# Tasks train.py / evaluate.py carry out end to end. localization and weak still need: per-segment
+# predictions in evaluate.eval_step (segment_logits argmax [B,T]), `{split}/segment_accuracy` over
+# valid segments against segment_labels, and checkpoint selection on val/segment_accuracy; weak
+# also needs its segment predictions from video-level training (a MIL head or an attention rule).
+TRAINER_TASKS = ("recognition",)
 VISUAL_BACKBONES = {"resnet_tiny": 8, "resnet18": 32, "resnet50": 32, "features": None}  # stride
 AUDIO_BACKBONES = ("vggish", "vggish_tiny", "features")
 
@@ -48,6 +55,8 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int, process_co
   model = config.model
   _one_of(model.visual_backbone, VISUAL_BACKBONES, "model.visual_backbone")
   _one_of(model.audio_backbone, AUDIO_BACKBONES, "model.audio_backbone")
+  _validate_input(config)
+  _validate_task(config)
   _one_of(model.spatial_query, ("audio", "learned", "none"), "model.spatial_query")
   _one_of(model.temporal_pool, ("attention", "mean"), "model.temporal_pool")
   _one_of(model.dtype, ("float32", "bfloat16"), "model.dtype")
@@ -64,3 +73,40 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int, process_co
              f"{config.dataset.frame_size}px frames; set it to ({side}, {side})")
   _require(config.loss.segment_weight == 0 or model.segment_head,
            "loss.segment_weight > 0 needs model.segment_head=True")
+
+
+def _validate_input(config: ml_collections.ConfigDict):
+  """dataset.input must exist for the dataset and match the backbones."""
+  kind, model = config.dataset.input, config.model
+  _one_of(kind, INPUTS, "dataset.input")
+  _require(config.dataset.name in INPUTS[kind],
+           f"dataset.input={kind!r} is not available for dataset.name={config.dataset.name!r} "
+           f"(it is for {list(INPUTS[kind])})")
+  for key in ("visual_backbone", "audio_backbone"):
+    backbone = model[key]
+    if kind == "features":
+      _require(backbone == "features",
+               f"dataset.input='features' needs model.{key}='features', not {backbone!r}")
+    else:
+      _require(backbone != "features",
+               f"model.{key}='features' needs precomputed features: set dataset.input='features'")
+  if kind == "features":
+    _require(not config.input.random_flip,
+             "input.random_flip=True has no effect on precomputed features; set it False")
+
+
+def _validate_task(config: ml_collections.ConfigDict):
+  """Each task's model and loss settings; then whether the trainer carries it out."""
+  task = config.task
+  _one_of(task, TASKS, "task")
+  if task == "localization":
+    _require(config.model.segment_head and config.loss.segment_weight > 0,
+             "task='localization' trains on segment labels: set model.segment_head=True and "
+             "loss.segment_weight > 0")
+  elif task == "weak":
+    _require(config.model.segment_head and config.loss.segment_weight == 0,
+             "task='weak' trains on video labels only: set model.segment_head=True and "
+             "loss.segment_weight=0")
+  _require(task in TRAINER_TASKS,
+           f"task={task!r} is not carried out by the trainer yet: the evaluator reports no "
+           "per-segment accuracy (see TRAINER_TASKS in stt/config_validation.py)")

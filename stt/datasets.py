@@ -4,6 +4,11 @@ The synthetic set is generated and built on first use and cached under the data 
 
     <data_dir>/downloads/manual/<tag>/        the AVE-format directory of MP4s
     <data_dir>/ave_videos/<tag>_t10_f1_s64/   the built array_record dataset
+
+AVE is built once by the user (`python -m data_pipelines.build`, which names the download):
+
+    <data_dir>/ave_features/visual_float16/   dataset.input='features' (the AVE feature release)
+    <data_dir>/ave_videos/ave_t10_f1_s224/    dataset.input='raw' (decoded AVE videos)
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
 from data_pipelines import ave_builder
+from data_pipelines import ave_features
 from data_pipelines import synthetic
 
 SPLITS = ("train", "val", "test")
@@ -61,10 +67,19 @@ def _dataset_dir(data_dir: epath.Path, tag: str, config) -> epath.Path:
   return data_dir / "ave_videos" / name / str(ave_builder.AveVideos.VERSION)
 
 
-def prepare_synthetic(config: ml_collections.ConfigDict, data_dir: epath.Path) -> epath.Path:
-  """Generates and builds the synthetic set unless it is already cached; returns its directory."""
+def synthetic_dataset_dir(config: ml_collections.ConfigDict, data_dir: epath.Path) -> epath.Path:
+  """Where `prepare_synthetic` puts the built synthetic set."""
+  return _dataset_dir(data_dir, synthetic_tag(config), config)
+
+
+def prepare_synthetic(config: ml_collections.ConfigDict, data_dir: epath.Path,
+                      on_row=None) -> epath.Path:
+  """Generates and builds the synthetic set unless it is already cached; returns its directory.
+
+  on_row(failed), if given, is called once per video as it is built (for a progress bar).
+  """
   tag = synthetic_tag(config)
-  dataset_dir = _dataset_dir(data_dir, tag, config)
+  dataset_dir = synthetic_dataset_dir(config, data_dir)
   if (dataset_dir / "dataset_info.json").exists():
     return dataset_dir
   raw_dir = data_dir / "downloads" / "manual" / tag
@@ -76,7 +91,8 @@ def prepare_synthetic(config: ml_collections.ConfigDict, data_dir: epath.Path) -
   summary = ave_builder.build(
       raw_dir, data_dir, tag=tag, num_segments=config.dataset.num_segments,
       frames_per_segment=config.dataset.frames_per_segment,
-      frame_size=config.dataset.frame_size, num_workers=config.dataset.build_workers)
+      frame_size=config.dataset.frame_size, num_workers=config.dataset.build_workers,
+      on_row=on_row)
   logging.info("Synthetic set: %s", summary)
   return dataset_dir
 
@@ -95,9 +111,12 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
       multihost_utils.sync_global_devices("stt_prepare_synthetic")
     dataset_dir = prepare_synthetic(config, data_dir)
   elif name == "ave":
+    dataset_dir, build_command = _ave_dataset_dir(config, data_dir)
     if not data_dir.is_dir():
-      raise DatasetError(f"data dir {data_dir} does not exist; build AVE into it first")
-    dataset_dir = _dataset_dir(data_dir, "ave", config)
+      raise DatasetError(f"data dir {data_dir} does not exist; build AVE into it with: "
+                         f"{build_command}")
+    if not (dataset_dir / "dataset_info.json").exists():
+      raise DatasetError(f"no built dataset at {dataset_dir}; build it with: {build_command}")
   else:
     raise DatasetError(f"unknown dataset.name {name!r}; known: synthetic, ave")
   if not (dataset_dir / "dataset_info.json").exists():
@@ -108,5 +127,45 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
   missing = [split for split in SPLITS if split not in builder.info.splits]
   if missing:
     raise DatasetError(f"dataset at {dataset_dir} lacks splits {missing}")
+  if config.dataset.input == "features":
+    _take_feature_shapes(config, builder.info.features, dataset_dir)
   sources = {split: builder.as_data_source(split) for split in SPLITS}
   return Dataset(sources, list(builder.info.features["label"].names), dataset_dir)
+
+
+def _ave_dataset_dir(config: ml_collections.ConfigDict,
+                     data_dir: epath.Path) -> tuple[epath.Path, str]:
+  """(built dataset directory, the command that builds it) for dataset.name='ave'."""
+  if config.dataset.input == "features":
+    return (ave_features.dataset_dir(data_dir, config.dataset.visual_dtype),
+            "python -m data_pipelines.build --dataset=ave_features "
+            f"--manual_dir=<AVE feature release dir> --data_dir={data_dir} "
+            f"--visual_dtype={config.dataset.visual_dtype}")
+  d = config.dataset
+  return (_dataset_dir(data_dir, "ave", config),
+          "python -m data_pipelines.build --dataset=ave --manual_dir=<AVE-format video dir> "
+          f"--data_dir={data_dir} --num_segments={d.num_segments} "
+          f"--frames_per_segment={d.frames_per_segment} --frame_size={d.frame_size}")
+
+
+def _take_feature_shapes(config: ml_collections.ConfigDict, features, dataset_dir: epath.Path):
+  """Sets model.grid_size / visual_feature_dim / audio_feature_dim left None from the dataset.
+
+  The shapes of precomputed features are a property of the built data, not of the config, so
+  feature configs leave them None; values set anyway must agree with the data.
+  visual_features [T,h,w,Cv], audio_features [T,Ca].
+  """
+  num_segments, height, width, visual_dim = features["visual_features"].shape
+  audio_dim = features["audio_features"].shape[-1]
+  if num_segments != config.dataset.num_segments:
+    raise DatasetError(f"the dataset at {dataset_dir} has {num_segments} segments but "
+                       f"dataset.num_segments={config.dataset.num_segments}")
+  from_data = {"grid_size": (height, width), "visual_feature_dim": visual_dim,
+               "audio_feature_dim": audio_dim}
+  for key, value in from_data.items():
+    configured = config.model[key]
+    if configured is None:
+      config.model[key] = value
+    elif (tuple(configured) if key == "grid_size" else configured) != value:
+      raise DatasetError(f"model.{key}={configured} but the features at {dataset_dir} give "
+                         f"{value}; leave model.{key} unset to take it from the data")

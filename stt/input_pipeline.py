@@ -10,6 +10,8 @@ exactly once.
 A batch is a dict of numpy arrays, per host::
 
     frames [b,T,F,S,S,3] uint8 · log_mel [b,T,96,64] f32 · segment_mask [b,T] bool
+      feature datasets instead of frames / log_mel:
+      visual_features [b,T,h,w,Cv] f16 or f32 · audio_features [b,T,Ca] f32
     label [b] int32 · segment_labels [b,T] int32 · valid [b] bool · index [b] int32
     boxes [b,T,K,4] f32 · box_mask [b,T,K] bool · frame_size [b,2] int32
     event_start [b] int32 · event_end [b] int32 · has_audio [b] bool
@@ -25,13 +27,13 @@ import jax
 import numpy as np
 
 NUMERIC_FEATURES = (
-    "frames", "log_mel", "segment_mask", "label", "segment_labels", "boxes", "box_mask",
-    "frame_size", "event_start", "event_end", "has_audio")
+    "frames", "visual_features", "log_mel", "audio_features", "segment_mask", "label",
+    "segment_labels", "boxes", "box_mask", "frame_size", "event_start", "event_end", "has_audio")
 
 
 def to_numeric_example(record: dict, index: int) -> dict:
-  """Drops string features and adds `valid` and the example's `index` in its split."""
-  example = {key: np.asarray(record[key]) for key in NUMERIC_FEATURES}
+  """Keeps the NUMERIC_FEATURES the record has; adds `valid` and the `index` in its split."""
+  example = {key: np.asarray(record[key]) for key in NUMERIC_FEATURES if key in record}
   example["valid"] = np.asarray(True)
   example["index"] = np.asarray(index, np.int32)
   return example
@@ -49,10 +51,13 @@ class _ToNumeric(grain.transforms.MapWithIndex):
 
 @dataclasses.dataclass(frozen=True)
 class _RandomFlip(grain.transforms.RandomMap):
-  """Flips all frames of a video left-right with probability 1/2 (training augmentation)."""
+  """Flips all frames of a video left-right with probability 1/2 (training augmentation).
+
+  Precomputed feature maps are left alone: a CNN map of a flipped frame is not the flipped map.
+  """
 
   def random_map(self, example, rng: np.random.Generator):
-    if rng.random() < 0.5:
+    if rng.random() < 0.5 and "frames" in example:
       example = dict(example, frames=example["frames"][..., ::-1, :].copy())
     return example
 

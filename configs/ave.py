@@ -1,0 +1,113 @@
+r"""STAN on AVE (Tian et al., ECCV 2018): 28 audio-visual event classes, 10 one-second segments.
+
+Build the data once (the build command says where to download what it lacks), then train:
+
+  python -m data_pipelines.build --dataset=ave_features --manual_dir=/data/ave_release \
+      --data_dir=/data/tfds
+  python -m stt.main --config=configs/ave.py:features --config.data_dir=/data/tfds \
+      --workdir=/tmp/stt_ave
+
+  python -m data_pipelines.build --dataset=ave --manual_dir=/data/AVE_Dataset --data_dir=/data/tfds
+  python -m stt.main --config=configs/ave.py:raw --config.data_dir=/data/tfds \
+      --workdir=/tmp/stt_ave_raw
+
+Arguments (comma-separated, any order; at most one of each group):
+  input   `features` (default): the AVE feature release, VGG-19 pool5 maps + VGGish vectors; the
+          grid and channel sizes are read from the built dataset.
+          `raw`: the AVE videos decoded by the ave_videos builder, ResNet-18 + VGGish backbones.
+  task    `recognition` (default): the video's event class.
+          `localization`: per-segment labels (28 events + background), trained with them.
+          `weak`: per-segment labels, trained with video labels only.
+          (localization and weak are validated but not yet run by the trainer; see
+          stt/config_validation.py, TRAINER_TASKS.)
+  `smoke` a tiny model and a handful of steps, for tests.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+from configs import common
+
+INPUTS = ("features", "raw")
+TASKS = ("recognition", "localization", "weak")
+
+
+def _parse(arg: str) -> tuple[str, str, bool]:
+  """`features,localization,smoke` → ('features', 'localization', True)."""
+  args = [a.strip() for a in arg.split(",") if a.strip()]
+  unknown = sorted(set(args) - set(INPUTS) - set(TASKS) - {"smoke"})
+  if unknown:
+    raise ValueError(f"configs/ave.py: unknown arguments {unknown}; known: input "
+                     f"{'|'.join(INPUTS)}, task {'|'.join(TASKS)}, smoke")
+  inputs = [a for a in args if a in INPUTS]
+  tasks = [a for a in args if a in TASKS]
+  for kind, given in (("input", inputs), ("task", tasks)):
+    if len(set(given)) > 1:
+      raise ValueError(f"configs/ave.py: give one {kind}, got {given}")
+  return (inputs or ["features"])[0], (tasks or ["recognition"])[0], "smoke" in args
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  input_kind, task, smoke = _parse(arg)
+  config = common.get_common_config()
+  config.task = task
+  config.dataset.name = "ave"
+  config.dataset.input = input_kind
+  config.dataset.num_segments = 10
+  config.model.num_segments = 10
+
+  if input_kind == "features":
+    config.dataset.visual_dtype = "float16"  # how the builder stored the maps (ave_features.py)
+    config.model.visual_backbone = "features"
+    config.model.audio_backbone = "features"
+    # Taken from the built dataset (stt/datasets.py); set them only to assert a shape.
+    config.model.grid_size = config_dict.placeholder(tuple)
+    config.model.visual_feature_dim = config_dict.placeholder(int)
+    config.model.audio_feature_dim = config_dict.placeholder(int)
+    config.input.random_flip = False  # a flipped CNN map is not the map of a flipped frame
+  else:
+    config.dataset.frame_size = 224
+    config.dataset.frames_per_segment = 1
+    config.model.visual_backbone = "resnet18"
+    config.model.audio_backbone = "vggish"
+    config.model.grid_size = (7, 7)  # resnet18 on 224x224 frames
+
+  # Model and schedule for ~3.3k training videos: 52 steps per epoch at batch 64.
+  config.model.width = 256
+  config.model.num_heads = 4
+  config.model.num_layers = 2
+  config.model.dropout = 0.2
+  config.batch_size = 64
+  config.eval_batch_size = 64
+  config.num_train_steps = 5000  # ~96 epochs
+  config.log_every_steps = 50
+  config.eval_every_steps = 250
+  config.checkpoint_every_steps = 250
+  config.optimizer.learning_rate = 3e-4
+  config.optimizer.warmup_steps = 250
+  config.optimizer.weight_decay = 1e-2
+
+  if task == "localization":  # AVE's supervised event localization: C+1 labels per segment
+    config.model.segment_head = True
+    config.loss.segment_weight = 1.0
+  elif task == "weak":  # AVE's weakly-supervised localization: video labels only in training
+    config.model.segment_head = True
+    config.loss.segment_weight = 0.0
+
+  if smoke:
+    config.model.width = 32
+    config.model.num_heads = 2
+    config.model.num_layers = 1
+    config.batch_size = 8
+    config.eval_batch_size = 128
+    config.num_train_steps = 4
+    config.log_every_steps = 2
+    config.eval_every_steps = 2
+    config.checkpoint_every_steps = 2
+    config.optimizer.warmup_steps = 1
+    if input_kind == "raw":  # the tiny backbones on 64 px frames
+      config.dataset.frame_size = 64
+      config.model.visual_backbone = "resnet_tiny"
+      config.model.audio_backbone = "vggish_tiny"
+      config.model.grid_size = (8, 8)
+  return config
