@@ -206,6 +206,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                                if isinstance(v, float)})
   writer.flush()
   if is_chief:
-    (workdir / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True))
+    # Strict JSON: a metric without trials (e.g. spatial pointing on a set without boxes) is
+    # NaN in memory and null in the file.
+    strict = {k: None if isinstance(v, float) and not np.isfinite(v) else v
+              for k, v in results.items()}
+    (workdir / "results.json").write_text(
+        json.dumps(strict, indent=1, sort_keys=True, allow_nan=False))
   manager.close()
   return results

@@ -261,5 +261,5 @@ def test_training_on_features_writes_results(built, tmp_path):
   assert 0.0 <= results["test/accuracy"] <= 1.0
   # No boxes in the release: no spatial pointing trials; the temporal game still runs.
   assert results["explain/attention/pointing_spatial_trials"] == 0
-  assert np.isnan(results["explain/attention/pointing_spatial"])
+  assert results["explain/attention/pointing_spatial"] is None  # strict JSON: null, not NaN
   assert 0.0 <= results["explain/attention/pointing_temporal"] <= 1.0
