@@ -1,6 +1,7 @@
 """The grain pipeline: epochs cover every example once, order is seeded, state resumes exactly."""
 
 import jax
+from absl import flags
 import numpy as np
 import pytest
 
@@ -117,3 +118,25 @@ def test_global_batch_is_sharded_over_devices():
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
   batch = input_pipeline.make_global_batch({"x": np.arange(8.0)}, sharding)
   np.testing.assert_array_equal(np.asarray(batch["x"]), np.arange(8.0))
+
+
+def test_mp_prefetch_workers_yield_the_same_batches_and_resume():
+  """With grain worker processes (mp_prefetch) the stream, and its checkpoint, are unchanged."""
+  if not flags.FLAGS.is_parsed():  # grain reads its absl flags; stt.main parses them
+    flags.FLAGS.mark_as_parsed()
+  def make(num_workers):
+    return input_pipeline.train_dataset(_source(10), per_host_batch_size=4, seed=0,
+                                        random_flip=True, num_workers=num_workers,
+                                        prefetch_buffer_size=2)
+  in_process = iter(make(0))
+  expected = [next(in_process) for _ in range(6)]
+  workers = iter(make(2))
+  for want in expected[:3]:
+    got = next(workers)
+    for key in ("index", "frames"):
+      np.testing.assert_array_equal(got[key], want[key])
+  state = workers.get_state()
+  resumed = iter(make(2))
+  resumed.set_state(state)
+  for want in expected[3:]:
+    np.testing.assert_array_equal(next(resumed)["index"], want["index"])
