@@ -90,6 +90,6 @@ run "${TPU_SSH[@]}" --command="cd ~/stt && python3 -m venv .venv && . .venv/bin/
 
 # 4. Run on every worker at once; gcloud streams each worker's output.
 printf -v stt_cmd ' %q' "${STT_ARGS[@]}"
-run "${TPU_SSH[@]}" --command="cd ~/stt && . .venv/bin/activate && TFDS_DATA_DIR=${BUCKET}/tensorflow_datasets python -m stt.main${stt_cmd}"
+run "${TPU_SSH[@]}" --command="cd ~/stt && . .venv/bin/activate && TFDS_DATA_DIR=${BUCKET}/tensorflow_datasets python -m stt.main --distributed=on${stt_cmd}"
 
 # 5. The trap deletes the slice (unless --keep), also when a step above failed.

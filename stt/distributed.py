@@ -3,8 +3,9 @@
 `initialize` decides from the environment:
 - explicit coordinator (flags, or STT_COORDINATOR_ADDRESS / STT_NUM_PROCESSES / STT_PROCESS_ID
   as set by `launch/local.py`): `jax.distributed.initialize(address, n, id)`;
-- a SLURM job step with more than one task, or a Cloud TPU VM slice with several workers:
-  `jax.distributed.initialize()`, which reads the cluster from the environment;
+- a SLURM job step with more than one task, or a Cloud TPU VM: `jax.distributed.initialize()`,
+  which reads the cluster from the environment (`--distributed=on` forces this for any cluster
+  jax knows, `--distributed=off` never joins);
 - otherwise one process, nothing to do.
 On CPU, cross-process collectives use gloo.
 """
@@ -33,22 +34,42 @@ def from_environment(environ=os.environ) -> ProcessSpec:
                      _int("STT_NUM_PROCESSES"), _int("STT_PROCESS_ID"))
 
 
-def cluster_kind(environ=os.environ) -> str | None:
-  """'slurm' or 'tpu' when the environment describes a multi-process job, else None."""
+def _on_cloud_tpu_vm() -> bool:
+  """Whether this is a Cloud TPU VM (jax's own check: TPU chips on the PCI bus)."""
+  try:
+    from jax._src.clusters import cloud_tpu_cluster  # pylint: disable=g-import-not-at-top
+    return bool(cloud_tpu_cluster.running_in_cloud_tpu_vm)
+  except (ImportError, AttributeError):  # a jax without it: rely on --distributed=on
+    return False
+
+
+def cluster_kind(environ=os.environ, on_cloud_tpu_vm=None) -> str | None:
+  """'slurm' or 'tpu' when the environment describes a cluster job, else None.
+
+  On a Cloud TPU VM jax.distributed.initialize() finds the slice (one or many hosts) itself.
+  """
   if int(environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_PROCID" in environ:
     return "slurm"
   workers = environ.get("TPU_WORKER_HOSTNAMES", "")
   if len([w for w in workers.split(",") if w]) > 1:
     return "tpu"
+  if (_on_cloud_tpu_vm() if on_cloud_tpu_vm is None else on_cloud_tpu_vm):
+    return "tpu"
   return None
 
 
-def initialize(spec: ProcessSpec, environ=os.environ) -> str:
-  """Joins the run described by `spec` or the environment; returns how ('single', ...)."""
+def initialize(spec: ProcessSpec, environ=os.environ, mode: str = "auto") -> str:
+  """Joins the run described by `spec` or the environment; returns how ('single', ...).
+
+  mode: 'auto' (explicit spec, else detect SLURM / Cloud TPU) | 'on' (always call
+  jax.distributed.initialize(), for clusters jax detects but we do not) | 'off'.
+  """
   explicit = spec.coordinator_address is not None
   if explicit and (spec.num_processes is None or spec.process_id is None):
     raise ValueError("--coordinator_address needs --num_processes and --process_id")
-  kind = "explicit" if explicit else cluster_kind(environ)
+  if mode == "off":
+    return "single"
+  kind = "explicit" if explicit else ("cluster" if mode == "on" else cluster_kind(environ))
   if kind is None:
     return "single"
   # Only affects the CPU backend (tests, CPU clusters); accelerators use their own collectives.

@@ -30,6 +30,10 @@ _COORDINATOR = flags.DEFINE_string(
     "(default $STT_COORDINATOR_ADDRESS). TPU pods and SLURM are detected without it.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "default $STT_NUM_PROCESSES")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "default $STT_PROCESS_ID")
+_DISTRIBUTED = flags.DEFINE_enum(
+    "distributed", "auto", ["auto", "on", "off"],
+    "auto: join a multi-process run when flags/env, SLURM or a Cloud TPU VM say so; on: always "
+    "call jax.distributed.initialize(); off: one process.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -60,7 +64,8 @@ def main(argv):
     distributed.initialize(distributed.ProcessSpec(
         _COORDINATOR.value or from_env.coordinator_address,
         _NUM_PROCESSES.value if _NUM_PROCESSES.value is not None else from_env.num_processes,
-        _PROCESS_ID.value if _PROCESS_ID.value is not None else from_env.process_id))
+        _PROCESS_ID.value if _PROCESS_ID.value is not None else from_env.process_id),
+        mode=_DISTRIBUTED.value)
   except ValueError as error:
     fail(str(error))
   try:

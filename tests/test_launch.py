@@ -28,6 +28,7 @@ def test_tpu_dry_run_for_a_v5e_32_slice():
       r"^gcloud compute tpus tpu-vm ssh run1 .* --worker=all --command=.*pip\\? install\\? -e\\? \.",
       r"^gcloud compute tpus tpu-vm ssh run1 .* --worker=all --command=.*"
       r"TFDS_DATA_DIR=gs://bkt/tensorflow_datasets\\? python\\? -m\\? stt.main\\? "
+      r"--distributed=on\\? "
       r"--config=configs/ave.py:features\\? --config.batch_size=256\\? "
       r"--workdir=gs://bkt/workdirs/run1$",
       r"^gcloud compute tpus queued-resources delete run1 --project=proj --zone=us-west4-a "

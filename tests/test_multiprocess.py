@@ -111,7 +111,17 @@ def test_process_spec_from_environment():
     ({"TPU_WORKER_HOSTNAMES": "10.0.0.2,10.0.0.3,10.0.0.4,10.0.0.5"}, "tpu"),
 ])
 def test_cluster_detection(environ, kind):
-  assert distributed.cluster_kind(environ) == kind
+  assert distributed.cluster_kind(environ, on_cloud_tpu_vm=False) == kind
+
+
+def test_a_cloud_tpu_vm_is_a_cluster_even_without_env_vars():
+  assert distributed.cluster_kind({}, on_cloud_tpu_vm=True) == "tpu"
+  assert distributed._on_cloud_tpu_vm() is False  # pylint: disable=protected-access  # this CPU
+
+
+def test_distributed_off_never_joins():
+  spec = distributed.ProcessSpec("localhost:1", 2, 0)
+  assert distributed.initialize(spec, environ={}, mode="off") == "single"
 
 
 def test_incomplete_explicit_spec_is_an_error():
