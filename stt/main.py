@@ -68,6 +68,8 @@ def main(argv):
         mode=_DISTRIBUTED.value)
   except ValueError as error:
     fail(str(error))
+  if jax.process_index() != 0:  # Process 0 logs progress; the others only warnings and errors.
+    logging.set_verbosity(logging.WARNING)
   try:
     config_validation.validate(config, device_count=jax.device_count(),
                                process_count=jax.process_count())
