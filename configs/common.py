@@ -53,6 +53,9 @@ def get_common_config() -> ml_collections.ConfigDict:
 
   config.explain = ml_collections.ConfigDict()
   config.explain.pointing_tolerance_px = 15.0
+  # Explainers evaluated by --mode=explain (stt/explain/explainers.py has the full list).
+  config.explain.explainers = ("attention", "rollout", "gradcam", "grad_x_input", "random",
+                               "center")
 
   # One source of truth for model fields: the model's own defaults, then full-size backbones.
   # Device mesh (data x fsdp). fsdp > 1 splits state arrays of >= fsdp_min_size elements over

@@ -24,7 +24,10 @@ from stt import train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/synthetic.py")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.json.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train"], "train: train (or resume), then evaluate.")
+_MODE = flags.DEFINE_enum(
+    "mode", "train", ["train", "explain"],
+    "train: train (or resume), then evaluate. explain: evaluate every configured explainer on "
+    "the best checkpoint (pointing, localisation, perturbation AUCs, tables and curves).")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0, for an explicit multi-process run "
     "(default $STT_COORDINATOR_ADDRESS). TPU pods and SLURM are detected without it.")
@@ -73,7 +76,10 @@ def main(argv):
   try:
     config_validation.validate(config, device_count=jax.device_count(),
                                process_count=jax.process_count())
-    train.train_and_evaluate(config, _WORKDIR.value)
+    if _MODE.value == "train":
+      train.train_and_evaluate(config, _WORKDIR.value)
+    else:
+      train.explain_best(config, _WORKDIR.value)
   except (config_validation.ConfigError, datasets.DatasetError,
           checkpoint.NoUsableCheckpointError) as error:
     fail(str(error))

@@ -29,6 +29,7 @@ from stt import evaluate
 from stt import input_pipeline
 from stt import preemption
 from stt import sharding
+from stt.explain import suite
 from stt.models import stan
 
 
@@ -103,6 +104,38 @@ def stop_on_divergence(manager, window: list, workdir) -> None:
   raise NonFiniteLossError(
       f"training loss is {loss} at step {first_bad}; stopping ({kept}). "
       "Lower optimizer.learning_rate or check the input data.")
+
+
+def explain_best(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """--mode=explain: every configured explainer on the best checkpoint's test predictions.
+
+  Adds the `explain/<explainer>/...` keys to results.json and writes workdir/explain/ reports.
+  """
+  workdir = epath.Path(workdir)
+  results_path = workdir / "results.json"
+  if not results_path.exists():
+    raise checkpoint.NoUsableCheckpointError(
+        f"{workdir} has no finished run (no results.json); train first with --mode=train")
+  dataset = datasets.load(config)
+  mesh = sharding.make_mesh(config)
+
+  def create_state():
+    model = stan.Stan(config.model, dataset.num_classes, rngs=nnx.Rngs(config.seed))
+    return nnx.split((model, nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)))
+
+  graphdef, abstract_state = jax.eval_shape(create_state)
+  state = jax.jit(lambda: create_state()[1],
+                  out_shardings=sharding.state_shardings(abstract_state, mesh, config))()
+  manager = checkpoint.make_manager(workdir, keep_last=config.keep_checkpoints)
+  state = checkpoint.restore(manager, manager.best_step(), state)
+  manager.close()
+  metrics = suite.run(graphdef, state, dataset.sources["test"], mesh, config, workdir)
+  results = {**json.loads(results_path.read_text()), **metrics}
+  if jax.process_index() == 0:
+    strict = {k: None if isinstance(v, float) and not np.isfinite(v) else v
+              for k, v in results.items()}
+    results_path.write_text(json.dumps(strict, indent=1, sort_keys=True, allow_nan=False))
+  return results
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:

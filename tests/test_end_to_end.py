@@ -4,6 +4,7 @@ The smoke dataset is generated and built once per session (tests/conftest.py).
 """
 
 import json
+import shutil
 import subprocess
 
 import pytest
@@ -61,3 +62,27 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_chec
   assert "Lower optimizer.learning_rate" in last_line
   assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["1", "2.diverged"]
   assert not (workdir / "results.json").exists()
+
+
+def test_explain_mode_adds_every_explainer_and_writes_reports(smoke_run, tmp_path):
+  data_dir, finished, _ = smoke_run
+  workdir = tmp_path / "w"
+  shutil.copytree(finished, workdir)
+  before = json.loads((workdir / "results.json").read_text())
+  run_main(workdir, data_dir, "--config.explain.explainers=('attention','random','center')",
+           "--mode=explain")
+  results = json.loads((workdir / "results.json").read_text())
+  assert results["test/accuracy"] == before["test/accuracy"]  # training results are kept
+  for name in ("attention", "random", "center"):
+    for key in ("pointing_spatial", "pointing_temporal", "relevance_mass", "ciou",
+                "spatial/positive_auc", "spatial/negative_auc", "temporal/positive_auc",
+                "temporal/negative_auc"):
+      value = results[f"explain/{name}/{key}"]
+      assert value is not None and 0.0 <= value <= (90.0 if "auc" in key else 1.0), (name, key)
+  # The intrinsic explainer's pointing equals what training's final evaluation reported.
+  assert results["explain/attention/pointing_spatial"] == pytest.approx(
+      before["explain/attention/pointing_spatial"])
+  table = (workdir / "explain" / "tables.md").read_text().splitlines()
+  assert table[0].startswith("| explainer | pointing_spatial") and len(table) >= 5
+  assert (workdir / "explain" / "tables.csv").read_text().count("\n") == 4
+  assert (workdir / "explain" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,138 @@
+"""The explanation evaluation of a trained model (`python -m stt.main ... --mode=explain`).
+
+For every explainer in `config.explain.explainers`, on the test split:
+- maps for the predicted class (one jitted computation per batch);
+- pointing games (DESIGN §5), relevance mass and LVS cIoU against the boxes;
+- perturbation tests, feature mode, fractions 0..0.9: spatial and temporal (both modalities),
+  positive and negative, AUC = trapz(accuracy) x 100.
+Writes `explain/<explainer>/...` keys into the returned dict, and `<workdir>/explain/tables.md`,
+`tables.csv` and `curves.png` (accuracy vs fraction for each test).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+
+import jax
+import matplotlib
+import numpy as np
+from etils import epath
+from flax import nnx
+from jax.experimental import multihost_utils
+
+from stt import evaluate
+from stt import input_pipeline
+from stt import sharding
+from stt.explain import explainers as explainer_lib
+from stt.explain import localization
+from stt.explain import perturbation
+
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+TESTS = (("spatial", "positive"), ("spatial", "negative"), ("temporal", "positive"),
+         ("temporal", "negative"))
+TABLE_COLUMNS = ("pointing_spatial", "pointing_temporal", "relevance_mass", "ciou",
+                 "spatial/positive_auc", "spatial/negative_auc", "temporal/positive_auc",
+                 "temporal/negative_auc")
+
+
+def _explain_batch(model, batch: dict, *, name: str) -> dict:
+  """Maps and perturbation curves of one explainer on one batch; shapes [B,...] / [P,B]."""
+  inputs = input_pipeline.model_inputs(batch)
+  maps = explainer_lib.EXPLAINERS[name](model, inputs)
+  out = {"where": maps["where"], "when": maps["when"]}
+  for test, order in TESTS:
+    curves = perturbation._curves(  # pylint: disable=protected-access  # already inside jit
+        model, inputs, batch["label"], maps["where"], maps["when"], test=test, order=order,
+        modality="both", mode="feature")
+    out[f"{test}/{order}/correct"] = curves["correct"].T  # [B,P]
+    out[f"{test}/{order}/probability"] = curves["probability"].T
+  return out
+
+
+def explain_split(graphdef, state, source, mesh, config) -> dict[str, dict]:
+  """{explainer: per-example outputs over `source` (valid rows, split order)}."""
+  model, _ = nnx.merge(graphdef, state)
+  per_host = config.eval_batch_size // jax.process_count()
+  results = {}
+  for name in config.explain.explainers:
+    step = nnx.jit(functools.partial(_explain_batch, name=name))
+    chunks = []
+    for local in input_pipeline.eval_batches(source, per_host_batch_size=per_host):
+      batch = input_pipeline.make_global_batch(local, sharding.batch_sharding(mesh))
+      out = step(model, batch)
+      out.update({key: batch[key] for key in evaluate.ANNOTATION_KEYS})
+      chunks.append(jax.device_get(multihost_utils.process_allgather(out, tiled=True)))
+    merged = {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+    keep = merged["valid"]
+    order = np.argsort(merged["index"][keep], kind="stable")
+    results[name] = {key: value[keep][order] for key, value in merged.items()}
+  return results
+
+
+def metrics_of(name: str, out: dict, tolerance_px: float) -> tuple[dict, dict]:
+  """(flat `explain/<name>/...` metrics, accuracy curves {test/order: [P]})."""
+  metrics = evaluate.pointing_metrics(out, tolerance_px, explainer=name)
+  scores = localization.localization_scores(out["where"], out["boxes"], out["box_mask"],
+                                            out["frame_size"])
+  prefix = f"explain/{name}"
+  metrics[f"{prefix}/relevance_mass"] = float(scores.relevance_mass)
+  metrics[f"{prefix}/ciou"] = float(scores.ciou)
+  curves = {}
+  for test, order in TESTS:
+    summary = perturbation.summarise(out[f"{test}/{order}/correct"].T,
+                                     out[f"{test}/{order}/probability"].T)
+    metrics[f"{prefix}/{test}/{order}_auc"] = summary["auc"]
+    metrics[f"{prefix}/{test}/{order}_probability_auc"] = summary["probability_auc"]
+    curves[f"{test}/{order}"] = summary["accuracy"]
+  return metrics, curves
+
+
+def write_reports(directory: epath.Path, metrics: dict, curves: dict[str, dict], names):
+  """tables.md, tables.csv and curves.png in `directory`."""
+  directory.mkdir(parents=True, exist_ok=True)
+  rows = [[name] + [metrics.get(f"explain/{name}/{column}") for column in TABLE_COLUMNS]
+          for name in names]
+  fmt = lambda v: "—" if v is None or (isinstance(v, float) and not np.isfinite(v)) else (
+      f"{v:.3f}" if abs(v) <= 1 else f"{v:.1f}")
+  lines = ["| explainer | " + " | ".join(TABLE_COLUMNS) + " |",
+           "|---" * (len(TABLE_COLUMNS) + 1) + "|"]
+  lines += ["| " + " | ".join([row[0]] + [fmt(v) for v in row[1:]]) + " |" for row in rows]
+  note = ("\nPointing and localisation: higher is better. Perturbation AUC (trapz of accuracy "
+          "over p = 0..0.9, x100, max 90): positive (most relevant removed first) lower is "
+          "better, negative higher is better.\n")
+  (directory / "tables.md").write_text("\n".join(lines) + "\n" + note)
+  buffer = io.StringIO()
+  writer = csv.writer(buffer)
+  writer.writerow(("explainer",) + TABLE_COLUMNS)
+  writer.writerows(rows)
+  (directory / "tables.csv").write_text(buffer.getvalue())
+
+  figure, axes = plt.subplots(1, len(TESTS), figsize=(4 * len(TESTS), 3.2), sharey=True)
+  for axis, (test, order) in zip(axes, TESTS):
+    for name in names:
+      axis.plot(perturbation.FRACTIONS, curves[name][f"{test}/{order}"], marker="o", ms=3,
+                label=name)
+    axis.set_title(f"{test}, {order}")
+    axis.set_xlabel("fraction removed")
+  axes[0].set_ylabel("top-1 accuracy")
+  axes[-1].legend(fontsize=7)
+  figure.tight_layout()
+  with (directory / "curves.png").open("wb") as file:
+    figure.savefig(file, format="png", dpi=100)
+  plt.close(figure)
+
+
+def run(graphdef, state, source, mesh, config, workdir: epath.Path) -> dict:
+  """Evaluates every configured explainer; writes the reports (process 0); returns metrics."""
+  outputs = explain_split(graphdef, state, source, mesh, config)
+  metrics, curves = {}, {}
+  for name, out in outputs.items():
+    metrics_one, curves[name] = metrics_of(name, out, config.explain.pointing_tolerance_px)
+    metrics.update(metrics_one)
+  if jax.process_index() == 0:
+    write_reports(workdir / "explain", metrics, curves, list(outputs))
+  return metrics
