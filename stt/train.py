@@ -106,6 +106,22 @@ def stop_on_divergence(manager, window: list, workdir) -> None:
       "Lower optimizer.learning_rate or check the input data.")
 
 
+def create_state(config: ml_collections.ConfigDict, num_classes: int, mesh):
+  """(graphdef, state, shardings) of (model, optimizer), created in place on the mesh.
+
+  The shardings come from the abstract state (eval_shape), so no array is materialised before
+  it is placed; every process creates the same state from `config.seed`.
+  """
+  def create():
+    model = stan.Stan(config.model, num_classes, rngs=nnx.Rngs(config.seed))
+    return nnx.split((model, nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)))
+
+  graphdef, abstract_state = jax.eval_shape(create)
+  shardings = sharding.state_shardings(abstract_state, mesh, config)
+  state = jax.jit(lambda: create()[1], out_shardings=shardings)()
+  return graphdef, state, shardings
+
+
 def explain_best(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """--mode=explain: every configured explainer on the best checkpoint's test predictions.
 
@@ -119,13 +135,7 @@ def explain_best(config: ml_collections.ConfigDict, workdir: str) -> dict:
   dataset = datasets.load(config)
   mesh = sharding.make_mesh(config)
 
-  def create_state():
-    model = stan.Stan(config.model, dataset.num_classes, rngs=nnx.Rngs(config.seed))
-    return nnx.split((model, nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)))
-
-  graphdef, abstract_state = jax.eval_shape(create_state)
-  state = jax.jit(lambda: create_state()[1],
-                  out_shardings=sharding.state_shardings(abstract_state, mesh, config))()
+  graphdef, state, _ = create_state(config, dataset.num_classes, mesh)
   manager = checkpoint.make_manager(workdir, keep_last=config.keep_checkpoints)
   state = checkpoint.restore(manager, manager.best_step(), state)
   manager.close()
@@ -158,13 +168,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       prefetch_buffer_size=config.input.prefetch_buffer_size))
 
   # --- Model and optimizer, created directly in their shardings ---
-  def create_state():
-    model = stan.Stan(config.model, dataset.num_classes, rngs=nnx.Rngs(config.seed))
-    return nnx.split((model, nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)))
-
-  graphdef, abstract_state = jax.eval_shape(create_state)
-  state_shardings = sharding.state_shardings(abstract_state, mesh, config)
-  state = jax.jit(lambda: create_state()[1], out_shardings=state_shardings)()
+  graphdef, state, state_shardings = create_state(config, dataset.num_classes, mesh)
   if config.mesh.fsdp > 1:
     split = [s for s in jax.tree.leaves(state_shardings) if s.spec != jax.sharding.PartitionSpec()]
     logging.info("fsdp-sharded state arrays: %d of %d", len(split),
