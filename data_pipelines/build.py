@@ -3,17 +3,32 @@ r"""Builds a dataset as TFDS array_record under a data dir, with a progress bar 
   python -m data_pipelines.build --dataset=ave_features --manual_dir=DIR --data_dir=OUT
   python -m data_pipelines.build --dataset=ave --manual_dir=DIR --data_dir=OUT [--frame_size=224]
   python -m data_pipelines.build --dataset=synthetic --data_dir=OUT [--synthetic_config=smoke]
+  python -m data_pipelines.build --dataset=manifest --manual_dir=DIR --tag=NAME --data_dir=OUT
+  python -m data_pipelines.build --dataset=kinetics_sounds --manual_dir=DIR --data_dir=OUT
+  python -m data_pipelines.build --dataset=vggsound --manual_dir=DIR --data_dir=OUT
 
 Datasets:
-  ave_features  the AVE feature release (h5 files), see data_pipelines/ave_features.py
-  ave           an AVE-format directory of MP4s, decoded by data_pipelines/ave_builder.py
-  synthetic     generated here (no download), as `configs/synthetic.py:<synthetic_config>` needs it
+  ave_features     the AVE feature release (h5 files), see data_pipelines/ave_features.py
+  ave              an AVE-format directory of videos, decoded by data_pipelines/ave_builder.py
+  synthetic        generated here (no download), as `configs/synthetic.py:<synthetic_config>` needs
+  manifest         the clips of a CSV manifest `path,label[,start,end][,split]` (DIR/manifest.csv
+                   or --manifest), see data_pipelines/manifest_format.py
+  kinetics_sounds  Kinetics-400 CSVs + clips → the classes of configs/kinetics_sounds.py
+  vggsound         vggsound.csv + clips, see configs/vggsound.py
+
+The video datasets (ave, manifest, kinetics_sounds, vggsound) decode in --num_workers local
+processes, or on Apache Beam with --beam_runner=DirectRunner|DataflowRunner|...
+[--beam_num_workers=N]; other --flags are passed to Beam's PipelineOptions (e.g. --project,
+--region, --temp_location, --setup_file=./pyproject.toml for Dataflow). Beam needs
+`pip install -e .[beam]`.
 
 When manual_dir lacks files, the message says where to download them and where to put them.
 An already built dataset is kept. The last line is the summary:
 `<dataset>: built N (train=..., val=..., test=...), skipped S, failed F -> <dataset dir>`;
-skipped counts the examples of a dataset that was already built, failed the videos that could
-not be read (listed in failures.jsonl next to the dataset). Exit status 2 on bad input.
+skipped counts the examples of a dataset that was already built, failed the rows and videos that
+could not be used (listed with their reasons in failures.jsonl next to the dataset; for
+kinetics_sounds and vggsound this includes clips that were not downloaded). Exit status 2 on
+bad input.
 """
 
 from __future__ import annotations
@@ -21,22 +36,46 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import pathlib
 import sys
 
 from absl import logging as absl_logging
 import tensorflow_datasets as tfds
 import tqdm
+from etils import epath
 
 from data_pipelines import ave_builder
 from data_pipelines import ave_features
 from data_pipelines import ave_format
+from data_pipelines import manifest_builder
+from data_pipelines import manifest_converters
+from data_pipelines import manifest_format
+from data_pipelines import video_examples
 
-DATASETS = ("ave_features", "ave", "synthetic")
+DATASETS = ("ave_features", "ave", "synthetic", "manifest", "kinetics_sounds", "vggsound")
+VIDEO_DATASETS = ("ave", "manifest", "kinetics_sounds", "vggsound")
 AVE_VIDEOS_INSTRUCTIONS = """\
 Download AVE_Dataset.zip from https://drive.google.com/open?id=1FjKwe79e0u96vdjIVwfRQ1V6SoDHe7kK
 (linked from https://github.com/YapengTian/AVE-ECCV18) and unzip it into {manual_dir}, so that it
 holds AVE/<video_id>.mp4, Annotations.txt, trainSet.txt, valSet.txt and testSet.txt."""
+MANIFEST_INSTRUCTIONS = """\
+Write a CSV manifest with the header path,label[,start,end][,split] to {manifest} (or pass
+--manifest=FILE): one row per clip, path relative to the manifest's directory or absolute, start
+and end the event in seconds (empty: the whole clip), split train|val|test (empty: by a hash of
+the path). See data_pipelines/manifest_format.py."""
+KINETICS_SOUNDS_INSTRUCTIONS = """\
+Download the Kinetics-400 annotations train.csv, validate.csv (or val.csv) and test.csv from
+https://github.com/cvdfoundation/kinetics-dataset (k400 annotations; or the 2017 release
+https://storage.googleapis.com/deepmind-media/Datasets/kinetics400.tar.gz) into {manual_dir}
+(or {manual_dir}/annotations). Put the clips of the 31 classes of configs/kinetics_sounds.py
+anywhere under {manual_dir}, named <youtube_id>_<time_start:06d>_<time_end:06d>.mp4: the
+cvdfoundation k400 video archives use these names; to fetch only these classes from YouTube,
+cut [time_start, time_end] of each row (e.g. yt-dlp --download-sections)."""
+VGGSOUND_INSTRUCTIONS = """\
+Download vggsound.csv from https://www.robots.ox.ac.uk/~vgg/data/vggsound/ (also in
+https://github.com/hche11/VGGSound, data/vggsound.csv) into {manual_dir}. Put the 10 s clips
+anywhere under {manual_dir}, named <ytid>_<start:06d>.mp4: for each row, seconds
+[start, start+10) of https://www.youtube.com/watch?v=<ytid> (e.g. yt-dlp --download-sections)."""
+KINETICS_CSV_NAMES = ("train.csv", "validate.csv", "val.csv", "test.csv")
 
 
 class BuildInputError(ValueError):
@@ -47,27 +86,65 @@ def _parse_args(argv):
   parser = argparse.ArgumentParser(prog="python -m data_pipelines.build", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--dataset", required=True, choices=DATASETS)
-  parser.add_argument("--manual_dir", help="the downloaded files (ave_features, ave)")
+  parser.add_argument("--manual_dir", help="the downloaded files (all but synthetic)")
   parser.add_argument("--data_dir", default=None,
                       help="output TFDS data dir (default: $TFDS_DATA_DIR, ~/tensorflow_datasets)")
   parser.add_argument("--visual_dtype", default="float16", choices=ave_features.VISUAL_DTYPES,
                       help="ave_features: storage dtype of the visual maps")
-  parser.add_argument("--num_segments", type=int, default=10, help="ave: T")
-  parser.add_argument("--frames_per_segment", type=int, default=1, help="ave: F")
-  parser.add_argument("--frame_size", type=int, default=224, help="ave: S, frames are SxS")
-  parser.add_argument("--num_workers", type=int, default=1, help="ave, synthetic: decode processes")
+  parser.add_argument("--num_segments", type=int, default=10, help="video datasets: T")
+  parser.add_argument("--frames_per_segment", type=int, default=1, help="video datasets: F")
+  parser.add_argument("--frame_size", type=int, default=224,
+                      help="video datasets: S, frames are SxS")
+  parser.add_argument("--num_workers", type=int, default=1,
+                      help="video datasets, synthetic: local decode processes")
   parser.add_argument("--synthetic_config", default="",
                       help="synthetic: the argument of configs/synthetic.py, e.g. 'smoke'")
-  args = parser.parse_args(argv)
+  parser.add_argument("--manifest", default=None,
+                      help="manifest: the CSV (default: <manual_dir>/manifest.csv)")
+  parser.add_argument("--tag", default="manifest",
+                      help="manifest: names the built dataset (a config's dataset.tag)")
+  parser.add_argument("--beam_runner", default=None,
+                      help="video datasets: build on Apache Beam with this runner, e.g. "
+                           "DirectRunner or DataflowRunner")
+  parser.add_argument("--beam_num_workers", type=int, default=None,
+                      help="Beam workers (DirectRunner: local processes)")
+  args, beam_args = parser.parse_known_args(argv)
+  if beam_args and not args.beam_runner:
+    parser.error(f"unrecognized arguments: {' '.join(beam_args)} (pass-through Beam options "
+                 "need --beam_runner)")
+  if args.beam_runner and args.dataset not in VIDEO_DATASETS:
+    parser.error(f"--beam_runner works for {', '.join(VIDEO_DATASETS)}, not {args.dataset}")
   if args.dataset != "synthetic" and not args.manual_dir:
     parser.error(f"--dataset={args.dataset} needs --manual_dir")
+  args.beam_args = beam_args
   return args
 
 
-def _ave_videos_dir(args, data_dir: pathlib.Path) -> pathlib.Path:
+def _beam_options(args):
+  """PipelineOptions for --beam_runner, or None for the local process pool."""
+  if not args.beam_runner:
+    return None
+  try:
+    from data_pipelines import video_beam  # pylint: disable=g-import-not-at-top
+  except ImportError as error:
+    raise BuildInputError(f"--beam_runner needs apache-beam ({error}); install it with "
+                          "pip install -e .[beam]") from None
+  return video_beam.pipeline_options(args.beam_runner, args.beam_num_workers, args.beam_args)
+
+
+def _ave_videos_dir(args, data_dir: epath.Path) -> epath.Path:
   name = ave_builder.config_name("ave", args.num_segments, args.frames_per_segment,
                                  args.frame_size)
   return data_dir / "ave_videos" / name / str(ave_builder.AveVideos.VERSION)
+
+
+def _manifest_tag(args) -> str:
+  return args.tag if args.dataset == "manifest" else args.dataset
+
+
+def _manifest_dataset_dir(args, data_dir: epath.Path) -> epath.Path:
+  return manifest_builder.dataset_dir(data_dir, _manifest_tag(args), args.num_segments,
+                                      args.frames_per_segment, args.frame_size)
 
 
 def _synthetic_config(args):
@@ -77,56 +154,105 @@ def _synthetic_config(args):
   return config
 
 
-def rows_to_build(args, data_dir: pathlib.Path) -> int:
-  """Rows the build will write (0: already built). Raises BuildInputError / ReleaseError naming
-  the download when manual_dir lacks files."""
+def _kinetics_csvs(manual_dir: epath.Path) -> list[epath.Path]:
+  found = [directory / name for directory in (manual_dir, manual_dir / "annotations")
+           for name in KINETICS_CSV_NAMES if (directory / name).exists()]
+  names = {path.name for path in found}
+  if "train.csv" not in names or not names & {"validate.csv", "val.csv"}:
+    raise BuildInputError(f"{manual_dir} lacks the Kinetics-400 train.csv and validate.csv.\n"
+                          + KINETICS_SOUNDS_INSTRUCTIONS.format(manual_dir=manual_dir))
+  return found
+
+
+def _convert(args, data_dir: epath.Path) -> manifest_converters.Conversion:
+  """Writes the manifest of kinetics_sounds / vggsound under the data dir; prints its counts."""
+  manual_dir = epath.Path(args.manual_dir)
+  out_path = data_dir / "downloads" / "manual" / args.dataset / "manifest.csv"
+  if args.dataset == "kinetics_sounds":
+    from configs import kinetics_sounds  # pylint: disable=g-import-not-at-top
+    conversion = manifest_converters.kinetics_sounds(
+        _kinetics_csvs(manual_dir), manual_dir, out_path, kinetics_sounds.CLASS_NAMES)
+    instructions = KINETICS_SOUNDS_INSTRUCTIONS
+  else:
+    if not (manual_dir / "vggsound.csv").exists():
+      raise BuildInputError(f"{manual_dir} lacks vggsound.csv.\n"
+                            + VGGSOUND_INSTRUCTIONS.format(manual_dir=manual_dir))
+    conversion = manifest_converters.vggsound(manual_dir / "vggsound.csv", manual_dir, out_path)
+    instructions = VGGSOUND_INSTRUCTIONS
+  if conversion.missing_clips == sum(conversion.rows.values()):
+    raise BuildInputError(f"no clip of the {args.dataset} annotations is under {manual_dir}.\n"
+                          + instructions.format(manual_dir=manual_dir))
+  print(f"{args.dataset}: {conversion}", file=sys.stderr)
+  return conversion
+
+
+def plan(args, data_dir: epath.Path) -> tuple[int, dict]:
+  """(rows the build will write or refuse, 0 when already built; what build() needs).
+
+  Raises BuildInputError / ReleaseError / ManifestError naming the download when files lack."""
   if args.dataset == "ave_features":
     if (ave_features.dataset_dir(data_dir, args.visual_dtype) / "dataset_info.json").exists():
-      return 0
+      return 0, {}
     release = ave_features.check_release(args.manual_dir)  # says what to download if needed
-    return sum(len(order) for order in release.orders.values())
+    return sum(len(order) for order in release.orders.values()), {}
   if args.dataset == "ave":
     if (_ave_videos_dir(args, data_dir) / "dataset_info.json").exists():
-      return 0
-    manual_dir = pathlib.Path(args.manual_dir)
+      return 0, {}
+    manual_dir = epath.Path(args.manual_dir)
     needed = ["Annotations.txt", *ave_format.SPLIT_FILES.values(), "AVE"]
     missing = [name for name in needed if not (manual_dir / name).exists()]
     if missing:
       raise BuildInputError(f"{manual_dir} lacks {', '.join(missing)}.\n"
                             + AVE_VIDEOS_INSTRUCTIONS.format(manual_dir=manual_dir))
-    return sum(len(ave_format.read_split(manual_dir, split)) for split in ave_format.SPLIT_FILES)
+    rows = sum(len(ave_format.read_split(manual_dir, split)) for split in ave_format.SPLIT_FILES)
+    return rows, {}
+  if args.dataset in ("manifest", "kinetics_sounds", "vggsound"):
+    if (_manifest_dataset_dir(args, data_dir) / "dataset_info.json").exists():
+      return 0, {}
+    if args.dataset == "manifest":
+      path = epath.Path(args.manifest or epath.Path(args.manual_dir) / "manifest.csv")
+      if not path.exists():
+        raise BuildInputError(f"no manifest at {path}.\n"
+                              + MANIFEST_INSTRUCTIONS.format(manifest=path))
+      class_names = None  # the sorted labels of the manifest
+    else:
+      conversion = _convert(args, data_dir)
+      path, class_names = conversion.manifest_path, conversion.class_names
+    manifest = manifest_format.read(path)
+    return manifest.num_lines, {"manifest": manifest, "class_names": class_names}
   from stt import datasets  # pylint: disable=g-import-not-at-top
   config = _synthetic_config(args)
   if (datasets.synthetic_dataset_dir(config, data_dir) / "dataset_info.json").exists():
-    return 0
-  return config.synthetic.num_train + config.synthetic.num_val + config.synthetic.num_test
+    return 0, {}
+  return config.synthetic.num_train + config.synthetic.num_val + config.synthetic.num_test, {}
 
 
-def build(args, data_dir: pathlib.Path, on_row) -> pathlib.Path:
+def build(args, data_dir: epath.Path, planned: dict, on_row, beam_options=None) -> epath.Path:
   """Builds (or keeps) the dataset; returns its directory."""
+  video = dict(num_segments=args.num_segments, frames_per_segment=args.frames_per_segment,
+               frame_size=args.frame_size, num_workers=args.num_workers, on_row=on_row,
+               beam_options=beam_options)
   if args.dataset == "ave_features":
     return ave_features.build(args.manual_dir, data_dir, visual_dtype=args.visual_dtype,
                               on_row=on_row).dataset_dir
   if args.dataset == "ave":
-    return ave_builder.build(
-        args.manual_dir, data_dir, tag="ave", num_segments=args.num_segments,
-        frames_per_segment=args.frames_per_segment, frame_size=args.frame_size,
-        num_workers=args.num_workers, on_row=on_row).dataset_dir
+    return ave_builder.build(args.manual_dir, data_dir, tag="ave", **video).dataset_dir
+  if args.dataset in ("manifest", "kinetics_sounds", "vggsound"):
+    if not planned:  # already built
+      return _manifest_dataset_dir(args, data_dir)
+    return manifest_builder.build(planned["manifest"], data_dir, tag=_manifest_tag(args),
+                                  class_names=planned["class_names"], **video).dataset_dir
   # The trainer's own preparation step, so the result is exactly what the config looks for.
   from stt import datasets  # pylint: disable=g-import-not-at-top
   return datasets.prepare_synthetic(_synthetic_config(args), data_dir, on_row=on_row)
 
 
-def summary_of(dataset_dir: pathlib.Path, reused: bool) -> ave_builder.BuildSummary:
+def summary_of(dataset_dir: epath.Path, reused: bool) -> video_examples.BuildSummary:
   """The summary of a built dataset directory (split sizes and failures.jsonl)."""
-  info = tfds.builder_from_directory(str(dataset_dir)).info
-  failures = dataset_dir / "failures.jsonl"
-  failed = len(failures.read_text().splitlines()) if failures.exists() else 0
-  built = {split: info.splits[split].num_examples for split in ave_format.SPLIT_FILES}
-  return ave_builder.BuildSummary(dataset_dir, built, failed, reused)
+  return video_examples.summary_of_built(dataset_dir, reused)
 
 
-def summary_line(dataset: str, summary: ave_builder.BuildSummary) -> str:
+def summary_line(dataset: str, summary: video_examples.BuildSummary) -> str:
   """`<dataset>: built N (train=..), skipped S, failed F -> <dir>`."""
   total = sum(summary.built.values())
   splits = ", ".join(f"{split}={n}" for split, n in summary.built.items())
@@ -137,15 +263,19 @@ def summary_line(dataset: str, summary: ave_builder.BuildSummary) -> str:
 
 def main(argv=None) -> int:
   args = _parse_args(argv)
-  data_dir = pathlib.Path(args.data_dir or os.environ.get("TFDS_DATA_DIR")
-                          or "~/tensorflow_datasets").expanduser()
+  data_dir = epath.Path(args.data_dir or os.environ.get("TFDS_DATA_DIR")
+                        or "~/tensorflow_datasets").expanduser()
   tfds.disable_progress_bar()  # ours counts rows over all splits
   absl_logging.set_verbosity(absl_logging.ERROR)
   logging.getLogger().setLevel(logging.ERROR)  # unreadable videos are counted and listed instead
   try:
-    total = rows_to_build(args, data_dir)
+    beam_options = _beam_options(args)
+    total, planned = plan(args, data_dir)
+    if beam_options is not None and total:
+      print(f"building {args.dataset} on Beam ({args.beam_runner}): {total} rows; the runner "
+            "shows progress (counters stt_build/decoded, stt_build/failed)", file=sys.stderr)
     with tqdm.tqdm(total=total, desc=f"building {args.dataset}", unit="video", file=sys.stderr,
-                   disable=total == 0) as progress:
+                   disable=total == 0 or beam_options is not None) as progress:
       failed = 0
 
       def on_row(row_failed: bool):
@@ -155,12 +285,13 @@ def main(argv=None) -> int:
         if row_failed:
           progress.set_postfix(failed=failed)
 
-      dataset_dir = build(args, data_dir, on_row)
+      dataset_dir = build(args, data_dir, planned, on_row, beam_options)
   except (BuildInputError, ave_features.ReleaseError, ave_format.AnnotationError,
-          FileExistsError) as error:
+          manifest_format.ManifestError, manifest_converters.ConversionError,
+          video_examples.BuildError, FileExistsError) as error:
     print(f"build: error: {error}", file=sys.stderr)
     return 2
-  print(summary_line(args.dataset, summary_of(pathlib.Path(dataset_dir), reused=total == 0)))
+  print(summary_line(args.dataset, summary_of(epath.Path(dataset_dir), reused=total == 0)))
   return 0
 
 

@@ -6,8 +6,10 @@ import math
 
 import ml_collections
 
-DATASETS = ("synthetic", "ave")
-INPUTS = {"raw": ("synthetic", "ave"), "features": ("ave",)}  # input: datasets that have it
+# Clip-manifest datasets (data_pipelines/manifest_builder.py); 'manifest' needs dataset.tag.
+MANIFEST_DATASETS = ("kinetics_sounds", "vggsound", "manifest")
+DATASETS = ("synthetic", "ave", *MANIFEST_DATASETS)
+INPUTS = {"raw": DATASETS, "features": ("ave",)}  # input: datasets that have it
 TASKS = ("recognition", "localization", "weak")
 # Tasks train.py / evaluate.py carry out end to end. localization and weak still need: per-segment
 # predictions in evaluate.eval_step (segment_logits argmax [B,T]), `{split}/segment_accuracy` over

@@ -9,6 +9,11 @@ AVE is built once by the user (`python -m data_pipelines.build`, which names the
 
     <data_dir>/ave_features/visual_float16/   dataset.input='features' (the AVE feature release)
     <data_dir>/ave_videos/ave_t10_f1_s224/    dataset.input='raw' (decoded AVE videos)
+
+Clip-manifest datasets are built the same way (`--dataset=kinetics_sounds|vggsound|manifest`):
+
+    <data_dir>/manifest_videos/<tag>_t10_f1_s224/   tag = dataset.name, or dataset.tag for
+                                                    dataset.name='manifest' (the build's --tag)
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from jax.experimental import multihost_utils
 
 from data_pipelines import ave_builder
 from data_pipelines import ave_features
+from data_pipelines import manifest_builder
 from data_pipelines import synthetic
 
 SPLITS = ("train", "val", "test")
+MANIFEST_DATASETS = ("kinetics_sounds", "vggsound", "manifest")
 
 
 class DatasetError(RuntimeError):
@@ -110,15 +117,17 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices("stt_prepare_synthetic")
     dataset_dir = prepare_synthetic(config, data_dir)
-  elif name == "ave":
-    dataset_dir, build_command = _ave_dataset_dir(config, data_dir)
+  elif name == "ave" or name in MANIFEST_DATASETS:
+    dataset_dir, build_command = (_ave_dataset_dir(config, data_dir) if name == "ave"
+                                  else _manifest_dataset_dir(config, data_dir))
     if not data_dir.is_dir():
-      raise DatasetError(f"data dir {data_dir} does not exist; build AVE into it with: "
+      raise DatasetError(f"data dir {data_dir} does not exist; build {name} into it with: "
                          f"{build_command}")
     if not (dataset_dir / "dataset_info.json").exists():
       raise DatasetError(f"no built dataset at {dataset_dir}; build it with: {build_command}")
   else:
-    raise DatasetError(f"unknown dataset.name {name!r}; known: synthetic, ave")
+    raise DatasetError(f"unknown dataset.name {name!r}; known: synthetic, ave, "
+                       f"{', '.join(MANIFEST_DATASETS)}")
   if not (dataset_dir / "dataset_info.json").exists():
     raise DatasetError(
         f"no built dataset at {dataset_dir} (data dir {data_dir} holds none for "
@@ -126,7 +135,8 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
   builder = tfds.builder_from_directory(str(dataset_dir))
   missing = [split for split in SPLITS if split not in builder.info.splits]
   if missing:
-    raise DatasetError(f"dataset at {dataset_dir} lacks splits {missing}")
+    raise DatasetError(f"dataset at {dataset_dir} lacks splits {missing}: its source had no "
+                       "example for them (a manifest needs rows of every split)")
   if config.dataset.input == "features":
     _take_feature_shapes(config, builder.info.features, dataset_dir)
   sources = {split: builder.as_data_source(split) for split in SPLITS}
@@ -146,6 +156,27 @@ def _ave_dataset_dir(config: ml_collections.ConfigDict,
           "python -m data_pipelines.build --dataset=ave --manual_dir=<AVE-format video dir> "
           f"--data_dir={data_dir} --num_segments={d.num_segments} "
           f"--frames_per_segment={d.frames_per_segment} --frame_size={d.frame_size}")
+
+
+def _manifest_dataset_dir(config: ml_collections.ConfigDict,
+                          data_dir: epath.Path) -> tuple[epath.Path, str]:
+  """(built dataset directory, the command that builds it) for a clip-manifest dataset."""
+  d = config.dataset
+  if d.name == "manifest":
+    tag = d.get("tag")
+    if not tag:
+      raise DatasetError("dataset.name='manifest' needs dataset.tag, the --tag the manifest was "
+                         "built with (python -m data_pipelines.build --dataset=manifest "
+                         "--manual_dir=DIR --tag=NAME)")
+    source = f"--dataset=manifest --manual_dir=<dir of manifest.csv> --tag={tag}"
+  else:
+    tag = d.name
+    source = f"--dataset={d.name} --manual_dir=<downloaded {d.name} dir>"
+  return (manifest_builder.dataset_dir(data_dir, tag, d.num_segments, d.frames_per_segment,
+                                       d.frame_size),
+          f"python -m data_pipelines.build {source} --data_dir={data_dir} "
+          f"--num_segments={d.num_segments} --frames_per_segment={d.frames_per_segment} "
+          f"--frame_size={d.frame_size}")
 
 
 def _take_feature_shapes(config: ml_collections.ConfigDict, features, dataset_dir: epath.Path):
