@@ -24,8 +24,10 @@ into its example or a failure record. Both ways of running a build call exactly 
 `prepare` runs the build and writes `failures.jsonl` (one record per clip that was not written:
 split, key, video_id, path, reason) next to the built dataset; a bad file never aborts a build.
 TFDS cannot write an empty split, so a split without any decodable clip is left out of the
-dataset (the local path decodes until the first success before it starts writing a split; under
-Beam an empty split stops the build with BuildError, its failures listed one directory up).
+dataset: the local path decodes until the first success before it starts writing a split; the
+Beam path leaves out a split none of whose files exists, and a split whose every existing file
+fails to decode stops the build with BuildError (the reasons known to the launcher are written
+one directory up; the runner's log has the others).
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ class ClipTask:
   @classmethod
   def from_json(cls, line: str) -> "ClipTask":
     fields = json.loads(line)
-    event = tuple(fields.pop("event")) if fields["event"] is not None else None
+    event = fields.pop("event")
+    event = tuple(event) if event is not None else None
     boxes = tuple((segment, tuple(map(tuple, boxes))) for segment, boxes in fields.pop("boxes"))
     return cls(event=event, boxes=boxes, **fields)
 
@@ -245,10 +248,15 @@ class VideoBuilder(tfds.core.GeneratorBasedBuilder):
              if split_tasks}
     if self._use_beam:
       from data_pipelines import video_beam  # pylint: disable=g-import-not-at-top
-      # self.data_dir is the dataset's temporary directory while it is being built.
-      generators = {split: video_beam.DecodeClips(split, split_tasks, self.decoder(),
-                                                  epath.Path(self.data_dir))
-                    for split, split_tasks in tasks.items()}
+      generators = {}
+      for split, split_tasks in tasks.items():
+        if not any(epath.Path(task.video_path).exists() for task in split_tasks):
+          for task in split_tasks:  # what the workers would say, and TFDS needs examples
+            self._record(Decoded(task.key, failure=task.failure("file not found")))
+          continue
+        # self.data_dir is the dataset's temporary directory while it is being built.
+        generators[split] = video_beam.DecodeClips(split, split_tasks, self.decoder(),
+                                                   epath.Path(self.data_dir))
     else:
       generators = {}
       for split, split_tasks in tasks.items():
@@ -322,14 +330,18 @@ def prepare(builder: VideoBuilder, *, manual_dir=None, beam_options=None) -> Bui
           download_config=tfds.download.DownloadConfig(
               manual_dir=str(manual_dir) if manual_dir is not None else None,
               beam_options=beam_options))
-    except Exception as error:
-      if "No examples were yielded" not in str(error):
+    except Exception as error:  # TFDS's local and Beam writers refuse an empty split
+      if not any(text in str(error) for text in ("No examples were yielded",
+                                                 "number of generated examples is 0")):
         raise
       # TFDS removed the half-built directory; keep the reasons one level up.
       failures_path = dataset_dir.parent / FAILURES_FILE
       _write_failures(failures_path, builder.failures)
-      raise BuildError(f"{error} Every clip of that split failed; the reasons (those known to "
-                       f"this process) are in {failures_path}") from None
+      split = next((s for s in SPLITS if f"split {s}" in str(error)
+                    or f'split "{s}"' in str(error)), "?")
+      raise BuildError(f"every clip of split {split!r} failed to decode, and TFDS cannot write an "
+                       f"empty split; the reasons known to this process are in {failures_path}, "
+                       "the others in the Beam workers' log") from None
     _write_failures(failures_path, builder.failures + _collect_beam_files(dataset_dir))
   return summary_of_built(dataset_dir, reused)
 

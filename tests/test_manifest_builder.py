@@ -3,11 +3,13 @@
 import contextlib
 import io
 import json
+import sys
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+import data_pipelines
 from data_pipelines import build
 from data_pipelines import manifest_builder
 from data_pipelines import manifest_format
@@ -153,8 +155,9 @@ def test_bad_manifests_are_one_line_errors(tmp_path):
 
 
 def test_beam_without_apache_beam_says_what_to_install(tmp_path, monkeypatch):
-  monkeypatch.setitem(__import__("sys").modules, "apache_beam", None)  # as if not installed
-  monkeypatch.delitem(__import__("sys").modules, "data_pipelines.video_beam", raising=False)
+  monkeypatch.setitem(sys.modules, "apache_beam", None)  # as if not installed
+  monkeypatch.delitem(sys.modules, "data_pipelines.video_beam", raising=False)
+  monkeypatch.delattr(data_pipelines, "video_beam", raising=False)
   status, _, stderr = run_build("--dataset=manifest", f"--manual_dir={tmp_path}",
                                 f"--data_dir={tmp_path / 'out'}", "--beam_runner=DirectRunner")
   assert status == 2 and "pip install -e .[beam]" in stderr
