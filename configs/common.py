@@ -56,6 +56,9 @@ def get_common_config() -> ml_collections.ConfigDict:
   # Explainers evaluated by --mode=explain (stt/explain/explainers.py has the full list).
   config.explain.explainers = ("attention", "rollout", "gradcam", "grad_x_input", "random",
                                "center")
+  # Explanation panels (frames + "where", "when" over the spectrogram) of this many examples:
+  # of val in TensorBoard at each evaluation, of test as PNGs by --mode=explain. 0: none.
+  config.explain.num_panels = 4
 
   # One source of truth for model fields: the model's own defaults, then full-size backbones.
   # Device mesh (data x fsdp). fsdp > 1 splits state arrays of >= fsdp_min_size elements over

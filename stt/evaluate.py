@@ -66,14 +66,19 @@ class Evaluator:
   def evaluate(self, state, source, split: str, *, explain: bool = False) -> dict:
     """Flat metrics `{split}/accuracy`, `{split}/loss`, `{split}/num_examples` (+ pointing)."""
     out = self.predict(state, source)
-    metrics = {
-        f"{split}/accuracy": float(np.mean(out["prediction"] == out["label"])),
-        f"{split}/loss": float(np.mean(out["loss"])),
-        f"{split}/num_examples": int(out["label"].shape[0]),
-    }
+    metrics = split_metrics(out, split)
     if explain:
       metrics.update(pointing_metrics(out, self._config.explain.pointing_tolerance_px))
     return metrics
+
+
+def split_metrics(out: dict, split: str) -> dict:
+  """`{split}/accuracy`, `{split}/loss`, `{split}/num_examples` from predict()'s outputs."""
+  return {
+      f"{split}/accuracy": float(np.mean(out["prediction"] == out["label"])),
+      f"{split}/loss": float(np.mean(out["loss"])),
+      f"{split}/num_examples": int(out["label"].shape[0]),
+  }
 
 
 def pointing_metrics(out: dict, tolerance_px: float, explainer: str = "attention") -> dict:

@@ -29,6 +29,8 @@ from stt import evaluate
 from stt import input_pipeline
 from stt import preemption
 from stt import sharding
+from stt import trained_run
+from stt.explain import panels
 from stt.explain import suite
 from stt.models import stan
 
@@ -106,6 +108,15 @@ def stop_on_divergence(manager, window: list, workdir) -> None:
       "Lower optimizer.learning_rate or check the input data.")
 
 
+def write_panels(writer, step: int, outputs: dict, dataset: datasets.Dataset, count: int):
+  """Explanation panels of the first `count` val examples, as TensorBoard images."""
+  positions = range(min(count, len(outputs["label"])))
+  images = panels.panels_for_examples(outputs, dataset.sources["val"], positions,
+                                      dataset.class_names)
+  writer.write_images(step, {f"val_explanations/{video_id}": image[None]
+                             for video_id, image in images.items()})
+
+
 def create_state(config: ml_collections.ConfigDict, num_classes: int, mesh):
   """(graphdef, state, shardings) of (model, optimizer), created in place on the mesh.
 
@@ -139,7 +150,8 @@ def explain_best(config: ml_collections.ConfigDict, workdir: str) -> dict:
   manager = checkpoint.make_manager(workdir, keep_last=config.keep_checkpoints)
   state = checkpoint.restore(manager, manager.best_step(), state)
   manager.close()
-  metrics = suite.run(graphdef, state, dataset.sources["test"], mesh, config, workdir)
+  metrics = suite.run(graphdef, state, dataset.sources["test"], mesh, config, workdir,
+                      dataset.class_names)
   results = {**json.loads(results_path.read_text()), **metrics}
   if jax.process_index() == 0:
     strict = {k: None if isinstance(v, float) and not np.isfinite(v) else v
@@ -160,6 +172,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   # --- Data ---
   dataset = datasets.load(config)
+  if is_chief:  # So that tools (e.g. stt.explain.video) can use the model from the workdir alone.
+    trained_run.save(workdir, config, dataset.class_names)
   mesh = sharding.make_mesh(config)
   per_host_batch = config.batch_size // jax.process_count()
   train_iter = iter(input_pipeline.train_dataset(
@@ -221,8 +235,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           f"SIGTERM: saved a checkpoint at step {step} in {workdir / 'checkpoints'} and "
           "stopped; run the same command again to resume.")
     if evaluate_now:
-      val = evaluator.evaluate(state, dataset.sources["val"], "val")
+      val_outputs = evaluator.predict(state, dataset.sources["val"])
+      val = evaluate.split_metrics(val_outputs, "val")
       writer.write_scalars(step, val)
+      if is_chief and config.explain.num_panels > 0:
+        write_panels(writer, step, val_outputs, dataset, config.explain.num_panels)
       checkpoint.save(manager, step, state, train_iter,
                       metrics={**val, "train/loss": last_train_loss})
     elif save_now:

@@ -7,7 +7,9 @@ import json
 import shutil
 import subprocess
 
+import matplotlib.image
 import pytest
+from tensorboard.backend.event_processing import event_accumulator
 
 from tests.conftest import REPO, REQUIRED_KEYS, main_command, run_main, subprocess_env
 
@@ -86,3 +88,26 @@ def test_explain_mode_adds_every_explainer_and_writes_reports(smoke_run, tmp_pat
   assert table[0].startswith("| explainer | pointing_spatial") and len(table) >= 5
   assert (workdir / "explain" / "tables.csv").read_text().count("\n") == 4
   assert (workdir / "explain" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  # Explanation panels: the first num_panels (default 4) test videos, one PNG per explainer.
+  panel_dirs = sorted((workdir / "explain" / "panels").iterdir())
+  assert len(panel_dirs) == 4
+  for directory in panel_dirs:
+    assert sorted(p.name for p in directory.iterdir()) == ["attention.png", "center.png",
+                                                           "random.png"]
+    image = matplotlib.image.imread(directory / "attention.png")
+    assert image.shape[0] > 200 and image.shape[1] > 600
+
+
+def test_training_writes_explanation_panels_to_tensorboard_at_each_evaluation(smoke_run):
+  _, workdir, _ = smoke_run
+  accumulator = event_accumulator.EventAccumulator(
+      str(next((workdir / "tensorboard").iterdir())), size_guidance={"tensors": 0})
+  accumulator.Reload()
+  panel_tags = [tag for tag in accumulator.Tags()["tensors"]
+                if tag.startswith("val_explanations/")]
+  assert len(panel_tags) == 4  # config.explain.num_panels val videos
+  # Smoke: evaluations at steps 3 and 6; each writes every panel once.
+  assert [event.step for event in accumulator.Tensors(panel_tags[0])] == [3, 6]
+  # The record run info that tools such as stt.explain.video read.
+  assert json.loads((workdir / "class_names.json").read_text())[0] == "red_circle"
+  assert json.loads((workdir / "config.json").read_text())["model"]["grid_size"] == [8, 8]

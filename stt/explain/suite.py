@@ -6,7 +6,9 @@ For every explainer in `config.explain.explainers`, on the test split:
 - perturbation tests, feature mode, fractions 0..0.9: spatial and temporal (both modalities),
   positive and negative, AUC = trapz(accuracy) x 100.
 Writes `explain/<explainer>/...` keys into the returned dict, and `<workdir>/explain/tables.md`,
-`tables.csv` and `curves.png` (accuracy vs fraction for each test).
+`tables.csv`, `curves.png` (accuracy vs fraction for each test) and
+`panels/<video_id>/<explainer>.png` (frames with "where", "when" over the spectrogram) for the
+first `config.explain.num_panels` test videos.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from stt import input_pipeline
 from stt import sharding
 from stt.explain import explainers as explainer_lib
 from stt.explain import localization
+from stt.explain import panels
 from stt.explain import perturbation
 
 matplotlib.use("Agg")
@@ -126,7 +129,18 @@ def write_reports(directory: epath.Path, metrics: dict, curves: dict[str, dict],
   plt.close(figure)
 
 
-def run(graphdef, state, source, mesh, config, workdir: epath.Path) -> dict:
+def write_panels(directory: epath.Path, outputs: dict[str, dict], source, class_names,
+                 count: int) -> None:
+  """`<directory>/<video_id>/<explainer>.png` for the first `count` examples of the split."""
+  for name, out in outputs.items():
+    positions = range(min(count, len(out["label"])))
+    for video_id, image in panels.panels_for_examples(out, source, positions,
+                                                      class_names).items():
+      (directory / video_id).mkdir(parents=True, exist_ok=True)
+      panels.save_png(directory / video_id / f"{name}.png", image)
+
+
+def run(graphdef, state, source, mesh, config, workdir: epath.Path, class_names) -> dict:
   """Evaluates every configured explainer; writes the reports (process 0); returns metrics."""
   outputs = explain_split(graphdef, state, source, mesh, config)
   metrics, curves = {}, {}
@@ -135,4 +149,6 @@ def run(graphdef, state, source, mesh, config, workdir: epath.Path) -> dict:
     metrics.update(metrics_one)
   if jax.process_index() == 0:
     write_reports(workdir / "explain", metrics, curves, list(outputs))
+    write_panels(workdir / "explain" / "panels", outputs, source, class_names,
+                 config.explain.num_panels)
   return metrics
