@@ -16,10 +16,10 @@ Arguments (comma-separated, any order; at most one of each group):
           grid and channel sizes are read from the built dataset.
           `raw`: the AVE videos decoded by the ave_videos builder, ResNet-18 + VGGish backbones.
   task    `recognition` (default): the video's event class.
-          `localization`: per-segment labels (28 events + background), trained with them.
-          `weak`: per-segment labels, trained with video labels only.
-          (localization and weak are validated but not yet run by the trainer; see
-          stt/config_validation.py, TRAINER_TASKS.)
+          `localization`: per-segment labels (28 events + background), trained with them
+          (segment head); reports and selects on `{split}/segment_accuracy`.
+          `weak`: trained with video labels only; a segment is the predicted event where the
+          model's "when" is above uniform, else background; `{split}/segment_accuracy`.
   `smoke` a tiny model and a handful of steps, for tests.
 """
 
@@ -90,9 +90,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   if task == "localization":  # AVE's supervised event localization: C+1 labels per segment
     config.model.segment_head = True
     config.loss.segment_weight = 1.0
-  elif task == "weak":  # AVE's weakly-supervised localization: video labels only in training
-    config.model.segment_head = True
-    config.loss.segment_weight = 0.0
+  elif task == "weak":  # AVE's weakly-supervised localization: video labels only in training;
+    config.loss.segment_weight = 0.0  # segments come from the model's "when" (evaluate.py)
 
   if smoke:
     config.model.width = 32

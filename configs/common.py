@@ -51,6 +51,10 @@ def get_common_config() -> ml_collections.ConfigDict:
   config.loss.segment_weight = 0.0  # > 0 adds the per-segment loss (needs model.segment_head)
   config.loss.label_smoothing = 0.0
 
+  # task='weak': a segment is predicted as the video's class where the model's "when" is at least
+  # event_threshold x uniform (1 / valid segments), else as background.
+  config.localization = ml_collections.ConfigDict(dict(event_threshold=1.0))
+
   config.explain = ml_collections.ConfigDict()
   config.explain.pointing_tolerance_px = 15.0
   # Explainers evaluated by --mode=explain (stt/explain/explainers.py has the full list).

@@ -16,22 +16,20 @@ from etils import epath
 from flax import nnx
 from jax.experimental import multihost_utils
 
-BEST_METRIC = "val/accuracy"
-
-
-def make_manager(workdir: epath.PathLike, *, keep_last: int) -> ocp.CheckpointManager:
-  """A manager that keeps the `keep_last` newest checkpoints plus the best by val accuracy.
+def make_manager(workdir: epath.PathLike, *, keep_last: int,
+                 best_metric: str = "val/accuracy") -> ocp.CheckpointManager:
+  """A manager that keeps the `keep_last` newest checkpoints plus the best by `best_metric`.
 
   Checkpoints saved between evaluations carry no metrics: LatestN keeps them while they are
   recent, and they can never be chosen as best.
   """
   policies = ocp.checkpoint_managers
   options = ocp.CheckpointManagerOptions(
-      best_fn=lambda metrics: metrics[BEST_METRIC],
+      best_fn=lambda metrics: metrics[best_metric],
       best_mode="max",
       preservation_policy=policies.AnyPreservationPolicy([
           policies.LatestN(n=keep_last),
-          policies.BestN(get_metric_fn=lambda metrics: metrics[BEST_METRIC], reverse=False, n=1,
+          policies.BestN(get_metric_fn=lambda metrics: metrics[best_metric], reverse=False, n=1,
                          keep_checkpoints_without_metrics=False),
       ]),
       enable_async_checkpointing=True,

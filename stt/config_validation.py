@@ -11,11 +11,6 @@ MANIFEST_DATASETS = ("kinetics_sounds", "vggsound", "manifest")
 DATASETS = ("synthetic", "ave", *MANIFEST_DATASETS)
 INPUTS = {"raw": DATASETS, "features": ("ave",)}  # input: datasets that have it
 TASKS = ("recognition", "localization", "weak")
-# Tasks train.py / evaluate.py carry out end to end. localization and weak still need: per-segment
-# predictions in evaluate.eval_step (segment_logits argmax [B,T]), `{split}/segment_accuracy` over
-# valid segments against segment_labels, and checkpoint selection on val/segment_accuracy; weak
-# also needs its segment predictions from video-level training (a MIL head or an attention rule).
-TRAINER_TASKS = ("recognition",)
 VISUAL_BACKBONES = {"resnet_tiny": 8, "resnet18": 32, "resnet50": 32, "features": None}  # stride
 AUDIO_BACKBONES = ("vggish", "vggish_tiny", "features")
 
@@ -106,9 +101,8 @@ def _validate_task(config: ml_collections.ConfigDict):
              "task='localization' trains on segment labels: set model.segment_head=True and "
              "loss.segment_weight > 0")
   elif task == "weak":
-    _require(config.model.segment_head and config.loss.segment_weight == 0,
-             "task='weak' trains on video labels only: set model.segment_head=True and "
-             "loss.segment_weight=0")
-  _require(task in TRAINER_TASKS,
-           f"task={task!r} is not carried out by the trainer yet: the evaluator reports no "
-           "per-segment accuracy (see TRAINER_TASKS in stt/config_validation.py)")
+    _require(config.loss.segment_weight == 0,
+             "task='weak' trains on video labels only: set loss.segment_weight=0")
+    _require(config.localization.event_threshold > 0,
+             "localization.event_threshold must be > 0 (1.0: a segment is an event where the "
+             "model's 'when' exceeds uniform)")

@@ -2,6 +2,13 @@
 
 The forward pass is one jitted function over global batches; per-example outputs are gathered
 to every host, padding rows (valid=False) are dropped, and metrics are computed on the host.
+
+Localization tasks also predict a label per segment (C events + background C), scored as
+`{split}/segment_accuracy` over valid segments (AVE's event-localization metric):
+- `localization`: the argmax of the segment head's logits [B,T,C+1];
+- `weak` (trained on video labels only): the predicted video class where the model's "when"
+  is at least `localization.event_threshold` x uniform (1 / valid segments), else background.
+Checkpoints are selected on `val/segment_accuracy` for these tasks, `val/accuracy` otherwise.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -24,13 +32,41 @@ ANNOTATION_KEYS = ("valid", "index", "label", "segment_mask", "boxes", "box_mask
                    "event_start", "event_end")
 
 
-def eval_step(graphdef, state, batch) -> dict:
+SEGMENT_TASKS = ("localization", "weak")
+
+
+def selection_metric(config: ml_collections.ConfigDict) -> str:
+  """The val metric that picks the best checkpoint."""
+  return "val/segment_accuracy" if config.task in SEGMENT_TASKS else "val/accuracy"
+
+
+def segment_predictions(outputs: dict, segment_mask: jax.Array, task: str,
+                        event_threshold: float) -> jax.Array:
+  """[B,T] int32 per-segment labels in 0..C (C = background); see the module docstring."""
+  if task == "localization":
+    return outputs["segment_logits"].argmax(-1).astype(jnp.int32)
+  logits = outputs["logits"]
+  background = logits.shape[-1]
+  valid = segment_mask.astype(jnp.float32)
+  uniform = 1.0 / jnp.maximum(valid.sum(-1, keepdims=True), 1.0)
+  is_event = (outputs["explanations"]["when"] >= event_threshold * uniform) & (valid > 0)
+  return jnp.where(is_event, logits.argmax(-1)[:, None], background).astype(jnp.int32)
+
+
+def eval_step(graphdef, state, batch, *, task: str = "recognition",
+              event_threshold: float = 1.0) -> dict:
   """Per-example outputs of the model in inference mode; shapes [B,...]."""
   model, _ = nnx.merge(graphdef, state)
   outputs = model(input_pipeline.model_inputs(batch), train=False)
   logits = outputs["logits"].astype(np.float32)
   explanations = outputs["explanations"]
+  extra = {}
+  if task in SEGMENT_TASKS:
+    extra["segment_prediction"] = segment_predictions(outputs, batch["segment_mask"], task,
+                                                      event_threshold)
+    extra["segment_labels"] = batch["segment_labels"]
   return {
+      **extra,
       "prediction": logits.argmax(-1),
       "loss": optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]),
       "where": explanations["where"],
@@ -47,8 +83,10 @@ class Evaluator:
   def __init__(self, graphdef, mesh: jax.sharding.Mesh, config: ml_collections.ConfigDict):
     self._mesh = mesh
     self._config = config
-    self._step = jax.jit(functools.partial(eval_step, graphdef),
-                         out_shardings=sharding.replicated(mesh))
+    self._step = jax.jit(
+        functools.partial(eval_step, graphdef, task=config.task,
+                          event_threshold=config.localization.event_threshold),
+        out_shardings=sharding.replicated(mesh))
 
   def predict(self, state, source) -> dict:
     """Outputs for every example of `source`, in split order: {key: [N,...]}."""
@@ -73,12 +111,18 @@ class Evaluator:
 
 
 def split_metrics(out: dict, split: str) -> dict:
-  """`{split}/accuracy`, `{split}/loss`, `{split}/num_examples` from predict()'s outputs."""
-  return {
+  """`{split}/accuracy`, `{split}/loss`, `{split}/num_examples` (+ `{split}/segment_accuracy`
+  for localization tasks) from predict()'s outputs."""
+  metrics = {
       f"{split}/accuracy": float(np.mean(out["prediction"] == out["label"])),
       f"{split}/loss": float(np.mean(out["loss"])),
       f"{split}/num_examples": int(out["label"].shape[0]),
   }
+  if "segment_prediction" in out:
+    valid = out["segment_mask"].astype(bool)
+    correct = out["segment_prediction"] == out["segment_labels"]
+    metrics[f"{split}/segment_accuracy"] = float(correct[valid].mean()) if valid.any() else 0.0
+  return metrics
 
 
 def pointing_metrics(out: dict, tolerance_px: float, explainer: str = "attention") -> dict:

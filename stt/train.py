@@ -147,7 +147,8 @@ def explain_best(config: ml_collections.ConfigDict, workdir: str) -> dict:
   mesh = sharding.make_mesh(config)
 
   graphdef, state, _ = create_state(config, dataset.num_classes, mesh)
-  manager = checkpoint.make_manager(workdir, keep_last=config.keep_checkpoints)
+  manager = checkpoint.make_manager(
+      workdir, keep_last=config.keep_checkpoints, best_metric=evaluate.selection_metric(config))
   state = checkpoint.restore(manager, manager.best_step(), state)
   manager.close()
   metrics = suite.run(graphdef, state, dataset.sources["test"], mesh, config, workdir,
@@ -194,7 +195,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   evaluator = evaluate.Evaluator(graphdef, mesh, config)
 
   # --- Resume ---
-  manager = checkpoint.make_manager(workdir, keep_last=config.keep_checkpoints)
+  manager = checkpoint.make_manager(
+      workdir, keep_last=config.keep_checkpoints, best_metric=evaluate.selection_metric(config))
   resumed_step, state = checkpoint.restore_newest_usable(manager, state, train_iter)
   first_step = 1 if resumed_step is None else resumed_step + 1
   if resumed_step is not None:

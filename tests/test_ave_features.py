@@ -212,8 +212,11 @@ def test_config_arguments():
   with pytest.raises(ValueError, match="give one input"):
     ave_config.get_config("features,raw")
   for task in ("localization", "weak"):
-    with pytest.raises(config_validation.ConfigError, match=f"task='{task}' is not carried out"):
-      config_validation.validate(ave_config.get_config(f"features,{task}"), device_count=1)
+    config_validation.validate(ave_config.get_config(f"features,{task}"), device_count=1)
+  config = ave_config.get_config("features,weak")
+  config.loss.segment_weight = 1.0
+  with pytest.raises(config_validation.ConfigError, match="video labels only"):
+    config_validation.validate(config, device_count=1)
   config = ave_config.get_config("features,localization")
   config.loss.segment_weight = 0.0
   with pytest.raises(config_validation.ConfigError, match="loss.segment_weight > 0"):
@@ -246,6 +249,26 @@ def test_load_takes_shapes_from_the_data_and_names_the_build_command(built, tmp_
   with pytest.raises(datasets.DatasetError, match="no built dataset at .* build it with: "
                      "python -m data_pipelines.build --dataset=ave_features --manual_dir="):
     datasets.load(config)
+
+
+@pytest.mark.parametrize("task", ["localization", "weak"])
+def test_localization_tasks_report_and_select_on_segment_accuracy(built, tmp_path, task):
+  data_dir, _, _ = built
+  workdir = tmp_path / "work"
+  result = subprocess.run(
+      [sys.executable, "-m", "stt.main", f"--config=configs/ave.py:features,{task},smoke",
+       f"--config.data_dir={data_dir}", f"--workdir={workdir}"],
+      cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  results = json.loads((workdir / "results.json").read_text())
+  for split in ("val", "test"):
+    assert 0.0 <= results[f"{split}/segment_accuracy"] <= 1.0
+  # Selection: the best step is the one with the highest val/segment_accuracy saved.
+  saved = {int(step.name): json.loads((step / "metrics" / "metrics").read_text())
+           for step in (workdir / "checkpoints").iterdir() if (step / "metrics").exists()}
+  highest = max(metrics["val/segment_accuracy"] for metrics in saved.values())
+  assert saved[results["best_step"]]["val/segment_accuracy"] == highest
+  assert results["val/segment_accuracy"] == pytest.approx(highest)
 
 
 def test_training_on_features_writes_results(built, tmp_path):

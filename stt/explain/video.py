@@ -40,6 +40,7 @@ from flax import nnx  # pylint: disable=g-import-not-at-top,wrong-import-positio
 
 from data_pipelines import media  # pylint: disable=g-import-not-at-top,wrong-import-position
 from stt import checkpoint  # pylint: disable=g-import-not-at-top,wrong-import-position
+from stt import evaluate  # pylint: disable=g-import-not-at-top,wrong-import-position
 from stt import sharding  # pylint: disable=g-import-not-at-top,wrong-import-position
 from stt import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 from stt import trained_run  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -77,7 +78,8 @@ def load_model(workdir: epath.Path):
                            (sharding.DATA_AXIS, sharding.FSDP_AXIS))
   config.mesh.fsdp = 1
   graphdef, state, _ = train.create_state(config, len(info.class_names), mesh)
-  manager = checkpoint.make_manager(workdir, keep_last=config.keep_checkpoints)
+  manager = checkpoint.make_manager(
+      workdir, keep_last=config.keep_checkpoints, best_metric=evaluate.selection_metric(config))
   step = manager.best_step() if manager.best_step() is not None else manager.latest_step()
   if step is None:
     raise VideoExplainError(f"{workdir} has no checkpoint; train first")
