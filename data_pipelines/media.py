@@ -42,7 +42,8 @@ from data_pipelines import media_streams
 from data_pipelines.media_streams import MediaError  # the public name: media.MediaError
 
 TRUNCATION_TOLERANCE_S = 1.0
-"""Video that ends this much earlier than its stream declares (within the T seconds read) is truncated."""
+"""Video that ends this much earlier than its stream declares (within the T seconds read) is
+truncated."""
 
 VIDEO_GAP_STEPS = 2.5
 """Consecutive frames further apart than this many nominal frame steps leave a video gap."""
@@ -61,7 +62,8 @@ class DecodedClip:
     frames: [T, F, S, S, 3] uint8 RGB; zeros for padded (invalid) segments.
     log_mel: [T, 96, 64] float32 VGGish log-mel, one patch per second.
     segment_mask: [T] bool, True where the segment's first sampled time lies inside the video.
-    has_audio: False when there is no audio stream or it yields no samples (log_mel is then of silence).
+    has_audio: False when there is no audio stream or it yields no samples (log_mel is then of
+      silence).
     frame_size: (width, height) of the ORIGINAL decoded video frames.
     duration_s: declared container duration in seconds, else (or when the decoded frames run
       longer) the end of the last decoded video frame.
@@ -178,7 +180,8 @@ def _sample_video(container: Any, path: str | os.PathLike, num_segments: int,
   damage.raise_if_mostly_corrupt(path)
   if num_decoded == 0:
     details = "; ".join(damage.warnings())
-    raise MediaError(path, "video stream has no decodable frames" + (f" ({details})" if details else ""))
+    raise MediaError(path, "video stream has no decodable frames"
+                     + (f" ({details})" if details else ""))
 
   if stopped_early:
     end_s = float("inf")
@@ -208,7 +211,8 @@ def _sample_video(container: Any, path: str | os.PathLike, num_segments: int,
 
 def _check_not_truncated(stream: Any, path: str | os.PathLike, origin: float, end_s: float,
                          horizon_s: float) -> None:
-  """Raise MediaError if decoding hit EOF well before what the stream declares (within the horizon)."""
+  """Raise MediaError if decoding hit EOF well before what the stream declares (within the
+  horizon)."""
   declared_end = media_streams.declared_end_s(stream, origin)
   if declared_end is None:
     return

@@ -27,6 +27,15 @@ QUADRANT_COLOURS = np.array([[30, 200, 30], [30, 30, 220], [230, 230, 30], [30, 
                             dtype=np.int32)
 OUTSIDE_COLOUR = np.array([230, 20, 20], dtype=np.int32)
 
+# Variable frame rate: 2 fps in seconds 0 and 3, 25 fps in seconds 1 and 6, a lone frame late
+# in second 2, none in second 4, two in second 5; the last frame ends at 7.0 s.
+VFR_FRAME_TIMES_S = np.round(np.concatenate([
+    [0.0, 0.5], 1.0 + 0.04 * np.arange(25), [2.9], [3.0, 3.5], [5.2, 5.7],
+    6.0 + 0.04 * np.arange(25)]), 3)
+# (second whose colour is shown, frame index within that second) at t + 0.5 for t = 0..6: the
+# last frame at or before the sample time, so second 2 shows 1.96 s and second 4 shows 3.5 s.
+VFR_SHOWN_AT_HALF = ((0, 1), (1, 12), (1, 24), (3, 1), (3, 1), (5, 0), (6, 12))
+
 MILLISECOND = fractions.Fraction(1, 1000)
 X264_OPTIONS = {"preset": "veryfast", "crf": "12", "threads": "1"}
 

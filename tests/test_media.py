@@ -105,21 +105,13 @@ def test_default_frame_size_and_crop(video_10s):
   assert clip.frame_size == (WIDTH, HEIGHT)
 
 
-# Frame times: 2 fps in seconds 0 and 3, 25 fps in seconds 1 and 6, a lone frame late in
-# second 2, none in second 4, two in second 5; the video ends at 7.0 s.
-VFR_TIMES = np.round(np.concatenate([
-    [0.0, 0.5], 1.0 + 0.04 * np.arange(25), [2.9], [3.0, 3.5], [5.2, 5.7],
-    6.0 + 0.04 * np.arange(25)]), 3)
-# (second of the colour, frame index within that second) shown at t + 0.5 for t = 0..6.
-VFR_SHOWN_AT_HALF = [(0, 1), (1, 12), (1, 24), (3, 1), (3, 1), (5, 0), (6, 12)]
-
-
 def test_variable_frame_rate_picks_the_frame_shown_at_each_sample_time(media_dir):
-  frames = media_files.second_colour_frames(VFR_TIMES, 64, 48)
-  path = media_files.write_media(media_dir / "vfr.mp4", frames, frame_times_s=VFR_TIMES)
+  times = media_files.VFR_FRAME_TIMES_S
+  frames = media_files.second_colour_frames(times, 64, 48)
+  path = media_files.write_media(media_dir / "vfr.mp4", frames, frame_times_s=times)
   clip = decode_clip(path, num_segments=8, frame_size=32)
   # Second 2 shows 1.96 s (not the nearer 2.9 s), second 4 still shows 3.5 s.
-  for t, (second, index) in enumerate(VFR_SHOWN_AT_HALF):
+  for t, (second, index) in enumerate(media_files.VFR_SHOWN_AT_HALF):
     image = clip.frames[t, 0]
     assert _nearest_colour_index(_top_colour(image)) == second, t
     assert abs(_bottom_grey(image) - frame_grey(index)) < 8, t
