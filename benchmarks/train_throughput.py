@@ -25,12 +25,10 @@ import time
 
 import jax
 import numpy as np
-from flax import nnx
 
 from configs import synthetic
 from stt import sharding
 from stt import train
-from stt.models import stan
 
 # Dense peak TFLOP/s per device: (bf16, float32). float32 matmuls run as TF32 on tensor cores.
 PEAK_TFLOPS = {
@@ -77,9 +75,9 @@ def make_batch(shapes: dict, batch_size: int, num_segments: int, num_classes: in
   return batch
 
 
-def measure(size: str, dtype: str, batch_size: int, steps: int, *, num_segments: int = 10,
-            grid: int | None = None, peak_tflops: float | None = None) -> dict:
-  """Compiles and times `steps` training steps; returns the figures of one configuration."""
+def compile_step(size: str, dtype: str, batch_size: int, *, num_segments: int = 10,
+                 grid: int | None = None):
+  """(compiled train step, state, batch, model GFLOP per step, config) of one configuration."""
   overrides, shapes = SIZES[size]
   shapes = dict(shapes)
   config = synthetic.get_config("")
@@ -95,10 +93,7 @@ def measure(size: str, dtype: str, batch_size: int, steps: int, *, num_segments:
   config.batch_size = batch_size
 
   mesh = sharding.make_mesh(config)
-  model = stan.Stan(config.model, num_classes, rngs=nnx.Rngs(0))
-  optimizer = nnx.Optimizer(model, train.make_optimizer(config), wrt=nnx.Param)
-  graphdef, state = nnx.split((model, optimizer))
-  state = jax.device_put(state, sharding.replicated(mesh))
+  graphdef, state, _ = train.create_state(config, num_classes, mesh)
   batch = jax.device_put(make_batch(shapes, batch_size, num_segments, num_classes,
                                     np.random.default_rng(0)), sharding.batch_sharding(mesh))
   step = jax.jit(functools.partial(train.train_step, graphdef, config=config),
@@ -107,7 +102,14 @@ def measure(size: str, dtype: str, batch_size: int, steps: int, *, num_segments:
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float(cost.get("flops", 0.0)) if cost else 0.0
+  return compiled, state, batch, flops, config
 
+
+def measure(size: str, dtype: str, batch_size: int, steps: int, *, num_segments: int = 10,
+            grid: int | None = None, peak_tflops: float | None = None) -> dict:
+  """Compiles and times `steps` training steps; returns the figures of one configuration."""
+  compiled, state, batch, flops, config = compile_step(size, dtype, batch_size,
+                                                       num_segments=num_segments, grid=grid)
   state, metrics = compiled(state, batch)  # warm-up
   jax.block_until_ready(metrics)
   times = []

@@ -69,10 +69,17 @@ class AudioGuidedSpatialAttention(nnx.Module):
 
   def __call__(self, audio_tokens: jax.Array, visual_cells: jax.Array):
     """audio_tokens [B,T,D], visual_cells [B,T,N,D] ->
-    (attended [B,T,D], alpha [B,T,H,N] float32, summing to 1 over N)."""
-    b, t, n, _ = visual_cells.shape
+    (attended [B,T,D], alpha [B,T,H,N] float32, summing to 1 over N).
+
+    With one query per segment, neither the keys nor the values of the N cells are computed:
+    q_h . (W_k c_n)_h = (W_k,h q_h) . c_n, and since alpha sums to 1 over n,
+    sum_n alpha_hn (W_v c_n + b_v)_h = W_v,h (sum_n alpha_hn c_n) + b_v,h. The result equals
+    the textbook form (tested) at a fraction of its cost: the two [B*T*N, D] x [D, D] matmuls
+    and their head transposes were most of a training step's time (benchmarks/RESULTS.md).
+    """
+    b, t, n, d = visual_cells.shape
     heads, dh = self.num_heads, self.head_dim
-    values = self.value(visual_cells).reshape(b, t, n, heads, dh)
+    cells = visual_cells.astype(self.dtype)
     if self.spatial_query == 'none':
       alpha = jnp.full((b, t, heads, n), 1.0 / n, jnp.float32)
     else:
@@ -81,10 +88,14 @@ class AudioGuidedSpatialAttention(nnx.Module):
       else:
         query_in = jnp.broadcast_to(self.learned_query[...].astype(self.dtype), (b, t, self.width))
       q = self.query(query_in).reshape(b, t, heads, dh)
-      k = self.key(visual_cells).reshape(b, t, n, heads, dh)
-      logits = jnp.einsum('bthd,btnhd->bthn', q, k) / jnp.sqrt(dh).astype(q.dtype)
+      key_kernel = self.key.kernel[...].astype(self.dtype).reshape(d, heads, dh)
+      folded_query = jnp.einsum('bthe,dhe->bthd', q, key_kernel)  # [B,T,H,D]
+      logits = jnp.einsum('bthd,btnd->bthn', folded_query, cells) / jnp.sqrt(dh).astype(q.dtype)
       alpha = masked_softmax(logits, None, axis=-1)
-    attended = jnp.einsum('bthn,btnhd->bthd', alpha.astype(values.dtype), values)
+    pooled_cells = jnp.einsum('bthn,btnd->bthd', alpha.astype(self.dtype), cells)  # [B,T,H,D]
+    value_kernel = self.value.kernel[...].astype(self.dtype).reshape(d, heads, dh)
+    attended = jnp.einsum('bthd,dhe->bthe', pooled_cells, value_kernel)
+    attended = attended + self.value.bias[...].astype(self.dtype).reshape(heads, dh)
     return self.out(attended.reshape(b, t, self.width)), alpha
 
 
