@@ -268,15 +268,17 @@ def _read_audio(container: Any, path: str | os.PathLike, seconds: float) -> _Aud
     start_s = media_streams.frame_time_s(frame, origin + (expected_start_s or 0.0)) - origin
     lost_before = len(damage.undecodable_at_s) > num_undecodable_seen
     num_undecodable_seen = len(damage.undecodable_at_s)
+    gap_start_s = 0.0 if cursor is None else expected_start_s
+    if start_s - gap_start_s > AUDIO_GAP_TOLERANCE_S:  # a leading gap, or one between frames
+      gaps.append((gap_start_s, start_s))
+      if lost_before:
+        damaged.append((gap_start_s, start_s))
     if cursor is None:  # clamped, so a garbage timestamp cannot cost unbounded reading
       cursor = int(np.clip(round(start_s * log_mel.SAMPLE_RATE), -num_samples, num_samples))
     elif start_s - expected_start_s > AUDIO_GAP_TOLERANCE_S:
       write(resampler.resample(None))  # a new resampler starts after the gap
       resampler_key = None
       cursor = max(cursor, int(round(start_s * log_mel.SAMPLE_RATE)))
-      gaps.append((expected_start_s, start_s))
-      if lost_before:
-        damaged.append((expected_start_s, start_s))
     key = (frame.format.name, frame.layout.name, frame.sample_rate)
     if key != resampler_key:  # first frame, after a gap, or the stream changed its format
       if resampler is not None and resampler_key is not None:
@@ -318,8 +320,9 @@ def _damaged_segments(video: _SampledVideo, audio: _Audio,
   notes on video lost without a rejected packet)."""
   times, shown, following = video.sample_times_s, video.shown_s, video.next_s  # each [T*F]
   damaged = video.shown_damaged.copy()
+  shown_before = np.where(shown <= times, shown, -np.inf)  # before the first frame: -inf
   for lost_s in video.damage.undecodable_at_s:  # the frame due at the sample time was lost
-    damaged |= (shown < lost_s) & (lost_s <= times)
+    damaged |= (shown_before < lost_s) & (lost_s <= times)
   if video.damage.read_error is not None:  # samples after the last frame read
     damaged |= np.isinf(following)
   lost_with_audio = np.zeros_like(damaged)

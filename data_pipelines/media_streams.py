@@ -15,6 +15,7 @@ import os
 from typing import Any, Iterator
 
 import av
+import numpy as np
 
 MAX_UNDECODABLE_FRACTION = 0.25
 """A stream with more than this fraction of its packets (within the horizon) rejected is corrupt."""
@@ -53,7 +54,7 @@ def container_origin_s(container: Any) -> float:
 def frame_time_s(frame: Any, fallback_s: float) -> float:
   """Presentation time (s) of a decoded frame; ``fallback_s`` when it carries no timestamp."""
   time = frame.time
-  return float(time) if time is not None else fallback_s
+  return float(time) if time is not None and np.isfinite(time) else fallback_s
 
 
 def declared_end_s(stream: Any, origin: float) -> float | None:
@@ -140,6 +141,8 @@ def decoded_frames(container: Any, stream: Any, path: str | os.PathLike, horizon
       if packet is not None and packet.size:
         damage.undecodable_at_s.append(_damage_time_s(packet, origin, decoded_until_s))
     for frame in frames:
+      if frame.time_base is None:  # frames flushed without a packet carry no time base
+        frame.time_base = stream.time_base
       decoded_until_s = max(decoded_until_s, frame_time_s(frame, origin + decoded_until_s) - origin)
       yield frame
     if packet is None:

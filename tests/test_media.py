@@ -108,8 +108,11 @@ def test_default_frame_size_and_crop(video_10s):
 def test_variable_frame_rate_picks_the_frame_shown_at_each_sample_time(media_dir):
   times = media_files.VFR_FRAME_TIMES_S
   frames = media_files.second_colour_frames(times, 64, 48)
-  path = media_files.write_media(media_dir / "vfr.mp4", frames, frame_times_s=times)
+  audio = media_files.tone_bursts(7, 44100, TONE_HZ, [TONE_SECOND])
+  path = media_files.write_media(media_dir / "vfr.mp4", frames, frame_times_s=times, audio=audio)
   clip = decode_clip(path, num_segments=8, frame_size=32)
+  # Long gaps between frames are no damage: the audio runs on without a gap.
+  assert not clip.damaged_segments.any() and clip.warnings == []
   # Second 2 shows 1.96 s (not the nearer 2.9 s), second 4 still shows 3.5 s.
   for t, (second, index) in enumerate(media_files.VFR_SHOWN_AT_HALF):
     image = clip.frames[t, 0]
@@ -239,6 +242,7 @@ def test_mpeg2_program_stream_without_audio(media_dir):
   assert [_nearest_colour_index(_top_colour(clip.frames[t, 0])) for t in range(4)] == [0, 1, 2, 3]
   np.testing.assert_allclose(clip.log_mel, SILENCE, rtol=1e-6)
   assert clip.duration_s == pytest.approx(4.0, abs=0.1)
+  assert not clip.damaged_segments.any()
 
 
 # ------------------------------------------------------------------------- short files
@@ -360,6 +364,34 @@ def test_corrupt_middle_never_crashes_or_hangs(media_dir, container_format, frac
     for t in range(first_damaged):
       assert _nearest_colour_index(_top_colour(clip.frames[t, 0])) == t
   assert time.monotonic() - started < 10.0
+
+
+class _DemuxFailsAfter:
+  """A real input container whose demuxer raises InvalidDataError after `num_packets` packets."""
+
+  def __init__(self, container, num_packets):
+    self._container, self._num_packets = container, num_packets
+    self.start_time = container.start_time
+
+  def demux(self, stream):
+    for index, packet in enumerate(self._container.demux(stream)):
+      if index == self._num_packets:
+        raise av.error.InvalidDataError(-1094995529, "Invalid data found when processing input")
+      yield packet
+
+
+def test_read_error_ends_the_stream_and_keeps_the_frames_read(video_10s):
+  with av.open(str(video_10s)) as container:
+    damage = media_streams.StreamDamage("video")
+    frames = list(media_streams.decoded_frames(
+        _DemuxFailsAfter(container, 40), container.streams.video[0], video_10s, 10.0, damage))
+  times = [frame.time for frame in frames]
+  # One frame per packet read: the decoder's delayed frames are flushed, not lost.
+  assert len(frames) == 40 and times == sorted(times) and times[-1] < 4.5
+  assert damage.num_packets == 40 and damage.undecodable_at_s == []
+  assert damage.read_error.startswith("InvalidDataError") and 2.0 < damage.read_error_at_s < 4.5
+  assert damage.warnings() == [f"video: reading stopped after {damage.read_error_at_s:.2f} s "
+                               f"({damage.read_error})"]
 
 
 def test_reading_budget_stops_runaway_decoding(video_4s, monkeypatch):
