@@ -102,6 +102,7 @@ class ResNet(nnx.Module):
     if stem not in ('imagenet', 'patch4'):
       raise ValueError(f'unknown stem {stem!r}')
     self.stem = stem
+    self.stage_sizes = tuple(stage_sizes)  # blocks per stage: torchvision's layer1..layer4
     kernel, stride, pad = (7, 2, 3) if stem == 'imagenet' else (4, 4, 0)
     self.stem_conv = _conv(3, stem_width, kernel, stride, dtype, rngs, pad=pad)
     self.stem_bn = _batch_norm(stem_width, dtype, rngs)
@@ -149,8 +150,10 @@ def resnet_tiny(*, dtype=jnp.float32, rngs: nnx.Rngs) -> ResNet:
 class VGGish(nnx.Module):
   """VGGish: log-mel patch [n,96,64] -> embedding [n,128].
 
-  conv64-pool-conv128-pool-conv256x2-pool-conv512x2-pool-fc4096-fc4096-fc128, ReLU after
-  every layer (as in the torchvggish port).
+  conv64-pool-conv128-pool-conv256x2-pool-conv512x2-pool-fc4096-fc4096-fc128, as the official
+  TF-slim model (tensorflow/models research/audioset/vggish): ReLU after every layer but the
+  last (the embedding is fc2's pre-activation; the torchvggish port adds a final ReLU), and
+  the [n,6,4,512] map is flattened in NHWC order before fc1.
   """
 
   def __init__(self, *, dtype=jnp.float32, rngs: nnx.Rngs):
@@ -173,10 +176,10 @@ class VGGish(nnx.Module):
       for conv in group:
         x = nnx.relu(conv(x))
       x = nnx.max_pool(x, (2, 2), strides=(2, 2))
-    x = x.reshape(x.shape[0], -1)
-    for fc in self.fcs:
+    x = x.reshape(x.shape[0], -1)  # [n,6*4*512], NHWC order as TF's flatten
+    for fc in self.fcs[:-1]:
       x = nnx.relu(fc(x))
-    return x
+    return self.fcs[-1](x)
 
 
 class VGGishTiny(nnx.Module):
