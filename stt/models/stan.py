@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 from flax import nnx
+from ml_collections import config_dict
 
 from stt.models import backbones
 from stt.models.layers import AudioGuidedSpatialAttention
@@ -42,6 +43,11 @@ def default_model_config() -> ml_collections.ConfigDict:
   config.audio_backbone = 'vggish_tiny'  # 'vggish' | 'vggish_tiny' | 'features'
   config.visual_feature_dim = 512  # Cv of precomputed maps, used when visual_backbone='features'
   config.audio_feature_dim = 128  # Ca of precomputed vectors, used when audio_backbone='features'
+  # Pretrained backbone files (docs/pretrained.md), loaded by pretrained.load_backbone_weights:
+  # torchvision/timm ResNet-18/50 (.safetensors, or .pth with torch) for resnet18/resnet50;
+  # VGGish (vggish_model.ckpt, or the torchvggish port) for audio_backbone='vggish'.
+  config.visual_weights = config_dict.placeholder(str)  # None: random init
+  config.audio_weights = config_dict.placeholder(str)  # None: random init
   config.width = 128  # D
   config.num_heads = 4
   config.num_layers = 1
