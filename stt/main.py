@@ -21,6 +21,7 @@ from stt import datasets
 from stt import distributed
 from stt import preemption
 from stt import train
+from stt.models import pretrained
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/synthetic.py")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.json.")
@@ -81,7 +82,7 @@ def main(argv):
     else:
       train.explain_best(config, _WORKDIR.value)
   except (config_validation.ConfigError, datasets.DatasetError,
-          checkpoint.NoUsableCheckpointError) as error:
+          checkpoint.NoUsableCheckpointError, pretrained.WeightsError) as error:
     fail(str(error))
   except train.NonFiniteLossError as error:
     fail(str(error), code=3)

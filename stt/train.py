@@ -32,6 +32,7 @@ from stt import sharding
 from stt import trained_run
 from stt.explain import panels
 from stt.explain import suite
+from stt.models import pretrained
 from stt.models import stan
 
 
@@ -133,6 +134,17 @@ def create_state(config: ml_collections.ConfigDict, num_classes: int, mesh):
   return graphdef, state, shardings
 
 
+def load_pretrained_weights(graphdef, state, config: ml_collections.ConfigDict):
+  """The state with `config.model.visual_weights` / `audio_weights` loaded into the backbones.
+
+  Called on a fresh start only: a resumed run restores its own (fine-tuned) weights.
+  """
+  model, optimizer = nnx.merge(graphdef, state)
+  for report in pretrained.load_backbone_weights(model, config.model):
+    logging.info("pretrained weights: %s", report)
+  return nnx.state((model, optimizer))
+
+
 def explain_best(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """--mode=explain: every configured explainer on the best checkpoint's test predictions.
 
@@ -201,6 +213,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   first_step = 1 if resumed_step is None else resumed_step + 1
   if resumed_step is not None:
     logging.info("Resuming from checkpoint at step %d", resumed_step)
+  elif config.model.get("visual_weights") or config.model.get("audio_weights"):
+    state = load_pretrained_weights(graphdef, state, config)
 
   # --- Train loop ---
   report_progress = periodic_actions.ReportProgress(

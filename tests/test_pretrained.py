@@ -12,9 +12,13 @@ import tensorflow as tf
 from flax import nnx
 from safetensors.numpy import save_file
 
+from configs import synthetic as synthetic_config
+from stt import sharding
+from stt import train
 from stt.models import backbones
 from stt.models import pretrained
 from stt.models import stan
+from tests.conftest import run_main
 
 RESNET18_STAGES, RESNET50_STAGES = (2, 2, 2, 2), (3, 4, 6, 3)
 VGGISH_CONVS = (('conv1', 1, 64), ('conv2', 64, 128), ('conv3/conv3_1', 128, 256),
@@ -392,3 +396,35 @@ def test_pth_round_trip_matches_torch(resnet18_file, tmp_path):
   with torch.no_grad():
     reference = torch_reference_resnet18(torch, state, images)
   assert_close(eval_forward(module, images), reference)
+
+
+# --- The trainer ------------------------------------------------------------------------------
+
+def test_trainer_loads_weights_into_the_fresh_state(resnet18_file):
+  path, state = resnet18_file
+  config = synthetic_config.get_config('smoke')
+  config.model.update(visual_backbone='resnet18', grid_size=(2, 2), width=16, num_heads=2,
+                      visual_weights=str(path))
+  graphdef, fresh, _ = train.create_state(config, 6, sharding.make_mesh(config))
+  loaded = train.load_pretrained_weights(graphdef, fresh, config)
+  model, optimizer = nnx.merge(graphdef, loaded)
+  np.testing.assert_array_equal(np.asarray(model.visual_backbone.stem_conv.kernel[...]),
+                                state['conv1.weight'].transpose(2, 3, 1, 0))
+  # Only the backbone changed: the audio backbone and the optimizer moments are as created.
+  fresh_model, fresh_optimizer = nnx.merge(graphdef, fresh)
+  for new, old in zip(jax.tree.leaves(nnx.state(model.audio_backbone)),
+                      jax.tree.leaves(nnx.state(fresh_model.audio_backbone)), strict=True):
+    np.testing.assert_array_equal(new, old)
+  for new, old in zip(jax.tree.leaves(nnx.state(optimizer)),
+                      jax.tree.leaves(nnx.state(fresh_optimizer)), strict=True):
+    np.testing.assert_array_equal(new, old)
+
+
+def test_main_reports_an_unusable_weights_file_in_one_line(smoke_run, tmp_path):
+  data_dir, _, _ = smoke_run
+  result = run_main(tmp_path / 'w', data_dir, '--config.model.visual_backbone=resnet18',
+                    '--config.model.grid_size=(2,2)',
+                    f'--config.model.visual_weights={tmp_path / "missing.safetensors"}',
+                    expect_rc=2)
+  last_line = result.stderr.strip().splitlines()[-1]
+  assert last_line.startswith('stt: error:') and 'missing.safetensors' in last_line
