@@ -81,20 +81,39 @@ def _check_options(test, order, modality, mode, inputs):
       raise ValueError("mode 'pixel' needs inputs['frames'] (and 'log_mel' to remove audio)")
 
 
-def _remove(model, inputs, visual_map, audio_vec, removed, *, test, modality, mode,
-            visual_value, audio_value, pixel_value, log_mel_value):
-  """Backbone outputs (visual_map, audio_vec) after removing `removed`:
-  [B,T,h,w] cells (spatial) or [B,T] segments (temporal)."""
-  remove_visual = test == 'spatial' or modality in ('visual', 'both')
-  remove_audio = test == 'temporal' and modality in ('audio', 'both')
-  cells = removed if test == 'spatial' else jnp.broadcast_to(
-      removed[:, :, None, None], removed.shape + visual_map.shape[2:4])  # [B,T,h,w]
-  if mode == 'feature':
-    if remove_visual:
-      visual_map = jnp.where(cells[..., None], jnp.asarray(visual_value, jnp.float32), visual_map)
-    if remove_audio:
-      audio_vec = jnp.where(removed[..., None], jnp.asarray(audio_value, jnp.float32), audio_vec)
-    return visual_map, audio_vec
+def _removed_cells(removed: jax.Array, test: str, grid: tuple[int, int]) -> jax.Array:
+  """[B,T,h,w] cells removed: `removed` itself (spatial) or whole removed [B,T] segments."""
+  if test == 'spatial':
+    return removed
+  return jnp.broadcast_to(removed[:, :, None, None], removed.shape + tuple(grid))
+
+
+def _removes(test: str, modality: str) -> tuple[bool, bool]:
+  """(visual, audio): which modalities a test removes from."""
+  return (test == 'spatial' or modality in ('visual', 'both'),
+          test == 'temporal' and modality in ('audio', 'both'))
+
+
+def _swap_tokens(clean: tuple, removal: tuple, removed, *, test, modality, grid):
+  """Feature mode on tokens: (cells [B,T,N,D], audio [B,T,D]) with the removed cells/segments
+  replaced by the tokens of the removal value. Equals embedding the perturbed features,
+  because `Stan.embed` is per token."""
+  remove_visual, remove_audio = _removes(test, modality)
+  cells, audio = clean
+  if remove_visual:
+    mask = _removed_cells(removed, test, grid).reshape(cells.shape[:3])
+    cells = jnp.where(mask[..., None], removal[0], cells)
+  if remove_audio:
+    audio = jnp.where(removed[..., None], removal[1], audio)
+  return cells, audio
+
+
+def _remove_pixels(model, inputs, visual_map, removed, *, test, modality, pixel_value,
+                   log_mel_value):
+  """Pixel mode: backbone outputs (visual_map, audio_vec) of the inputs with `removed`
+  ([B,T,h,w] cells or [B,T] segments) set to the pixel / log-mel values."""
+  remove_visual, remove_audio = _removes(test, modality)
+  cells = _removed_cells(removed, test, visual_map.shape[2:4])
   inputs = dict(inputs)
   if remove_visual:
     frames = inputs['frames']  # [B,T,F,H,W,3]
@@ -115,7 +134,13 @@ def _curves(model, inputs: dict, labels: jax.Array, where: jax.Array, when: jax.
   _check_options(test, order, modality, mode, inputs)
   segment_mask = segment_mask_of(inputs)
   visual_map, audio_vec = model.encode(inputs, train=False)
-  clean_logits = model.head(visual_map, audio_vec, segment_mask, train=False)['logits']
+  grid = visual_map.shape[2:4]
+  clean_tokens = model.embed(visual_map, audio_vec)
+  clean_logits = model.head_from_tokens(*clean_tokens, segment_mask)['logits']
+  if mode == 'feature':  # The removal value's tokens, once: [1,T,N,D] and [1,T,D].
+    removal_tokens = model.embed(
+        jnp.broadcast_to(jnp.asarray(visual_value, jnp.float32), (1,) + visual_map.shape[1:]),
+        jnp.broadcast_to(jnp.asarray(audio_value, jnp.float32), (1,) + audio_vec.shape[1:]))
   predicted = jnp.argmax(clean_logits, axis=-1)  # [B]
   if test == 'spatial':
     b, t, h, w = where.shape
@@ -129,11 +154,14 @@ def _curves(model, inputs: dict, labels: jax.Array, where: jax.Array, when: jax.
     removed = ranks < num_removed(fraction, counts)
     if test == 'spatial':
       removed = removed.reshape(where.shape)
-    removal = dict(visual_value=visual_value, audio_value=audio_value, pixel_value=pixel_value,
-                   log_mel_value=log_mel_value)
-    new_visual, new_audio = _remove(model, inputs, visual_map, audio_vec, removed, test=test,
-                                    modality=modality, mode=mode, **removal)
-    logits = model.head(new_visual, new_audio, segment_mask, train=False)['logits']
+    if mode == 'feature':
+      tokens = _swap_tokens(clean_tokens, removal_tokens, removed, test=test, modality=modality,
+                            grid=grid)
+    else:
+      tokens = model.embed(*_remove_pixels(model, inputs, visual_map, removed, test=test,
+                                           modality=modality, pixel_value=pixel_value,
+                                           log_mel_value=log_mel_value))
+    logits = model.head_from_tokens(*tokens, segment_mask)['logits']
     probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
     return {
         'correct': jnp.argmax(logits, axis=-1) == labels,

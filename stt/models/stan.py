@@ -182,7 +182,7 @@ class Stan(nnx.Module):
 
   def head(self, visual_map: jax.Array, audio_vec: jax.Array,
            segment_mask: jax.Array | None = None, *, train: bool = False) -> dict:
-    """Everything after the backbones.
+    """Everything after the backbones: `embed`, then `head_from_tokens`.
 
     visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca], segment_mask [B,T] bool (None: all valid).
     Returns {'logits': [B,C] f32, 'segment_logits': [B,T,C+1] f32 or None,
@@ -194,13 +194,20 @@ class Stan(nnx.Module):
     b, t, h, w, _ = visual_map.shape
     if (h, w) != self.grid_size:
       raise ValueError(f'visual map grid {(h, w)} != config.grid_size {self.grid_size}')
+    cells, audio = self.embed(visual_map, audio_vec, train=train)
+    return self.head_from_tokens(cells, audio, segment_mask, train=train)
+
+  def embed(self, visual_map: jax.Array, audio_vec: jax.Array, *, train: bool = False):
+    """Per-token embedding: visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca] ->
+    (cells [B,T,N,D], audio [B,T,D]).
+
+    Each token depends only on its own input vector and position, so replacing one cell's
+    features replaces only that cell's token (the perturbation tests rely on it).
+    """
+    b, t, h, w, _ = visual_map.shape
     if t > self.temporal_position.shape[0]:
       raise ValueError(f'{t} segments > config.num_segments {self.temporal_position.shape[0]}')
-    if segment_mask is None:
-      segment_mask = jnp.ones((b, t), bool)
-    segment_mask = segment_mask.astype(bool)
     deterministic = not train
-
     temporal = self.temporal_position[...][:t]  # [T,D]
     modality = self.modality_embedding[...]
     cells = self.visual_projection(visual_map.reshape(b, t, h * w, -1).astype(self.dtype))
@@ -208,6 +215,17 @@ class Stan(nnx.Module):
     cells = self.token_dropout(self.visual_norm(cells), deterministic=deterministic)
     audio = self.audio_projection(audio_vec.astype(self.dtype)) + temporal + modality[0]
     audio = self.token_dropout(self.audio_norm(audio), deterministic=deterministic)
+    return cells, audio
+
+  def head_from_tokens(self, cells: jax.Array, audio: jax.Array,
+                       segment_mask: jax.Array | None = None, *, train: bool = False) -> dict:
+    """cells [B,T,N,D], audio [B,T,D] (from `embed`) -> `head`'s dict."""
+    b, t = audio.shape[:2]
+    h, w = self.grid_size
+    if segment_mask is None:
+      segment_mask = jnp.ones((b, t), bool)
+    segment_mask = segment_mask.astype(bool)
+    deterministic = not train
 
     attended, alpha = self.spatial_attention(audio, cells)  # [B,T,D], [B,T,heads,N]
     tokens = jnp.concatenate([audio, attended.astype(audio.dtype)], axis=1)  # [B,2T,D]
