@@ -47,6 +47,27 @@ def make_model_and_data(num_videos: int, seed: int = 0):
   return model, inputs, labels, where, when
 
 
+def mflop_per_pass(model, inputs, labels, where, when) -> tuple[float, float]:
+  """XLA cost analysis: MFLOP per video and perturbation of (the batched suite, the loop)."""
+  graphdef, state = nnx.split(model)
+  batch = len(labels)
+
+  def flops(function, *args) -> float:
+    cost = jax.jit(function).lower(state, *args).compile().cost_analysis()
+    return float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
+
+  batched = 0.0
+  for test, order in TESTS:
+    curves = lambda s, i, l, w, t, test=test, order=order: perturbation._curves(  # pylint: disable=protected-access
+        nnx.merge(graphdef, s), i, l, w, t, test=test, order=order)
+    batched += flops(curves, inputs, labels, where, when)
+  one = {k: v[:1] for k, v in inputs.items()}
+  head = lambda s, v, a, m: nnx.merge(graphdef, s).head(v, a, m)["logits"]
+  loop = flops(head, one["visual_features"], one["audio_features"], one["segment_mask"])
+  passes = len(TESTS) * len(perturbation.FRACTIONS)
+  return batched / batch / passes / 1e6, loop / 1e6
+
+
 def time_batched(model, inputs, labels, where, when, batch_size: int, repeats: int) -> float:
   """Seconds for every test over every video, jitted and batched (median of `repeats`)."""
   def run_all():
@@ -93,12 +114,16 @@ def main():
                          repeats=1 if args.quick else 3) * args.explainers
   per_video_loop = time_loop(model, inputs, labels, where, when, loop_videos)
   loop_total = per_video_loop * num_videos * args.explainers
+  first = slice(0, args.batch_size)
+  batched_mflop, loop_mflop = mflop_per_pass(
+      model, {k: v[first] for k, v in inputs.items()}, labels[first], where[first], when[first])
   print(json.dumps({
       "benchmark": "perturbation_throughput", "device": jax.devices()[0].device_kind,
       "backend": jax.default_backend(), "videos": num_videos, "explainers": args.explainers,
       "tests": len(TESTS), "fractions": len(perturbation.FRACTIONS),
       "batched_s": batched, "loop_s_per_video": per_video_loop,
       "loop_s_extrapolated": loop_total, "speedup": loop_total / batched,
+      "batched_mflop_per_pass": batched_mflop, "loop_mflop_per_pass": loop_mflop,
   }))
 
 
