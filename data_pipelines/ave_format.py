@@ -9,6 +9,7 @@ An AVE-format directory holds::
 
 The release zip's Annotations.txt has a header line and the GitHub copy has none; both are
 accepted. One video may appear in several rows, so rows (not video ids) are the unit.
+Files are read through etils.epath, so the directory may be local or on gs:// (Dataflow).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-import pathlib
+
+from etils import epath
 
 SPLIT_FILES = {"train": "trainSet.txt", "val": "valSet.txt", "test": "testSet.txt"}
 HEADER_PREFIX = "Category&VideoID"
@@ -37,10 +39,10 @@ class EventRow:
   end: int
 
 
-def parse_annotation_lines(path: pathlib.Path) -> list[EventRow]:
+def parse_annotation_lines(path: epath.PathLike) -> list[EventRow]:
   """Parses `Category&VideoID&Quality&StartTime&EndTime` lines; skips a header and blank lines."""
   rows = []
-  for line_number, line in enumerate(pathlib.Path(path).read_text().splitlines(), start=1):
+  for line_number, line in enumerate(epath.Path(path).read_text().splitlines(), start=1):
     line = line.strip()
     if not line or line.startswith(HEADER_PREFIX):
       continue
@@ -67,17 +69,17 @@ def class_names_in_order(rows: list[EventRow]) -> list[str]:
   return list(dict.fromkeys(row.category for row in rows))
 
 
-def read_split(directory: pathlib.Path, split: str) -> list[EventRow]:
+def read_split(directory: epath.PathLike, split: str) -> list[EventRow]:
   """Rows of `split` ('train' | 'val' | 'test') from its split file."""
-  path = pathlib.Path(directory) / SPLIT_FILES[split]
+  path = epath.Path(directory) / SPLIT_FILES[split]
   if not path.exists():
     raise AnnotationError(f"missing split file {path}")
   return parse_annotation_lines(path)
 
 
-def read_class_names(directory: pathlib.Path) -> list[str]:
+def read_class_names(directory: epath.PathLike) -> list[str]:
   """Class names from Annotations.txt, in order of first appearance."""
-  path = pathlib.Path(directory) / "Annotations.txt"
+  path = epath.Path(directory) / "Annotations.txt"
   if not path.exists():
     raise AnnotationError(f"missing {path}: not an AVE-format directory")
   return class_names_in_order(parse_annotation_lines(path))
@@ -89,9 +91,9 @@ class SegmentBoxes:
   boxes: tuple[tuple[float, float, float, float], ...]  # [x0, y0, x1, y1] in original pixels
 
 
-def read_boxes(directory: pathlib.Path) -> dict[str, dict[int, SegmentBoxes]]:
+def read_boxes(directory: epath.PathLike) -> dict[str, dict[int, SegmentBoxes]]:
   """`boxes.jsonl` as {video_id: {segment: SegmentBoxes}}; empty when the file is absent."""
-  path = pathlib.Path(directory) / "boxes.jsonl"
+  path = epath.Path(directory) / "boxes.jsonl"
   by_video: dict[str, dict[int, SegmentBoxes]] = collections.defaultdict(dict)
   if not path.exists():
     return {}
