@@ -5,24 +5,26 @@ classes of Annotations.txt in order of first appearance, and boxes come from box
 The video of row `<video_id>` is AVE/<video_id>.mp4, else AVE/<video_id>.<ext> for the first
 `ext` of video_examples.VIDEO_EXTENSIONS that exists.
 
-Files that cannot be decoded are skipped and listed, with their reason, in `failures.jsonl` next
-to the built dataset; a bad file never aborts a build. A split-file row whose class is not in
-Annotations.txt stops the build before anything is decoded (AnnotationError).
+Files that cannot be decoded (also when the decoder crashes or runs past decode_timeout_s) are
+skipped and listed, with their reason, in `failures.jsonl` next to the built dataset; a bad file
+never aborts a build. Clips built despite decoder notes are listed in `warnings.jsonl`. A
+split-file row whose class is not in Annotations.txt stops the build before anything is decoded
+(AnnotationError). The directory may be local or on gs:// (ave_format reads through epath).
 """
 
 from __future__ import annotations
 
 import os
-import pathlib
 from typing import Callable
 
 import tensorflow_datasets as tfds
 from etils import epath
 
 from data_pipelines import ave_format
+from data_pipelines import clip_examples
 from data_pipelines import video_examples
 
-MAX_BOXES_PER_SEGMENT = video_examples.MAX_BOXES_PER_SEGMENT
+MAX_BOXES_PER_SEGMENT = clip_examples.MAX_BOXES_PER_SEGMENT
 AveVideosConfig = video_examples.VideoConfig
 BuildSummary = video_examples.BuildSummary  # ave_features and the build CLI name it here
 config_name = video_examples.config_name
@@ -54,7 +56,7 @@ class AveVideos(video_examples.VideoBuilder):
         file_name = videos.get(row.video_id, f"{row.video_id}.mp4")
         segment_boxes = tuple((segment, record.boxes)
                               for segment, record in boxes.get(row.video_id, {}).items())
-        tasks[split].append(video_examples.ClipTask(
+        tasks[split].append(clip_examples.ClipTask(
             split=split, key=f"{row_index:06d}_{row.video_id}", video_id=row.video_id,
             video_path=str(directory / "AVE" / file_name),
             label=class_names.index(row.category), event=(row.start, row.end),
@@ -77,20 +79,22 @@ def _video_files(video_dir: epath.Path) -> dict[str, str]:
 
 
 def build(manual_dir, data_dir, *, tag: str, num_segments: int = 10, frames_per_segment: int = 1,
-          frame_size: int = 224, num_workers: int = 1,
+          frame_size: int = 224, num_workers: int = 1, decode_timeout_s: float = 300.0,
           on_row: Callable[[bool], None] | None = None, beam_options=None) -> BuildSummary:
-  """Decodes the AVE-format directory `manual_dir` into an array_record dataset under `data_dir`.
+  """Decodes the AVE-format directory `manual_dir` (a local path or gs://...) into an
+  array_record dataset under `data_dir`.
 
   on_row(failed) is called once per annotation row as it is written or skipped as unreadable
-  (not under Beam). beam_options: apache_beam PipelineOptions to build on Beam instead of the
-  local process pool (see data_pipelines/video_beam.py).
+  (not under Beam). decode_timeout_s: a clip still decoding after this long is a failure (local
+  path). beam_options: apache_beam PipelineOptions to build on Beam instead of the local
+  process pool (see data_pipelines/video_beam.py).
   """
-  manual_dir = pathlib.Path(manual_dir)
+  manual_dir = epath.Path(manual_dir)
   config = AveVideosConfig(
       name=config_name(tag, num_segments, frames_per_segment, frame_size),
       class_names=tuple(ave_format.read_class_names(manual_dir)),
       num_segments=num_segments, frames_per_segment=frames_per_segment, frame_size=frame_size,
-      num_workers=num_workers)
+      num_workers=num_workers, decode_timeout_s=decode_timeout_s)
   builder = AveVideos(config=config, data_dir=str(data_dir), on_row=on_row,
                       use_beam=beam_options is not None)
   return video_examples.prepare(builder, manual_dir=manual_dir, beam_options=beam_options)

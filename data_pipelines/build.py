@@ -17,18 +17,21 @@ Datasets:
   vggsound         vggsound.csv + clips, see configs/vggsound.py
 
 The video datasets (ave, manifest, kinetics_sounds, vggsound) decode in --num_workers local
-processes, or on Apache Beam with --beam_runner=DirectRunner|DataflowRunner|...
+child processes (a clip whose decoder crashes, or is still decoding after --decode_timeout_s,
+fails alone), or on Apache Beam with --beam_runner=DirectRunner|DataflowRunner|...
 [--beam_num_workers=N]; other --flags are passed to Beam's PipelineOptions (e.g. --project,
 --region, --temp_location, --setup_file=./pyproject.toml for Dataflow). Beam needs
 `pip install -e .[beam]`.
 
 When manual_dir lacks files, the message says where to download them and where to put them.
 An already built dataset is kept. The last line is the summary:
-`<dataset>: built N (train=..., val=..., test=...), skipped S, failed F -> <dataset dir>`;
+`<dataset>: built N (train=..., val=..., test=...), skipped S, failed F[, warned W] -> <dir>`;
 skipped counts the examples of a dataset that was already built, failed the rows and videos that
 could not be used (listed with their reasons in failures.jsonl next to the dataset; for
-kinetics_sounds and vggsound this includes clips that were not downloaded). Exit status 2 on
-bad input.
+kinetics_sounds and vggsound this includes clips that were not downloaded), warned (shown when
+not 0) the clips built despite decoder notes such as skipped corrupt data (listed in
+warnings.jsonl; their damaged segments are marked in the `damaged_segments` feature). Exit
+status 2 on bad input.
 """
 
 from __future__ import annotations
@@ -97,6 +100,9 @@ def _parse_args(argv):
                       help="video datasets: S, frames are SxS")
   parser.add_argument("--num_workers", type=int, default=1,
                       help="video datasets, synthetic: local decode processes")
+  parser.add_argument("--decode_timeout_s", type=float, default=300.0,
+                      help="video datasets (local): a clip still decoding after this many "
+                           "seconds is killed and listed as failed")
   parser.add_argument("--synthetic_config", default="",
                       help="synthetic: the argument of configs/synthetic.py, e.g. 'smoke'")
   parser.add_argument("--manifest", default=None,
@@ -230,8 +236,8 @@ def plan(args, data_dir: epath.Path) -> tuple[int, dict]:
 def build(args, data_dir: epath.Path, planned: dict, on_row, beam_options=None) -> epath.Path:
   """Builds (or keeps) the dataset; returns its directory."""
   video = dict(num_segments=args.num_segments, frames_per_segment=args.frames_per_segment,
-               frame_size=args.frame_size, num_workers=args.num_workers, on_row=on_row,
-               beam_options=beam_options)
+               frame_size=args.frame_size, num_workers=args.num_workers,
+               decode_timeout_s=args.decode_timeout_s, on_row=on_row, beam_options=beam_options)
   if args.dataset == "ave_features":
     return ave_features.build(args.manual_dir, data_dir, visual_dtype=args.visual_dtype,
                               on_row=on_row).dataset_dir
@@ -248,17 +254,19 @@ def build(args, data_dir: epath.Path, planned: dict, on_row, beam_options=None) 
 
 
 def summary_of(dataset_dir: epath.Path, reused: bool) -> video_examples.BuildSummary:
-  """The summary of a built dataset directory (split sizes and failures.jsonl)."""
+  """The summary of a built dataset directory (split sizes, failures.jsonl, warnings.jsonl)."""
   return video_examples.summary_of_built(dataset_dir, reused)
 
 
 def summary_line(dataset: str, summary: video_examples.BuildSummary) -> str:
-  """`<dataset>: built N (train=..), skipped S, failed F -> <dir>`."""
+  """`<dataset>: built N (train=..), skipped S, failed F[, warned W] -> <dir>`; warned only when
+  W > 0."""
   total = sum(summary.built.values())
   splits = ", ".join(f"{split}={n}" for split, n in summary.built.items())
   counts = (f"built 0, skipped {total} (already built: {splits})" if summary.reused
             else f"built {total} ({splits}), skipped 0")
-  return f"{dataset}: {counts}, failed {summary.failed} -> {summary.dataset_dir}"
+  warned = f", warned {summary.warned}" if summary.warned else ""
+  return f"{dataset}: {counts}, failed {summary.failed}{warned} -> {summary.dataset_dir}"
 
 
 def main(argv=None) -> int:

@@ -8,8 +8,10 @@ none), boxes and box_mask empty (a manifest has no boxes).
 
 Built under `<data_dir>/manifest_videos/<tag>_t<T>_f<F>_s<S>/1.0.0/`. Rows the manifest refuses,
 rows whose label is not in the class list, rows whose event starts after the T decoded seconds,
-and clips that cannot be decoded are all listed, with their reason, in failures.jsonl next to
-the dataset and counted in the summary; none of them stops the build.
+and clips that cannot be decoded (including a decoder that crashes or runs past
+decode_timeout_s) are all listed, with their reason, in failures.jsonl next to the dataset and
+counted in the summary; none of them stops the build. Clips built despite decoder notes (skipped
+corrupt data) are listed in warnings.jsonl.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Callable, Sequence
 import tensorflow_datasets as tfds
 from etils import epath
 
+from data_pipelines import clip_examples
 from data_pipelines import manifest_format
 from data_pipelines import video_examples
 
@@ -47,7 +50,7 @@ class ManifestVideos(video_examples.VideoBuilder):
       elif row.start is not None and row.start >= cfg.num_segments:
         reason = (f"event starts at {row.start:g} s, after the {cfg.num_segments} seconds "
                   "decoded (num_segments)")
-      task = video_examples.ClipTask(
+      task = clip_examples.ClipTask(
           split=row.split, key=row.key, video_id=row.video_id, video_path=row.path,
           label=class_index.get(row.label, -1), event=_event(row, cfg.num_segments))
       if reason is not None:
@@ -63,7 +66,7 @@ def _event(row: manifest_format.ManifestRow, num_segments: int):
   end of the clip."""
   if row.start is None and row.end is None:
     return None
-  start, end = video_examples.event_seconds(row.start or 0.0, row.end or 0.0, num_segments)
+  start, end = clip_examples.event_seconds(row.start or 0.0, row.end or 0.0, num_segments)
   return start, (end if row.end is not None else None)
 
 
@@ -76,14 +79,16 @@ def dataset_dir(data_dir, tag: str, num_segments: int, frames_per_segment: int,
 
 def build(manifest, data_dir, *, tag: str, class_names: Sequence[str] | None = None,
           num_segments: int = 10, frames_per_segment: int = 1, frame_size: int = 224,
-          num_workers: int = 1, on_row: Callable[[bool], None] | None = None,
+          num_workers: int = 1, decode_timeout_s: float = 300.0,
+          on_row: Callable[[bool], None] | None = None,
           beam_options=None) -> video_examples.BuildSummary:
   """Decodes the clips of `manifest` (a path or a parsed Manifest) into `data_dir`.
 
   An already built dataset of this tag and these decode settings is kept. class_names: the label
   space (default: the sorted labels of the manifest's usable rows). on_row(failed) is called
   once per manifest row as it is written or refused (for refused rows and, without Beam, for
-  every row). beam_options: apache_beam PipelineOptions to build on Beam (video_beam.py).
+  every row). decode_timeout_s: a clip still decoding after this long is a failure (local
+  path). beam_options: apache_beam PipelineOptions to build on Beam (video_beam.py).
   Raises ManifestError when the manifest file cannot be read or has no usable row.
   """
   built_dir = dataset_dir(data_dir, tag, num_segments, frames_per_segment, frame_size)
@@ -100,7 +105,8 @@ def build(manifest, data_dir, *, tag: str, class_names: Sequence[str] | None = N
   config = video_examples.VideoConfig(
       name=video_examples.config_name(tag, num_segments, frames_per_segment, frame_size),
       class_names=tuple(class_names), num_segments=num_segments,
-      frames_per_segment=frames_per_segment, frame_size=frame_size, num_workers=num_workers)
+      frames_per_segment=frames_per_segment, frame_size=frame_size, num_workers=num_workers,
+      decode_timeout_s=decode_timeout_s)
   builder = ManifestVideos(config=config, data_dir=str(data_dir), manifest=manifest,
                            on_row=on_row, use_beam=beam_options is not None)
   return video_examples.prepare(builder, beam_options=beam_options)

@@ -1,5 +1,6 @@
 """The AVE builder over a directory of real good, odd and broken media files: nothing aborts
-the build and nothing is dropped silently (every row is built or in failures.jsonl)."""
+the build and nothing is dropped silently (every row is built or in failures.jsonl); what the
+decoder had to skip is kept (warnings.jsonl, the damaged_segments feature)."""
 
 import json
 import re
@@ -33,6 +34,12 @@ BAD = {
     "missing": ("val", "file not found"),
     "audioonly": ("test", "MediaError: no video stream"),
     "nomoov": ("test", "MediaError: cannot open"),
+}
+# The built rows the decoder had notes about (warnings.jsonl), with what the notes say.
+WARNED = {
+    "corrupt": r"video: skipped \d+ undecodable packets .*audio: skipped \d+ undecodable packets",
+    **{video_id: "no audio stream; using log-mel of silence"
+       for video_id in ("vfr", "mpeg2", "odd", "noaudio")},
 }
 
 
@@ -90,8 +97,8 @@ def _examples(summary):
           for split in builder.info.splits for example in builder.as_data_source(split)}
 
 
-def _failures(summary):
-  lines = (summary.dataset_dir / "failures.jsonl").read_text().splitlines()
+def _failures(summary, file_name="failures.jsonl"):
+  lines = (summary.dataset_dir / file_name).read_text().splitlines()
   return [json.loads(line) for line in lines]
 
 
@@ -119,6 +126,24 @@ def test_every_row_is_built_or_listed_with_a_reason(built):
     split, reason = BAD[failure["video_id"]]
     assert failure["split"] == split and failure["path"].endswith(f"AVE/{failure['video_id']}.mp4")
     assert re.match(reason, failure["reason"]), failure
+
+
+def test_warnings_and_damaged_segments_are_kept(built):
+  warnings = _failures(built, "warnings.jsonl")
+  assert built.warned == len(warnings) == len(WARNED)
+  assert sorted(w["video_id"] for w in warnings) == sorted(WARNED)
+  order = [(("train", "val", "test").index(w["split"]), w["key"]) for w in warnings]
+  assert order == sorted(order)  # by split, then key, as failures.jsonl
+  for warning in warnings:
+    assert warning["split"] == GOOD[warning["video_id"]]
+    assert warning["path"].endswith(f"AVE/{warning['video_id']}.mp4")
+    assert re.search(WARNED[warning["video_id"]], " ".join(warning["warnings"])), warning
+  examples = _examples(built)
+  # Garbage over [3.0, 3.5) s; inter-coded frames carry the damage to the end of the clip.
+  assert examples["corrupt"]["damaged_segments"].tolist() == [False] * 3 + [True] * 7
+  for video_id, example in examples.items():
+    assert example["damaged_segments"].dtype == np.bool_
+    assert example["damaged_segments"].any() == (video_id == "corrupt"), video_id
 
 
 def test_mpeg2_program_stream_without_audio_is_built(built):
@@ -160,10 +185,14 @@ def test_worker_processes_build_the_same(raw_dir, built, tmp_path_factory):
   again = ave_builder.build(raw_dir, tmp_path_factory.mktemp("tfds_two"), tag="bad",
                             num_segments=T, frame_size=SIZE, num_workers=2)
   assert again.built == built.built and again.failed == built.failed
+  assert again.warned == built.warned
   assert [(f["video_id"], f["reason"]) for f in _failures(again)] == [
       (f["video_id"], f["reason"]) for f in _failures(built)]
+  assert [(w["video_id"], w["warnings"]) for w in _failures(again, "warnings.jsonl")] == [
+      (w["video_id"], w["warnings"]) for w in _failures(built, "warnings.jsonl")]
   examples, expected = _examples(again), _examples(built)
   assert set(examples) == set(expected)
   for video_id, example in examples.items():
-    for name in ("frames", "log_mel", "segment_mask", "has_audio", "frame_size"):
+    for name in ("frames", "log_mel", "segment_mask", "has_audio", "frame_size",
+                 "damaged_segments"):
       np.testing.assert_array_equal(example[name], expected[video_id][name], err_msg=video_id)

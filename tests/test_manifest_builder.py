@@ -73,6 +73,7 @@ def test_failures_name_line_path_and_reason(built):
   # Ordered by split (train, val, test, then unknown), then row.
   assert [f["key"][:7] for f in failures] == ["0000007", "0000009", "0000008", "0000010",
                                              "0000011"]
+  assert (dataset_dir / "warnings.jsonl").read_text() == ""  # the clips have audio, no damage
 
 
 def test_examples_hold_labels_events_frames_and_audio(built):
@@ -95,6 +96,7 @@ def test_examples_hold_labels_events_frames_and_audio(built):
       assert tuple(example["frame_size"]) == (clip_files.WIDTH, clip_files.HEIGHT)
       assert example["log_mel"].shape == (T, 96, 64)
       assert not example["box_mask"].any() and not example["boxes"].any()
+      assert example["damaged_segments"].tolist() == [False] * T  # clean clips
       # Dogs are red, cats green: the decoded frames of valid segments say so.
       mean_rgb = example["frames"][:valid].reshape(-1, 3).mean(axis=0)
       assert (mean_rgb[0] > 150 > mean_rgb[1]) if label == DOG else (mean_rgb[1] > 150 > mean_rgb[0])
