@@ -128,7 +128,7 @@ def main():
   args = parser.parse_args()
   flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags (defaults here)
   workers = [int(w) for w in (args.workers or ("0,2" if args.quick else "0,1,2,4")).split(",")]
-  num_examples = args.examples or (96 if args.quick else 512)
+  num_examples = args.examples or (64 if args.quick else 512)
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
     for size in args.sizes.split(","):
@@ -137,8 +137,9 @@ def main():
       source, megabytes = write_dataset(size, num_examples, pathlib.Path(tmp))
       model_rate = None
       if not args.no_model:
-        model_batch = 2 if (size == "raw" and jax.default_backend() == "cpu") else batch_size
-        row = train_throughput.measure(size, "float32", model_batch, steps=2 if args.quick else 5)
+        model_batch = (1 if args.quick else 2) if (
+            size == "raw" and jax.default_backend() == "cpu") else batch_size
+        row = train_throughput.measure(size, "float32", model_batch, steps=1 if args.quick else 5)
         model_rate = row["examples_per_s"]
       for num_workers in workers:
         rate = examples_per_second(source, batch_size, num_workers, num_batches)

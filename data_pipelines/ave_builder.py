@@ -33,7 +33,9 @@ config_name = video_examples.config_name
 class AveVideos(video_examples.VideoBuilder):
   """An AVE-format directory of videos decoded into frames and log-mel segments."""
 
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.1.0": "frames and log_mel stored as raw bytes; damaged_segments",
+                   "1.0.0": "first version"}
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Pass the AVE-format directory as manual_dir. It holds AVE/<video_id>.mp4, Annotations.txt and
   trainSet.txt / valSet.txt / testSet.txt (and optionally boxes.jsonl). For the real AVE dataset,

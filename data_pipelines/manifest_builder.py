@@ -6,7 +6,7 @@ unless the caller gives the list, e.g. a dataset config), event_start/event_end 
 whole seconds (floor(start), ceil(end) clipped to T; the whole clip when the manifest gives
 none), boxes and box_mask empty (a manifest has no boxes).
 
-Built under `<data_dir>/manifest_videos/<tag>_t<T>_f<F>_s<S>/1.0.0/`. Rows the manifest refuses,
+Built under `<data_dir>/manifest_videos/<tag>_t<T>_f<F>_s<S>/1.1.0/`. Rows the manifest refuses,
 rows whose label is not in the class list, rows whose event starts after the T decoded seconds,
 and clips that cannot be decoded (including a decoder that crashes or runs past
 decode_timeout_s) are all listed, with their reason, in failures.jsonl next to the dataset and
@@ -29,7 +29,9 @@ from data_pipelines import video_examples
 class ManifestVideos(video_examples.VideoBuilder):
   """The clips of a manifest decoded into frames and log-mel segments."""
 
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.1.0": "frames and log_mel stored as raw bytes; damaged_segments",
+                   "1.0.0": "first version"}
 
   def __init__(self, *, manifest: manifest_format.Manifest, **kwargs):
     super().__init__(**kwargs)

@@ -117,10 +117,13 @@ class VideoBuilder(tfds.core.GeneratorBasedBuilder):
             "event_start": tfds.features.Scalar(dtype=np.int32),
             "event_end": tfds.features.Scalar(dtype=np.int32),
             "segment_labels": tfds.features.Tensor(shape=(t,), dtype=np.int32),
-            "frames": tfds.features.Tensor(shape=(t, f, s, s, 3), dtype=np.uint8),
+            # Raw bytes: by default tf.train.Example stores uint8 as an int64 list, whose parsing
+            # was 70 % of reading an example (benchmarks/RESULTS.md, input pipeline): 8x faster.
+            "frames": tfds.features.Tensor(shape=(t, f, s, s, 3), dtype=np.uint8,
+                                           encoding=tfds.features.Encoding.BYTES),
             "log_mel": tfds.features.Tensor(
                 shape=(t, log_mel_lib.FRAMES_PER_SEGMENT, log_mel_lib.NUM_MEL_BINS),
-                dtype=np.float32),
+                dtype=np.float32, encoding=tfds.features.Encoding.BYTES),
             "segment_mask": tfds.features.Tensor(shape=(t,), dtype=np.bool_),
             "has_audio": tfds.features.Scalar(dtype=np.bool_),
             "frame_size": tfds.features.Tensor(shape=(2,), dtype=np.int32),

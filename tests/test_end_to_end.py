@@ -30,7 +30,7 @@ def test_smoke_run_writes_results(smoke_run):
   assert results["test/accuracy"] * 8 == pytest.approx(round(results["test/accuracy"] * 8))
   assert results["best_step"] in (3, 6)
   # The dataset is cached in the data dir, and TensorBoard event files were written.
-  assert list(data_dir.glob("ave_videos/synthetic_*_t10_f1_s64/1.0.0/dataset_info.json"))
+  assert list(data_dir.glob("ave_videos/synthetic_*_t10_f1_s64/1.1.0/dataset_info.json"))
   assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
   assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
 
