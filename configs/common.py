@@ -74,3 +74,33 @@ def get_common_config() -> ml_collections.ConfigDict:
   config.model.audio_backbone = "vggish"
   config.model.grid_size = (7, 7)  # resnet18 on 224x224 frames
   return config
+
+
+def use_raw_video(config: ml_collections.ConfigDict) -> None:
+  """Decoded 10 s clips in one-second segments, ResNet-18 + VGGish on 224x224 frames."""
+  config.dataset.input = "raw"
+  config.dataset.num_segments = 10
+  config.dataset.frames_per_segment = 1
+  config.dataset.frame_size = 224
+  config.model.num_segments = 10
+  config.model.visual_backbone = "resnet18"
+  config.model.audio_backbone = "vggish"
+  config.model.grid_size = (7, 7)  # resnet18 on 224x224 frames
+
+
+def shrink_raw_video_for_smoke(config: ml_collections.ConfigDict) -> None:
+  """The tiny backbones on 64x64 frames, a tiny model and four steps: for tests."""
+  config.dataset.frame_size = 64
+  config.model.visual_backbone = "resnet_tiny"
+  config.model.audio_backbone = "vggish_tiny"
+  config.model.grid_size = (8, 8)  # resnet_tiny on 64x64 frames
+  config.model.width = 32
+  config.model.num_heads = 2
+  config.model.num_layers = 1
+  config.batch_size = 4
+  config.eval_batch_size = 8
+  config.num_train_steps = 4
+  config.log_every_steps = 2
+  config.eval_every_steps = 2
+  config.checkpoint_every_steps = 2
+  config.optimizer.warmup_steps = 1

@@ -76,14 +76,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                      "known: smoke")
   config = common.get_common_config()
   config.dataset.name = "kinetics_sounds"  # built by data_pipelines.build --dataset=kinetics_sounds
-  config.dataset.input = "raw"
-  config.dataset.num_segments = 10  # the 10 s clips, one-second segments
-  config.dataset.frames_per_segment = 1
-  config.dataset.frame_size = 224
-  config.model.num_segments = 10
-  config.model.visual_backbone = "resnet18"
-  config.model.audio_backbone = "vggish"
-  config.model.grid_size = (7, 7)  # resnet18 on 224x224 frames
+  common.use_raw_video(config)
 
   # ~21k training clips: 330 steps per epoch at batch 64.
   config.model.width = 256
@@ -101,18 +94,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.optimizer.weight_decay = 1e-2
 
   if "smoke" in args:
-    config.dataset.frame_size = 64
-    config.model.visual_backbone = "resnet_tiny"
-    config.model.audio_backbone = "vggish_tiny"
-    config.model.grid_size = (8, 8)  # resnet_tiny on 64x64 frames
-    config.model.width = 32
-    config.model.num_heads = 2
-    config.model.num_layers = 1
-    config.batch_size = 4
-    config.eval_batch_size = 8
-    config.num_train_steps = 4
-    config.log_every_steps = 2
-    config.eval_every_steps = 2
-    config.checkpoint_every_steps = 2
-    config.optimizer.warmup_steps = 1
+    common.shrink_raw_video_for_smoke(config)
   return config
