@@ -36,9 +36,15 @@ def make_manager(workdir: epath.PathLike, *, keep_last: int,
       create=True,
   )
   return ocp.CheckpointManager(
-      epath.Path(workdir) / "checkpoints", options=options,
+      _absolute(epath.Path(workdir)) / "checkpoints", options=options,
       item_handlers={"state": ocp.StandardCheckpointHandler(),
                      "data_iter": grain.checkpoint.CheckpointHandler()})
+
+
+def _absolute(path: epath.Path) -> epath.Path:
+  """Orbax restores only from absolute paths: a local `--workdir=runs/x` is made absolute,
+  a URL such as gs://bucket/x is kept as it is."""
+  return path if "://" in str(path) else path.absolute()
 
 
 def _is_key(leaf) -> bool:

@@ -4,6 +4,7 @@ The smoke dataset is generated and built once per session (tests/conftest.py).
 """
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -44,6 +45,20 @@ def test_rerunning_a_finished_run_reuses_data_and_checkpoint(smoke_run):
   after = json.loads((workdir / "results.json").read_text())
   for key in REQUIRED_KEYS:
     assert after[key] == pytest.approx(before[key], abs=1e-6), key
+
+
+def test_a_relative_workdir_resumes_and_explains(smoke_run, tmp_path):
+  """The README's command uses `--workdir=workdirs/synthetic`; Orbax restores only from absolute
+  paths, so a relative workdir must work for resuming and for --mode=explain."""
+  data_dir, finished, _ = smoke_run
+  shutil.copytree(finished, tmp_path / "w")
+  relative = os.path.relpath(tmp_path / "w", REPO)
+  assert not os.path.isabs(relative)
+  result = run_main(relative, data_dir)
+  assert "Resuming from checkpoint at step 6" in result.stderr
+  run_main(relative, data_dir, "--config.explain.explainers=('attention',)", "--mode=explain")
+  results = json.loads((tmp_path / "w" / "results.json").read_text())
+  assert 0.0 <= results["explain/attention/spatial/positive_auc"] <= 90.0
 
 
 def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
