@@ -8,6 +8,8 @@ import sys
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# The real AVE release metadata (tests/data/ave/README.md); STT_AVE_METADATA_DIR points elsewhere.
+AVE_METADATA_DIR = pathlib.Path(os.environ.get("STT_AVE_METADATA_DIR", REPO / "tests/data/ave"))
 SMOKE = "--config=configs/synthetic.py:smoke"
 REQUIRED_KEYS = ("test/accuracy", "test/num_examples", "val/accuracy", "train/loss",
                  "explain/attention/pointing_spatial", "explain/attention/pointing_temporal")

@@ -1,6 +1,6 @@
 """The AVE feature release: build CLI, label cross-checks, loading, and one training run.
 
-The release directory is made from the real AVE metadata in ../shared/data/ave (Annotations.txt,
+The release directory is made from the real AVE metadata in tests/data/ave (Annotations.txt,
 the order files, mil_labels.h5, labels_closs.h5) plus generated feature files:
 - labels.h5 [4143,10,29] is absent there; it is derived from the real mil_labels.h5 (class) and
   labels_closs.h5 (event segments), so checking it against Annotations.txt checks those files too;
@@ -10,7 +10,6 @@ the order files, mil_labels.h5, labels_closs.h5) plus generated feature files:
 """
 
 import json
-import os
 import pathlib
 import shutil
 import subprocess
@@ -27,17 +26,13 @@ from data_pipelines import ave_format
 from stt import config_validation
 from stt import datasets
 from stt import input_pipeline
+from tests.conftest import AVE_METADATA_DIR as METADATA_DIR
 from tests.conftest import REPO, subprocess_env
 
-METADATA_DIR = pathlib.Path(os.environ.get("STT_AVE_METADATA_DIR", REPO.parent / "shared/data/ave"))
 METADATA_FILES = ("Annotations.txt", "train_order.h5", "val_order.h5", "test_order.h5",
                   "mil_labels.h5", "labels_closs.h5")
 REAL_VGGISH_FILE = "audio_feature_noisy.h5"
 VISUAL_SHAPE = (10, 2, 2, 4)  # T,h,w,Cv: tiny
-
-pytestmark = pytest.mark.skipif(
-    not all((METADATA_DIR / name).exists() for name in METADATA_FILES + (REAL_VGGISH_FILE,)),
-    reason=f"the real AVE metadata is not in {METADATA_DIR} (set STT_AVE_METADATA_DIR)")
 
 
 def _read(path, key="avadataset"):
@@ -195,7 +190,7 @@ def test_missing_files_say_where_to_download_and_put_them(tmp_path):
        f"--manual_dir={tmp_path}", f"--data_dir={tmp_path / 'out'}"],
       cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=120)
   assert result.returncode == 2
-  assert f"lacks visual_feature.h5, audio_feature.h5, labels.h5" in result.stderr
+  assert "lacks visual_feature.h5, audio_feature.h5, labels.h5" in result.stderr
   assert f"download them into {tmp_path}" in result.stderr
   assert "https://github.com/YapengTian/AVE-ECCV18" in result.stderr
   assert "drive.google.com" in result.stderr and "Traceback" not in result.stderr

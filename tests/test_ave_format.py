@@ -1,18 +1,12 @@
-"""AVE-format parsing, on the real AVE release metadata in ../shared/data/ave/."""
-
-import pathlib
+"""AVE-format parsing, on the real AVE release metadata in tests/data/ave/."""
 
 import h5py
-import numpy as np
 import pytest
 
 from data_pipelines import ave_format
-
-AVE_META = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "ave"
-needs_ave = pytest.mark.skipif(not AVE_META.exists(), reason="shared AVE metadata not present")
+from tests.conftest import AVE_METADATA_DIR as AVE_META
 
 
-@needs_ave
 def test_real_annotations_parse_with_classes_in_order_of_first_appearance():
   rows = ave_format.parse_annotation_lines(AVE_META / "Annotations.txt")
   assert len(rows) == 4143
@@ -25,7 +19,6 @@ def test_real_annotations_parse_with_classes_in_order_of_first_appearance():
   assert len({r.video_id for r in rows}) < len(rows)
 
 
-@needs_ave
 def test_segment_labels_agree_with_release_labels():
   rows = ave_format.parse_annotation_lines(AVE_META / "Annotations.txt")
   names = ave_format.class_names_in_order(rows)
