@@ -4,6 +4,7 @@ r"""Builds a dataset as TFDS array_record under a data dir, with a progress bar 
   python -m data_pipelines.build --dataset=ave --manual_dir=DIR --data_dir=OUT [--frame_size=224]
   python -m data_pipelines.build --dataset=synthetic --data_dir=OUT [--synthetic_config=smoke]
   python -m data_pipelines.build --dataset=manifest --manual_dir=DIR --tag=NAME --data_dir=OUT
+  python -m data_pipelines.build --dataset=manifest --manifest=CSV --tag=NAME --data_dir=OUT
   python -m data_pipelines.build --dataset=kinetics_sounds --manual_dir=DIR --data_dir=OUT
   python -m data_pipelines.build --dataset=vggsound --manual_dir=DIR --data_dir=OUT
 
@@ -12,7 +13,8 @@ Datasets:
   ave              an AVE-format directory of videos, decoded by data_pipelines/ave_builder.py
   synthetic        generated here (no download), as `configs/synthetic.py:<synthetic_config>` needs
   manifest         the clips of a CSV manifest `path,label[,start,end][,split]` (DIR/manifest.csv
-                   or --manifest), see data_pipelines/manifest_format.py
+                   or --manifest=CSV; a relative clip path is relative to the CSV's directory),
+                   see data_pipelines/manifest_format.py
   kinetics_sounds  Kinetics-400 CSVs + clips → the classes of configs/kinetics_sounds.py
   vggsound         vggsound.csv + clips, see configs/vggsound.py
 
@@ -30,8 +32,9 @@ skipped counts the examples of a dataset that was already built, failed the rows
 could not be used (listed with their reasons in failures.jsonl next to the dataset; for
 kinetics_sounds and vggsound this includes clips that were not downloaded), warned (shown when
 not 0) the clips built despite decoder notes such as skipped corrupt data (listed in
-warnings.jsonl; their damaged segments are marked in the `damaged_segments` feature). Exit
-status 2 on bad input.
+warnings.jsonl; their damaged segments are marked in the `damaged_segments` feature). A flag
+that the dataset does not read (e.g. --frame_size for synthetic, whose size is its config's) is
+an error, never ignored. Exit status 2 on bad input, with a one-line message.
 """
 
 from __future__ import annotations
@@ -85,6 +88,58 @@ class BuildInputError(ValueError):
   """manual_dir lacks files or holds inconsistent ones. The message says what to do."""
 
 
+# The datasets that read each flag; given for another dataset, a flag is an error, never silently
+# ignored. None in the parser means "not given"; DEFAULTS fills in the rest after the checks.
+FLAG_DATASETS = {
+    "manual_dir": ("ave_features", "ave", "manifest", "kinetics_sounds", "vggsound"),
+    "visual_dtype": ("ave_features",),
+    "num_segments": VIDEO_DATASETS,
+    "frames_per_segment": VIDEO_DATASETS,
+    "frame_size": VIDEO_DATASETS,
+    "num_workers": VIDEO_DATASETS + ("synthetic",),
+    "decode_timeout_s": VIDEO_DATASETS,
+    "synthetic_config": ("synthetic",),
+    "manifest": ("manifest",),
+    "tag": ("manifest",),
+    "beam_runner": VIDEO_DATASETS,
+}
+DEFAULTS = dict(visual_dtype="float16", num_segments=10, frames_per_segment=1, frame_size=224,
+                num_workers=1, decode_timeout_s=300.0, synthetic_config="", tag="manifest")
+SYNTHETIC_CONFIG_FLAGS = ("num_segments", "frames_per_segment", "frame_size")
+
+
+def _flag_error(args) -> str | None:
+  """Why the given flags do not fit together (one line), or None."""
+  given = [flag for flag in FLAG_DATASETS if getattr(args, flag) is not None]
+  for flag in given:
+    if args.dataset in FLAG_DATASETS[flag]:
+      continue
+    if args.dataset == "synthetic" and flag in SYNTHETIC_CONFIG_FLAGS:
+      return (f"--{flag} does not apply to --dataset=synthetic: config.dataset.{flag} of "
+              "configs/synthetic.py sets it; to build and train another, pass "
+              f"--config.dataset.{flag}=N to stt.main, which builds the set on first use")
+    return (f"--{flag} does not apply to --dataset={args.dataset}, only to "
+            f"{', '.join(FLAG_DATASETS[flag])}")
+  if args.dataset == "manifest" and args.manual_dir and args.manifest:
+    return ("give --manifest=FILE or --manual_dir=DIR (which means DIR/manifest.csv), not both: "
+            "relative clip paths are read relative to the manifest's directory")
+  if args.dataset in FLAG_DATASETS["manual_dir"] and not args.manual_dir and not (
+      args.dataset == "manifest" and args.manifest):
+    return (f"--dataset={args.dataset} needs --manual_dir"
+            + (" or --manifest" if args.dataset == "manifest" else ""))
+  local = [f"--{flag}" for flag in ("num_workers", "decode_timeout_s")
+           if getattr(args, flag) is not None]
+  if args.beam_runner and local:
+    return (f"{' and '.join(local)} apply to the local build, not to --beam_runner (give "
+            "--beam_num_workers; on Beam a clip decodes without a timeout)")
+  if not args.beam_runner and args.beam_num_workers is not None:
+    return "--beam_num_workers needs --beam_runner"
+  if not args.beam_runner and args.beam_args:
+    return (f"unrecognized arguments: {' '.join(args.beam_args)} (pass-through Beam options "
+            "need --beam_runner)")
+  return None
+
+
 def _parse_args(argv):
   parser = argparse.ArgumentParser(prog="python -m data_pipelines.build", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,37 +147,36 @@ def _parse_args(argv):
   parser.add_argument("--manual_dir", help="the downloaded files (all but synthetic)")
   parser.add_argument("--data_dir", default=None,
                       help="output TFDS data dir (default: $TFDS_DATA_DIR, ~/tensorflow_datasets)")
-  parser.add_argument("--visual_dtype", default="float16", choices=ave_features.VISUAL_DTYPES,
-                      help="ave_features: storage dtype of the visual maps")
-  parser.add_argument("--num_segments", type=int, default=10, help="video datasets: T")
-  parser.add_argument("--frames_per_segment", type=int, default=1, help="video datasets: F")
-  parser.add_argument("--frame_size", type=int, default=224,
-                      help="video datasets: S, frames are SxS")
-  parser.add_argument("--num_workers", type=int, default=1,
-                      help="video datasets, synthetic: local decode processes")
-  parser.add_argument("--decode_timeout_s", type=float, default=300.0,
+  parser.add_argument("--visual_dtype", choices=ave_features.VISUAL_DTYPES,
+                      help="ave_features: storage dtype of the visual maps (default: float16)")
+  parser.add_argument("--num_segments", type=int, help="video datasets: T (default: 10)")
+  parser.add_argument("--frames_per_segment", type=int, help="video datasets: F (default: 1)")
+  parser.add_argument("--frame_size", type=int,
+                      help="video datasets: S, frames are SxS (default: 224)")
+  parser.add_argument("--num_workers", type=int,
+                      help="video datasets, synthetic: local decode processes (default: 1)")
+  parser.add_argument("--decode_timeout_s", type=float,
                       help="video datasets (local): a clip still decoding after this many "
-                           "seconds is killed and listed as failed")
-  parser.add_argument("--synthetic_config", default="",
+                           "seconds is killed and listed as failed (default: 300)")
+  parser.add_argument("--synthetic_config",
                       help="synthetic: the argument of configs/synthetic.py, e.g. 'smoke'")
-  parser.add_argument("--manifest", default=None,
-                      help="manifest: the CSV (default: <manual_dir>/manifest.csv)")
-  parser.add_argument("--tag", default="manifest",
-                      help="manifest: names the built dataset (a config's dataset.tag)")
+  parser.add_argument("--manifest",
+                      help="manifest: the CSV, instead of --manual_dir (DIR/manifest.csv)")
+  parser.add_argument("--tag", help="manifest: names the built dataset (a config's "
+                                    "dataset.tag; default: manifest)")
   parser.add_argument("--beam_runner", default=None,
                       help="video datasets: build on Apache Beam with this runner, e.g. "
                            "DirectRunner or DataflowRunner")
   parser.add_argument("--beam_num_workers", type=int, default=None,
                       help="Beam workers (DirectRunner: local processes)")
   args, beam_args = parser.parse_known_args(argv)
-  if beam_args and not args.beam_runner:
-    parser.error(f"unrecognized arguments: {' '.join(beam_args)} (pass-through Beam options "
-                 "need --beam_runner)")
-  if args.beam_runner and args.dataset not in VIDEO_DATASETS:
-    parser.error(f"--beam_runner works for {', '.join(VIDEO_DATASETS)}, not {args.dataset}")
-  if args.dataset != "synthetic" and not args.manual_dir:
-    parser.error(f"--dataset={args.dataset} needs --manual_dir")
   args.beam_args = beam_args
+  error = _flag_error(args)
+  if error:
+    parser.exit(2, f"build: error: {error}\n")
+  for flag, default in DEFAULTS.items():
+    if getattr(args, flag) is None:
+      setattr(args, flag, default)
   return args
 
 
@@ -155,7 +209,10 @@ def _manifest_dataset_dir(args, data_dir: epath.Path) -> epath.Path:
 
 def _synthetic_config(args):
   from configs import synthetic as synthetic_config  # pylint: disable=g-import-not-at-top
-  config = synthetic_config.get_config(args.synthetic_config)
+  try:
+    config = synthetic_config.get_config(args.synthetic_config)
+  except ValueError as error:  # the message names the known arguments
+    raise BuildInputError(f"--synthetic_config={args.synthetic_config}: {error}") from None
   config.dataset.build_workers = args.num_workers
   return config
 
@@ -217,6 +274,7 @@ def plan(args, data_dir: epath.Path) -> tuple[int, dict]:
       return 0, {}
     if args.dataset == "manifest":
       path = epath.Path(args.manifest or epath.Path(args.manual_dir) / "manifest.csv")
+      # Relative clip paths are read relative to the manifest's directory (manifest_format).
       if not path.exists():
         raise BuildInputError(f"no manifest at {path}.\n"
                               + MANIFEST_INSTRUCTIONS.format(manifest=path))

@@ -121,8 +121,10 @@ def _row(directory: epath.Path, line: int, fields: dict[str, str]) -> ManifestRo
 
 def read(path) -> Manifest:
   """Parses the manifest at `path` (local or gs://). Raises ManifestError for a file-level
-  problem."""
+  problem. A relative local path is made absolute, so the rows' clip paths are absolute too."""
   path = epath.Path(path)
+  if "://" not in str(path):
+    path = path.absolute()
   if not path.exists():
     raise ManifestError(f"no manifest at {path}")
   lines = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8").lstrip("\ufeff"))))
