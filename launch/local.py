@@ -5,8 +5,9 @@ r"""Runs one command as N cooperating JAX processes on this machine (multi-host,
 
 Every process gets the same command plus, in its environment, STT_COORDINATOR_ADDRESS,
 STT_NUM_PROCESSES and STT_PROCESS_ID (read by `stt.main`, which calls
-`jax.distributed.initialize`), and XLA_FLAGS giving it M CPU devices. This is how the tests run
-real multi-process training, and how to try a pod-style run on a laptop.
+`jax.distributed.initialize`), XLA_FLAGS giving it M CPU devices, and JAX_PLATFORMS=cpu
+unless JAX_PLATFORMS is set. This is how the tests run real multi-process training, and how to
+try a pod-style run on a laptop.
 
 Output lines are prefixed with `[p<i>]`. SIGINT/SIGTERM are forwarded to every process (so a
 preemption can be rehearsed). If one process fails the others are stopped. The exit status is
@@ -88,20 +89,31 @@ def launch(command: list[str], num_processes: int, devices_per_process: int,
   return status or next((p.returncode for p in processes if p.returncode), 0)
 
 
-def main(argv=None) -> int:
-  argv = sys.argv[1:] if argv is None else argv
-  if "--" not in argv:
-    print("usage: launch/local.py [options] -- COMMAND...", file=sys.stderr)
-    return 2
-  split = argv.index("--")
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--num_processes", type=int, default=2)
-  parser.add_argument("--devices_per_process", type=int, default=1)
-  parser.add_argument("--port", type=int, default=None, help="coordinator port (default: free)")
-  args = parser.parse_args(argv[:split])
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+  """Splits `[options] -- COMMAND...` into the parsed options and the command."""
+  parser = argparse.ArgumentParser(
+      prog="launch/local.py", usage="%(prog)s [options] -- COMMAND...",
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--num_processes", type=int, default=2, metavar="N",
+                      help="how many processes to start (default: %(default)s)")
+  parser.add_argument("--devices_per_process", type=int, default=1, metavar="M",
+                      help="CPU devices each process sees, through XLA_FLAGS "
+                           "(default: %(default)s)")
+  parser.add_argument("--port", type=int, default=None,
+                      help="port of the coordinator (process 0) on localhost "
+                           "(default: a free port)")
+  split = argv.index("--") if "--" in argv else len(argv)
+  args = parser.parse_args(argv[:split])  # --help prints the text above and exits
   command = argv[split + 1:]
-  if not command or args.num_processes < 1 or args.devices_per_process < 1:
-    parser.error("need a command after --, and positive process and device counts")
+  if not command:
+    parser.error("give the command to run after --")
+  if args.num_processes < 1 or args.devices_per_process < 1:
+    parser.error("--num_processes and --devices_per_process must be positive")
+  return args, command
+
+
+def main(argv=None) -> int:
+  args, command = parse_args(sys.argv[1:] if argv is None else argv)
   return launch(command, args.num_processes, args.devices_per_process, args.port)
 
 
