@@ -86,6 +86,12 @@ def test_ciou_auc_and_localization_scores():
   empty = localization.localization_scores(where, boxes, np.zeros((1, 2, 1), bool),
                                            np.array([[100, 100]]))
   assert empty.num_trials == 0 and np.isnan(empty.ciou)
+  # Padded segments (segment_mask false) are no trials: only segment 0 (cIoU ~0.99) is left.
+  masked = localization.localization_scores(where, boxes, np.ones((1, 2, 1), bool),
+                                            np.array([[100, 100]]),
+                                            segment_mask=np.array([[True, False]]))
+  assert masked.num_trials == 1 and masked.ciou == 1.0
+  assert masked.relevance_mass == pytest.approx(0.875, abs=1e-5)
 
 
 ANNOTATIONS = """Category&VideoID&Quality&StartTime&EndTime

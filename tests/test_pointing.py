@@ -59,3 +59,25 @@ def test_temporal_pointing_respects_mask_and_event():
   result = pointing.temporal_pointing(when, mask, np.array([1, 2, 0]), np.array([3, 3, 0]),
                                       labels=np.array([0, 0, 1]))
   assert result.num_trials == 2 and result.overall == 1.0
+
+
+def test_padded_segments_are_no_trials():
+  where = np.stack([_one_hot_map(0, 0)] * 3)[None]  # [V=1,T=3,2,2] → point (0.5, 0.5)
+  boxes = np.zeros((1, 3, 1, 4), np.float32)
+  boxes[0, :, 0] = (0, 0, 10, 10)
+  box_mask = np.ones((1, 3, 1), bool)
+  segment_mask = np.array([[True, False, True]])
+  result = pointing.spatial_pointing(where, boxes, box_mask, np.array([[100, 100]]),
+                                     np.array([0]), segment_mask=segment_mask)
+  assert result.num_trials == 2 and result.overall == 1.0
+  assert pointing.spatial_pointing(where, boxes, box_mask, np.array([[100, 100]]),
+                                   np.array([0])).num_trials == 3  # no mask: every segment
+  none_valid = pointing.spatial_pointing(where, boxes, box_mask, np.array([[100, 100]]),
+                                         np.array([0]), segment_mask=np.zeros((1, 3), bool))
+  assert none_valid.num_trials == 0 and np.isnan(none_valid.overall)
+  # Temporal: a video without a valid segment is no trial (it used to score a miss at 0).
+  when = np.array([[0.1, 0.9, 0.2], [0.1, 0.9, 0.2]])
+  mask = np.array([[1, 1, 1], [0, 0, 0]], bool)
+  result = pointing.temporal_pointing(when, mask, np.array([1, 1]), np.array([2, 2]),
+                                      labels=np.array([0, 1]))
+  assert result.num_trials == 1 and result.overall == 1.0 and result.class_mean == 1.0

@@ -3,18 +3,24 @@
     python -m stt.explain.evaluate --maps maps.npz --events Annotations.txt \\
         [--boxes boxes.jsonl] --out metrics.json [--tolerance_px 15]
 
-maps.npz holds `video_id` [V] str, `where` [V,T,h,w], `when` [V,T], and optionally
-`segment_mask` [V,T] bool (default all valid), `when_audio` / `when_visual` [V,T].
+maps.npz (written by numpy.savez / savez_compressed, no pickled objects) holds `video_id` [V]
+str, `where` [V,T,h,w], `when` [V,T], and optionally `segment_mask` [V,T] bool (default all
+valid), `when_audio` / `when_visual` [V,T]; the maps are real numbers, finite in every valid
+segment. Padded segments (segment_mask false) are never trials, and a video without a valid
+segment is no temporal trial.
 The events file has `Category&VideoID&Quality&StartTime&EndTime` rows (the class index is the
 order of first appearance, as in training). A video id that occurs n times in the maps is paired
 with its first n rows, in file order (AVE has a few videos with several rows). Boxes come from a
-boxes.jsonl as read by `ave_format.read_boxes` (segment index < T).
+JSON-lines file of any name in the format of AVE's boxes.jsonl, as read by
+`ave_format.read_boxes` (segment index < T).
 
 metrics.json: pointing_spatial, pointing_spatial_class_mean, pointing_spatial_trials,
 pointing_temporal, pointing_temporal_class_mean, pointing_temporal_trials (and _audio / _visual
 variants when those maps are given), relevance_mass, ciou, ciou_auc, ciou_mean,
-localization_trials, num_videos. Scores without trials (no boxes) are null.
-Bad input (unreadable files, unknown video ids, shape mismatches) prints one line and exits 2.
+localization_trials, num_videos. Scores without trials (no boxes) are null. Missing folders
+above --out are created.
+Bad input (unreadable files, a file that is not an .npz, object arrays, unknown video ids, shape
+mismatches, NaN / Inf in the maps, an --out that cannot be written) prints one line and exits 2.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import pathlib
 import sys
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -35,31 +42,75 @@ from stt.explain import localization
 from stt.explain import pointing
 
 EXIT_BAD_INPUT = 2
+MAP_KEYS = ('where', 'when', 'when_audio', 'when_visual')
+NPZ_MAGIC = (b'PK\x03\x04', b'PK\x05\x06')  # a zip file with members / an empty one
+NPY_MAGIC = b'\x93NUMPY'
 
 
 class InputError(ValueError):
   """The maps, events or boxes do not fit together."""
 
 
+def _read_npz(path: pathlib.Path) -> dict:
+  """Every array of an .npz file, without unpickling; InputError naming `path` otherwise."""
+  with open(path, 'rb') as file:
+    magic = file.read(len(NPY_MAGIC))
+  if magic.startswith(NPY_MAGIC):
+    raise InputError(f'{path}: a .npy file (one array); save video_id, where, when together '
+                     'with numpy.savez')
+  if not magic.startswith(NPZ_MAGIC):
+    raise InputError(f'{path}: not a .npz file written by numpy.savez')
+  maps = {}
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      for key in data.files:
+        try:
+          maps[key] = data[key]
+        except ValueError as error:
+          if 'allow_pickle' not in str(error):
+            raise InputError(f'{path}: {key}: {error}') from None
+          hint = 'a str array, e.g. np.asarray(ids, str)' if key == 'video_id' else 'numbers'
+          raise InputError(f'{path}: {key} is an object array; save it as {hint}') from None
+        if not isinstance(maps[key], np.ndarray):
+          raise InputError(f'{path}: {key} is not a .npy array; write the file with numpy.savez')
+  except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+    raise InputError(f'{path}: not a readable .npz file ({error})') from None
+  return maps
+
+
 def load_maps(path: pathlib.Path) -> dict:
-  """maps.npz as a dict of arrays, with shapes checked against each other."""
-  with np.load(path, allow_pickle=False) as data:
-    maps = {key: data[key] for key in data.files}
+  """maps.npz as a dict of arrays, with shapes, dtypes and values checked."""
+  maps = _read_npz(path)
   missing = [key for key in ('video_id', 'where', 'when') if key not in maps]
   if missing:
     raise InputError(f'{path}: missing arrays {missing} (need video_id, where, when)')
-  where, when = maps['where'], maps['when']
-  num_videos = len(maps['video_id'])
-  if where.ndim != 4 or where.shape[0] != num_videos:
-    raise InputError(f'{path}: where has shape {where.shape}, expected [V={num_videos},T,h,w]')
+  video_id = maps['video_id']
+  if video_id.ndim != 1:
+    raise InputError(f'{path}: video_id must be a 1-D array [V], got shape {video_id.shape}')
+  if video_id.dtype.kind not in 'USiu':
+    raise InputError(f'{path}: video_id has dtype {video_id.dtype}; save it as a str array, '
+                     'e.g. np.asarray(ids, str)')
+  for key in MAP_KEYS + ('segment_mask',):
+    if key in maps and maps[key].dtype.kind not in 'biuf':
+      raise InputError(f'{path}: {key} has dtype {maps[key].dtype}, expected real numbers')
+  where, num_videos = maps['where'], len(video_id)
+  if where.ndim != 4 or where.shape[0] != num_videos or 0 in where.shape[1:]:
+    raise InputError(f'{path}: where has shape {where.shape}, expected [V={num_videos},T,h,w] '
+                     'with T, h, w >= 1')
   expected = where.shape[:2]
   for key in ('when', 'segment_mask', 'when_audio', 'when_visual'):
     if key in maps and maps[key].shape != expected:
       raise InputError(f'{path}: {key} has shape {maps[key].shape}, expected [V,T]={expected}')
-  maps['video_id'] = np.asarray([str(v) for v in maps['video_id']])
-  if 'segment_mask' not in maps:
-    maps['segment_mask'] = np.ones(expected, bool)
-  maps['segment_mask'] = maps['segment_mask'].astype(bool)
+  maps['video_id'] = np.asarray(
+      [v.decode('utf-8', 'replace') if isinstance(v, bytes) else str(v) for v in video_id], str)
+  maps['segment_mask'] = maps.get('segment_mask', np.ones(expected, bool)).astype(bool)
+  for key in MAP_KEYS:  # only valid segments are ever scored
+    if key in maps:
+      values = maps[key][maps['segment_mask']]
+      bad = values.size - np.count_nonzero(np.isfinite(values))
+      if bad:
+        raise InputError(f'{path}: {key} has {bad} non-finite value(s) (NaN or Inf) of '
+                         f'{values.size} in valid segments')
   return maps
 
 
@@ -71,7 +122,7 @@ def event_arrays(video_ids: np.ndarray, rows: list) -> dict:
     rows_by_video[row.video_id].append(row)
   seen = collections.Counter()
   labels, starts, ends = [], [], []
-  for video_id in video_ids:
+  for video_id in map(str, video_ids):  # str: np.str_ prints as np.str_('...')
     candidates = rows_by_video.get(video_id, [])
     if seen[video_id] >= len(candidates):
       raise InputError(f'video id {video_id!r} (occurrence {seen[video_id] + 1}) is not in the '
@@ -85,15 +136,29 @@ def event_arrays(video_ids: np.ndarray, rows: list) -> dict:
           'event_end': np.asarray(ends)}
 
 
+def read_events(path: pathlib.Path) -> list:
+  """`ave_format.parse_annotation_lines`, with a binary file reported by name."""
+  try:
+    return ave_format.parse_annotation_lines(path)
+  except UnicodeDecodeError:
+    raise InputError(f'{path}: not a UTF-8 text file') from None
+
+
 def read_boxes_file(path: pathlib.Path) -> dict:
-  """`ave_format.read_boxes` for a boxes file of any name."""
+  """`ave_format.read_boxes` for a boxes file of any name; its errors name `path`."""
+  if not path.is_file():
+    raise InputError(f'{path}: {"not a file" if path.exists() else "no such file"}')
   if path.name == 'boxes.jsonl':
     return ave_format.read_boxes(path.parent)
-  if not path.exists():
-    raise FileNotFoundError(f'no such file: {path}')
   with tempfile.TemporaryDirectory() as directory:
-    (pathlib.Path(directory) / 'boxes.jsonl').symlink_to(path.resolve())
-    return ave_format.read_boxes(pathlib.Path(directory))
+    link = pathlib.Path(directory) / 'boxes.jsonl'  # the only name read_boxes reads
+    link.symlink_to(path.resolve())
+    try:
+      return ave_format.read_boxes(directory)
+    except UnicodeDecodeError:
+      raise InputError(f'{path}: not a UTF-8 text file') from None
+    except ValueError as error:  # AnnotationError: '<link>:<line>: bad boxes record ...'
+      raise InputError(str(error).replace(str(link), str(path))) from None
 
 
 def box_arrays(video_ids: np.ndarray, boxes_by_video: dict, num_segments: int) -> dict:
@@ -102,10 +167,13 @@ def box_arrays(video_ids: np.ndarray, boxes_by_video: dict, num_segments: int) -
   boxes = np.zeros((len(video_ids), num_segments, num_boxes, 4), np.float32)
   box_mask = np.zeros((len(video_ids), num_segments, num_boxes), bool)
   frame_size = np.ones((len(video_ids), 2), np.int32)
-  for index, video_id in enumerate(video_ids):
+  for index, video_id in enumerate(map(str, video_ids)):
     for segment, record in boxes_by_video.get(video_id, {}).items():
       if not 0 <= segment < num_segments:
         raise InputError(f'boxes of {video_id!r} segment {segment}: maps have T={num_segments}')
+      if min(record.frame_size) < 1:
+        raise InputError(f'boxes of {video_id!r} segment {segment}: frame_size '
+                         f'{list(record.frame_size)} must be positive [W,H]')
       frame_size[index] = record.frame_size
       boxes[index, segment, :len(record.boxes)] = record.boxes
       box_mask[index, segment, :len(record.boxes)] = True
@@ -127,9 +195,10 @@ def score(maps: dict, events: dict, boxes: dict | None, tolerance_px: float = 15
   located = localization.LocalizationResult(nan, nan, nan, nan, 0)
   if boxes is not None:
     spatial = pointing.spatial_pointing(maps['where'], boxes['boxes'], boxes['box_mask'],
-                                        boxes['frame_size'], events['labels'], tolerance_px)
+                                        boxes['frame_size'], events['labels'], tolerance_px,
+                                        segment_mask=maps['segment_mask'])
     located = localization.localization_scores(maps['where'], boxes['boxes'], boxes['box_mask'],
-                                               boxes['frame_size'])
+                                               boxes['frame_size'], maps['segment_mask'])
   metrics.update({
       'pointing_spatial': spatial.overall,
       'pointing_spatial_class_mean': spatial.class_mean,
@@ -154,22 +223,42 @@ def parse_args(argv):
   return parser.parse_args(argv)
 
 
+def prepare_out(path: pathlib.Path) -> None:
+  """Creates the folders above --out; InputError if it cannot be written there."""
+  if path.is_dir():
+    raise InputError(f'--out {path} is a directory; give a file, e.g. {path / "metrics.json"}')
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+  except OSError as error:
+    raise InputError(f'--out {path}: cannot create folder {error.filename or path.parent} '
+                     f'({error.strerror or error})') from None
+
+
+def _fail(error: Exception | str) -> int:
+  print(f'error: {" ".join(str(error).split())}', file=sys.stderr)
+  return EXIT_BAD_INPUT
+
+
 def main(argv=None) -> int:
   args = parse_args(argv)
   try:
+    if not 0 <= args.tolerance_px < math.inf:
+      raise InputError(f'--tolerance_px must be a finite number >= 0, got {args.tolerance_px}')
     maps = load_maps(args.maps)
-    events = event_arrays(maps['video_id'], ave_format.parse_annotation_lines(args.events))
+    events = event_arrays(maps['video_id'], read_events(args.events))
     boxes = None
     if args.boxes is not None:
       boxes = box_arrays(maps['video_id'], read_boxes_file(args.boxes), maps['where'].shape[1])
-  except (ValueError, OSError, zipfile.BadZipFile) as error:  # InputError, AnnotationError too
-    print(f'error: {" ".join(str(error).split())}', file=sys.stderr)
-    return EXIT_BAD_INPUT
+    prepare_out(args.out)  # after the inputs: bad input leaves no new folders behind
+  except (ValueError, OSError) as error:  # InputError, AnnotationError too
+    return _fail(error)
   metrics = score(maps, events, boxes, args.tolerance_px)
   clean = {key: None if isinstance(value, float) and math.isnan(value) else value
            for key, value in metrics.items()}
-  args.out.parent.mkdir(parents=True, exist_ok=True)
-  args.out.write_text(json.dumps(clean, indent=2, sort_keys=True) + '\n')
+  try:
+    args.out.write_text(json.dumps(clean, indent=2, sort_keys=True) + '\n')
+  except OSError as error:
+    return _fail(f'--out {args.out}: cannot write ({error.strerror or error})')
   print(json.dumps(clean, sort_keys=True))
   return 0
 

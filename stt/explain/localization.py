@@ -1,9 +1,9 @@
 """Localization scores of "where" maps against boxes: relevance mass and LVS-style cIoU.
 
-Trials are those of the spatial pointing game: one per annotated (video, segment). The [h,w] map
-is bilinearly resized over the centred square crop of the original frame that the model saw, as
-in `pointing.point_of_map` (side S = round(min(W, H)) pixels); both scores are computed on that
-S x S pixel grid. Pixel (r, c) has its centre at original-frame coordinates
+Trials are those of the spatial pointing game: one per annotated valid (video, segment). The
+[h,w] map is bilinearly resized over the centred square crop of the original frame that the model
+saw, as in `pointing.point_of_map` (side S = round(min(W, H)) pixels); both scores are computed on
+that S x S pixel grid. Pixel (r, c) has its centre at original-frame coordinates
 (x_offset + (c + ½) s, y_offset + (r + ½) s), s = side / S, and is inside a box [x0,y0,x1,y1]
 when x0 <= x < x1 and y0 <= y < y1 (integer boxes cover pixels x0..x1-1, as LVS's slicing). The
 ground-truth mask is the union of the segment's boxes, clipped to the crop.
@@ -27,6 +27,7 @@ import jax
 import numpy as np
 
 from stt.explain.pointing import crop_region
+from stt.explain.pointing import trial_segments
 
 CIOU_THRESHOLDS = tuple(0.05 * i for i in range(21))
 
@@ -87,7 +88,8 @@ def ciou_auc(cious: np.ndarray) -> float:
 
 
 def localization_scores(where: np.ndarray, boxes: np.ndarray, box_mask: np.ndarray,
-                        frame_size: np.ndarray) -> LocalizationResult:
+                        frame_size: np.ndarray,
+                        segment_mask: np.ndarray | None = None) -> LocalizationResult:
   """Relevance mass and cIoU over all trials.
 
   Args:
@@ -95,11 +97,13 @@ def localization_scores(where: np.ndarray, boxes: np.ndarray, box_mask: np.ndarr
     boxes: [V,T,K,4] boxes [x0,y0,x1,y1] in original-frame pixels.
     box_mask: [V,T,K] which boxes exist; a segment with none is not a trial.
     frame_size: [V,2] original (W, H).
+    segment_mask: [V,T] valid segments; a padded one is not a trial. None: all valid.
   """
+  trials = trial_segments(box_mask, segment_mask)
   masses, cious = [], []
   for video in range(where.shape[0]):
     size = (int(frame_size[video][0]), int(frame_size[video][1]))
-    for segment in np.flatnonzero(box_mask[video].any(-1)):
+    for segment in np.flatnonzero(trials[video]):
       resized = resize_over_crop(where[video, segment], size)
       mask = box_mask_over_crop(boxes[video, segment][box_mask[video, segment]], size)
       masses.append(relevance_mass(resized, mask))

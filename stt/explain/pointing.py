@@ -1,13 +1,15 @@
 """Pointing games: does the argmax of an explanation land on the annotated evidence?
 
-Spatial (one trial per annotated (video, segment)): the "where" map [h,w] is bilinearly resized
-to the part of the original frame it covers (frames are centre-cropped squares), its argmax (first
-index on ties) is the point, and the trial is a hit if the point lies within `tolerance_px`
+Spatial (one trial per annotated valid (video, segment)): the "where" map [h,w] is bilinearly
+resized to the part of the original frame it covers (frames are centre-cropped squares), its argmax
+(first index on ties) is the point, and the trial is a hit if the point lies within `tolerance_px`
 original-frame pixels of any box of that segment. Reported overall and as the per-class mean
 (TorchRay's convention).
 
-Temporal (one trial per video with a non-empty event): a hit if the argmax over valid segments of "when" falls inside
-the annotated event [event_start, event_end).
+Temporal (one trial per video with a non-empty event and at least one valid segment): a hit if
+the argmax over valid segments of "when" falls inside the annotated event [event_start, event_end).
+
+Padded segments (segment_mask false) are never trials: they are not real video.
 """
 
 from __future__ import annotations
@@ -52,9 +54,18 @@ def distance_to_box(point: tuple[float, float], box) -> float:
   return float(np.hypot(dx, dy))
 
 
+def trial_segments(box_mask: np.ndarray, segment_mask: np.ndarray | None = None) -> np.ndarray:
+  """[V,T] bool: segments with at least one box of box_mask [V,T,K] that are valid in
+  segment_mask [V,T] (None: all valid)."""
+  trials = np.asarray(box_mask, bool).any(-1)
+  if segment_mask is not None:
+    trials &= np.asarray(segment_mask, bool)
+  return trials
+
+
 def spatial_pointing(where: np.ndarray, boxes: np.ndarray, box_mask: np.ndarray,
-                     frame_size: np.ndarray, labels: np.ndarray,
-                     tolerance_px: float = 15.0) -> PointingResult:
+                     frame_size: np.ndarray, labels: np.ndarray, tolerance_px: float = 15.0,
+                     segment_mask: np.ndarray | None = None) -> PointingResult:
   """Spatial pointing game.
 
   Args:
@@ -64,11 +75,13 @@ def spatial_pointing(where: np.ndarray, boxes: np.ndarray, box_mask: np.ndarray,
     frame_size: [V,2] original (W, H).
     labels: [V] class of each video, for the per-class mean.
     tolerance_px: hit radius in original-frame pixels.
+    segment_mask: [V,T] valid segments; a padded one is not a trial. None: all valid.
   """
+  trials = trial_segments(box_mask, segment_mask)
   hits, trial_labels = [], []
   for video in range(where.shape[0]):
     size = (int(frame_size[video][0]), int(frame_size[video][1]))
-    for segment in np.flatnonzero(box_mask[video].any(-1)):
+    for segment in np.flatnonzero(trials[video]):
       point = point_of_map(where[video, segment], size)
       segment_boxes = boxes[video, segment][box_mask[video, segment]]
       hits.append(min(distance_to_box(point, box) for box in segment_boxes) <= tolerance_px)
@@ -82,15 +95,18 @@ def temporal_pointing(when: np.ndarray, segment_mask: np.ndarray, event_start: n
 
   Args:
     when: [V,T] temporal relevance.
-    segment_mask: [V,T] valid segments; padded ones never win the argmax.
+    segment_mask: [V,T] valid segments; padded ones never win the argmax, and a video with
+      none is not a trial.
     event_start, event_end: [V] the annotated event, seconds, end exclusive.
     labels: [V] class of each video.
   """
-  has_event = np.asarray(event_end) > np.asarray(event_start)  # empty events are no trial
+  segment_mask = np.asarray(segment_mask, bool)
+  # Empty events and videos without a valid segment are no trial.
+  trial = (np.asarray(event_end) > np.asarray(event_start)) & segment_mask.any(1)
   masked = np.where(segment_mask, np.asarray(when, np.float64), -np.inf)
   peak = np.argmax(masked, axis=1)
   hits = (peak >= event_start) & (peak < event_end)
-  return _summarise(hits[has_event], np.asarray(labels, int)[has_event])
+  return _summarise(hits[trial], np.asarray(labels, int)[trial])
 
 
 def _summarise(hits: np.ndarray, labels: np.ndarray) -> PointingResult:
