@@ -17,6 +17,8 @@ def get_common_config() -> ml_collections.ConfigDict:
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = ""  # set by the dataset config
+  # dataset.name='manifest' only: the --tag the clips were built with (data_pipelines.build).
+  config.dataset.tag = ""
   # 'raw': decoded frames + log-mel, for the backbones | 'features': precomputed feature maps and
   # vectors (AVE's release), for visual_backbone = audio_backbone = 'features'.
   config.dataset.input = "raw"
@@ -60,6 +62,11 @@ def get_common_config() -> ml_collections.ConfigDict:
   # Explainers evaluated by --mode=explain (stt/explain/explainers.py has the full list).
   config.explain.explainers = ("attention", "rollout", "gradcam", "grad_x_input", "random",
                                "center")
+  # Perturbation tests: 'feature' sets removed cells/segments of the backbone outputs to 0;
+  # 'pixel' sets removed frame blocks to the ImageNet mean and log-mel to 0 (raw input only) and
+  # reruns the backbones. The temporal test removes segments of 'both' | 'audio' | 'visual'.
+  config.explain.perturbation_mode = "feature"
+  config.explain.temporal_modality = "both"
   # Explanation panels (frames + "where", "when" over the spectrogram) of this many examples:
   # of val in TensorBoard at each evaluation, of test as PNGs by --mode=explain. 0: none.
   config.explain.num_panels = 4

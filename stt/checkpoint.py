@@ -157,6 +157,24 @@ def restore_newest_usable(manager: ocp.CheckpointManager, state_like: nnx.State,
   return None, state_like
 
 
+def restore_best(manager: ocp.CheckpointManager, state_like: nnx.State) -> tuple[int, nnx.State]:
+  """(step, state) of the best checkpoint by the validation metric (the newest if none has
+  metrics), for evaluation. A workdir without checkpoints, or whose checkpoint is of another
+  model, raises NoUsableCheckpointError with a message saying so."""
+  step = manager.best_step()
+  if step is None:
+    step = manager.latest_step()
+  if step is None:
+    raise NoUsableCheckpointError(
+        f"{manager.directory} holds no checkpoint; train first with --mode=train")
+  mismatch = _shape_mismatch(manager, step, state_like)
+  if mismatch is not None:
+    raise NoUsableCheckpointError(
+        f"the checkpoint at step {step} in {manager.directory} does not fit the configured "
+        f"model: {mismatch}")
+  return step, restore(manager, step, state_like)
+
+
 def set_aside(manager: ocp.CheckpointManager, steps: list[int], *, suffix: str):
   """Renames checkpoint directories to `<step>.<suffix>` (process 0), kept but invisible to the
   manager; all processes sync, then the manager re-reads its directory."""

@@ -13,6 +13,11 @@ INPUTS = {"raw": DATASETS, "features": ("ave",)}  # input: datasets that have it
 TASKS = ("recognition", "localization", "weak")
 VISUAL_BACKBONES = {"resnet_tiny": 8, "resnet18": 32, "resnet50": 32, "features": None}  # stride
 AUDIO_BACKBONES = ("vggish", "vggish_tiny", "features")
+# Kept in step with stt/explain/explainers.py EXPLAINERS (tests/test_config_validation.py checks).
+EXPLAINERS = ("attention", "rollout", "gradient", "grad_x_input", "gradcam",
+              "integrated_gradients", "occlusion", "random", "center")
+PERTURBATION_MODES = ("feature", "pixel")
+MODALITIES = ("both", "audio", "visual")
 
 
 class ConfigError(ValueError):
@@ -56,7 +61,12 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int, process_co
   _validate_task(config)
   _one_of(model.spatial_query, ("audio", "learned", "none"), "model.spatial_query")
   _one_of(model.temporal_pool, ("attention", "mean"), "model.temporal_pool")
+  _one_of(model.pool_values, ("local", "contextual"), "model.pool_values")
   _one_of(model.dtype, ("float32", "bfloat16"), "model.dtype")
+  for key in ("width", "num_heads", "mlp_ratio"):
+    _require(model[key] >= 1, f"model.{key}={model[key]} must be >= 1")
+  _require(model.num_layers >= 0, f"model.num_layers={model.num_layers} must be >= 0")
+  _require(0 <= model.dropout < 1, f"model.dropout={model.dropout} must be in [0, 1)")
   _require(model.width % model.num_heads == 0,
            f"model.width={model.width} must be divisible by model.num_heads={model.num_heads}")
   _require(model.num_segments == config.dataset.num_segments,
@@ -70,6 +80,25 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int, process_co
              f"{config.dataset.frame_size}px frames; set it to ({side}, {side})")
   _require(config.loss.segment_weight == 0 or model.segment_head,
            "loss.segment_weight > 0 needs model.segment_head=True")
+  _validate_explain(config)
+
+
+def _validate_explain(config: ml_collections.ConfigDict):
+  """The explainers and perturbation settings of --mode=explain."""
+  explain = config.explain
+  names = explain.explainers
+  _require(isinstance(names, (tuple, list)) and len(names) > 0,
+           "explain.explainers must be a non-empty tuple of names, e.g. "
+           "--config.explain.explainers='(\"attention\",\"random\")'")
+  unknown = [name for name in names if name not in EXPLAINERS]
+  _require(not unknown, f"explain.explainers: unknown {unknown}; known: {list(EXPLAINERS)}")
+  _require(explain.pointing_tolerance_px >= 0, "explain.pointing_tolerance_px must be >= 0")
+  _require(explain.num_panels >= 0, "explain.num_panels must be >= 0")
+  _one_of(explain.perturbation_mode, PERTURBATION_MODES, "explain.perturbation_mode")
+  _one_of(explain.temporal_modality, MODALITIES, "explain.temporal_modality")
+  _require(explain.perturbation_mode == "feature" or config.dataset.input == "raw",
+           "explain.perturbation_mode='pixel' removes pixels and log-mel bins: it needs "
+           "dataset.input='raw' (precomputed features can only be removed in 'feature' mode)")
 
 
 def _validate_input(config: ml_collections.ConfigDict):

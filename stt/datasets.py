@@ -121,7 +121,7 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
     dataset_dir, build_command = (_ave_dataset_dir(config, data_dir) if name == "ave"
                                   else _manifest_dataset_dir(config, data_dir))
     if not data_dir.is_dir():
-      raise DatasetError(f"data dir {data_dir} does not exist; build {name} into it with: "
+      raise DatasetError(f"data dir {data_dir} does not exist; build the dataset into it with: "
                          f"{build_command}")
     if not (dataset_dir / "dataset_info.json").exists():
       raise DatasetError(f"no built dataset at {dataset_dir}; build it with: {build_command}")

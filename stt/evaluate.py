@@ -128,7 +128,8 @@ def split_metrics(out: dict, split: str) -> dict:
 def pointing_metrics(out: dict, tolerance_px: float, explainer: str = "attention") -> dict:
   """`explain/<explainer>/pointing_{spatial,spatial_class_mean,temporal}` from predict()."""
   spatial = pointing.spatial_pointing(out["where"], out["boxes"], out["box_mask"],
-                                      out["frame_size"], out["label"], tolerance_px)
+                                      out["frame_size"], out["label"], tolerance_px,
+                                      segment_mask=out["segment_mask"])
   prefix = f"explain/{explainer}"
   metrics = {
       f"{prefix}/pointing_spatial": spatial.overall,

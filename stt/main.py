@@ -4,6 +4,7 @@ Configs are ml_collections files with `get_config(arg)`; override any key on the
 e.g. `--config.batch_size=64 --config.data_dir=/data/tfds`.
 """
 
+import logging as std_logging
 import os
 import sys
 
@@ -21,6 +22,7 @@ from stt import datasets
 from stt import distributed
 from stt import preemption
 from stt import train
+from stt import trained_run
 from stt.models import pretrained
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/synthetic.py")
@@ -55,14 +57,49 @@ def parse_flags(argv):
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     fail(lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}")
   except (AttributeError, KeyError, ValueError, TypeError) as error:
-    # ml_collections reports unknown `--config.key` overrides and bad config arguments this way.
-    text = " ".join(str(error).replace("\\n", " ").split()).strip("'\"")
-    fail(f"bad --config: {text}")
+    # ml_collections reports an unknown `--config.key` as AttributeError(KeyError(message)) and
+    # bad config arguments (`configs/x.py:unknown`) as ValueError.
+    cause = error.args[0] if isinstance(error, AttributeError) and error.args else error
+    if isinstance(cause, KeyError) and cause.args:
+      lines = [line.strip() for line in str(cause.args[0]).splitlines() if line.strip()]
+      key = lines[0].strip("'\"") if lines else "?"
+      fail(f"bad --config: unknown key {key!r}" + (f"; {' '.join(lines[1:])}" if lines[1:]
+                                                    else ""))
+    fail(f"bad --config: {' '.join(str(error).split())}")
+  except SyntaxError as error:
+    fail(f"--config {error.filename}:{error.lineno} is not a Python config file: {error.msg}")
+  except OSError as error:  # the config file could not be read (overrides touch it)
+    fail_to_load_config(error)
+
+
+def fail_to_load_config(error: OSError):
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  fail(f"cannot load --config: {lines[-1]} (a relative path is taken from the current "
+       "directory: run from the repository root, or give an absolute path)")
+
+
+def load_config():
+  """The --config ConfigDict; a config file that cannot be loaded is a one-line error."""
+  config = _CONFIG.value
+  try:
+    config.get("seed")  # ml_collections defers a load failure to the first access
+  except OSError as error:
+    fail_to_load_config(error)
+  return config
+
+
+class _LibraryInfoFilter(std_logging.Filter):
+  """Drops INFO records of checkpoint internals (Orbax logs ~40 lines per save and restore);
+  their warnings and errors, and every record of stt, still show."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
 
 
 def main(argv):
   del argv
-  config = _CONFIG.value
+  logging.get_absl_handler().addFilter(_LibraryInfoFilter())
+  config = load_config()
   from_env = distributed.from_environment()
   try:
     distributed.initialize(distributed.ProcessSpec(
@@ -74,6 +111,9 @@ def main(argv):
     fail(str(error))
   if jax.process_index() != 0:  # Process 0 logs progress; the others only warnings and errors.
     logging.set_verbosity(logging.WARNING)
+  for flag, path in (("--workdir", _WORKDIR.value), ("--config.data_dir", config.data_dir)):
+    if path and "://" not in str(path) and os.path.exists(path) and not os.path.isdir(path):
+      fail(f"{flag}={path} is a file; it must be a directory (created if absent)")
   try:
     config_validation.validate(config, device_count=jax.device_count(),
                                process_count=jax.process_count())
@@ -81,7 +121,7 @@ def main(argv):
       train.train_and_evaluate(config, _WORKDIR.value)
     else:
       train.explain_best(config, _WORKDIR.value)
-  except (config_validation.ConfigError, datasets.DatasetError,
+  except (config_validation.ConfigError, datasets.DatasetError, trained_run.RunInfoError,
           checkpoint.NoUsableCheckpointError, pretrained.WeightsError) as error:
     fail(str(error))
   except train.NonFiniteLossError as error:

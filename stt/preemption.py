@@ -15,7 +15,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 # Exit status of a run stopped by SIGTERM after saving: 128 + 15, as if killed by the signal,
-# so that schedulers treat the job as unfinished and requeue it.
+# so that the job counts as unfinished. Requeueing is the launcher's business (SLURM does not
+# requeue a timed-out job by itself: launch/slurm.sbatch asks for it with `scontrol requeue`).
 PREEMPTED_EXIT_CODE = 143
 
 

@@ -9,9 +9,7 @@ sharded over a mesh of all devices, with the state buffers donated.
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import time
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +22,7 @@ from etils import epath
 from flax import nnx
 
 from stt import checkpoint
+from stt import config_validation
 from stt import datasets
 from stt import evaluate
 from stt import input_pipeline
@@ -148,29 +147,35 @@ def load_pretrained_weights(graphdef, state, config: ml_collections.ConfigDict):
 def explain_best(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """--mode=explain: every configured explainer on the best checkpoint's test predictions.
 
-  Adds the `explain/<explainer>/...` keys to results.json and writes workdir/explain/ reports.
+  The model, data and task come from the run's config.json (trained_run.with_trained_model);
+  the explain settings from `config`. Adds the `explain/<explainer>/...` keys to results.json
+  and writes workdir/explain/ reports.
   """
   workdir = epath.Path(workdir)
-  results_path = workdir / "results.json"
-  if not results_path.exists():
+  if not (workdir / trained_run.RESULTS_FILE).exists():
     raise checkpoint.NoUsableCheckpointError(
         f"{workdir} has no finished run (no results.json); train first with --mode=train")
+  config, differences = trained_run.with_trained_model(config, workdir)
+  if differences:
+    logging.warning("--mode=explain evaluates the model the run in %s was trained with "
+                    "(its config.json); the given config differs in %s", workdir,
+                    "; ".join(differences))
+  config_validation.validate(config, device_count=jax.device_count(),
+                             process_count=jax.process_count())
   dataset = datasets.load(config)
   mesh = sharding.make_mesh(config)
 
   graphdef, state, _ = create_state(config, dataset.num_classes, mesh)
   manager = checkpoint.make_manager(
       workdir, keep_last=config.keep_checkpoints, best_metric=evaluate.selection_metric(config))
-  state = checkpoint.restore(manager, manager.best_step(), state)
-  manager.close()
+  try:
+    step, state = checkpoint.restore_best(manager, state)
+  finally:
+    manager.close()
   metrics = suite.run(graphdef, state, dataset.sources["test"], mesh, config, workdir,
                       dataset.class_names)
-  results = {**json.loads(results_path.read_text()), **metrics}
-  if jax.process_index() == 0:
-    strict = {k: None if isinstance(v, float) and not np.isfinite(v) else v
-              for k, v in results.items()}
-    results_path.write_text(json.dumps(strict, indent=1, sort_keys=True, allow_nan=False))
-  return results
+  return trained_run.write_results(workdir, {"best_step": step, **metrics},
+                                   write=jax.process_index() == 0)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -275,12 +280,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer.write_scalars(config.num_train_steps, {k: v for k, v in results.items()
                                                if isinstance(v, float)})
   writer.flush()
-  if is_chief:
-    # Strict JSON: a metric without trials (e.g. spatial pointing on a set without boxes) is
-    # NaN in memory and null in the file.
-    strict = {k: None if isinstance(v, float) and not np.isfinite(v) else v
-              for k, v in results.items()}
-    (workdir / "results.json").write_text(
-        json.dumps(strict, indent=1, sort_keys=True, allow_nan=False))
+  # A metric without trials (e.g. spatial pointing on a set without boxes) is NaN in memory
+  # and null in the file.
+  results = trained_run.write_results(workdir, results, write=is_chief)
   manager.close()
   return results

@@ -2,21 +2,27 @@
 
     <workdir>/config.json        the full config the run was started with
     <workdir>/class_names.json   the dataset's class names, in label order
+    <workdir>/results.json       the final metrics (training, then --mode=explain)
 
-Both are written by process 0 when training starts (`save`) and read by e.g.
-`python -m stt.explain.video --workdir=W` (`read`).
+The first two are written by process 0 when training starts (`save`) and read by e.g.
+`python -m stt.explain.video --workdir=W` (`read`) and `--mode=explain` (`with_trained_model`).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 
 import ml_collections
+import numpy as np
 from etils import epath
 
 CONFIG_FILE = "config.json"
 CLASS_NAMES_FILE = "class_names.json"
+RESULTS_FILE = "results.json"
+# The config sections that define the trained model and the data it was trained and tested on.
+TRAINED_SECTIONS = ("task", "dataset", "model", "loss", "localization")
 
 
 class RunInfoError(RuntimeError):
@@ -62,3 +68,60 @@ def read(workdir: epath.PathLike) -> RunInfo:
   if not isinstance(class_names, list) or not all(isinstance(n, str) for n in class_names):
     raise RunInfoError(f"{paths[1]} is not a JSON list of class names")
   return RunInfo(config, class_names)
+
+
+def _flatten(value, prefix: str = "") -> dict:
+  if isinstance(value, dict):
+    return {key: leaf for name, item in value.items()
+            for key, leaf in _flatten(item, f"{prefix}{name}.").items()}
+  return {prefix.rstrip("."): value}
+
+
+def with_trained_model(config: ml_collections.ConfigDict, workdir: epath.PathLike
+                       ) -> tuple[ml_collections.ConfigDict, list[str]]:
+  """(config with TRAINED_SECTIONS taken from the run's config.json, the keys that differed).
+
+  Evaluating a checkpoint needs the model and data it was trained with, whatever overrides the
+  evaluation command line has (or forgot); everything else (explain.*, data_dir, batch sizes)
+  comes from `config`.
+  """
+  recorded = read(workdir).config
+  merged = copy.deepcopy(config)
+  differences = []
+  with merged.unlocked():
+    for section in TRAINED_SECTIONS:
+      if section not in recorded:
+        continue
+      given = _flatten(config[section].to_dict() if section in config and isinstance(
+          config[section], ml_collections.ConfigDict) else config.get(section), section + ".")
+      saved = _flatten(recorded[section].to_dict() if isinstance(
+          recorded[section], ml_collections.ConfigDict) else recorded[section], section + ".")
+      differences += [f"{key}: {given.get(key)!r} -> {saved.get(key)!r}"
+                      for key in sorted(given.keys() | saved.keys())
+                      if given.get(key) != saved.get(key)]
+      merged[section] = recorded[section]
+  return merged, differences
+
+
+def write_results(workdir: epath.PathLike, results: dict, *, write: bool = True) -> dict:
+  """Writes results.json (strict JSON: NaN is null) and returns what it holds.
+
+  Keys of an existing results.json that `results` lacks are kept when both describe the same
+  checkpoint (equal `best_step`): re-running a finished training keeps the --mode=explain
+  figures of that checkpoint, and explain runs with other explainers add to each other. A
+  different best step replaces the file.
+  """
+  path = epath.Path(workdir) / RESULTS_FILE
+  merged = dict(results)
+  if path.exists():
+    try:
+      earlier = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+      earlier = {}
+    if earlier.get("best_step") == results.get("best_step") or "best_step" not in results:
+      merged = {**earlier, **results}
+  if write:
+    strict = {key: None if isinstance(value, float) and not np.isfinite(value) else value
+              for key, value in merged.items()}
+    path.write_text(json.dumps(strict, indent=1, sort_keys=True, allow_nan=False))
+  return merged

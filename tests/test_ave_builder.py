@@ -1,7 +1,6 @@
 """The AVE-format TFDS builder on a tiny synthetic directory, including files that cannot be read."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest

@@ -6,8 +6,11 @@ import sys
 
 import pytest
 
+from configs import ave as ave_config
 from configs import synthetic
 from stt import config_validation
+from stt.explain import explainers
+from tests.conftest import REPO
 
 
 def _config(**overrides):
@@ -37,6 +40,13 @@ def test_default_configs_are_valid():
     ({"loss.segment_weight": 1.0}, "needs model.segment_head=True"),
     ({"model.width": 30}, "divisible by model.num_heads"),
     ({"mesh.fsdp": 3}, r"mesh.fsdp=3 must be a positive divisor of the device count \(4\)"),
+    ({"model.num_heads": 0}, "model.num_heads=0 must be >= 1"),
+    ({"model.dropout": 1.0}, r"model.dropout=1.0 must be in \[0, 1\)"),
+    ({"model.pool_values": "max"}, "model.pool_values='max' is not one of"),
+    ({"explain.explainers": ("attention", "lime")}, r"explain.explainers: unknown \['lime'\]"),
+    ({"explain.explainers": ()}, "explain.explainers must be a non-empty tuple"),
+    ({"explain.perturbation_mode": "blur"}, "explain.perturbation_mode='blur' is not one of"),
+    ({"explain.temporal_modality": "text"}, "explain.temporal_modality='text' is not one of"),
 ])
 def test_bad_values_are_named(overrides, message):
   with pytest.raises(config_validation.ConfigError, match=message):
@@ -49,12 +59,31 @@ def _run_main(*args, tmp_path):
       # The default data dir comes first so that an explicit one in `args` wins.
       [sys.executable, "-m", "stt.main", f"--workdir={tmp_path / 'w'}", *args[:1],
        f"--config.data_dir={tmp_path / 'default_tfds'}", *args[1:]],
-      capture_output=True, text=True, timeout=120, env=env)
+      capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
+
+
+def test_the_explainer_names_are_the_explainers_that_exist():
+  assert config_validation.EXPLAINERS == tuple(explainers.EXPLAINERS)
+
+
+def test_pixel_perturbation_needs_raw_input():
+  config = ave_config.get_config("features,smoke")
+  config_validation.validate(config, device_count=1)
+  config.explain.perturbation_mode = "pixel"
+  with pytest.raises(config_validation.ConfigError, match="needs dataset.input='raw'"):
+    config_validation.validate(config, device_count=1)
 
 
 @pytest.mark.parametrize("args, message", [
     (["--config=configs/synthetic.py:smoke", "--config.batch_sizee=3"],
-     'Did you mean "batch_size"'),
+     "unknown key 'batch_sizee'; Did you mean \"batch_size\""),
+    (["--config=configs/synthetic.py:smoke", "--config.no_such_key=3"],
+     "bad --config: unknown key 'no_such_key'"),
+    (["--config=configs/no_such_config.py"],
+     "cannot load --config: [Errno 2] No such file or directory: 'configs/no_such_config.py'"),
+    (["--config=README.md"], "--config README.md:"),
+    (["--config=configs/synthetic.py:smoke", "--config.data_dir=README.md"],
+     "--config.data_dir=README.md is a file; it must be a directory"),
     (["--config=configs/synthetic.py:smok"], "unknown arguments ['smok']"),
     (["--config=configs/synthetic.py:smoke", "--config.batch_size=7"],
      "batch_size=7 must be a positive multiple"),

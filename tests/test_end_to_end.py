@@ -9,14 +9,16 @@ import shutil
 import subprocess
 
 import matplotlib.image
+import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
+from stt.explain import evaluate as explain_evaluate
 from tests.conftest import REPO, REQUIRED_KEYS, main_command, run_main, subprocess_env
 
 
 def test_smoke_run_writes_results(smoke_run):
-  data_dir, workdir, _ = smoke_run
+  data_dir, workdir, stderr = smoke_run
   results = json.loads((workdir / "results.json").read_text())
   for key in REQUIRED_KEYS:
     assert key in results, key
@@ -34,6 +36,10 @@ def test_smoke_run_writes_results(smoke_run):
   assert list(data_dir.glob("ave_videos/synthetic_*_t10_f1_s64/1.1.0/dataset_info.json"))
   assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
   assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+  # The log is stt's progress and metrics, not Orbax's ~40 INFO lines per checkpoint.
+  assert "Setting work unit notes" in stderr and "train/loss=" in stderr
+  assert not [line for line in stderr.splitlines()
+              if line.startswith("I") and "checkpoint_manager.py" in line]
 
 
 def test_rerunning_a_finished_run_reuses_data_and_checkpoint(smoke_run):
@@ -86,8 +92,10 @@ def test_explain_mode_adds_every_explainer_and_writes_reports(smoke_run, tmp_pat
   workdir = tmp_path / "w"
   shutil.copytree(finished, workdir)
   before = json.loads((workdir / "results.json").read_text())
-  run_main(workdir, data_dir, "--config.explain.explainers=('attention','random','center')",
-           "--mode=explain")
+  # A model override the training did not have: explain uses the trained model (config.json).
+  result = run_main(workdir, data_dir, "--config.explain.explainers=('attention','random','center')",
+                    "--config.model.width=16", "--mode=explain")
+  assert "the given config differs in model.width: 16 -> " in result.stderr
   results = json.loads((workdir / "results.json").read_text())
   assert results["test/accuracy"] == before["test/accuracy"]  # training results are kept
   for name in ("attention", "random", "center"):
@@ -111,6 +119,56 @@ def test_explain_mode_adds_every_explainer_and_writes_reports(smoke_run, tmp_pat
                                                            "random.png"]
     image = matplotlib.image.imread(directory / "attention.png")
     assert image.shape[0] > 200 and image.shape[1] > 600
+
+  # The maps, in stt.explain.evaluate's format: rescored alone, they give the same figures.
+  maps = np.load(workdir / "explain" / "maps" / "attention.npz")
+  assert maps["where"].shape == (8, 10, 8, 8) and maps["when"].shape == (8, 10)
+  assert sorted(maps.files) == ["segment_mask", "video_id", "when", "where"]
+  (annotations,) = data_dir.glob("downloads/manual/synthetic_*/Annotations.txt")
+  assert explain_evaluate.main([
+      "--maps", str(workdir / "explain" / "maps" / "attention.npz"),
+      "--events", str(annotations), "--boxes", str(annotations.parent / "boxes.jsonl"),
+      "--out", str(tmp_path / "metrics.json")]) == 0
+  rescored = json.loads((tmp_path / "metrics.json").read_text())
+  for key in ("pointing_spatial", "pointing_temporal", "relevance_mass", "ciou_mean"):
+    assert rescored[key] == pytest.approx(results[f"explain/attention/{key}"], abs=1e-6), key
+
+  # Re-running the finished training keeps the explain figures of its (same) best checkpoint.
+  run_main(workdir, data_dir)
+  again = json.loads((workdir / "results.json").read_text())
+  assert again["explain/random/spatial/positive_auc"] == results[
+      "explain/random/spatial/positive_auc"]
+
+
+def test_explain_mode_perturbs_pixels_and_one_modality_when_configured(smoke_run, tmp_path):
+  data_dir, finished, _ = smoke_run
+  workdir = tmp_path / "w"
+  shutil.copytree(finished, workdir)
+  run_main(workdir, data_dir, "--config.explain.explainers=('attention',)",
+           "--config.explain.perturbation_mode=pixel",
+           "--config.explain.temporal_modality=audio", "--mode=explain")
+  pixel = json.loads((workdir / "results.json").read_text())
+  run_main(workdir, data_dir, "--config.explain.explainers=('attention',)", "--mode=explain")
+  feature = json.loads((workdir / "results.json").read_text())
+  for key in ("spatial/positive_auc", "spatial/negative_auc", "temporal/positive_auc",
+              "temporal/negative_auc"):
+    assert 0.0 <= pixel[f"explain/attention/{key}"] <= 90.0, key
+  # Removing grey pixel blocks through the backbone is not removing backbone features, and
+  # removing audio alone is not removing both modalities: the probability curves differ
+  # (accuracy over 8 test videos is too coarse to tell).
+  for test in ("spatial", "temporal"):
+    key = f"explain/attention/{test}/positive_probability_auc"
+    assert abs(pixel[key] - feature[key]) > 1e-3, test
+
+
+def test_explain_mode_without_a_checkpoint_is_a_one_line_error(smoke_run, tmp_path):
+  data_dir, finished, _ = smoke_run
+  workdir = tmp_path / "w"
+  shutil.copytree(finished, workdir)
+  shutil.rmtree(workdir / "checkpoints")
+  result = run_main(workdir, data_dir, "--mode=explain", expect_rc=2)
+  assert "holds no checkpoint; train first with --mode=train" in result.stderr
+  assert "Traceback" not in result.stderr
 
 
 def test_training_writes_explanation_panels_to_tensorboard_at_each_evaluation(smoke_run):

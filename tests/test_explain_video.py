@@ -19,12 +19,12 @@ def _synthetic_mp4(data_dir, video_id):
   return next(epath.Path(data_dir).glob(f"downloads/manual/*/AVE/{video_id}.mp4"))
 
 
-def _write_silent_video(path, seconds: int, fps: int = 5, size=(80, 48)):
+def _write_silent_video(path, seconds: float, fps: int = 5, size=(80, 48)):
   """H.264 without an audio track: a grey frame with a white square moving right."""
   with av.open(str(path), "w") as container:
     stream = container.add_stream("libx264", rate=fps)
     stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
-    for i in range(seconds * fps):
+    for i in range(round(seconds * fps)):
       image = np.full((size[1], size[0], 3), 90, np.uint8)
       x = (i * 3) % (size[0] - 10)
       image[19:29, x:x + 10] = 255
@@ -94,7 +94,7 @@ def test_generated_mp4_is_explained_exactly_as_the_dataset_pipeline_sees_it(trai
   assert panel.ndim == 3 and panel.shape[1] > 600
 
 
-def test_video_without_audio_longer_than_the_model_window(trained, tmp_path):
+def test_video_without_audio_longer_than_the_model_window(trained, tmp_path, capsys):
   _, workdir, _, class_names, _ = trained
   path = tmp_path / "silent.mp4"
   _write_silent_video(path, seconds=13)
@@ -103,7 +103,11 @@ def test_video_without_audio_longer_than_the_model_window(trained, tmp_path):
                      "--explainer=gradcam", f"--class_name={class_names[2]}",
                      "--top_k=3"]) == 0
   explanation = json.loads((out / "explanation.json").read_text())
+  summary = capsys.readouterr().out
+  if explanation["top_k"][0]["class"] != class_names[2]:  # the summary names both
+    assert f"explained {class_names[2]} (p=" in summary and "; top class " in summary
   assert explanation["has_audio"] is False and explanation["num_seconds"] == 13
+  assert explanation["unexplained_tail_s"] == 0.0
   assert explanation["explained_class"] == class_names[2]
   assert [w["start_s"] for w in explanation["windows"]] == [0, 10]
   assert [w["num_seconds"] for w in explanation["windows"]] == [10, 3]
@@ -117,9 +121,29 @@ def test_video_without_audio_longer_than_the_model_window(trained, tmp_path):
   assert kinds == ["video"] and frames == 13 * 5
 
 
+def test_a_last_part_shorter_than_a_segment_is_reported_unexplained(trained, tmp_path):
+  _, workdir, _, _, _ = trained
+  path = tmp_path / "short.mp4"
+  _write_silent_video(path, seconds=3.4)  # the frame at 3.5 s, segment 3's centre, is missing
+  assert video.main([f"--workdir={workdir}", f"--video={path}", f"--out={tmp_path / 'o'}"]) == 0
+  explanation = json.loads((tmp_path / "o" / "explanation.json").read_text())
+  assert explanation["num_seconds"] == 3 and len(explanation["when"]) == 3
+  assert explanation["unexplained_tail_s"] == pytest.approx(0.4, abs=0.05)
+
+
+def test_an_out_path_that_is_a_file_gets_a_one_line_error(trained, tmp_path, capsys):
+  _, workdir, _, _, _ = trained
+  (tmp_path / "o").write_text("a file")
+  assert video.main([f"--workdir={workdir}", f"--video={tmp_path / 'v.mp4'}",
+                     f"--out={tmp_path / 'o'}"]) == 2
+  error = capsys.readouterr().err.strip()
+  assert "is a file; give a directory" in error and len(error.splitlines()) == 1
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda p: p.write_text("not a video\n"), "cannot"),
     (lambda p: None, "no such file"),
+    (lambda p: p.mkdir(), "is a directory; --video takes one video file"),
 ])
 def test_unreadable_video_gets_a_one_line_error(trained, tmp_path, capsys, make, message):
   _, workdir, _, _, _ = trained

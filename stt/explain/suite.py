@@ -3,8 +3,12 @@
 For every explainer in `config.explain.explainers`, on the test split:
 - maps for the predicted class (one jitted computation per batch);
 - pointing games (DESIGN §5), relevance mass and LVS cIoU against the boxes;
-- perturbation tests, feature mode, fractions 0..0.9: spatial and temporal (both modalities),
-  positive and negative, AUC = trapz(accuracy) x 100.
+- perturbation tests, fractions 0..0.9: spatial and temporal, positive and negative,
+  AUC = trapz(accuracy) x 100; in `config.explain.perturbation_mode` ('feature' or 'pixel'),
+  the temporal test removing `config.explain.temporal_modality` ('both', 'audio', 'visual');
+- the maps themselves, `explain/maps/<explainer>.npz` in the format of
+  `python -m stt.explain.evaluate --maps` (video_id [V], where [V,T,h,w], when [V,T],
+  segment_mask [V,T]), so they can be rescored or compared with other models' maps.
 Writes `explain/<explainer>/...` keys into the returned dict, and `<workdir>/explain/tables.md`,
 `tables.csv`, `curves.png` (accuracy vs fraction for each test) and
 `panels/<video_id>/<explainer>.png` (frames with "where", "when" over the spectrogram) for the
@@ -42,7 +46,7 @@ TABLE_COLUMNS = ("pointing_spatial", "pointing_temporal", "relevance_mass", "cio
                  "temporal/negative_auc")
 
 
-def _explain_batch(model, batch: dict, *, name: str) -> dict:
+def _explain_batch(model, batch: dict, *, name: str, mode: str, temporal_modality: str) -> dict:
   """Maps and perturbation curves of one explainer on one batch; shapes [B,...] / [P,B]."""
   inputs = input_pipeline.model_inputs(batch)
   maps = explainer_lib.EXPLAINERS[name](model, inputs)
@@ -50,7 +54,7 @@ def _explain_batch(model, batch: dict, *, name: str) -> dict:
   for test, order in TESTS:
     curves = perturbation._curves(  # pylint: disable=protected-access  # already inside jit
         model, inputs, batch["label"], maps["where"], maps["when"], test=test, order=order,
-        modality="both", mode="feature")
+        modality=temporal_modality, mode=mode)
     out[f"{test}/{order}/correct"] = curves["correct"].T  # [B,P]
     out[f"{test}/{order}/probability"] = curves["probability"].T
   return out
@@ -62,7 +66,9 @@ def explain_split(graphdef, state, source, mesh, config) -> dict[str, dict]:
   per_host = config.eval_batch_size // jax.process_count()
   results = {}
   for name in config.explain.explainers:
-    step = nnx.jit(functools.partial(_explain_batch, name=name))
+    step = nnx.jit(functools.partial(
+        _explain_batch, name=name, mode=config.explain.perturbation_mode,
+        temporal_modality=config.explain.temporal_modality))
     chunks = []
     for local in input_pipeline.eval_batches(source, per_host_batch_size=per_host):
       batch = input_pipeline.make_global_batch(local, sharding.batch_sharding(mesh))
@@ -80,7 +86,7 @@ def metrics_of(name: str, out: dict, tolerance_px: float) -> tuple[dict, dict]:
   """(flat `explain/<name>/...` metrics, accuracy curves {test/order: [P]})."""
   metrics = evaluate.pointing_metrics(out, tolerance_px, explainer=name)
   scores = localization.localization_scores(out["where"], out["boxes"], out["box_mask"],
-                                            out["frame_size"])
+                                            out["frame_size"], segment_mask=out["segment_mask"])
   prefix = f"explain/{name}"
   metrics[f"{prefix}/relevance_mass"] = float(scores.relevance_mass)
   # LVS's `ciou` (share of trials with cIoU >= 0.5) is 0 by construction when objects cover
@@ -144,6 +150,23 @@ def write_panels(directory: epath.Path, outputs: dict[str, dict], source, class_
       panels.save_png(directory / video_id / f"{name}.png", image)
 
 
+def write_maps(directory: epath.Path, outputs: dict[str, dict], source) -> None:
+  """`<directory>/<explainer>.npz`: the maps in stt.explain.evaluate's --maps format.
+
+  outputs: per-example arrays in split order, so row i is `source[i]`.
+  """
+  directory.mkdir(parents=True, exist_ok=True)
+  count = len(next(iter(outputs.values()))["where"])
+  video_ids = [source[i]["video_id"] for i in range(count)]
+  video_ids = np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in video_ids])
+  for name, out in outputs.items():
+    with (directory / f"{name}.npz").open("wb") as file:
+      np.savez_compressed(file, video_id=video_ids,
+                          where=np.asarray(out["where"], np.float32),
+                          when=np.asarray(out["when"], np.float32),
+                          segment_mask=np.asarray(out["segment_mask"], bool))
+
+
 def run(graphdef, state, source, mesh, config, workdir: epath.Path, class_names) -> dict:
   """Evaluates every configured explainer; writes the reports (process 0); returns metrics."""
   outputs = explain_split(graphdef, state, source, mesh, config)
@@ -153,6 +176,7 @@ def run(graphdef, state, source, mesh, config, workdir: epath.Path, class_names)
     metrics.update(metrics_one)
   if jax.process_index() == 0:
     write_reports(workdir / "explain", metrics, curves, list(outputs))
+    write_maps(workdir / "explain" / "maps", outputs, source)
     write_panels(workdir / "explain" / "panels", outputs, source, class_names,
                  config.explain.num_panels)
   return metrics

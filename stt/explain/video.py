@@ -80,11 +80,10 @@ def load_model(workdir: epath.Path):
   graphdef, state, _ = train.create_state(config, len(info.class_names), mesh)
   manager = checkpoint.make_manager(
       workdir, keep_last=config.keep_checkpoints, best_metric=evaluate.selection_metric(config))
-  step = manager.best_step() if manager.best_step() is not None else manager.latest_step()
-  if step is None:
-    raise VideoExplainError(f"{workdir} has no checkpoint; train first")
-  state = checkpoint.restore(manager, step, state)
-  manager.close()
+  try:
+    _, state = checkpoint.restore_best(manager, state)
+  finally:
+    manager.close()
   model, _ = nnx.merge(graphdef, state)
   return config, info.class_names, model
 
@@ -94,6 +93,8 @@ def decode_windows(path: str, config) -> tuple[media.DecodedClip, dict, int]:
 
   inputs: frames [W,T,F,S,S,3] uint8, log_mel [W,T,96,64] f32, segment_mask [W,T] bool.
   """
+  if pathlib.Path(path).is_dir():
+    raise VideoExplainError(f"{path} is a directory; --video takes one video file")
   if not pathlib.Path(path).is_file():
     raise VideoExplainError(f"{path}: no such file")
   try:
@@ -172,10 +173,13 @@ def explain_video(model, config, class_names, video: str, out_dir: pathlib.Path,
   crop = overlay_video.centre_crop_box(*clip.frame_size)
   explanation = {
       "video": str(video), "duration_s": clip.duration_s, "num_seconds": seconds,
+      # A last part shorter than a segment (no frame at its centre) is not explained.
+      "unexplained_tail_s": round(max(0.0, float(clip.duration_s) - seconds), 3),
       "has_audio": bool(clip.has_audio), "frame_size": list(clip.frame_size),
       "explainer": explainer, "segments_per_window": t,
       "top_k": _top_k(video_probabilities, class_names, top_k),
       "explained_class": class_names[target],
+      "explained_probability": float(video_probabilities[target]),
       "windows": [{"start_s": w * t, "num_seconds": int(valid_per_window[w]),
                    "top_k": _top_k(probabilities[w], class_names, top_k)}
                   for w in range(windows)],
@@ -215,6 +219,8 @@ def main(argv=None) -> int:
   try:
     if args.top_k < 1:
       raise VideoExplainError(f"--top_k must be >= 1, got {args.top_k}")
+    if pathlib.Path(args.out).exists() and not pathlib.Path(args.out).is_dir():
+      raise VideoExplainError(f"--out={args.out} is a file; give a directory (created if absent)")
     config, class_names, model = load_model(epath.Path(args.workdir))
     explanation = explain_video(model, config, class_names, args.video, pathlib.Path(args.out),
                                 explainer=args.explainer, top_k=args.top_k,
@@ -224,8 +230,11 @@ def main(argv=None) -> int:
     print(f"stt.explain.video: error: {error}", file=sys.stderr)
     return 2
   top = explanation["top_k"][0]
-  print(f"{args.video}: {top['class']} (p={top['probability']:.3f}); "
-        f"wrote explanation.json, panel.png, overlay.mp4 to {args.out}")
+  explained = explanation["explained_class"]
+  what = f"top class {top['class']} (p={top['probability']:.3f})"
+  if explained != top["class"]:
+    what = f"explained {explained} (p={explanation['explained_probability']:.3f}); {what}"
+  print(f"{args.video}: {what}; wrote explanation.json, panel.png, overlay.mp4 to {args.out}")
   return 0
 
 
