@@ -86,16 +86,15 @@ def with_trained_model(config: ml_collections.ConfigDict, workdir: epath.PathLik
   comes from `config`.
   """
   recorded = read(workdir).config
+  given_dict, recorded_dict = config.to_dict(), recorded.to_dict()
   merged = copy.deepcopy(config)
   differences = []
   with merged.unlocked():
     for section in TRAINED_SECTIONS:
-      if section not in recorded:
+      if section not in recorded_dict:
         continue
-      given = _flatten(config[section].to_dict() if section in config and isinstance(
-          config[section], ml_collections.ConfigDict) else config.get(section), section + ".")
-      saved = _flatten(recorded[section].to_dict() if isinstance(
-          recorded[section], ml_collections.ConfigDict) else recorded[section], section + ".")
+      given = _flatten(given_dict.get(section), section + ".")
+      saved = _flatten(recorded_dict[section], section + ".")
       differences += [f"{key}: {given.get(key)!r} -> {saved.get(key)!r}"
                       for key in sorted(given.keys() | saved.keys())
                       if given.get(key) != saved.get(key)]
