@@ -81,3 +81,30 @@ def test_padded_segments_are_no_trials():
   result = pointing.temporal_pointing(when, mask, np.array([1, 1]), np.array([2, 2]),
                                       labels=np.array([0, 1]))
   assert result.num_trials == 1 and result.overall == 1.0 and result.class_mean == 1.0
+
+
+def test_chance_levels_are_the_shares_of_cells_and_segments_that_hit():
+  # 2×2 grid on 100×100 frames. The four one-hot maps point at (0.5, 0.5), then at the first
+  # pixel of the other plateaus: (75.5, 0.5), (0.5, 75.5), (75.5, 75.5).
+  boxes = np.zeros((2, 3, 1, 4), np.float32)
+  box_mask = np.zeros((2, 3, 1), bool)
+  boxes[0, 0, 0] = (0, 0, 50, 50)     # only the top-left point: 1/4
+  boxes[0, 1, 0] = (0, 0, 100, 10)    # the two top points: 2/4
+  boxes[1, 2, 0] = (0, 0, 100, 100)   # all four: 4/4, but segment 2 of video 1 is padded
+  boxes[1, 0, 0] = (40, 40, 60, 60)   # none within 0 px
+  box_mask[0, :2, 0] = box_mask[1, [0, 2], 0] = True
+  segment_mask = np.array([[True, True, True], [True, True, False]])
+  labels = np.array([0, 1])
+  frame_size = np.full((2, 2), 100)
+  spatial = pointing.chance_spatial_pointing(boxes, box_mask, frame_size, labels, (2, 2),
+                                             tolerance_px=0.0, segment_mask=segment_mask)
+  assert spatial.num_trials == 3
+  assert spatial.overall == pytest.approx((0.25 + 0.5 + 0.0) / 3)
+  assert spatial.class_mean == pytest.approx((0.375 + 0.0) / 2)
+  # Temporal: video 0 has event [0, 2) in 3 valid segments → 2/3; video 1 event [1, 3) in its
+  # 2 valid segments → 1/2 (the padded third is no segment); an empty event is no trial.
+  temporal = pointing.chance_temporal_pointing(
+      np.array([[True, True, True], [True, True, False], [True, True, True]]),
+      np.array([0, 1, 2]), np.array([2, 3, 2]), np.array([0, 1, 1]))
+  assert temporal.num_trials == 2
+  assert temporal.overall == pytest.approx((2 / 3 + 1 / 2) / 2)

@@ -109,7 +109,45 @@ def temporal_pointing(when: np.ndarray, segment_mask: np.ndarray, event_start: n
   return _summarise(hits[trial], np.asarray(labels, int)[trial])
 
 
+def chance_spatial_pointing(boxes: np.ndarray, box_mask: np.ndarray, frame_size: np.ndarray,
+                            labels: np.ndarray, grid: tuple[int, int],
+                            tolerance_px: float = 15.0,
+                            segment_mask: np.ndarray | None = None) -> PointingResult:
+  """The expected spatial pointing of a map whose argmax is a uniformly random cell of the
+  [h,w] `grid` (the chance level that the `random` explainer samples): per trial, the share of
+  the h*w one-hot maps that hit. Arguments and trials as in `spatial_pointing`."""
+  height, width = grid
+  one_hot_maps = np.eye(height * width, dtype=np.float32).reshape(-1, height, width)
+  points_by_size = {}
+  trials = trial_segments(box_mask, segment_mask)
+  shares, trial_labels = [], []
+  for video, segment in zip(*np.nonzero(trials)):
+    size = (int(frame_size[video][0]), int(frame_size[video][1]))
+    if size not in points_by_size:
+      points_by_size[size] = [point_of_map(one_hot, size) for one_hot in one_hot_maps]
+    segment_boxes = boxes[video, segment][box_mask[video, segment]]
+    shares.append(np.mean([min(distance_to_box(point, box) for box in segment_boxes)
+                           <= tolerance_px for point in points_by_size[size]]))
+    trial_labels.append(int(labels[video]))
+  return _summarise(np.asarray(shares, np.float64), np.asarray(trial_labels, int))
+
+
+def chance_temporal_pointing(segment_mask: np.ndarray, event_start: np.ndarray,
+                             event_end: np.ndarray, labels: np.ndarray) -> PointingResult:
+  """The expected temporal pointing of a uniformly random valid segment: per trial, the share of
+  the video's valid segments inside its event. Arguments and trials as in `temporal_pointing`."""
+  segment_mask = np.asarray(segment_mask, bool)
+  seconds = np.arange(segment_mask.shape[1])
+  inside = (seconds >= np.asarray(event_start)[:, None]) & (
+      seconds < np.asarray(event_end)[:, None]) & segment_mask  # [V,T]
+  valid = segment_mask.sum(1)
+  trial = (np.asarray(event_end) > np.asarray(event_start)) & (valid > 0)
+  shares = inside.sum(1)[trial] / valid[trial]
+  return _summarise(shares.astype(np.float64), np.asarray(labels, int)[trial])
+
+
 def _summarise(hits: np.ndarray, labels: np.ndarray) -> PointingResult:
+  """hits [trials]: 1/0 per trial, or a trial's expected hit rate."""
   if hits.size == 0:
     return PointingResult(float("nan"), float("nan"), 0)
   per_class = [hits[labels == c].mean() for c in np.unique(labels)]

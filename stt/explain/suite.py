@@ -2,7 +2,8 @@
 
 For every explainer in `config.explain.explainers`, on the test split:
 - maps for the predicted class (one jitted computation per batch);
-- pointing games (DESIGN §5), relevance mass and LVS cIoU against the boxes;
+- pointing games (DESIGN §5), relevance mass and LVS cIoU against the boxes, and the pointing
+  games' chance levels on the same annotations (`explain/chance/...`, the tables' last row);
 - perturbation tests, fractions 0..0.9: spatial and temporal, positive and negative,
   AUC = trapz(accuracy) x 100; in `config.explain.perturbation_mode` ('feature' or 'pixel'),
   the temporal test removing `config.explain.temporal_modality` ('both', 'audio', 'visual');
@@ -35,6 +36,7 @@ from stt.explain import explainers as explainer_lib
 from stt.explain import localization
 from stt.explain import panels
 from stt.explain import perturbation
+from stt.explain import pointing
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -104,19 +106,34 @@ def metrics_of(name: str, out: dict, tolerance_px: float) -> tuple[dict, dict]:
   return metrics, curves
 
 
+def chance_metrics(out: dict, tolerance_px: float) -> dict:
+  """`explain/chance/pointing_*`: the pointing games' chance levels on these annotations (a
+  uniformly random cell, a uniformly random valid segment), to read every explainer against."""
+  spatial = pointing.chance_spatial_pointing(
+      out["boxes"], out["box_mask"], out["frame_size"], out["label"], out["where"].shape[-2:],
+      tolerance_px, segment_mask=out["segment_mask"])
+  temporal = pointing.chance_temporal_pointing(out["segment_mask"], out["event_start"],
+                                               out["event_end"], out["label"])
+  return {"explain/chance/pointing_spatial": spatial.overall,
+          "explain/chance/pointing_spatial_class_mean": spatial.class_mean,
+          "explain/chance/pointing_temporal": temporal.overall,
+          "explain/chance/pointing_temporal_class_mean": temporal.class_mean}
+
+
 def write_reports(directory: epath.Path, metrics: dict, curves: dict[str, dict], names):
-  """tables.md, tables.csv and curves.png in `directory`."""
+  """tables.md, tables.csv and curves.png in `directory`; the table ends with the chance row."""
   directory.mkdir(parents=True, exist_ok=True)
   rows = [[name] + [metrics.get(f"explain/{name}/{column}") for column in TABLE_COLUMNS]
-          for name in names]
+          for name in [*names, "chance"]]
   fmt = lambda v: "—" if v is None or (isinstance(v, float) and not np.isfinite(v)) else (
       f"{v:.3f}" if abs(v) <= 1 else f"{v:.1f}")
   lines = ["| explainer | " + " | ".join(TABLE_COLUMNS) + " |",
            "|---" * (len(TABLE_COLUMNS) + 1) + "|"]
   lines += ["| " + " | ".join([row[0]] + [fmt(v) for v in row[1:]]) + " |" for row in rows]
-  note = ("\nPointing and localisation: higher is better. Perturbation AUC (trapz of accuracy "
-          "over p = 0..0.9, x100, max 90): positive (most relevant removed first) lower is "
-          "better, negative higher is better.\n")
+  note = ("\nPointing and localisation: higher is better; `chance` is the expected pointing of a "
+          "uniformly random cell and segment on these annotations. Perturbation AUC (trapz of "
+          "accuracy over p = 0..0.9, x100, max 90): positive (most relevant removed first) "
+          "lower is better, negative higher is better.\n")
   (directory / "tables.md").write_text("\n".join(lines) + "\n" + note)
   buffer = io.StringIO()
   writer = csv.writer(buffer)
@@ -170,7 +187,8 @@ def write_maps(directory: epath.Path, outputs: dict[str, dict], source) -> None:
 def run(graphdef, state, source, mesh, config, workdir: epath.Path, class_names) -> dict:
   """Evaluates every configured explainer; writes the reports (process 0); returns metrics."""
   outputs = explain_split(graphdef, state, source, mesh, config)
-  metrics, curves = {}, {}
+  metrics = chance_metrics(next(iter(outputs.values())), config.explain.pointing_tolerance_px)
+  curves = {}
   for name, out in outputs.items():
     metrics_one, curves[name] = metrics_of(name, out, config.explain.pointing_tolerance_px)
     metrics.update(metrics_one)
