@@ -58,7 +58,7 @@ def mflop_per_pass(model, inputs, labels, where, when) -> tuple[float, float]:
 
   batched = 0.0
   for test, order in TESTS:
-    curves = lambda s, i, l, w, t, test=test, order=order: perturbation._curves(  # pylint: disable=protected-access
+    curves = lambda s, i, l, w, t, test=test, order=order: perturbation.curves(
         nnx.merge(graphdef, s), i, l, w, t, test=test, order=order)
     batched += flops(curves, inputs, labels, where, when)
   one = {k: v[:1] for k, v in inputs.items()}

@@ -28,6 +28,7 @@ import numpy as np
 
 from configs import synthetic
 from stt import sharding
+from stt import state as state_lib
 from stt import train
 
 # Dense peak TFLOP/s per device: (bf16, float32). float32 matmuls run as TF32 on tensor cores.
@@ -93,7 +94,7 @@ def compile_step(size: str, dtype: str, batch_size: int, *, num_segments: int = 
   config.batch_size = batch_size
 
   mesh = sharding.make_mesh(config)
-  graphdef, state, _ = train.create_state(config, num_classes, mesh)
+  graphdef, state, _ = state_lib.create_state(config, num_classes, mesh)
   batch = jax.device_put(make_batch(shapes, batch_size, num_segments, num_classes,
                                     np.random.default_rng(0)), sharding.batch_sharding(mesh))
   step = jax.jit(functools.partial(train.train_step, graphdef, config=config),

@@ -32,23 +32,10 @@ INPUTS = ("features", "raw")
 TASKS = ("recognition", "localization", "weak")
 
 
-def _parse(arg: str) -> tuple[str, str, bool]:
-  """`features,localization,smoke` → ('features', 'localization', True)."""
-  args = [a.strip() for a in arg.split(",") if a.strip()]
-  unknown = sorted(set(args) - set(INPUTS) - set(TASKS) - {"smoke"})
-  if unknown:
-    raise ValueError(f"configs/ave.py: unknown arguments {unknown}; known: input "
-                     f"{'|'.join(INPUTS)}, task {'|'.join(TASKS)}, smoke")
-  inputs = [a for a in args if a in INPUTS]
-  tasks = [a for a in args if a in TASKS]
-  for kind, given in (("input", inputs), ("task", tasks)):
-    if len(set(given)) > 1:
-      raise ValueError(f"configs/ave.py: give one {kind}, got {given}")
-  return (inputs or ["features"])[0], (tasks or ["recognition"])[0], "smoke" in args
-
-
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  input_kind, task, smoke = _parse(arg)
+  parsed = common.parse_arg(arg, "configs/ave.py", groups={"input": INPUTS, "task": TASKS})
+  input_kind = parsed["input"] or "features"
+  task = parsed["task"] or "recognition"
   config = common.get_common_config()
   config.task = task
   config.dataset.name = "ave"
@@ -60,17 +47,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.dataset.visual_dtype = "float16"  # how the builder stored the maps (ave_features.py)
     config.model.visual_backbone = "features"
     config.model.audio_backbone = "features"
-    # Taken from the built dataset (stt/datasets.py); set them only to assert a shape.
-    config.model.grid_size = config_dict.placeholder(tuple)
+    # Taken from the built dataset (stt/datasets.py), as is model.grid_size; set them only to
+    # assert a shape.
     config.model.visual_feature_dim = config_dict.placeholder(int)
     config.model.audio_feature_dim = config_dict.placeholder(int)
     config.input.random_flip = False  # a flipped CNN map is not the map of a flipped frame
   else:
-    config.dataset.frame_size = 224
-    config.dataset.frames_per_segment = 1
-    config.model.visual_backbone = "resnet18"
-    config.model.audio_backbone = "vggish"
-    config.model.grid_size = (7, 7)  # resnet18 on 224x224 frames
+    common.use_raw_video(config)
 
   # Model and schedule for ~3.3k training videos: 52 steps per epoch at batch 64.
   config.model.width = 256
@@ -93,20 +76,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   elif task == "weak":  # AVE's weakly-supervised localization: video labels only in training;
     config.loss.segment_weight = 0.0  # segments come from the model's "when" (evaluate.py)
 
-  if smoke:
-    config.model.width = 32
-    config.model.num_heads = 2
-    config.model.num_layers = 1
-    config.batch_size = 8
-    config.eval_batch_size = 128
-    config.num_train_steps = 4
-    config.log_every_steps = 2
-    config.eval_every_steps = 2
-    config.checkpoint_every_steps = 2
-    config.optimizer.warmup_steps = 1
-    if input_kind == "raw":  # the tiny backbones on 64 px frames
-      config.dataset.frame_size = 64
-      config.model.visual_backbone = "resnet_tiny"
-      config.model.audio_backbone = "vggish_tiny"
-      config.model.grid_size = (8, 8)
+  if parsed["smoke"]:
+    common.shrink_for_smoke(config, batch_size=8, eval_batch_size=128)
+    if input_kind == "raw":
+      common.use_tiny_backbones(config)
   return config

@@ -1,8 +1,76 @@
-"""Defaults shared by every dataset config. Dataset configs override what differs."""
+"""Defaults shared by every dataset config, and the one parser of config arguments.
+
+A config is data: this package imports nothing from `stt`. Dataset configs override what
+differs. The model's fields and defaults are `default_model_config()`; the model and backbone
+names are the tables of stt/models (`MODELS`, `VISUAL_BACKBONES`, `AUDIO_BACKBONES`).
+"""
 
 import ml_collections
+from ml_collections import config_dict
 
-from stt.models import stan
+
+def parse_arg(arg: str, config_file: str, *, groups: dict | None = None,
+              flags: tuple = ("smoke",), keys: tuple = ()) -> dict:
+  """Parses the `:a,b,key=value` argument of a config file.
+
+  groups: {group: allowed values}, at most one value of each (None when not given); flags:
+  bare words (True when given); keys: `key=value` settings (None when not given).
+  E.g. parse_arg("raw,smoke", "configs/ave.py", groups={"input": ("features", "raw")}) ->
+  {"input": "raw", "smoke": True}. Raises ValueError naming the file and what it knows.
+  """
+  groups = groups or {}
+  words = [a.strip() for a in arg.split(",") if a.strip()]
+  settings = dict(word.split("=", 1) for word in words if "=" in word)
+  bare = [word for word in words if "=" not in word]
+  known_words = set(flags).union(*groups.values())
+  unknown = sorted({w for w in bare if w not in known_words} | (settings.keys() - set(keys)))
+  if unknown:
+    known = [f"{group} {'|'.join(values)}" for group, values in groups.items()]
+    known += [f"{key}=NAME" for key in keys] + list(flags)
+    raise ValueError(f"{config_file}: unknown arguments {unknown}; known: {', '.join(known)}")
+  parsed = {}
+  for group, values in groups.items():
+    given = [w for w in bare if w in values]
+    if len(set(given)) > 1:
+      raise ValueError(f"{config_file}: give one {group}, got {given}")
+    parsed[group] = given[0] if given else None
+  parsed.update({flag: flag in bare for flag in flags})
+  parsed.update({key: settings.get(key) for key in keys})
+  return parsed
+
+
+def default_model_config() -> ml_collections.ConfigDict:
+  """All model fields with their defaults (the tiny CPU variant on 64x64 frames)."""
+  config = ml_collections.ConfigDict()
+  config.name = "stan"  # a key of stt.models.MODELS
+  config.visual_backbone = "resnet_tiny"  # a key of stt.models.backbones.VISUAL_BACKBONES
+  config.audio_backbone = "vggish_tiny"  # a key of stt.models.backbones.AUDIO_BACKBONES
+  config.visual_feature_dim = 512  # Cv of precomputed maps, used when visual_backbone='features'
+  config.audio_feature_dim = 128  # Ca of precomputed vectors, used when audio_backbone='features'
+  # Pretrained backbone files (docs/pretrained.md), loaded by pretrained.load_backbone_weights:
+  # torchvision/timm ResNet-18/50 (.safetensors, or .pth with torch) for resnet18/resnet50;
+  # VGGish (vggish_model.ckpt, or the torchvggish port) for audio_backbone='vggish'.
+  config.visual_weights = config_dict.placeholder(str)  # None: random init
+  config.audio_weights = config_dict.placeholder(str)  # None: random init
+  config.width = 128  # D
+  config.num_heads = 4
+  config.num_layers = 1
+  config.mlp_ratio = 2
+  config.dropout = 0.1
+  config.spatial_query = "audio"  # 'audio' | 'learned' | 'none'
+  config.temporal_pool = "attention"  # 'attention' | 'mean'
+  # What the "when" pooling averages: 'contextual' = the transformer outputs h_t (every h_t
+  # sees the whole video, so beta need not point at the evidence); 'local' = the segment's own
+  # tokens (a_t, v_hat_t), with beta still scored from h_t, so the classifier sees only what
+  # beta selects.
+  config.pool_values = "local"
+  config.segment_head = False
+  config.dtype = "float32"  # compute dtype: 'float32' | 'bfloat16'; params stay float32
+  config.num_segments = 10  # T, size of the temporal position embedding
+  # (h, w) of the visual map. None: derived when the dataset is opened (stt.datasets.load),
+  # from the backbone's stride and dataset.frame_size, or from precomputed features' shape.
+  config.grid_size = config_dict.placeholder(tuple)
+  return config
 
 
 def get_common_config() -> ml_collections.ConfigDict:
@@ -71,15 +139,14 @@ def get_common_config() -> ml_collections.ConfigDict:
   # of val in TensorBoard at each evaluation, of test as PNGs by --mode=explain. 0: none.
   config.explain.num_panels = 4
 
-  # One source of truth for model fields: the model's own defaults, then full-size backbones.
   # Device mesh (data x fsdp). fsdp > 1 splits state arrays of >= fsdp_min_size elements over
   # groups of that many devices; the rest stay replicated.
   config.mesh = ml_collections.ConfigDict(dict(fsdp=1, fsdp_min_size=2**18))
 
-  config.model = stan.default_model_config()
+  # The model fields, with full-size backbones.
+  config.model = default_model_config()
   config.model.visual_backbone = "resnet18"
   config.model.audio_backbone = "vggish"
-  config.model.grid_size = (7, 7)  # resnet18 on 224x224 frames
   return config
 
 
@@ -92,22 +159,31 @@ def use_raw_video(config: ml_collections.ConfigDict) -> None:
   config.model.num_segments = 10
   config.model.visual_backbone = "resnet18"
   config.model.audio_backbone = "vggish"
-  config.model.grid_size = (7, 7)  # resnet18 on 224x224 frames
 
 
-def shrink_raw_video_for_smoke(config: ml_collections.ConfigDict) -> None:
-  """The tiny backbones on 64x64 frames, a tiny model and four steps: for tests."""
+def use_tiny_backbones(config: ml_collections.ConfigDict) -> None:
+  """The tiny backbones on 64x64 frames (raw input), for smoke runs."""
   config.dataset.frame_size = 64
   config.model.visual_backbone = "resnet_tiny"
   config.model.audio_backbone = "vggish_tiny"
-  config.model.grid_size = (8, 8)  # resnet_tiny on 64x64 frames
+
+
+def shrink_for_smoke(config: ml_collections.ConfigDict, *, batch_size: int,
+                     eval_batch_size: int) -> None:
+  """A tiny model and four steps, evaluated and checkpointed every two: for tests."""
   config.model.width = 32
   config.model.num_heads = 2
   config.model.num_layers = 1
-  config.batch_size = 4
-  config.eval_batch_size = 8
+  config.batch_size = batch_size
+  config.eval_batch_size = eval_batch_size
   config.num_train_steps = 4
   config.log_every_steps = 2
   config.eval_every_steps = 2
   config.checkpoint_every_steps = 2
   config.optimizer.warmup_steps = 1
+
+
+def shrink_raw_video_for_smoke(config: ml_collections.ConfigDict) -> None:
+  """The tiny backbones on 64x64 frames, a tiny model and four steps: for tests."""
+  use_tiny_backbones(config)
+  shrink_for_smoke(config, batch_size=4, eval_batch_size=8)

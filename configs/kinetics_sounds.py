@@ -3,9 +3,10 @@ r"""STAN on Kinetics-Sounds: the Kinetics classes that can be both seen and hear
 Source: R. Arandjelović and A. Zisserman, "Look, Listen and Learn", ICCV 2017, section 4
 (arXiv:1705.08168): 34 Kinetics classes chosen to be potentially manifested both visually and
 aurally; 19k 10-second clips (15k train, 1.9k val, 1.9k test). The paper names them as in a
-pre-release Kinetics (PAPER_CLASSES). The released Kinetics-400 renamed four of them and does not
-have three (typing, fingerpicking, patting), so a Kinetics-400 download gives the 31 classes of
-CLASS_NAMES, the set later audio-visual papers call Kinetics-Sounds (e.g. OGM-GE, CVPR 2022).
+pre-release Kinetics. The released Kinetics-400 renamed four of them and does not
+have three (typing, fingerpicking, patting), so a Kinetics-400 download gives 31 classes
+(data_pipelines/kinetics_sounds_classes.py), the set later audio-visual papers call
+Kinetics-Sounds (e.g. OGM-GE, CVPR 2022).
 
 Build the data once (the build command says where to download what it lacks), then train:
 
@@ -26,54 +27,8 @@ import ml_collections
 
 from configs import common
 
-# The paper's 34 classes → their Kinetics-400 names (None: not a Kinetics-400 class).
-KINETICS_400_NAMES = {
-    "blowing nose": "blowing nose",
-    "blowing out": "blowing out candles",
-    "bowling": "bowling",
-    "chopping wood": "chopping wood",
-    "dribbling ball": "dribbling basketball",
-    "fingerpicking": None,
-    "laughing": "laughing",
-    "mowing the lawn by pushing lawnmower": "mowing lawn",
-    "patting": None,
-    "playing accordion": "playing accordion",
-    "playing bagpipes": "playing bagpipes",
-    "playing bass guitar": "playing bass guitar",
-    "playing clarinet": "playing clarinet",
-    "playing drums": "playing drums",
-    "playing guitar": "playing guitar",
-    "playing harmonica": "playing harmonica",
-    "playing keyboard": "playing keyboard",
-    "playing organ": "playing organ",
-    "playing piano": "playing piano",
-    "playing saxophone": "playing saxophone",
-    "playing trombone": "playing trombone",
-    "playing trumpet": "playing trumpet",
-    "playing violin": "playing violin",
-    "playing xylophone": "playing xylophone",
-    "ripping paper": "ripping paper",
-    "shoveling snow": "shoveling snow",
-    "shuffling cards": "shuffling cards",
-    "singing": "singing",
-    "stomping": "stomping grapes",
-    "tap dancing": "tap dancing",
-    "tapping guitar": "tapping guitar",
-    "tapping pen": "tapping pen",
-    "tickling": "tickling",
-    "typing": None,
-}
-PAPER_CLASSES = tuple(KINETICS_400_NAMES)
-CLASS_NAMES = tuple(sorted(name for name in KINETICS_400_NAMES.values() if name))  # 31
-assert len(PAPER_CLASSES) == 34 and len(CLASS_NAMES) == 31
-
-
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  args = {a.strip() for a in arg.split(",") if a.strip()}
-  unknown = args - {"smoke"}
-  if unknown:
-    raise ValueError(f"configs/kinetics_sounds.py: unknown arguments {sorted(unknown)}; "
-                     "known: smoke")
+  smoke = common.parse_arg(arg, "configs/kinetics_sounds.py")["smoke"]
   config = common.get_common_config()
   config.dataset.name = "kinetics_sounds"  # built by data_pipelines.build --dataset=kinetics_sounds
   common.use_raw_video(config)
@@ -93,6 +48,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.optimizer.warmup_steps = 1000
   config.optimizer.weight_decay = 1e-2
 
-  if "smoke" in args:
+  if smoke:
     common.shrink_raw_video_for_smoke(config)
   return config

@@ -9,21 +9,18 @@ Arguments (comma-separated): `smoke` shrinks the data and the run to seconds, fo
 import ml_collections
 
 from configs import common
+from data_pipelines import synthetic
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  args = {a for a in arg.split(",") if a}
-  unknown = args - {"smoke"}
-  if unknown:
-    raise ValueError(f"configs/synthetic.py: unknown arguments {sorted(unknown)}; known: smoke")
+  smoke = common.parse_arg(arg, "configs/synthetic.py")["smoke"]
   config = common.get_common_config()
   config.dataset.name = "synthetic"
-  config.dataset.frame_size = 64
-  config.dataset.num_segments = 10
-  config.dataset.frames_per_segment = 1
-  config.synthetic = ml_collections.ConfigDict(dict(
-      num_classes=6, num_train=600, num_val=100, num_test=100, seed=0,
-      frame_height=128, frame_width=128, fps=8))
+  # The generator's settings and build sizes are owned by the data layer (one place, so the
+  # build CLI and this config find the same cached set).
+  config.dataset.update(synthetic.BUILD_SIZES)
+  config.synthetic = ml_collections.ConfigDict(
+      synthetic.default_settings("smoke" if smoke else ""))
 
   config.model.visual_backbone = "resnet_tiny"
   config.model.audio_backbone = "vggish_tiny"
@@ -31,7 +28,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.model.num_heads = 4
   config.model.num_layers = 1
   config.model.num_segments = 10
-  config.model.grid_size = (8, 8)  # resnet_tiny on 64×64 frames
 
   config.batch_size = 32
   config.eval_batch_size = 32
@@ -42,8 +38,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.optimizer.learning_rate = 2e-3
   config.optimizer.warmup_steps = 40
 
-  if "smoke" in args:
-    config.synthetic.update(num_train=24, num_val=8, num_test=8)
+  if smoke:
     config.batch_size = 8
     config.eval_batch_size = 8
     config.num_train_steps = 6

@@ -4,7 +4,7 @@ Source: H. Chen, W. Xie, A. Vedaldi and A. Zisserman, "VGGSound: A Large-scale A
 Dataset", ICASSP 2020 (arXiv:2004.14368); annotations at
 https://www.robots.ox.ac.uk/~vgg/data/vggsound/ (vggsound.csv: `ytid,start,label,split`, no
 header, split train | test). The class list is read from vggsound.csv itself (its sorted labels,
-NUM_CLASSES of them) by data_pipelines/manifest_converters.py, and stored in the built dataset;
+309 of them) by data_pipelines/manifest_converters.py, and stored in the built dataset;
 the trainer takes it from there. Our val split is 5 % of train, carved by a hash of the YouTube
 id (manifest_converters.VAL_PERCENT); clips that were not downloaded are counted as failed.
 
@@ -28,15 +28,9 @@ import ml_collections
 
 from configs import common
 
-NUM_CLASSES = 309
-CSV_URL = "https://www.robots.ox.ac.uk/~vgg/data/vggsound/vggsound.csv"
-
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  args = {a.strip() for a in arg.split(",") if a.strip()}
-  unknown = args - {"smoke"}
-  if unknown:
-    raise ValueError(f"configs/vggsound.py: unknown arguments {sorted(unknown)}; known: smoke")
+  smoke = common.parse_arg(arg, "configs/vggsound.py")["smoke"]
   config = common.get_common_config()
   config.dataset.name = "vggsound"  # built by data_pipelines.build --dataset=vggsound
   common.use_raw_video(config)
@@ -56,6 +50,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.optimizer.warmup_steps = 2000
   config.optimizer.weight_decay = 1e-2
 
-  if "smoke" in args:
+  if smoke:
     common.shrink_raw_video_for_smoke(config)
   return config

@@ -54,11 +54,14 @@ from data_pipelines import ave_features
 from data_pipelines import ave_format
 from data_pipelines import manifest_builder
 from data_pipelines import manifest_converters
+from data_pipelines import kinetics_sounds_classes
 from data_pipelines import manifest_format
+from data_pipelines import synthetic
+from data_pipelines import synthetic_dataset
 from data_pipelines import video_examples
 
-DATASETS = ("ave_features", "ave", "synthetic", "manifest", "kinetics_sounds", "vggsound")
-VIDEO_DATASETS = ("ave", "manifest", "kinetics_sounds", "vggsound")
+DATASETS = ("ave_features", "ave", "synthetic", *manifest_builder.MANIFEST_DATASETS)
+VIDEO_DATASETS = ("ave", *manifest_builder.MANIFEST_DATASETS)
 AVE_VIDEOS_INSTRUCTIONS = """\
 Download AVE_Dataset.zip from https://drive.google.com/open?id=1FjKwe79e0u96vdjIVwfRQ1V6SoDHe7kK
 (linked from https://github.com/YapengTian/AVE-ECCV18) and unzip it into {manual_dir}, so that it
@@ -91,7 +94,7 @@ class BuildInputError(ValueError):
 # The datasets that read each flag; given for another dataset, a flag is an error, never silently
 # ignored. None in the parser means "not given"; DEFAULTS fills in the rest after the checks.
 FLAG_DATASETS = {
-    "manual_dir": ("ave_features", "ave", "manifest", "kinetics_sounds", "vggsound"),
+    "manual_dir": ("ave_features", *VIDEO_DATASETS),
     "visual_dtype": ("ave_features",),
     "num_segments": VIDEO_DATASETS,
     "frames_per_segment": VIDEO_DATASETS,
@@ -207,14 +210,22 @@ def _manifest_dataset_dir(args, data_dir: epath.Path) -> epath.Path:
                                       args.frames_per_segment, args.frame_size)
 
 
-def _synthetic_config(args):
-  from configs import synthetic as synthetic_config  # pylint: disable=g-import-not-at-top
-  try:
-    config = synthetic_config.get_config(args.synthetic_config)
-  except ValueError as error:  # the message names the known arguments
-    raise BuildInputError(f"--synthetic_config={args.synthetic_config}: {error}") from None
-  config.dataset.build_workers = args.num_workers
-  return config
+def _synthetic_settings(args) -> dict:
+  """The generator settings of `configs/synthetic.py:<--synthetic_config>`."""
+  presets = [a.strip() for a in args.synthetic_config.split(",") if a.strip()]
+  unknown = sorted(set(presets) - set(synthetic.PRESETS))
+  if unknown:
+    known = ", ".join(p for p in synthetic.PRESETS if p)
+    raise BuildInputError(f"--synthetic_config={args.synthetic_config}: configs/synthetic.py: "
+                          f"unknown arguments {unknown}; known: {known}")
+  return synthetic.default_settings("smoke" if "smoke" in presets else "")
+
+
+def _prepare_synthetic(args, data_dir: epath.Path, on_row=None) -> epath.Path:
+  """Builds (or finds) the synthetic set exactly where configs/synthetic.py looks for it."""
+  return synthetic_dataset.prepare(data_dir, _synthetic_settings(args),
+                                   num_workers=args.num_workers, on_row=on_row,
+                                   **synthetic.BUILD_SIZES)
 
 
 def _kinetics_csvs(manual_dir: epath.Path) -> list[epath.Path]:
@@ -232,9 +243,8 @@ def _convert(args, data_dir: epath.Path) -> manifest_converters.Conversion:
   manual_dir = epath.Path(args.manual_dir)
   out_path = data_dir / "downloads" / "manual" / args.dataset / "manifest.csv"
   if args.dataset == "kinetics_sounds":
-    from configs import kinetics_sounds  # pylint: disable=g-import-not-at-top
     conversion = manifest_converters.kinetics_sounds(
-        _kinetics_csvs(manual_dir), manual_dir, out_path, kinetics_sounds.CLASS_NAMES)
+        _kinetics_csvs(manual_dir), manual_dir, out_path, kinetics_sounds_classes.CLASS_NAMES)
     instructions = KINETICS_SOUNDS_INSTRUCTIONS
   else:
     if not (manual_dir / "vggsound.csv").exists():
@@ -269,7 +279,7 @@ def plan(args, data_dir: epath.Path) -> tuple[int, dict]:
                             + AVE_VIDEOS_INSTRUCTIONS.format(manual_dir=manual_dir))
     rows = sum(len(ave_format.read_split(manual_dir, split)) for split in ave_format.SPLIT_FILES)
     return rows, {}
-  if args.dataset in ("manifest", "kinetics_sounds", "vggsound"):
+  if args.dataset in manifest_builder.MANIFEST_DATASETS:
     if (_manifest_dataset_dir(args, data_dir) / "dataset_info.json").exists():
       return 0, {}
     if args.dataset == "manifest":
@@ -284,11 +294,11 @@ def plan(args, data_dir: epath.Path) -> tuple[int, dict]:
       path, class_names = conversion.manifest_path, conversion.class_names
     manifest = manifest_format.read(path)
     return manifest.num_lines, {"manifest": manifest, "class_names": class_names}
-  from stt import datasets  # pylint: disable=g-import-not-at-top
-  config = _synthetic_config(args)
-  if (datasets.synthetic_dataset_dir(config, data_dir) / "dataset_info.json").exists():
+  settings = _synthetic_settings(args)
+  if (synthetic_dataset.dataset_dir(data_dir, settings, **synthetic.BUILD_SIZES)
+      / "dataset_info.json").exists():
     return 0, {}
-  return config.synthetic.num_train + config.synthetic.num_val + config.synthetic.num_test, {}
+  return settings["num_train"] + settings["num_val"] + settings["num_test"], {}
 
 
 def build(args, data_dir: epath.Path, planned: dict, on_row, beam_options=None) -> epath.Path:
@@ -301,14 +311,13 @@ def build(args, data_dir: epath.Path, planned: dict, on_row, beam_options=None) 
                               on_row=on_row).dataset_dir
   if args.dataset == "ave":
     return ave_builder.build(args.manual_dir, data_dir, tag="ave", **video).dataset_dir
-  if args.dataset in ("manifest", "kinetics_sounds", "vggsound"):
+  if args.dataset in manifest_builder.MANIFEST_DATASETS:
     if not planned:  # already built
       return _manifest_dataset_dir(args, data_dir)
     return manifest_builder.build(planned["manifest"], data_dir, tag=_manifest_tag(args),
                                   class_names=planned["class_names"], **video).dataset_dir
   # The trainer's own preparation step, so the result is exactly what the config looks for.
-  from stt import datasets  # pylint: disable=g-import-not-at-top
-  return datasets.prepare_synthetic(_synthetic_config(args), data_dir, on_row=on_row)
+  return _prepare_synthetic(args, data_dir, on_row=on_row)
 
 
 def summary_of(dataset_dir: epath.Path, reused: bool) -> video_examples.BuildSummary:

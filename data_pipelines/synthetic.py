@@ -92,6 +92,22 @@ class SyntheticSpec:
     def class_names(self) -> list[str]:
         return [scene.class_name(c) for c in range(self.num_classes)]
 
+# The settings a config's `synthetic` section holds (configs/synthetic.py) and the segment/frame
+# sizes the set is built at; `smoke` shrinks the splits for tests. Their hash names the cached
+# dataset (data_pipelines/synthetic_dataset.py), so a change here builds a new set.
+CONFIG_SETTINGS = dict(num_classes=6, num_train=600, num_val=100, num_test=100, seed=0,
+                       frame_height=128, frame_width=128, fps=8)
+SMOKE_SPLITS = dict(num_train=24, num_val=8, num_test=8)
+BUILD_SIZES = dict(num_segments=10, frames_per_segment=1, frame_size=64)
+PRESETS = ("", "smoke")
+
+
+def default_settings(preset: str = "") -> dict:
+    """The generator settings of a preset: '' (the default set) or 'smoke' (a few videos)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown synthetic preset {preset!r}; known: {list(PRESETS)}")
+    return {**CONFIG_SETTINGS, **(SMOKE_SPLITS if preset == "smoke" else {})}
+
 
 @dataclasses.dataclass(frozen=True)
 class VideoTruth:

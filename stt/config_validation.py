@@ -1,4 +1,7 @@
-"""Checks a config before anything expensive runs, with one-line messages that say what to fix."""
+"""Checks a config before anything expensive runs, with one-line messages that say what to fix.
+
+Every list of allowed names is imported from the module that implements it.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +9,14 @@ import math
 
 import ml_collections
 
-# Clip-manifest datasets (data_pipelines/manifest_builder.py); 'manifest' needs dataset.tag.
-MANIFEST_DATASETS = ("kinetics_sounds", "vggsound", "manifest")
-DATASETS = ("synthetic", "ave", *MANIFEST_DATASETS)
-INPUTS = {"raw": DATASETS, "features": ("ave",)}  # input: datasets that have it
-TASKS = ("recognition", "localization", "weak")
-VISUAL_BACKBONES = {"resnet_tiny": 8, "resnet18": 32, "resnet50": 32, "features": None}  # stride
-AUDIO_BACKBONES = ("vggish", "vggish_tiny", "features")
-# Kept in step with stt/explain/explainers.py EXPLAINERS (tests/test_config_validation.py checks).
-EXPLAINERS = ("attention", "rollout", "gradient", "grad_x_input", "gradcam",
-              "integrated_gradients", "occlusion", "random", "center")
-PERTURBATION_MODES = ("feature", "pixel")
-MODALITIES = ("both", "audio", "visual")
+from stt import datasets
+from stt import models
+from stt import tasks
+from stt.explain import explainers
+from stt.explain import perturbation
+from stt.models import backbones
+from stt.models import layers
+from stt.models import stan
 
 
 class ConfigError(ValueError):
@@ -50,18 +49,19 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int, process_co
   _require(config.optimizer.learning_rate > 0, "optimizer.learning_rate must be > 0")
   _require(config.optimizer.warmup_steps >= 0, "optimizer.warmup_steps must be >= 0")
 
-  _one_of(config.dataset.name, DATASETS, "dataset.name")
+  _one_of(config.dataset.name, datasets.DATASETS, "dataset.name")
   for key in ("num_segments", "frames_per_segment", "frame_size"):
     _require(config.dataset[key] >= 1, f"dataset.{key} must be >= 1")
 
   model = config.model
-  _one_of(model.visual_backbone, VISUAL_BACKBONES, "model.visual_backbone")
-  _one_of(model.audio_backbone, AUDIO_BACKBONES, "model.audio_backbone")
+  _one_of(model.get("name", "stan"), models.MODELS, "model.name")
+  _one_of(model.visual_backbone, backbones.VISUAL_BACKBONES, "model.visual_backbone")
+  _one_of(model.audio_backbone, backbones.AUDIO_BACKBONES, "model.audio_backbone")
   _validate_input(config)
   _validate_task(config)
-  _one_of(model.spatial_query, ("audio", "learned", "none"), "model.spatial_query")
-  _one_of(model.temporal_pool, ("attention", "mean"), "model.temporal_pool")
-  _one_of(model.pool_values, ("local", "contextual"), "model.pool_values")
+  _one_of(model.spatial_query, layers.SPATIAL_QUERIES, "model.spatial_query")
+  _one_of(model.temporal_pool, layers.TEMPORAL_POOLS, "model.temporal_pool")
+  _one_of(model.pool_values, stan.POOL_VALUES, "model.pool_values")
   _one_of(model.dtype, ("float32", "bfloat16"), "model.dtype")
   for key in ("width", "num_heads", "mlp_ratio"):
     _require(model[key] >= 1, f"model.{key}={model[key]} must be >= 1")
@@ -72,12 +72,13 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int, process_co
   _require(model.num_segments == config.dataset.num_segments,
            f"model.num_segments={model.num_segments} must equal "
            f"dataset.num_segments={config.dataset.num_segments}")
-  stride = VISUAL_BACKBONES[model.visual_backbone]
-  if stride is not None:
+  stride = backbones.VISUAL_BACKBONES[model.visual_backbone].stride
+  if stride is not None and model.grid_size is not None:  # None: derived from these two
     side = math.ceil(config.dataset.frame_size / stride)
     _require(tuple(model.grid_size) == (side, side),
              f"model.grid_size={tuple(model.grid_size)} does not match {model.visual_backbone} on "
-             f"{config.dataset.frame_size}px frames; set it to ({side}, {side})")
+             f"{config.dataset.frame_size}px frames; set it to ({side}, {side}) or leave it "
+             "unset to derive it")
   _require(config.loss.segment_weight == 0 or model.segment_head,
            "loss.segment_weight > 0 needs model.segment_head=True")
   _validate_explain(config)
@@ -90,12 +91,13 @@ def _validate_explain(config: ml_collections.ConfigDict):
   _require(isinstance(names, (tuple, list)) and len(names) > 0,
            "explain.explainers must be a non-empty tuple of names, e.g. "
            "--config.explain.explainers='(\"attention\",\"random\")'")
-  unknown = [name for name in names if name not in EXPLAINERS]
-  _require(not unknown, f"explain.explainers: unknown {unknown}; known: {list(EXPLAINERS)}")
+  unknown = [name for name in names if name not in explainers.EXPLAINERS]
+  _require(not unknown,
+           f"explain.explainers: unknown {unknown}; known: {list(explainers.EXPLAINERS)}")
   _require(explain.pointing_tolerance_px >= 0, "explain.pointing_tolerance_px must be >= 0")
   _require(explain.num_panels >= 0, "explain.num_panels must be >= 0")
-  _one_of(explain.perturbation_mode, PERTURBATION_MODES, "explain.perturbation_mode")
-  _one_of(explain.temporal_modality, MODALITIES, "explain.temporal_modality")
+  _one_of(explain.perturbation_mode, perturbation.MODES, "explain.perturbation_mode")
+  _one_of(explain.temporal_modality, perturbation.MODALITIES, "explain.temporal_modality")
   _require(explain.perturbation_mode == "feature" or config.dataset.input == "raw",
            "explain.perturbation_mode='pixel' removes pixels and log-mel bins: it needs "
            "dataset.input='raw' (precomputed features can only be removed in 'feature' mode)")
@@ -104,10 +106,10 @@ def _validate_explain(config: ml_collections.ConfigDict):
 def _validate_input(config: ml_collections.ConfigDict):
   """dataset.input must exist for the dataset and match the backbones."""
   kind, model = config.dataset.input, config.model
-  _one_of(kind, INPUTS, "dataset.input")
-  _require(config.dataset.name in INPUTS[kind],
+  _one_of(kind, datasets.INPUTS, "dataset.input")
+  _require(config.dataset.name in datasets.INPUTS[kind],
            f"dataset.input={kind!r} is not available for dataset.name={config.dataset.name!r} "
-           f"(it is for {list(INPUTS[kind])})")
+           f"(it is for {list(datasets.INPUTS[kind])})")
   for key in ("visual_backbone", "audio_backbone"):
     backbone = model[key]
     if kind == "features":
@@ -124,7 +126,7 @@ def _validate_input(config: ml_collections.ConfigDict):
 def _validate_task(config: ml_collections.ConfigDict):
   """Each task's model and loss settings; then whether the trainer carries it out."""
   task = config.task
-  _one_of(task, TASKS, "task")
+  _one_of(task, tasks.TASKS, "task")
   if task == "localization":
     _require(config.model.segment_head and config.loss.segment_weight > 0,
              "task='localization' trains on segment labels: set model.segment_head=True and "

@@ -1,6 +1,7 @@
 """Finding (and for the synthetic set, making) the built TFDS dataset a config asks for.
 
-The synthetic set is generated and built on first use and cached under the data dir:
+The synthetic set is generated and built on first use and cached under the data dir
+(data_pipelines/synthetic_dataset.py):
 
     <data_dir>/downloads/manual/<tag>/        the AVE-format directory of MP4s
     <data_dir>/ave_videos/<tag>_t10_f1_s64/   the built array_record dataset
@@ -19,9 +20,7 @@ Clip-manifest datasets are built the same way (`--dataset=kinetics_sounds|vggsou
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import logging
+import math
 import os
 
 import jax
@@ -33,10 +32,13 @@ from jax.experimental import multihost_utils
 from data_pipelines import ave_builder
 from data_pipelines import ave_features
 from data_pipelines import manifest_builder
-from data_pipelines import synthetic
+from data_pipelines import synthetic_dataset
+from stt.models import backbones
 
 SPLITS = ("train", "val", "test")
-MANIFEST_DATASETS = ("kinetics_sounds", "vggsound", "manifest")
+MANIFEST_DATASETS = manifest_builder.MANIFEST_DATASETS
+DATASETS = ("synthetic", "ave", *MANIFEST_DATASETS)
+INPUTS = {"raw": DATASETS, "features": ("ave",)}  # dataset.input: the datasets that have it
 
 
 class DatasetError(RuntimeError):
@@ -62,46 +64,13 @@ def resolve_data_dir(config: ml_collections.ConfigDict) -> epath.Path:
   return epath.Path(data_dir).expanduser()  # a local path or gs://...
 
 
-def synthetic_tag(config: ml_collections.ConfigDict) -> str:
-  """A name that changes whenever the synthetic generator settings change."""
-  spec = json.dumps(config.synthetic.to_dict(), sort_keys=True)
-  return "synthetic_" + hashlib.sha1(spec.encode()).hexdigest()[:8]
-
-
-def _dataset_dir(data_dir: epath.Path, tag: str, config) -> epath.Path:
-  name = ave_builder.config_name(tag, config.dataset.num_segments,
-                                 config.dataset.frames_per_segment, config.dataset.frame_size)
-  return data_dir / "ave_videos" / name / str(ave_builder.AveVideos.VERSION)
-
-
-def synthetic_dataset_dir(config: ml_collections.ConfigDict, data_dir: epath.Path) -> epath.Path:
-  """Where `prepare_synthetic` puts the built synthetic set."""
-  return _dataset_dir(data_dir, synthetic_tag(config), config)
-
-
-def prepare_synthetic(config: ml_collections.ConfigDict, data_dir: epath.Path,
-                      on_row=None) -> epath.Path:
-  """Generates and builds the synthetic set unless it is already cached; returns its directory.
-
-  on_row(failed), if given, is called once per video as it is built (for a progress bar).
-  """
-  tag = synthetic_tag(config)
-  dataset_dir = synthetic_dataset_dir(config, data_dir)
-  if (dataset_dir / "dataset_info.json").exists():
-    return dataset_dir
-  raw_dir = data_dir / "downloads" / "manual" / tag
-  if not (raw_dir / synthetic.COMPLETE_MARKER).exists():
-    logging.info("Generating the synthetic AV-event set in %s", raw_dir)
-    synthetic.generate(raw_dir, synthetic.SyntheticSpec(**config.synthetic.to_dict()),
-                       num_workers=config.dataset.build_workers)
-  logging.info("Building the TFDS dataset from %s", raw_dir)
-  summary = ave_builder.build(
-      raw_dir, data_dir, tag=tag, num_segments=config.dataset.num_segments,
-      frames_per_segment=config.dataset.frames_per_segment,
-      frame_size=config.dataset.frame_size, num_workers=config.dataset.build_workers,
-      on_row=on_row)
-  logging.info("Synthetic set: %s", summary)
-  return dataset_dir
+def prepare_synthetic(config: ml_collections.ConfigDict, data_dir: epath.Path) -> epath.Path:
+  """Generates and builds the config's synthetic set unless it is cached; returns its directory."""
+  d = config.dataset
+  return synthetic_dataset.prepare(
+      data_dir, config.synthetic.to_dict(), num_segments=d.num_segments,
+      frames_per_segment=d.frames_per_segment, frame_size=d.frame_size,
+      num_workers=d.build_workers)
 
 
 def load(config: ml_collections.ConfigDict) -> Dataset:
@@ -139,6 +108,8 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
                        "example for them (a manifest needs rows of every split)")
   if config.dataset.input == "features":
     _take_feature_shapes(config, builder.info.features, dataset_dir)
+  else:
+    _take_grid_size(config)
   sources = {split: builder.as_data_source(split) for split in SPLITS}
   return Dataset(sources, list(builder.info.features["label"].names), dataset_dir)
 
@@ -152,7 +123,8 @@ def _ave_dataset_dir(config: ml_collections.ConfigDict,
             f"--manual_dir=<AVE feature release dir> --data_dir={data_dir} "
             f"--visual_dtype={config.dataset.visual_dtype}")
   d = config.dataset
-  return (_dataset_dir(data_dir, "ave", config),
+  name = ave_builder.config_name("ave", d.num_segments, d.frames_per_segment, d.frame_size)
+  return (data_dir / "ave_videos" / name / str(ave_builder.AveVideos.VERSION),
           "python -m data_pipelines.build --dataset=ave --manual_dir=<AVE-format video dir> "
           f"--data_dir={data_dir} --num_segments={d.num_segments} "
           f"--frames_per_segment={d.frames_per_segment} --frame_size={d.frame_size}")
@@ -200,3 +172,14 @@ def _take_feature_shapes(config: ml_collections.ConfigDict, features, dataset_di
     elif (tuple(configured) if key == "grid_size" else configured) != value:
       raise DatasetError(f"model.{key}={configured} but the features at {dataset_dir} give "
                          f"{value}; leave model.{key} unset to take it from the data")
+
+
+def _take_grid_size(config: ml_collections.ConfigDict):
+  """Sets model.grid_size, left None, from the visual backbone's stride and dataset.frame_size.
+
+  A value set anyway must agree (config_validation checks it before anything runs).
+  """
+  stride = backbones.VISUAL_BACKBONES[config.model.visual_backbone].stride
+  side = math.ceil(config.dataset.frame_size / stride)
+  if config.model.grid_size is None:
+    config.model.grid_size = (side, side)

@@ -25,6 +25,7 @@ import math
 import grain
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 NUMERIC_FEATURES = (
     "frames", "visual_features", "log_mel", "audio_features", "segment_mask", "label",
@@ -152,7 +153,10 @@ def _pad_batch(batch: dict | None, template: dict, batch_size: int) -> dict:
   return {key: np.concatenate([batch[key], padding[key]]) for key in batch}
 
 
+# The batch schema: what the model reads, and the annotations the metrics read.
 MODEL_INPUT_KEYS = ("frames", "visual_features", "log_mel", "audio_features", "segment_mask")
+ANNOTATION_KEYS = ("valid", "index", "label", "segment_mask", "boxes", "box_mask", "frame_size",
+                   "event_start", "event_end")
 
 
 def model_inputs(batch: dict) -> dict:
@@ -164,3 +168,22 @@ def make_global_batch(local_batch: dict, sharding: jax.sharding.Sharding) -> dic
   """Per-host numpy batch → global jax.Arrays sharded along the batch axis."""
   return jax.tree.map(
       lambda array: jax.make_array_from_process_local_data(sharding, array), local_batch)
+
+
+def gather_split(step, source, *, global_batch_size: int, batch_sharding) -> dict:
+  """Runs `step` over every example of `source`; returns {key: [N,...]} on every host.
+
+  step(global batch) -> {key: [B,...]} (jitted, typically). Its outputs and the batch's
+  ANNOTATION_KEYS are gathered from all processes; padding rows (valid=False) are dropped and
+  rows are in split order, so row i is `source[i]`.
+  """
+  per_host = global_batch_size // jax.process_count()
+  chunks = []
+  for local_batch in eval_batches(source, per_host_batch_size=per_host):
+    batch = make_global_batch(local_batch, batch_sharding)
+    out = {**{key: batch[key] for key in ANNOTATION_KEYS}, **step(batch)}
+    chunks.append(jax.device_get(multihost_utils.process_allgather(out, tiled=True)))
+  outputs = {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
+  keep = outputs["valid"]
+  order = np.argsort(outputs["index"][keep], kind="stable")
+  return {key: value[keep][order] for key, value in outputs.items()}

@@ -24,33 +24,18 @@ from flax import nnx
 from stt import checkpoint
 from stt import config_validation
 from stt import datasets
-from stt import evaluate
+from stt import evaluator as evaluator_lib
 from stt import input_pipeline
 from stt import preemption
 from stt import sharding
+from stt import state as state_lib
 from stt import trained_run
 from stt.explain import panels
 from stt.explain import suite
-from stt.models import pretrained
-from stt.models import stan
 
 
 class NonFiniteLossError(RuntimeError):
   """The training loss became NaN or Inf."""
-
-
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """AdamW with linear warmup + cosine decay, global-norm clipping; no decay on biases/norms."""
-  opt = config.optimizer
-  schedule = optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=opt.learning_rate, warmup_steps=opt.warmup_steps,
-      decay_steps=max(config.num_train_steps, opt.warmup_steps + 1),
-      end_value=opt.learning_rate * opt.end_learning_rate_factor)
-  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
-  return optax.chain(
-      optax.clip_by_global_norm(opt.grad_clip_norm),
-      optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay,
-                  mask=decay_mask))
 
 
 def loss_and_metrics(outputs: dict, batch: dict, config) -> tuple[jax.Array, dict]:
@@ -117,33 +102,6 @@ def write_panels(writer, step: int, outputs: dict, dataset: datasets.Dataset, co
                              for video_id, image in images.items()})
 
 
-def create_state(config: ml_collections.ConfigDict, num_classes: int, mesh):
-  """(graphdef, state, shardings) of (model, optimizer), created in place on the mesh.
-
-  The shardings come from the abstract state (eval_shape), so no array is materialised before
-  it is placed; every process creates the same state from `config.seed`.
-  """
-  def create():
-    model = stan.Stan(config.model, num_classes, rngs=nnx.Rngs(config.seed))
-    return nnx.split((model, nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)))
-
-  graphdef, abstract_state = jax.eval_shape(create)
-  shardings = sharding.state_shardings(abstract_state, mesh, config)
-  state = jax.jit(lambda: create()[1], out_shardings=shardings)()
-  return graphdef, state, shardings
-
-
-def load_pretrained_weights(graphdef, state, config: ml_collections.ConfigDict):
-  """The state with `config.model.visual_weights` / `audio_weights` loaded into the backbones.
-
-  Called on a fresh start only: a resumed run restores its own (fine-tuned) weights.
-  """
-  model, optimizer = nnx.merge(graphdef, state)
-  for report in pretrained.load_backbone_weights(model, config.model):
-    logging.info("pretrained weights: %s", report)
-  return nnx.state((model, optimizer))
-
-
 def explain_best(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """--mode=explain: every configured explainer on the best checkpoint's test predictions.
 
@@ -165,13 +123,7 @@ def explain_best(config: ml_collections.ConfigDict, workdir: str) -> dict:
   dataset = datasets.load(config)
   mesh = sharding.make_mesh(config)
 
-  graphdef, state, _ = create_state(config, dataset.num_classes, mesh)
-  manager = checkpoint.make_manager(
-      workdir, keep_last=config.keep_checkpoints, best_metric=evaluate.selection_metric(config))
-  try:
-    step, state = checkpoint.restore_best(manager, state)
-  finally:
-    manager.close()
+  step, graphdef, state = state_lib.restore_best(workdir, config, dataset.num_classes, mesh)
   metrics = suite.run(graphdef, state, dataset.sources["test"], mesh, config, workdir,
                       dataset.class_names)
   return trained_run.write_results(workdir, {"best_step": step, **metrics},
@@ -200,7 +152,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       prefetch_buffer_size=config.input.prefetch_buffer_size))
 
   # --- Model and optimizer, created directly in their shardings ---
-  graphdef, state, state_shardings = create_state(config, dataset.num_classes, mesh)
+  graphdef, state, state_shardings = state_lib.create_state(config, dataset.num_classes, mesh)
   if config.mesh.fsdp > 1:
     split = [s for s in jax.tree.leaves(state_shardings) if s.spec != jax.sharding.PartitionSpec()]
     logging.info("fsdp-sharded state arrays: %d of %d", len(split),
@@ -209,17 +161,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   jit_train_step = jax.jit(
       functools.partial(train_step, graphdef, config=config), donate_argnums=(0,),
       out_shardings=(state_shardings, sharding.replicated(mesh)))
-  evaluator = evaluate.Evaluator(graphdef, mesh, config)
+  evaluator = evaluator_lib.Evaluator(graphdef, mesh, config)
 
   # --- Resume ---
-  manager = checkpoint.make_manager(
-      workdir, keep_last=config.keep_checkpoints, best_metric=evaluate.selection_metric(config))
+  manager = state_lib.checkpoint_manager(workdir, config)
   resumed_step, state = checkpoint.restore_newest_usable(manager, state, train_iter)
   first_step = 1 if resumed_step is None else resumed_step + 1
   if resumed_step is not None:
     logging.info("Resuming from checkpoint at step %d", resumed_step)
   elif config.model.get("visual_weights") or config.model.get("audio_weights"):
-    state = load_pretrained_weights(graphdef, state, config)
+    state = state_lib.load_pretrained_weights(graphdef, state, config)
 
   # --- Train loop ---
   report_progress = periodic_actions.ReportProgress(
@@ -257,7 +208,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           "stopped; run the same command again to resume.")
     if evaluate_now:
       val_outputs = evaluator.predict(state, dataset.sources["val"])
-      val = evaluate.split_metrics(val_outputs, "val")
+      val = evaluator_lib.split_metrics(val_outputs, "val")
       writer.write_scalars(step, val)
       if is_chief and config.explain.num_panels > 0:
         write_panels(writer, step, val_outputs, dataset, config.explain.num_panels)

@@ -77,6 +77,12 @@ def _flatten(value, prefix: str = "") -> dict:
   return {prefix.rstrip("."): value}
 
 
+def _is_set(given: dict, saved: dict, key: str) -> bool:
+  """False for a given None (a field derived from the data, e.g. model.grid_size, recorded as
+  what was derived) and for a key the record predates."""
+  return given.get(key) is not None and key in saved
+
+
 def with_trained_model(config: ml_collections.ConfigDict, workdir: epath.PathLike
                        ) -> tuple[ml_collections.ConfigDict, list[str]]:
   """(config with TRAINED_SECTIONS taken from the run's config.json, the keys that differed).
@@ -97,7 +103,7 @@ def with_trained_model(config: ml_collections.ConfigDict, workdir: epath.PathLik
       saved = _flatten(recorded_dict[section], section + ".")
       differences += [f"{key}: {given.get(key)!r} -> {saved.get(key)!r}"
                       for key in sorted(given.keys() | saved.keys())
-                      if given.get(key) != saved.get(key)]
+                      if given.get(key) != saved.get(key) and _is_set(given, saved, key)]
       merged[section] = recorded[section]
   return merged, differences
 

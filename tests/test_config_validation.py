@@ -62,8 +62,14 @@ def _run_main(*args, tmp_path):
       capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
 
 
-def test_the_explainer_names_are_the_explainers_that_exist():
-  assert config_validation.EXPLAINERS == tuple(explainers.EXPLAINERS)
+def test_every_explainer_that_exists_is_accepted_and_no_other():
+  config = synthetic.get_config("smoke")
+  for name in explainers.EXPLAINERS:
+    config.explain.explainers = (name,)
+    config_validation.validate(config, device_count=1)
+  config.explain.explainers = ("attention", "saliency")
+  with pytest.raises(config_validation.ConfigError, match=r"unknown \['saliency'\]"):
+    config_validation.validate(config, device_count=1)
 
 
 def test_pixel_perturbation_needs_raw_input():

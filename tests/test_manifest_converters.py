@@ -7,6 +7,7 @@ import pytest
 
 from configs import kinetics_sounds as ks_config
 from configs import vggsound as vggsound_config
+from data_pipelines import kinetics_sounds_classes
 from data_pipelines import manifest_converters
 from data_pipelines import manifest_format
 from stt import config_validation
@@ -14,7 +15,7 @@ from stt import datasets
 from tests import clip_files
 from tests.test_manifest_builder import run_build
 
-KS = ks_config.CLASS_NAMES
+KS = kinetics_sounds_classes.CLASS_NAMES
 
 
 def _write_csv(path, header, rows):
@@ -32,7 +33,7 @@ def _manifest_rows(path):
 
 
 def test_kinetics_sounds_class_list():
-  assert len(ks_config.PAPER_CLASSES) == 34 and len(KS) == 31 and list(KS) == sorted(KS)
+  assert len(kinetics_sounds_classes.PAPER_CLASSES) == 34 and len(KS) == 31 and list(KS) == sorted(KS)
   assert {"blowing out candles", "dribbling basketball", "mowing lawn", "stomping grapes"} <= set(KS)
   assert not {"typing", "fingerpicking", "patting"} & set(KS)
 

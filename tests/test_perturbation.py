@@ -9,7 +9,8 @@ import pytest
 from flax import nnx
 
 from stt.explain import perturbation
-from stt.models.stan import Stan, default_model_config
+from configs.common import default_model_config
+from stt.models.stan import Stan
 
 B, T, C = 2, 4, 5
 GRID = (3, 3)

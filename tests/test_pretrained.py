@@ -13,7 +13,9 @@ from flax import nnx
 from safetensors.numpy import save_file
 
 from configs import synthetic as synthetic_config
+from configs import common
 from stt import sharding
+from stt import state as state_lib
 from stt import train
 from stt.models import backbones
 from stt.models import pretrained
@@ -240,9 +242,10 @@ def test_vggish_tf_checkpoint_and_torchvggish_layout_match_reference(vggish_chec
 # --- Stan config and errors -------------------------------------------------------------------
 
 def model_config(visual_backbone='resnet18', audio_backbone='features', **weights):
-  config = stan.default_model_config()
+  config = common.default_model_config()
   config.visual_backbone, config.audio_backbone = visual_backbone, audio_backbone
   config.width, config.num_heads, config.num_layers = 16, 2, 1
+  config.grid_size = (8, 8)
   config.update(weights)
   return config
 
@@ -265,7 +268,7 @@ def assert_state_equal(module, before):
 
 
 def test_default_config_loads_nothing(stan_resnet18):
-  config = stan.default_model_config()
+  config = common.default_model_config()
   assert config.visual_weights is None and config.audio_weights is None
   assert pretrained.load_backbone_weights(stan_resnet18, model_config()) == []
 
@@ -405,8 +408,8 @@ def test_trainer_loads_weights_into_the_fresh_state(resnet18_file):
   config = synthetic_config.get_config('smoke')
   config.model.update(visual_backbone='resnet18', grid_size=(2, 2), width=16, num_heads=2,
                       visual_weights=str(path))
-  graphdef, fresh, _ = train.create_state(config, 6, sharding.make_mesh(config))
-  loaded = train.load_pretrained_weights(graphdef, fresh, config)
+  graphdef, fresh, _ = state_lib.create_state(config, 6, sharding.make_mesh(config))
+  loaded = state_lib.load_pretrained_weights(graphdef, fresh, config)
   model, optimizer = nnx.merge(graphdef, loaded)
   np.testing.assert_array_equal(np.asarray(model.visual_backbone.stem_conv.kernel[...]),
                                 state['conv1.weight'].transpose(2, 3, 1, 0))

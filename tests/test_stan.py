@@ -11,7 +11,8 @@ from flax import nnx
 
 from stt.models import backbones
 from stt.models import stan
-from stt.models.stan import Stan, default_model_config
+from configs.common import default_model_config
+from stt.models.stan import Stan
 
 B, T, C = 2, 4, 5
 FRAME = 32  # resnet_tiny: 32x32 frame -> 4x4 map
@@ -281,7 +282,7 @@ def test_resnet50_parameter_count():
 def test_vggish():
   config = default_model_config()
   config.visual_backbone, config.audio_backbone = 'features', 'vggish'
-  config.visual_feature_dim = 8
+  config.visual_feature_dim, config.grid_size = 8, (8, 8)
   model = Stan(config, C, rngs=nnx.Rngs(0))
   encode = nnx.jit(lambda model, inputs: model.encode(inputs))
   _, audio_vec = encode(model, {'visual_features': jnp.zeros((1, 1, 8, 8, 8)),

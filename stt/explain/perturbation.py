@@ -127,10 +127,11 @@ def _remove_pixels(model, inputs, visual_map, removed, *, test, modality, pixel_
   return model.encode(inputs, train=False)
 
 
-def _curves(model, inputs: dict, labels: jax.Array, where: jax.Array, when: jax.Array, *,
-            test: str = 'spatial', order: str = 'positive', modality: str = 'both',
-            mode: str = 'feature', fractions: tuple = FRACTIONS, visual_value=0.0,
-            audio_value=0.0, pixel_value=PIXEL_MEAN, log_mel_value=0.0) -> dict:
+def curves(model, inputs: dict, labels: jax.Array, where: jax.Array, when: jax.Array, *,
+           test: str = 'spatial', order: str = 'positive', modality: str = 'both',
+           mode: str = 'feature', fractions: tuple = FRACTIONS, visual_value=0.0,
+           audio_value=0.0, pixel_value=PIXEL_MEAN, log_mel_value=0.0) -> dict:
+  """`perturbation_curves` without its jit, for callers that are already inside one."""
   _check_options(test, order, modality, mode, inputs)
   segment_mask = segment_mask_of(inputs)
   visual_map, audio_vec = model.encode(inputs, train=False)
@@ -171,7 +172,7 @@ def _curves(model, inputs: dict, labels: jax.Array, where: jax.Array, when: jax.
   return jax.vmap(at_fraction)(jnp.asarray(fractions, jnp.float32))
 
 
-_jitted_curves = nnx.jit(_curves, static_argnames=('test', 'order', 'modality', 'mode',
+_jitted_curves = nnx.jit(curves, static_argnames=('test', 'order', 'modality', 'mode',
                                                    'fractions'))
 
 

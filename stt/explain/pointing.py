@@ -152,3 +152,30 @@ def _summarise(hits: np.ndarray, labels: np.ndarray) -> PointingResult:
     return PointingResult(float("nan"), float("nan"), 0)
   per_class = [hits[labels == c].mean() for c in np.unique(labels)]
   return PointingResult(float(hits.mean()), float(np.mean(per_class)), int(hits.size))
+
+
+def pointing_metrics(out: dict, tolerance_px: float, explainer: str = "attention") -> dict:
+  """`explain/<explainer>/pointing_{spatial,spatial_class_mean,temporal}` (+ trials, per-modality
+  temporal pointing where `out` has `when_audio` / `when_visual`).
+
+  out: per-example maps and annotations (input_pipeline.gather_split's outputs): where
+  [V,T,h,w], when [V,T], boxes [V,T,K,4], box_mask [V,T,K], frame_size [V,2], label [V],
+  segment_mask [V,T], event_start / event_end [V].
+  """
+  spatial = spatial_pointing(out["where"], out["boxes"], out["box_mask"], out["frame_size"],
+                             out["label"], tolerance_px, segment_mask=out["segment_mask"])
+  prefix = f"explain/{explainer}"
+  metrics = {
+      f"{prefix}/pointing_spatial": spatial.overall,
+      f"{prefix}/pointing_spatial_class_mean": spatial.class_mean,
+      f"{prefix}/pointing_spatial_trials": spatial.num_trials,
+  }
+  # "when" is the explainer's single temporal map; per-modality maps are reported beside it.
+  for key, suffix in (("when", ""), ("when_audio", "_audio"), ("when_visual", "_visual")):
+    if key not in out:
+      continue
+    temporal = temporal_pointing(out[key], out["segment_mask"], out["event_start"],
+                                 out["event_end"], out["label"])
+    metrics[f"{prefix}/pointing_temporal{suffix}"] = temporal.overall
+    metrics[f"{prefix}/pointing_temporal{suffix}_class_mean"] = temporal.class_mean
+  return metrics

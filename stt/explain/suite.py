@@ -27,9 +27,7 @@ import matplotlib
 import numpy as np
 from etils import epath
 from flax import nnx
-from jax.experimental import multihost_utils
 
-from stt import evaluate
 from stt import input_pipeline
 from stt import sharding
 from stt.explain import explainers as explainer_lib
@@ -54,7 +52,7 @@ def _explain_batch(model, batch: dict, *, name: str, mode: str, temporal_modalit
   maps = explainer_lib.EXPLAINERS[name](model, inputs)
   out = {"where": maps["where"], "when": maps["when"]}
   for test, order in TESTS:
-    curves = perturbation._curves(  # pylint: disable=protected-access  # already inside jit
+    curves = perturbation.curves(
         model, inputs, batch["label"], maps["where"], maps["when"], test=test, order=order,
         modality=temporal_modality, mode=mode)
     out[f"{test}/{order}/correct"] = curves["correct"].T  # [B,P]
@@ -65,28 +63,20 @@ def _explain_batch(model, batch: dict, *, name: str, mode: str, temporal_modalit
 def explain_split(graphdef, state, source, mesh, config) -> dict[str, dict]:
   """{explainer: per-example outputs over `source` (valid rows, split order)}."""
   model, _ = nnx.merge(graphdef, state)
-  per_host = config.eval_batch_size // jax.process_count()
   results = {}
   for name in config.explain.explainers:
     step = nnx.jit(functools.partial(
         _explain_batch, name=name, mode=config.explain.perturbation_mode,
         temporal_modality=config.explain.temporal_modality))
-    chunks = []
-    for local in input_pipeline.eval_batches(source, per_host_batch_size=per_host):
-      batch = input_pipeline.make_global_batch(local, sharding.batch_sharding(mesh))
-      out = step(model, batch)
-      out.update({key: batch[key] for key in evaluate.ANNOTATION_KEYS})
-      chunks.append(jax.device_get(multihost_utils.process_allgather(out, tiled=True)))
-    merged = {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
-    keep = merged["valid"]
-    order = np.argsort(merged["index"][keep], kind="stable")
-    results[name] = {key: value[keep][order] for key, value in merged.items()}
+    results[name] = input_pipeline.gather_split(
+        functools.partial(step, model), source, global_batch_size=config.eval_batch_size,
+        batch_sharding=sharding.batch_sharding(mesh))
   return results
 
 
 def metrics_of(name: str, out: dict, tolerance_px: float) -> tuple[dict, dict]:
   """(flat `explain/<name>/...` metrics, accuracy curves {test/order: [P]})."""
-  metrics = evaluate.pointing_metrics(out, tolerance_px, explainer=name)
+  metrics = pointing.pointing_metrics(out, tolerance_px, explainer=name)
   scores = localization.localization_scores(out["where"], out["boxes"], out["box_mask"],
                                             out["frame_size"], segment_mask=out["segment_mask"])
   prefix = f"explain/{name}"

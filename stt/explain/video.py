@@ -40,9 +40,8 @@ from flax import nnx  # pylint: disable=g-import-not-at-top,wrong-import-positio
 
 from data_pipelines import media  # pylint: disable=g-import-not-at-top,wrong-import-position
 from stt import checkpoint  # pylint: disable=g-import-not-at-top,wrong-import-position
-from stt import evaluate  # pylint: disable=g-import-not-at-top,wrong-import-position
 from stt import sharding  # pylint: disable=g-import-not-at-top,wrong-import-position
-from stt import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from stt import state as state_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from stt import trained_run  # pylint: disable=g-import-not-at-top,wrong-import-position
 from stt.explain import explainers as explainer_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from stt.explain import overlay_video  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -77,13 +76,7 @@ def load_model(workdir: epath.Path):
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1),
                            (sharding.DATA_AXIS, sharding.FSDP_AXIS))
   config.mesh.fsdp = 1
-  graphdef, state, _ = train.create_state(config, len(info.class_names), mesh)
-  manager = checkpoint.make_manager(
-      workdir, keep_last=config.keep_checkpoints, best_metric=evaluate.selection_metric(config))
-  try:
-    _, state = checkpoint.restore_best(manager, state)
-  finally:
-    manager.close()
+  _, graphdef, state = state_lib.restore_best(workdir, config, len(info.class_names), mesh)
   model, _ = nnx.merge(graphdef, state)
   return config, info.class_names, model
 

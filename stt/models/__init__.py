@@ -1,0 +1,71 @@
+"""The models the trainer can build, and the interface every one of them follows.
+
+A model is an `nnx.Module` built as `MODELS[config.model.name](config.model, num_classes,
+rngs=...)`; adding one is a new file in this package, its line in `MODELS` and the config value
+`model.name`. Every model returns, from `model(inputs, train=...)`, the dict `ModelOutputs`:
+
+    logits          [B,C] float32   video-level class scores
+    segment_logits  [B,T,C+1] float32 or None   per-segment scores (C events + background)
+    explanations    {name: array}   the model's own explanations, where it has them:
+        where       [B,T,h,w]   spatial relevance of the grid cells per segment ("where")
+        when        [B,T]       temporal relevance of the segments, 0 on padded ones ("when")
+        when_audio, when_visual [B,T]   per-modality "when" (reported beside `when`)
+        spatial_attention       [B,T,heads,N]   what rollout reads
+        temporal_attention      [L,B,heads,2T,2T]
+
+`inputs` holds `frames` [B,T,F,H,W,3] uint8 or `visual_features` [B,T,h,w,Cv], `log_mel`
+[B,T,96,64] or `audio_features` [B,T,Ca], and `segment_mask` [B,T] bool
+(stt.input_pipeline.MODEL_INPUT_KEYS). The post-hoc explainers and the perturbation tests also
+use the split at the backbones that `AudioVisualModel` names (`encode`, `embed`,
+`head_from_tokens`) and `grid_size`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import jax
+
+from stt.models import stan
+
+ModelOutputs = dict[str, Any]
+
+# The one list of model names (config model.name).
+MODELS = {
+    "stan": stan.Stan,
+}
+
+
+class AudioVisualModel(Protocol):
+  """What the trainer, evaluators, explainers and perturbation tests call on a model."""
+
+  num_classes: int
+  grid_size: tuple[int, int]  # (h, w) of the visual grid
+
+  def __call__(self, inputs: dict, *, train: bool = False) -> ModelOutputs:
+    """inputs (see the module docstring) -> ModelOutputs."""
+
+  def encode(self, inputs: dict, *, train: bool = False) -> tuple[jax.Array, jax.Array]:
+    """Backbones: inputs -> (visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca])."""
+
+  def head(self, visual_map: jax.Array, audio_vec: jax.Array,
+           segment_mask: jax.Array | None = None, *, train: bool = False) -> ModelOutputs:
+    """Everything after the backbones: `embed`, then `head_from_tokens`."""
+
+  def embed(self, visual_map: jax.Array, audio_vec: jax.Array, *,
+            train: bool = False) -> tuple[jax.Array, jax.Array]:
+    """Per-token embedding -> (cells [B,T,N,D], audio [B,T,D]); a token depends only on its
+    own input vector, so the perturbation tests can swap tokens."""
+
+  def head_from_tokens(self, cells: jax.Array, audio: jax.Array,
+                       segment_mask: jax.Array | None = None, *,
+                       train: bool = False) -> ModelOutputs:
+    """cells [B,T,N,D], audio [B,T,D] -> ModelOutputs."""
+
+
+def create_model(model_config, num_classes: int, *, rngs) -> AudioVisualModel:
+  """The model `model_config.name` names; a ValueError names the known ones."""
+  name = model_config.get("name", "stan")
+  if name not in MODELS:
+    raise ValueError(f"unknown model.name {name!r}; known: {sorted(MODELS)}")
+  return MODELS[name](model_config, num_classes, rngs=rngs)

@@ -7,8 +7,9 @@ and the VGGish audio network, so their weights could be ported.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -206,3 +207,26 @@ class VGGishTiny(nnx.Module):
     for conv in self.convs:
       x = nnx.relu(conv(x))
     return jnp.mean(x, axis=(1, 2))
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+  """A backbone of the tables below: its constructor (dtype=, rngs=) and, for visual ones, the
+  stride from frame pixels to grid cells. `create` None: precomputed features, no network."""
+
+  create: Callable[..., nnx.Module] | None
+  stride: int | None = None
+
+
+# The one list of backbone names (config model.visual_backbone / model.audio_backbone).
+VISUAL_BACKBONES = {
+    'resnet18': Backbone(resnet18, stride=32),
+    'resnet50': Backbone(resnet50, stride=32),
+    'resnet_tiny': Backbone(resnet_tiny, stride=8),
+    'features': Backbone(None),
+}
+AUDIO_BACKBONES = {
+    'vggish': Backbone(VGGish),
+    'vggish_tiny': Backbone(VGGishTiny),
+    'features': Backbone(None),
+}

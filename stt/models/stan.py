@@ -23,7 +23,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 from flax import nnx
-from ml_collections import config_dict
 
 from stt.models import backbones
 from stt.models.layers import AudioGuidedSpatialAttention
@@ -36,62 +35,25 @@ POOL_VALUES = ('local', 'contextual')
 _EMBED_INIT = nnx.initializers.normal(stddev=0.02)
 
 
-def default_model_config() -> ml_collections.ConfigDict:
-  """All model fields with their defaults (the tiny CPU variant on 64x64 frames)."""
-  config = ml_collections.ConfigDict()
-  config.visual_backbone = 'resnet_tiny'  # 'resnet18' | 'resnet50' | 'resnet_tiny' | 'features'
-  config.audio_backbone = 'vggish_tiny'  # 'vggish' | 'vggish_tiny' | 'features'
-  config.visual_feature_dim = 512  # Cv of precomputed maps, used when visual_backbone='features'
-  config.audio_feature_dim = 128  # Ca of precomputed vectors, used when audio_backbone='features'
-  # Pretrained backbone files (docs/pretrained.md), loaded by pretrained.load_backbone_weights:
-  # torchvision/timm ResNet-18/50 (.safetensors, or .pth with torch) for resnet18/resnet50;
-  # VGGish (vggish_model.ckpt, or the torchvggish port) for audio_backbone='vggish'.
-  config.visual_weights = config_dict.placeholder(str)  # None: random init
-  config.audio_weights = config_dict.placeholder(str)  # None: random init
-  config.width = 128  # D
-  config.num_heads = 4
-  config.num_layers = 1
-  config.mlp_ratio = 2
-  config.dropout = 0.1
-  config.spatial_query = 'audio'  # 'audio' | 'learned' | 'none'
-  config.temporal_pool = 'attention'  # 'attention' | 'mean'
-  # What the "when" pooling averages: 'contextual' = the transformer outputs h_t (every h_t
-  # sees the whole video, so beta need not point at the evidence); 'local' = the segment's own
-  # tokens (a_t, v_hat_t), with beta still scored from h_t, so the classifier sees only what
-  # beta selects.
-  config.pool_values = 'local'
-  config.segment_head = False
-  config.dtype = 'float32'  # compute dtype: 'float32' | 'bfloat16'; params stay float32
-  config.num_segments = 10  # T, size of the temporal position embedding
-  config.grid_size = (8, 8)  # (h, w) of the visual map: (8,8) resnet_tiny@64px, (7,7) @224px
-  return config
-
-
 def make_visual_backbone(name: str, feature_dim: int, *, dtype, rngs: nnx.Rngs):
   """Returns (module or None for precomputed 'features', output channels Cv)."""
-  if name == 'resnet18':
-    module = backbones.resnet18(dtype=dtype, rngs=rngs)
-  elif name == 'resnet50':
-    module = backbones.resnet50(dtype=dtype, rngs=rngs)
-  elif name == 'resnet_tiny':
-    module = backbones.resnet_tiny(dtype=dtype, rngs=rngs)
-  elif name == 'features':
-    return None, feature_dim
-  else:
+  if name not in backbones.VISUAL_BACKBONES:
     raise ValueError(f'unknown visual_backbone {name!r}')
+  create = backbones.VISUAL_BACKBONES[name].create
+  if create is None:
+    return None, feature_dim
+  module = create(dtype=dtype, rngs=rngs)
   return module, module.out_channels
 
 
 def make_audio_backbone(name: str, feature_dim: int, *, dtype, rngs: nnx.Rngs):
   """Returns (module or None for precomputed 'features', output size Ca)."""
-  if name == 'vggish':
-    module = backbones.VGGish(dtype=dtype, rngs=rngs)
-  elif name == 'vggish_tiny':
-    module = backbones.VGGishTiny(dtype=dtype, rngs=rngs)
-  elif name == 'features':
-    return None, feature_dim
-  else:
+  if name not in backbones.AUDIO_BACKBONES:
     raise ValueError(f'unknown audio_backbone {name!r}')
+  create = backbones.AUDIO_BACKBONES[name].create
+  if create is None:
+    return None, feature_dim
+  module = create(dtype=dtype, rngs=rngs)
   return module, module.out_features
 
 
@@ -121,6 +83,10 @@ class Stan(nnx.Module):
     self.pool_values = config.pool_values
     self.dtype = jnp.dtype(config.dtype)
     dtype, width = self.dtype, config.width
+    if config.grid_size is None:
+      raise ValueError('model.grid_size is None: stt.datasets.load derives it from the backbone '
+                       'and the frame size (or the features); set it when building a model '
+                       'without a dataset')
     self.grid_size = tuple(config.grid_size)
     num_cells = self.grid_size[0] * self.grid_size[1]
 

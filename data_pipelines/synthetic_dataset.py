@@ -1,0 +1,61 @@
+"""The embedded synthetic set as a built TFDS dataset: generated and built once, then cached.
+
+    <data_dir>/downloads/manual/<tag>/                the AVE-format directory of MP4s
+    <data_dir>/ave_videos/<tag>_t<T>_f<F>_s<S>/<ver>/  the built array_record dataset
+
+`tag` changes whenever a generator setting changes, so two settings never share a directory.
+The trainer (stt.datasets) and `python -m data_pipelines.build --dataset=synthetic` both call
+`prepare`, so the build CLI writes exactly what a config looks for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Callable
+
+from etils import epath
+
+from data_pipelines import ave_builder
+from data_pipelines import synthetic
+
+
+def tag(settings: dict) -> str:
+  """`synthetic_<sha1[:8]>` of the generator settings (a config's `synthetic` section)."""
+  spec = json.dumps(settings, sort_keys=True)
+  return "synthetic_" + hashlib.sha1(spec.encode()).hexdigest()[:8]
+
+
+def dataset_dir(data_dir: epath.PathLike, settings: dict, *, num_segments: int,
+                frames_per_segment: int, frame_size: int) -> epath.Path:
+  """Where `prepare` puts the built set for these settings and segment/frame sizes."""
+  name = ave_builder.config_name(tag(settings), num_segments, frames_per_segment, frame_size)
+  return epath.Path(data_dir) / "ave_videos" / name / str(ave_builder.AveVideos.VERSION)
+
+
+def prepare(data_dir: epath.PathLike, settings: dict, *, num_segments: int,
+            frames_per_segment: int, frame_size: int, num_workers: int = 1,
+            on_row: Callable[[bool], None] | None = None) -> epath.Path:
+  """Generates and builds the set unless it is already cached; returns its directory.
+
+  settings: SyntheticSpec fields (e.g. `synthetic.default_settings()`). on_row(failed), if
+  given, is called once per video as it is built (for a progress bar).
+  """
+  data_dir = epath.Path(data_dir)
+  name = tag(settings)
+  built_dir = dataset_dir(data_dir, settings, num_segments=num_segments,
+                          frames_per_segment=frames_per_segment, frame_size=frame_size)
+  if (built_dir / "dataset_info.json").exists():
+    return built_dir
+  raw_dir = data_dir / "downloads" / "manual" / name
+  if not (raw_dir / synthetic.COMPLETE_MARKER).exists():
+    logging.info("Generating the synthetic AV-event set in %s", raw_dir)
+    synthetic.generate(raw_dir, synthetic.SyntheticSpec(**settings), num_workers=num_workers)
+  logging.info("Building the TFDS dataset from %s", raw_dir)
+  summary = ave_builder.build(
+      raw_dir, data_dir, tag=name, num_segments=num_segments,
+      frames_per_segment=frames_per_segment, frame_size=frame_size, num_workers=num_workers,
+      on_row=on_row)
+  logging.info("Synthetic set: %s", summary)
+  return built_dir

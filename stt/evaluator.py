@@ -1,0 +1,87 @@
+"""The trainer's evaluation of a state on a split: accuracy, loss and (optionally) pointing games.
+
+The forward pass is one jitted function over global batches; the per-example outputs are
+gathered to every host by `input_pipeline.gather_split` (padding rows dropped, split order) and
+metrics are computed on the host. Segment tasks (stt/tasks.py) also predict a label per segment
+and report `{split}/segment_accuracy` over valid segments.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from stt import input_pipeline
+from stt import sharding
+from stt import tasks
+from stt.explain import pointing
+
+
+def eval_step(graphdef, state, batch, *, task: str = "recognition",
+              event_threshold: float = 1.0) -> dict:
+  """Per-example outputs of the model in inference mode; shapes [B,...]."""
+  model, _ = nnx.merge(graphdef, state)
+  outputs = model(input_pipeline.model_inputs(batch), train=False)
+  logits = outputs["logits"].astype(np.float32)
+  explanations = outputs["explanations"]
+  extra = {}
+  if task in tasks.SEGMENT_TASKS:
+    extra["segment_prediction"] = tasks.segment_predictions(outputs, batch["segment_mask"], task,
+                                                            event_threshold)
+    extra["segment_labels"] = batch["segment_labels"]
+  return {
+      **extra,
+      "prediction": logits.argmax(-1),
+      "loss": optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]),
+      "where": explanations["where"],
+      "when": explanations["when"],
+      "when_audio": explanations["when_audio"],
+      "when_visual": explanations["when_visual"],
+  }
+
+
+class Evaluator:
+  """Evaluates NNX states of (model, optimizer) built from `graphdef` on split sources."""
+
+  def __init__(self, graphdef, mesh, config: ml_collections.ConfigDict):
+    self._mesh = mesh
+    self._config = config
+    self._step = jax.jit(
+        functools.partial(eval_step, graphdef, task=config.task,
+                          event_threshold=config.localization.event_threshold),
+        out_shardings=sharding.replicated(mesh))
+
+  def predict(self, state, source) -> dict:
+    """Outputs (and annotations) of every example of `source`, in split order: {key: [N,...]}."""
+    return input_pipeline.gather_split(
+        functools.partial(self._step, state), source,
+        global_batch_size=self._config.eval_batch_size,
+        batch_sharding=sharding.batch_sharding(self._mesh))
+
+  def evaluate(self, state, source, split: str, *, explain: bool = False) -> dict:
+    """Flat metrics `{split}/accuracy`, `{split}/loss`, `{split}/num_examples` (+ pointing)."""
+    out = self.predict(state, source)
+    metrics = split_metrics(out, split)
+    if explain:
+      metrics.update(pointing.pointing_metrics(out, self._config.explain.pointing_tolerance_px))
+    return metrics
+
+
+def split_metrics(out: dict, split: str) -> dict:
+  """`{split}/accuracy`, `{split}/loss`, `{split}/num_examples` (+ `{split}/segment_accuracy`
+  for segment tasks) from Evaluator.predict's outputs."""
+  metrics = {
+      f"{split}/accuracy": float(np.mean(out["prediction"] == out["label"])),
+      f"{split}/loss": float(np.mean(out["loss"])),
+      f"{split}/num_examples": int(out["label"].shape[0]),
+  }
+  if "segment_prediction" in out:
+    valid = out["segment_mask"].astype(bool)
+    correct = out["segment_prediction"] == out["segment_labels"]
+    metrics[f"{split}/segment_accuracy"] = float(correct[valid].mean()) if valid.any() else 0.0
+  return metrics
