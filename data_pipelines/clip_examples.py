@@ -14,12 +14,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import posixpath
-import resource
-import signal
 import tempfile
-import time
 
 import numpy as np
 from etils import epath
@@ -27,7 +23,6 @@ from etils import epath
 from data_pipelines import media
 
 MAX_BOXES_PER_SEGMENT = 4
-TEST_FAULTS_ENV = "STT_TEST_DECODER_FAULTS"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +89,6 @@ class ClipDecoder:
   def __call__(self, task: ClipTask) -> Decoded:
     if not epath.Path(task.video_path).exists():
       return Decoded(task.key, failure=task.failure("file not found"))
-    _inject_test_fault(task.video_id)
     try:
       clip = _decode_file(task.video_path, num_segments=self.num_segments,
                           frames_per_segment=self.frames_per_segment, frame_size=self.frame_size)
@@ -127,20 +121,6 @@ class ClipDecoder:
         "box_mask": box_mask,
         "damaged_segments": np.asarray(damaged, np.bool_),
     }
-
-
-def _inject_test_fault(video_id: str):
-  """TEST-ONLY hook (tests/test_decoder_faults.py), inert unless the environment variable
-  STT_TEST_DECODER_FAULTS="<video_id>:crash,<video_id>:hang" is set: the decoder of such a clip
-  dies of SIGSEGV (as a crashing native decoder would) or sleeps for an hour. Read here, in the
-  decoding process, because decode_pool's spawned children inherit the environment."""
-  faults = dict(entry.split(":", 1) for entry in os.environ.get(TEST_FAULTS_ENV, "").split(",")
-                if ":" in entry)
-  if faults.get(video_id) == "crash":
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file
-    os.kill(os.getpid(), signal.SIGSEGV)
-  elif faults.get(video_id) == "hang":
-    time.sleep(3600)
 
 
 def _decode_file(path: str, **settings) -> media.DecodedClip:

@@ -1,7 +1,7 @@
 """A decoder that crashes its process (SIGSEGV) or hangs fails its own clip, not the build.
 
-The faults come from the decoder's test-only hook (clip_examples.TEST_FAULTS_ENV, read in the
-decoding child process): `crash_*` clips kill their process with SIGSEGV, `hang_*` clips sleep
+The faults come from tests/decoder_faults/sitecustomize.py, loaded by the decoding child
+processes through PYTHONPATH: `crash_*` clips kill their process with SIGSEGV, `hang_*` clips sleep
 for an hour. Every other clip, before and after the faults, must be built exactly as in a build
 without faults, with one and with two decode processes.
 """
@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from data_pipelines import clip_examples
 from data_pipelines import decode_pool
 from data_pipelines import manifest_builder
 from tests import clip_files
@@ -32,6 +31,14 @@ FAULTS = {"crash_train": "decoder crashed (killed by SIGSEGV)",
           "crash_val": "decoder crashed (killed by SIGSEGV)",
           "hang_train": f"timed out after {TIMEOUT_S} s"}
 FAULTS_SPEC = ",".join(f"{video_id}:{video_id.split('_')[0]}" for video_id in FAULTS)
+FAULTS_DIR = os.path.join(os.path.dirname(__file__), "decoder_faults")
+
+
+def _inject_faults(monkeypatch):
+  """Processes started from now on crash or hang on the FAULTS clips (decoder_faults/)."""
+  monkeypatch.setenv("STT_TEST_DECODER_FAULTS", FAULTS_SPEC)
+  monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+      [FAULTS_DIR] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +86,7 @@ def _assert_faults_fail_alone(dataset_dir, no_faults):
 
 def test_one_decode_process_survives_a_crash_and_a_hang(raw_dir, no_faults, tmp_path,
                                                        monkeypatch):
-  monkeypatch.setenv(clip_examples.TEST_FAULTS_ENV, FAULTS_SPEC)
+  _inject_faults(monkeypatch)
   rows = []
   summary = manifest_builder.build(raw_dir / "manifest.csv", tmp_path, tag="m", num_segments=T,
                                    frame_size=S, num_workers=1, decode_timeout_s=TIMEOUT_S,
@@ -91,7 +98,7 @@ def test_one_decode_process_survives_a_crash_and_a_hang(raw_dir, no_faults, tmp_
 
 
 def test_two_decode_processes_through_the_cli(raw_dir, no_faults, tmp_path, monkeypatch):
-  monkeypatch.setenv(clip_examples.TEST_FAULTS_ENV, FAULTS_SPEC)
+  _inject_faults(monkeypatch)
   status, stdout, stderr = run_build(
       "--dataset=manifest", f"--manual_dir={raw_dir}", f"--data_dir={tmp_path}", "--tag=m",
       f"--num_segments={T}", f"--frame_size={S}", "--num_workers=2",
