@@ -109,7 +109,7 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
   if config.dataset.input == "features":
     _take_feature_shapes(config, builder.info.features, dataset_dir)
   else:
-    _take_grid_size(config)
+    derive_grid_size(config)
   sources = {split: builder.as_data_source(split) for split in SPLITS}
   return Dataset(sources, list(builder.info.features["label"].names), dataset_dir)
 
@@ -174,7 +174,7 @@ def _take_feature_shapes(config: ml_collections.ConfigDict, features, dataset_di
                          f"{value}; leave model.{key} unset to take it from the data")
 
 
-def _take_grid_size(config: ml_collections.ConfigDict):
+def derive_grid_size(config: ml_collections.ConfigDict):
   """Sets model.grid_size, left None, from the visual backbone's stride and dataset.frame_size.
 
   A value set anyway must agree (config_validation checks it before anything runs).
