@@ -132,6 +132,9 @@ def _validate_task(config: ml_collections.ConfigDict):
              "task='localization' trains on segment labels: set model.segment_head=True and "
              "loss.segment_weight > 0")
   elif task == "weak":
+    _require("when" in models.explanations_of(config.model),
+             f"task='weak' reads the model's own 'when'; model.name="
+             f"{config.model.get('name', 'stan')!r} has none (use stan, or task='localization')")
     _require(config.loss.segment_weight == 0,
              "task='weak' trains on video labels only: set loss.segment_weight=0")
     _require(config.localization.event_threshold > 0,

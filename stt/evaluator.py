@@ -22,6 +22,9 @@ from stt import tasks
 from stt.explain import pointing
 
 
+INTRINSIC_MAPS = ("where", "when", "when_audio", "when_visual")
+
+
 def eval_step(graphdef, state, batch, *, task: str = "recognition",
               event_threshold: float = 1.0) -> dict:
   """Per-example outputs of the model in inference mode; shapes [B,...]."""
@@ -38,10 +41,8 @@ def eval_step(graphdef, state, batch, *, task: str = "recognition",
       **extra,
       "prediction": logits.argmax(-1),
       "loss": optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]),
-      "where": explanations["where"],
-      "when": explanations["when"],
-      "when_audio": explanations["when_audio"],
-      "when_visual": explanations["when_visual"],
+      # The model's own maps, where it has them (stt/models/__init__.py).
+      **{key: explanations[key] for key in INTRINSIC_MAPS if key in explanations},
   }
 
 
@@ -67,7 +68,7 @@ class Evaluator:
     """Flat metrics `{split}/accuracy`, `{split}/loss`, `{split}/num_examples` (+ pointing)."""
     out = self.predict(state, source)
     metrics = split_metrics(out, split)
-    if explain:
+    if explain and "where" in out:
       metrics.update(pointing.pointing_metrics(out, self._config.explain.pointing_tolerance_px))
     return metrics
 

@@ -210,7 +210,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       val_outputs = evaluator.predict(state, dataset.sources["val"])
       val = evaluator_lib.split_metrics(val_outputs, "val")
       writer.write_scalars(step, val)
-      if is_chief and config.explain.num_panels > 0:
+      if is_chief and config.explain.num_panels > 0 and {"where", "when"} <= val_outputs.keys():
         write_panels(writer, step, val_outputs, dataset, config.explain.num_panels)
       checkpoint.save(manager, step, state, train_iter,
                       metrics={**val, "train/loss": last_train_loss})

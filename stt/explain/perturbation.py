@@ -32,7 +32,7 @@ import numpy as np
 from flax import nnx
 
 from stt.explain.explainers import segment_mask_of
-from stt.models.stan import IMAGENET_MEAN
+from stt.models.encoders import IMAGENET_MEAN
 
 FRACTIONS = tuple(i / 10 for i in range(10))
 TESTS = ('spatial', 'temporal')

@@ -26,19 +26,26 @@ from typing import Any, Protocol
 
 import jax
 
+from stt.models import avel
+from stt.models import late_fusion
 from stt.models import stan
 
 ModelOutputs = dict[str, Any]
 
-# The one list of model names (config model.name).
+# The one list of model names (config model.name): STAN and the models it is compared with.
 MODELS = {
     "stan": stan.Stan,
+    "late_fusion": late_fusion.LateFusion,
+    "audio_only": late_fusion.AudioOnly,
+    "visual_only": late_fusion.VisualOnly,
+    "avel": avel.Avel,
 }
 
 
 class AudioVisualModel(Protocol):
   """What the trainer, evaluators, explainers and perturbation tests call on a model."""
 
+  EXPLANATIONS: tuple[str, ...]  # the keys of `explanations` this model returns
   num_classes: int
   grid_size: tuple[int, int]  # (h, w) of the visual grid
 
@@ -61,6 +68,11 @@ class AudioVisualModel(Protocol):
                        segment_mask: jax.Array | None = None, *,
                        train: bool = False) -> ModelOutputs:
     """cells [B,T,N,D], audio [B,T,D] -> ModelOutputs."""
+
+
+def explanations_of(model_config) -> tuple[str, ...]:
+  """The intrinsic explanations (keys of `explanations`) of the model `model_config` names."""
+  return MODELS[model_config.get("name", "stan")].EXPLANATIONS
 
 
 def create_model(model_config, num_classes: int, *, rngs) -> AudioVisualModel:

@@ -24,43 +24,13 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from stt.models import backbones
+from stt.models import encoders
 from stt.models.layers import AudioGuidedSpatialAttention
 from stt.models.layers import CrossModalTransformer
 from stt.models.layers import TemporalAttentionPool
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 POOL_VALUES = ('local', 'contextual')
 _EMBED_INIT = nnx.initializers.normal(stddev=0.02)
-
-
-def make_visual_backbone(name: str, feature_dim: int, *, dtype, rngs: nnx.Rngs):
-  """Returns (module or None for precomputed 'features', output channels Cv)."""
-  if name not in backbones.VISUAL_BACKBONES:
-    raise ValueError(f'unknown visual_backbone {name!r}')
-  create = backbones.VISUAL_BACKBONES[name].create
-  if create is None:
-    return None, feature_dim
-  module = create(dtype=dtype, rngs=rngs)
-  return module, module.out_channels
-
-
-def make_audio_backbone(name: str, feature_dim: int, *, dtype, rngs: nnx.Rngs):
-  """Returns (module or None for precomputed 'features', output size Ca)."""
-  if name not in backbones.AUDIO_BACKBONES:
-    raise ValueError(f'unknown audio_backbone {name!r}')
-  create = backbones.AUDIO_BACKBONES[name].create
-  if create is None:
-    return None, feature_dim
-  module = create(dtype=dtype, rngs=rngs)
-  return module, module.out_features
-
-
-def normalize_frames(frames: jax.Array) -> jax.Array:
-  """uint8 RGB [..., 3] -> float32 (x/255 - ImageNet mean) / std."""
-  x = frames.astype(jnp.float32) / 255.0
-  return (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
 
 
 def joint_when(beta_audio: jax.Array, beta_visual: jax.Array) -> jax.Array:
@@ -76,6 +46,9 @@ def joint_when(beta_audio: jax.Array, beta_visual: jax.Array) -> jax.Array:
 class Stan(nnx.Module):
   """Space-time attention network; see the module docstring for the data flow."""
 
+  EXPLANATIONS = ("where", "when", "when_audio", "when_visual", "spatial_attention",
+                  "temporal_attention")
+
   def __init__(self, config: ml_collections.ConfigDict, num_classes: int, *, rngs: nnx.Rngs):
     self.num_classes = num_classes
     if config.pool_values not in POOL_VALUES:
@@ -83,16 +56,12 @@ class Stan(nnx.Module):
     self.pool_values = config.pool_values
     self.dtype = jnp.dtype(config.dtype)
     dtype, width = self.dtype, config.width
-    if config.grid_size is None:
-      raise ValueError('model.grid_size is None: stt.datasets.load derives it from the backbone '
-                       'and the frame size (or the features); set it when building a model '
-                       'without a dataset')
-    self.grid_size = tuple(config.grid_size)
+    self.grid_size = encoders.grid_size_of(config)
     num_cells = self.grid_size[0] * self.grid_size[1]
 
-    self.visual_backbone, visual_dim = make_visual_backbone(
+    self.visual_backbone, visual_dim = encoders.make_visual_backbone(
         config.visual_backbone, config.visual_feature_dim, dtype=dtype, rngs=rngs)
-    self.audio_backbone, audio_dim = make_audio_backbone(
+    self.audio_backbone, audio_dim = encoders.make_audio_backbone(
         config.audio_backbone, config.audio_feature_dim, dtype=dtype, rngs=rngs)
 
     linear = lambda d_in, d_out, dt=dtype: nnx.Linear(
@@ -122,29 +91,9 @@ class Stan(nnx.Module):
         linear(2 * width, num_classes + 1, jnp.float32) if config.segment_head else None)
 
   def encode(self, inputs: dict, *, train: bool = False):
-    """Backbones. Returns (visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca]).
-
-    Uses inputs['frames'] [B,T,F,H,W,3] uint8 (frame features averaged over F) or
-    inputs['visual_features'] [B,T,h,w,Cv]; inputs['log_mel'] [B,T,96,64] or
-    inputs['audio_features'] [B,T,Ca].
-    """
-    if self.visual_backbone is None:
-      visual_map = jnp.asarray(inputs['visual_features'])
-    else:
-      frames = inputs['frames']
-      b, t, f = frames.shape[:3]
-      images = normalize_frames(frames.reshape((b * t * f,) + frames.shape[3:]))
-      maps = self.visual_backbone(images.astype(self.dtype), train=train)
-      visual_map = maps.reshape((b, t, f) + maps.shape[1:]).mean(axis=2)
-    if self.audio_backbone is None:
-      audio_vec = jnp.asarray(inputs['audio_features'])
-    else:
-      log_mel = inputs['log_mel']
-      b, t = log_mel.shape[:2]
-      vec = self.audio_backbone(
-          log_mel.reshape((b * t,) + log_mel.shape[2:]).astype(self.dtype), train=train)
-      audio_vec = vec.reshape(b, t, -1)
-    return visual_map, audio_vec
+    """Backbones (encoders.encode): (visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca])."""
+    return encoders.encode(self.visual_backbone, self.audio_backbone, inputs, dtype=self.dtype,
+                           train=train)
 
   def head(self, visual_map: jax.Array, audio_vec: jax.Array,
            segment_mask: jax.Array | None = None, *, train: bool = False) -> dict:

@@ -1,0 +1,124 @@
+"""Every model in MODELS follows the model interface (stt/models/__init__.py) and learns."""
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from configs import synthetic
+from configs.common import default_model_config
+from stt import config_validation
+from stt import models
+from stt.explain import explainers
+from stt.explain import perturbation
+
+B, T, C, GRID, CV, CA = 4, 5, 3, (3, 3), 6, 5
+
+
+def _config(name):
+  config = default_model_config()
+  config.update(name=name, visual_backbone="features", audio_backbone="features",
+                visual_feature_dim=CV, audio_feature_dim=CA, grid_size=GRID, width=8,
+                num_heads=2, num_segments=T, segment_head=True, dropout=0.0)
+  return config
+
+
+def _inputs(seed=0):
+  rng = np.random.default_rng(seed)
+  return {"visual_features": jnp.asarray(rng.normal(size=(B, T) + GRID + (CV,)), jnp.float32),
+          "audio_features": jnp.asarray(rng.normal(size=(B, T, CA)), jnp.float32),
+          "segment_mask": jnp.asarray(np.arange(T)[None] < np.array([[5], [5], [3], [2]]))}
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_outputs_follow_the_interface(name):
+  model = models.create_model(_config(name), C, rngs=nnx.Rngs(0))
+  out = model(_inputs())
+  assert out["logits"].shape == (B, C) and out["logits"].dtype == jnp.float32
+  assert out["segment_logits"].shape == (B, T, C + 1)
+  assert set(out["explanations"]) == set(model.EXPLANATIONS)
+  shapes = {"where": (B, T) + GRID, "when": (B, T), "when_audio": (B, T), "when_visual": (B, T)}
+  for key, shape in shapes.items():
+    if key in out["explanations"]:
+      assert out["explanations"][key].shape == shape
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_padded_segments_do_not_change_the_prediction(name):
+  model = models.create_model(_config(name), C, rngs=nnx.Rngs(0))
+  inputs, noisy = _inputs(0), _inputs(1)
+  padded = ~inputs["segment_mask"]
+  changed = {**inputs,
+             "visual_features": jnp.where(padded[:, :, None, None, None],
+                                          noisy["visual_features"], inputs["visual_features"]),
+             "audio_features": jnp.where(padded[:, :, None], noisy["audio_features"],
+                                         inputs["audio_features"])}
+  np.testing.assert_allclose(model(changed)["logits"], model(inputs)["logits"], atol=1e-5)
+  assert not np.allclose(model(noisy)["logits"], model(inputs)["logits"], atol=1e-3)
+
+
+@pytest.mark.parametrize("name, ignored", [("audio_only", "visual_features"),
+                                           ("visual_only", "audio_features")])
+def test_a_single_modality_model_ignores_the_other(name, ignored):
+  model = models.create_model(_config(name), C, rngs=nnx.Rngs(0))
+  inputs = _inputs(0)
+  other = {**inputs, ignored: _inputs(1)[ignored]}
+  np.testing.assert_array_equal(model(other)["logits"], model(inputs)["logits"])
+  kept = "audio_features" if ignored == "visual_features" else "visual_features"
+  assert not np.allclose(model({**inputs, kept: _inputs(1)[kept]})["logits"],
+                         model(inputs)["logits"], atol=1e-3)
+
+
+def test_avel_where_is_a_distribution_over_cells_on_valid_segments():
+  model = models.create_model(_config("avel"), C, rngs=nnx.Rngs(0))
+  inputs = _inputs()
+  where = np.asarray(model(inputs)["explanations"]["where"]).reshape(B, T, -1)
+  valid = np.asarray(inputs["segment_mask"])
+  np.testing.assert_allclose(where.sum(-1), valid.astype(np.float32), atol=1e-5)
+  assert (where >= 0).all() and where[valid].std(axis=-1).min() > 0  # not uniform
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_each_model_fits_a_fixed_batch(name):
+  model = models.create_model(_config(name), C, rngs=nnx.Rngs(0))
+  optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
+  inputs, labels = _inputs(), jnp.asarray([0, 1, 2, 1])
+
+  @nnx.jit
+  def step(model, optimizer):
+    def loss_fn(model):
+      logits = model(inputs, train=True)["logits"]
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    loss, grads = nnx.value_and_grad(loss_fn)(model)
+    optimizer.update(model, grads)
+    return loss
+
+  losses = [float(step(model, optimizer)) for _ in range(40)]
+  assert losses[-1] < 0.5 * losses[0], losses
+
+
+@pytest.mark.parametrize("name", ["late_fusion", "avel"])
+def test_post_hoc_explainers_and_perturbation_tests_run_on_the_interface(name):
+  model = models.create_model(_config(name), C, rngs=nnx.Rngs(0))
+  inputs = _inputs()
+  maps = explainers.gradient(model, inputs)
+  assert maps["where"].shape == (B, T) + GRID and maps["when"].shape == (B, T)
+  assert float(jnp.abs(maps["where"]).sum()) > 0
+  labels = jnp.argmax(model(inputs)["logits"], -1)
+  curves = perturbation.perturbation_curves(model, inputs, labels, maps["where"], maps["when"],
+                                            test="temporal", order="positive")
+  assert curves["correct"].shape == (len(perturbation.FRACTIONS), B)
+  assert bool(curves["correct"][0].all())  # nothing removed: every prediction is its own label
+
+
+def test_weak_localization_needs_a_model_with_a_when():
+  config = synthetic.get_config("smoke")
+  config.task, config.loss.segment_weight = "weak", 0.0
+  config_validation.validate(config, device_count=1)
+  config.model.name = "late_fusion"
+  with pytest.raises(config_validation.ConfigError, match="model.name='late_fusion' has none"):
+    config_validation.validate(config, device_count=1)
+  config.model.name = "mbt"
+  with pytest.raises(config_validation.ConfigError, match=r"model.name='mbt' is not one of"):
+    config_validation.validate(config, device_count=1)
