@@ -24,7 +24,8 @@ def test_vggss_reads_entries_and_counts_the_defects(tmp_path):
   test_ids = vggss_format.read_test_list(test_csv)
   assert test_ids == vggss_files.VGGSS_TEST_IDS  # CRLF stripped
   annotations = vggss_format.read(json_path, test_ids)
-  assert [e.file for e in annotations.entries] == ["abc_000010", "x-y_Z_000030", "def_000000"]
+  assert [e.file for e in annotations.entries] == ["abc_000010", "x-y_Z_000030", "def_000000",
+                                                   "noclip_000050"]
   cat = annotations.entries[1]
   assert (cat.youtube_id, cat.start_s, cat.class_name) == ("x-y_Z", 30, "cat meowing")
   assert cat.boxes == ((0.5, 0.25, 1.0, 0.75),)  # the sentinel box clamps to empty
@@ -34,7 +35,7 @@ def test_vggss_reads_entries_and_counts_the_defects(tmp_path):
   assert annotations.counts == {"sentinel_boxes": 1, "degenerate_boxes": 1,
                                 "entries_without_box": 1, "not_in_test_list": 1,
                                 "test_ids_without_entry": 1}
-  assert len(vggss_format.read(json_path).entries) == 4
+  assert len(vggss_format.read(json_path).entries) == 5
 
 
 def test_vggss_annotated_frame_option_and_bad_files(tmp_path):

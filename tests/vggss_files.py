@@ -3,8 +3,9 @@
 import json
 import pathlib
 
-# Four entries: a clean one with two boxes, one with a sentinel box beside a good one, one whose
-# only box is degenerate (no usable box left), one not in the test list. 2 dog, 1 cat, 1 bird.
+# Five entries: a clean one with two boxes, one with a sentinel box beside a good one, one whose
+# only box is degenerate (no usable box left), one not in the test list, one whose clip the tests
+# never write. The test list (CRLF) also names an id without an entry.
 VGGSS_ENTRIES = [
     {"file": "abc_000010", "class": "dog barking",
      "bbox": [[0.25, 0.5, 0.5, 1.0], [0.0, 0.0, 0.1, 0.1]]},
@@ -12,8 +13,9 @@ VGGSS_ENTRIES = [
      "bbox": [[0.1, 0.2, -2.8823037615171174e16, 0.5], [0.5, 0.25, 1.0, 0.75]]},
     {"file": "def_000000", "class": "dog barking", "bbox": [[0.3, 0.3, 0.3, 0.6]]},
     {"file": "ghi_000020", "class": "bird chirping", "bbox": [[0.0, 0.0, 1.0, 1.0]]},
+    {"file": "noclip_000050", "class": "cat meowing", "bbox": [[0.2, 0.2, 0.4, 0.4]]},
 ]
-VGGSS_TEST_IDS = ["abc_000010", "x-y_Z_000030", "def_000000", "missing_000040"]
+VGGSS_TEST_IDS = ["abc_000010", "x-y_Z_000030", "def_000000", "missing_000040", "noclip_000050"]
 
 # Flickr-SoundNet: three annotators' boxes on the 256-px image (the consensus case of
 # tests/test_sound_localization.py), the first child of <bbox> being skipped by the references.
