@@ -29,6 +29,7 @@ from stt import input_pipeline
 from stt import preemption
 from stt import sharding
 from stt import trained_run
+from stt.explain import explain_sets
 from stt.explain import panels
 from stt.explain import suite
 from stt.models import pretrained
@@ -172,8 +173,8 @@ def explain_best(config: ml_collections.ConfigDict, workdir: str) -> dict:
     step, state = checkpoint.restore_best(manager, state)
   finally:
     manager.close()
-  metrics = suite.run(graphdef, state, dataset.sources["test"], mesh, config, workdir,
-                      dataset.class_names)
+  metrics = suite.run(graphdef, state, explain_sets.test_source(config, dataset), mesh, config,
+                      workdir, dataset.class_names)
   return trained_run.write_results(workdir, {"best_step": step, **metrics},
                                    write=jax.process_index() == 0)
 

@@ -167,3 +167,29 @@ def field_scores(scored_maps, gt_maps, median_rule: str = "gt") -> FieldResult:
 def published_rows(dataset: str) -> list[tuple[str, float, float | None, str]]:
   """[(method, cIoU@0.5 %, AUC % or None, source)] published for `dataset`."""
   return [row[1:] for row in PUBLISHED if row[0] == dataset]
+
+
+def box_field_scores(where: np.ndarray, boxes: np.ndarray, box_mask: np.ndarray,
+                     frame_size: np.ndarray, segment_mask: np.ndarray | None = None, *,
+                     gt_geometry: str = "reference", median_rule: str = "gt") -> FieldResult:
+  """The field's scores of maps of the centre crop on every trial of the pointing game (an
+  annotated valid segment) of a built dataset, as VGG-SS-style union ground truth.
+
+  Args:
+    where: [V,T,h,w] maps of the centre crop.
+    boxes: [V,T,K,4] boxes [x0,y0,x1,y1] in original-frame pixels.
+    box_mask: [V,T,K] which boxes exist.
+    frame_size: [V,2] original (W, H).
+    segment_mask: [V,T] valid segments (None: all).
+  """
+  trials = np.asarray(box_mask, bool).any(-1)
+  if segment_mask is not None:
+    trials &= np.asarray(segment_mask, bool)
+  scored, gts = [], []
+  for video, segment in zip(*np.nonzero(trials)):
+    width, height = (int(v) for v in frame_size[video])
+    normalised = (np.asarray(boxes[video, segment][box_mask[video, segment]], np.float64)
+                  / np.array([width, height, width, height], np.float64))
+    gts.append(vggss_gt_map(normalised, (width, height), gt_geometry=gt_geometry))
+    scored.append(scored_map(where[video, segment]))
+  return field_scores(scored, gts, median_rule)
