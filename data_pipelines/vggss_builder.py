@@ -7,7 +7,8 @@ named `<ytid>_<start:06d>.<ext>` (the VGG-SS file id; data_pipelines/manifest_co
 Examples have the features of data_pipelines/video_examples.py, all in split `test`: video_id is
 the VGG-SS file id, label a ClassLabel over the sorted labels of vggsound.csv when it is there
 (the class list of a VGGSound build, so a VGGSound-trained model's indices apply), else over the
-sorted VGG-SS classes; the event is the whole clip (VGG-SS has no temporal annotation); boxes
+sorted VGG-SS classes; the event is empty, event_start = event_end = 0 (VGG-SS has no temporal
+annotation, so the temporal pointing game has no trial and segment_labels are background); boxes
 [T,MAX_BOXES,4] hold the entry's usable boxes in original-frame pixels (the normalised boxes
 times the decoded frame size) at the annotated segment only (`vggss_format.annotated_segment`
 of the `annotated_frame` option), box_mask marks them. VGG-SS has up to 7 boxes per entry, so
@@ -36,6 +37,7 @@ from data_pipelines import video_examples
 from data_pipelines import vggss_format
 
 MAX_BOXES = 8
+NO_EVENT = (0, 0)  # VGG-SS has no temporal annotation: an empty event, no temporal trial
 DEFECTS_FILE = "annotation_defects.json"
 METADATA_DIRS = ("", "metadata")
 
@@ -116,7 +118,7 @@ class VggssVideos(video_examples.VideoBuilder):
       path = self._clips.get(entry.file, str(epath.Path(self._clips_dir) / f"{entry.file}.mp4"))
       task = clip_examples.ClipTask(
           split="test", key=f"{index:05d}_{entry.file}", video_id=entry.file, video_path=path,
-          label=class_index.get(entry.class_name, -1),
+          label=class_index.get(entry.class_name, -1), event=NO_EVENT,
           boxes=((self._segment, entry.boxes),) if entry.boxes else ())
       reason = None
       if not entry.boxes:

@@ -82,7 +82,8 @@ def test_examples_hold_the_boxes_at_the_annotated_segment(built):
   cat = examples["x-y_Z_000030"]
   np.testing.assert_allclose(cat["boxes"][5, :1], [[32, 12, 64, 36]])  # the sentinel box: gone
   assert cat["box_mask"].sum() == 1
-  assert (abc["event_start"], abc["event_end"]) == (0, T)
+  assert (abc["event_start"], abc["event_end"]) == (0, 0)  # no temporal annotation
+  np.testing.assert_array_equal(abc["segment_labels"], [len(CLASSES)] * T)
 
 
 def test_rebuild_is_kept_and_flags_are_checked(built):

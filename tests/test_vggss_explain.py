@@ -67,6 +67,7 @@ def test_explain_on_vggss_matches_the_synthetic_boxes(smoke_run, tmp_path):
   assert results[f"{prefix}/pointing_spatial_trials"] == len(own_boxes)
   assert 0.0 <= results[f"{prefix}/field_ciou"] <= 1.0
   assert 0.0 <= results[f"{prefix}/field_auc"] <= 1.0
+  assert results[f"{prefix}/pointing_temporal"] is None  # VGG-SS has no temporal annotation
   # The run's own explain figures are kept apart.
   assert results["explain/attention/pointing_spatial_trials"] > len(own_boxes)
 
