@@ -21,7 +21,9 @@ import tensorflow_datasets as tfds
 
 from data_pipelines import vggss_builder
 from data_pipelines import vggss_format
+from stt import config_validation
 from stt import datasets
+from stt.explain import sound_localization
 
 EXPLAIN_DATASETS = ("", "vggss")
 
@@ -47,8 +49,20 @@ class RelabelledSource:
     return example
 
 
+def check_field_options(config: ml_collections.ConfigDict) -> None:
+  """ConfigError for an unknown explain.gt_geometry / median_rule, before any map is made."""
+  for key, choices in (("gt_geometry", sound_localization.GT_GEOMETRIES),
+                       ("median_rule", sound_localization.MEDIAN_RULES)):
+    value = config.explain.get(key, choices[0])
+    if value not in choices:
+      raise config_validation.ConfigError(
+          f"explain.{key}={value!r}; known: {', '.join(repr(c) for c in choices)}")
+
+
 def test_source(config: ml_collections.ConfigDict, dataset: datasets.Dataset):
-  """The source of `config.explain.dataset` (the run's test split when '')."""
+  """The source of `config.explain.dataset` (the run's test split when ''); checks the field's
+  options too (check_field_options)."""
+  check_field_options(config)
   name = config.explain.get("dataset", "")
   if name not in EXPLAIN_DATASETS:
     raise datasets.DatasetError(f"explain.dataset={name!r}; known: "
