@@ -7,7 +7,8 @@ r"""Builds a dataset as TFDS array_record under a data dir, with a progress bar 
   python -m data_pipelines.build --dataset=manifest --manifest=CSV --tag=NAME --data_dir=OUT
   python -m data_pipelines.build --dataset=kinetics_sounds --manual_dir=DIR --data_dir=OUT
   python -m data_pipelines.build --dataset=vggsound --manual_dir=DIR --data_dir=OUT
-  python -m data_pipelines.build --dataset=vggss --manual_dir=DIR --data_dir=OUT [--annotated_frame=middle]
+  python -m data_pipelines.build --dataset=vggss --manual_dir=DIR --data_dir=OUT \
+      [--annotated_frame=middle|frame125]
 
 Datasets:
   ave_features     the AVE feature release (h5 files), see data_pipelines/ave_features.py

@@ -173,8 +173,8 @@ def explain_best(config: ml_collections.ConfigDict, workdir: str) -> dict:
     step, state = checkpoint.restore_best(manager, state)
   finally:
     manager.close()
-  metrics = suite.run(graphdef, state, explain_sets.test_source(config, dataset), mesh, config,
-                      workdir, dataset.class_names)
+  source = explain_sets.explain_source(config, dataset)  # the test split, or explain.dataset
+  metrics = suite.run(graphdef, state, source, mesh, config, workdir, dataset.class_names)
   return trained_run.write_results(workdir, {"best_step": step, **metrics},
                                    write=jax.process_index() == 0)
 

@@ -15,18 +15,18 @@ def _dataset():
 
 def test_default_is_the_runs_test_split_and_unknown_values_are_errors(tmp_path):
   config = synthetic.get_config("smoke")
-  assert explain_sets.test_source(config, _dataset()) == ["the run's test split"]
+  assert explain_sets.explain_source(config, _dataset()) == ["the run's test split"]
   config.explain.median_rule = "above"
   with pytest.raises(config_validation.ConfigError, match="explain.median_rule='above'"):
-    explain_sets.test_source(config, _dataset())
+    explain_sets.explain_source(config, _dataset())
   config.explain.median_rule = "gt"
   config.explain.dataset = "flickr"
   with pytest.raises(datasets.DatasetError, match="explain.dataset='flickr'; known: '', 'vggss'"):
-    explain_sets.test_source(config, _dataset())
+    explain_sets.explain_source(config, _dataset())
   config.explain.dataset = "vggss"
   config.data_dir = str(tmp_path)
   with pytest.raises(datasets.DatasetError, match="no VGG-SS build at .*--dataset=vggss"):
-    explain_sets.test_source(config, _dataset())
+    explain_sets.explain_source(config, _dataset())
 
 
 def test_relabelled_source_uses_the_runs_class_indices():

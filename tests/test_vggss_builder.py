@@ -51,7 +51,8 @@ def built(tmp_path_factory):
 def test_summary_counts_the_defects_and_the_failed_rows(built):
   _, _, dataset_dir, stdout, stderr = built
   lines = stdout.strip().splitlines()
-  assert lines[-1] == f"vggss: built 2 (train=0, val=0, test=2), skipped 0, failed 2 -> {dataset_dir}"
+  assert lines[-1] == (
+      f"vggss: built 2 (train=0, val=0, test=2), skipped 0, failed 2 -> {dataset_dir}")
   assert lines[-2] == ("vggss.json: 4 entries (sentinel boxes 1, degenerate boxes 1, entries "
                        "without box 1, not in test list 1, test ids without entry 1); boxes at "
                        "segment 5 (annotated_frame=middle)")

@@ -22,9 +22,12 @@ VGGSS_TEST_IDS = ["abc_000010", "x-y_Z_000030", "def_000000", "missing_000040", 
 FLICKR_XML = """<?xml version="1.0"?>
 <annotation>
   <file>{image_id}.jpg</file>
-  <object><bbox><name>s</name><xmin>0</xmin><ymin>0</ymin><xmax>128</xmax><ymax>128</ymax></bbox></object>
-  <object><bbox><name>s</name><xmin>0</xmin><ymin>0</ymin><xmax>128</xmax><ymax>128</ymax></bbox></object>
-  <object><bbox><name>s</name><xmin>128</xmin><ymin>128</ymin><xmax>256</xmax><ymax>256</ymax></bbox></object>
+  <object><bbox><name>s</name>
+    <xmin>0</xmin><ymin>0</ymin><xmax>128</xmax><ymax>128</ymax></bbox></object>
+  <object><bbox><name>s</name>
+    <xmin>0</xmin><ymin>0</ymin><xmax>128</xmax><ymax>128</ymax></bbox></object>
+  <object><bbox><name>s</name>
+    <xmin>128</xmin><ymin>128</ymin><xmax>256</xmax><ymax>256</ymax></bbox></object>
 </annotation>
 """
 

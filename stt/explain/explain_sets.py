@@ -59,7 +59,7 @@ def check_field_options(config: ml_collections.ConfigDict) -> None:
           f"explain.{key}={value!r}; known: {', '.join(repr(c) for c in choices)}")
 
 
-def test_source(config: ml_collections.ConfigDict, dataset: datasets.Dataset):
+def explain_source(config: ml_collections.ConfigDict, dataset: datasets.Dataset):
   """The source of `config.explain.dataset` (the run's test split when ''); checks the field's
   options too (check_field_options)."""
   check_field_options(config)

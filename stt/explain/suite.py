@@ -154,8 +154,8 @@ def write_reports(directory: epath.Path, metrics: dict, curves: dict[str, dict],
     note += ("\nPublished on this set, field_ciou / field_auc in % (these methods are trained "
              "to localize sounds; STAN's maps explain a classifier's decision):\n\n"
              "| method | field_ciou | field_auc | source |\n|---|---|---|---|\n" + "".join(
-                 f"| {method} | {ciou:.2f} | {'—' if auc is None else f'{auc:.2f}'} | {source} |\n"
-                 for method, ciou, auc, source in published))
+                 f"| {method} | {ciou:.2f} | {'—' if auc is None else f'{auc:.2f}'} | "
+                 f"{source} |\n" for method, ciou, auc, source in published))
   (directory / "tables.md").write_text("\n".join(lines) + "\n" + note)
   buffer = io.StringIO()
   writer = csv.writer(buffer)
