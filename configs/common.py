@@ -138,6 +138,14 @@ def get_common_config() -> ml_collections.ConfigDict:
   # Explanation panels (frames + "where", "when" over the spectrogram) of this many examples:
   # of val in TensorBoard at each evaluation, of test as PNGs by --mode=explain. 0: none.
   config.explain.num_panels = 4
+  # The set --mode=explain evaluates: '' the run's test split, 'vggss' VGG-SS (built by
+  # data_pipelines.build --dataset=vggss at explain.annotated_frame 'middle' | 'frame125'). The
+  # field's cIoU@0.5 / AUC variants: gt_geometry 'reference' | 'aligned', median_rule 'gt' | 'ge'
+  # (stt/explain/sound_localization.py; the defaults are LVS's protocol).
+  config.explain.dataset = ""
+  config.explain.annotated_frame = "middle"
+  config.explain.gt_geometry = "reference"
+  config.explain.median_rule = "gt"
 
   # Device mesh (data x fsdp). fsdp > 1 splits state arrays of >= fsdp_min_size elements over
   # groups of that many devices; the rest stay replicated.

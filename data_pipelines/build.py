@@ -7,6 +7,8 @@ r"""Builds a dataset as TFDS array_record under a data dir, with a progress bar 
   python -m data_pipelines.build --dataset=manifest --manifest=CSV --tag=NAME --data_dir=OUT
   python -m data_pipelines.build --dataset=kinetics_sounds --manual_dir=DIR --data_dir=OUT
   python -m data_pipelines.build --dataset=vggsound --manual_dir=DIR --data_dir=OUT
+  python -m data_pipelines.build --dataset=vggss --manual_dir=DIR --data_dir=OUT \
+      [--annotated_frame=middle|frame125]
 
 Datasets:
   ave_features     the AVE feature release (h5 files), see data_pipelines/ave_features.py
@@ -17,6 +19,8 @@ Datasets:
                    see data_pipelines/manifest_format.py
   kinetics_sounds  Kinetics-400 CSVs + clips → the classes of configs/kinetics_sounds.py
   vggsound         vggsound.csv + clips, see configs/vggsound.py
+  vggss            VGG-SS vggss.json (+ vggss_test.csv, vggsound.csv) + the VGGSound clips, a test
+                   split with boxes, see data_pipelines/vggss_builder.py
 
 The video datasets (ave, manifest, kinetics_sounds, vggsound) decode in --num_workers local
 child processes (a clip whose decoder crashes, or is still decoding after --decode_timeout_s,
@@ -59,9 +63,11 @@ from data_pipelines import manifest_format
 from data_pipelines import synthetic
 from data_pipelines import synthetic_dataset
 from data_pipelines import video_examples
+from data_pipelines import vggss_builder
+from data_pipelines import vggss_format
 
-DATASETS = ("ave_features", "ave", "synthetic", *manifest_builder.MANIFEST_DATASETS)
-VIDEO_DATASETS = ("ave", *manifest_builder.MANIFEST_DATASETS)
+DATASETS = ("ave_features", "ave", "synthetic", *manifest_builder.MANIFEST_DATASETS, "vggss")
+VIDEO_DATASETS = ("ave", *manifest_builder.MANIFEST_DATASETS, "vggss")
 AVE_VIDEOS_INSTRUCTIONS = """\
 Download AVE_Dataset.zip from https://drive.google.com/open?id=1FjKwe79e0u96vdjIVwfRQ1V6SoDHe7kK
 (linked from https://github.com/YapengTian/AVE-ECCV18) and unzip it into {manual_dir}, so that it
@@ -105,9 +111,11 @@ FLAG_DATASETS = {
     "manifest": ("manifest",),
     "tag": ("manifest",),
     "beam_runner": VIDEO_DATASETS,
+    "annotated_frame": ("vggss",),
 }
 DEFAULTS = dict(visual_dtype="float16", num_segments=10, frames_per_segment=1, frame_size=224,
-                num_workers=1, decode_timeout_s=300.0, synthetic_config="", tag="manifest")
+                num_workers=1, decode_timeout_s=300.0, synthetic_config="", tag="manifest",
+                annotated_frame=vggss_format.DEFAULT_ANNOTATED_FRAME)
 SYNTHETIC_CONFIG_FLAGS = ("num_segments", "frames_per_segment", "frame_size")
 
 
@@ -172,6 +180,9 @@ def _parse_args(argv):
                            "DirectRunner or DataflowRunner")
   parser.add_argument("--beam_num_workers", type=int, default=None,
                       help="Beam workers (DirectRunner: local processes)")
+  parser.add_argument("--annotated_frame", choices=tuple(vggss_format.ANNOTATED_FRAMES),
+                      help="vggss: the frame the boxes annotate, 'middle' (5.0 s, default) or "
+                           "'frame125' (4.96 s); see data_pipelines/vggss_format.py")
   args, beam_args = parser.parse_known_args(argv)
   args.beam_args = beam_args
   error = _flag_error(args)
@@ -208,6 +219,11 @@ def _manifest_tag(args) -> str:
 def _manifest_dataset_dir(args, data_dir: epath.Path) -> epath.Path:
   return manifest_builder.dataset_dir(data_dir, _manifest_tag(args), args.num_segments,
                                       args.frames_per_segment, args.frame_size)
+
+
+def _vggss_dataset_dir(args, data_dir: epath.Path) -> epath.Path:
+  return vggss_builder.dataset_dir(data_dir, args.annotated_frame, args.num_segments,
+                                   args.frames_per_segment, args.frame_size)
 
 
 def _synthetic_settings(args) -> dict:
@@ -279,6 +295,13 @@ def plan(args, data_dir: epath.Path) -> tuple[int, dict]:
                             + AVE_VIDEOS_INSTRUCTIONS.format(manual_dir=manual_dir))
     rows = sum(len(ave_format.read_split(manual_dir, split)) for split in ave_format.SPLIT_FILES)
     return rows, {}
+  if args.dataset == "vggss":
+    if (_vggss_dataset_dir(args, data_dir) / "dataset_info.json").exists():
+      return 0, {}
+    annotations, _, classes_from = vggss_builder.read_manual_dir(args.manual_dir)
+    print(f"vggss: {len(annotations.entries)} entries ({annotations.summary()}); classes from "
+          f"{classes_from}", file=sys.stderr)
+    return len(annotations.entries), {}
   if args.dataset in manifest_builder.MANIFEST_DATASETS:
     if (_manifest_dataset_dir(args, data_dir) / "dataset_info.json").exists():
       return 0, {}
@@ -311,6 +334,9 @@ def build(args, data_dir: epath.Path, planned: dict, on_row, beam_options=None) 
                               on_row=on_row).dataset_dir
   if args.dataset == "ave":
     return ave_builder.build(args.manual_dir, data_dir, tag="ave", **video).dataset_dir
+  if args.dataset == "vggss":
+    return vggss_builder.build(args.manual_dir, data_dir, annotated_frame=args.annotated_frame,
+                               **video).dataset_dir
   if args.dataset in manifest_builder.MANIFEST_DATASETS:
     if not planned:  # already built
       return _manifest_dataset_dir(args, data_dir)
@@ -363,9 +389,12 @@ def main(argv=None) -> int:
       dataset_dir = build(args, data_dir, planned, on_row, beam_options)
   except (BuildInputError, ave_features.ReleaseError, ave_format.AnnotationError,
           manifest_format.ManifestError, manifest_converters.ConversionError,
-          video_examples.BuildError, FileExistsError) as error:
+          video_examples.BuildError, FileExistsError, vggss_format.VggssError,
+          vggss_builder.VggssInputError) as error:
     print(f"build: error: {error}", file=sys.stderr)
     return 2
+  if args.dataset == "vggss":
+    print(vggss_builder.defects_line(dataset_dir))
   print(summary_line(args.dataset, summary_of(epath.Path(dataset_dir), reused=total == 0)))
   return 0
 

@@ -9,11 +9,14 @@ import math
 
 import ml_collections
 
+from data_pipelines import vggss_format
 from stt import datasets
 from stt import models
 from stt import tasks
+from stt.explain import explain_sets
 from stt.explain import explainers
 from stt.explain import perturbation
+from stt.explain import sound_localization
 from stt.models import backbones
 from stt.models import layers
 from stt.models import stan
@@ -98,6 +101,11 @@ def _validate_explain(config: ml_collections.ConfigDict):
   _require(explain.num_panels >= 0, "explain.num_panels must be >= 0")
   _one_of(explain.perturbation_mode, perturbation.MODES, "explain.perturbation_mode")
   _one_of(explain.temporal_modality, perturbation.MODALITIES, "explain.temporal_modality")
+  # The set explained, and the sound-localization protocol's variants (explain_sets.py).
+  _one_of(explain.dataset, explain_sets.EXPLAIN_DATASETS, "explain.dataset")
+  _one_of(explain.annotated_frame, vggss_format.ANNOTATED_FRAMES, "explain.annotated_frame")
+  _one_of(explain.gt_geometry, sound_localization.GT_GEOMETRIES, "explain.gt_geometry")
+  _one_of(explain.median_rule, sound_localization.MEDIAN_RULES, "explain.median_rule")
   _require(explain.perturbation_mode == "feature" or config.dataset.input == "raw",
            "explain.perturbation_mode='pixel' removes pixels and log-mel bins: it needs "
            "dataset.input='raw' (precomputed features can only be removed in 'feature' mode)")

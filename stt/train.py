@@ -30,6 +30,7 @@ from stt import preemption
 from stt import sharding
 from stt import state as state_lib
 from stt import trained_run
+from stt.explain import explain_sets
 from stt.explain import panels
 from stt.explain import suite
 
@@ -124,8 +125,8 @@ def explain_best(config: ml_collections.ConfigDict, workdir: str) -> dict:
   mesh = sharding.make_mesh(config)
 
   step, graphdef, state = state_lib.restore_best(workdir, config, dataset.num_classes, mesh)
-  metrics = suite.run(graphdef, state, dataset.sources["test"], mesh, config, workdir,
-                      dataset.class_names)
+  source = explain_sets.explain_source(config, dataset)  # the test split, or explain.dataset
+  metrics = suite.run(graphdef, state, source, mesh, config, workdir, dataset.class_names)
   return trained_run.write_results(workdir, {"best_step": step, **metrics},
                                    write=jax.process_index() == 0)
 

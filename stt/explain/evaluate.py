@@ -19,6 +19,18 @@ pointing_temporal, pointing_temporal_class_mean, pointing_temporal_trials (and _
 variants when those maps are given), relevance_mass, ciou, ciou_auc, ciou_mean,
 localization_trials, num_videos. Scores without trials (no boxes) are null. Missing folders
 above --out are created.
+VGG-SS / Flickr-SoundNet instead of --events/--boxes (stt/explain/annotation_sets.py):
+
+    python -m stt.explain.evaluate --maps maps.npz --vggss vggss.json \
+        [--vggss_test_list vggss_test.csv] [--annotated_frame middle|frame125] --out metrics.json
+    python -m stt.explain.evaluate --maps maps.npz --flickr_annotations Annotations/ --out m.json
+
+score the spatial pointing game and the LVS-style scores at the annotated segment, plus the
+sound-localization field's field_ciou (share of images with cIoU >= 0.5), field_auc,
+field_ciou_mean and field_trials (stt/explain/sound_localization.py), with --map_covers
+crop|frame (the part of the frame a map covers; crop needs frame_size [V,2] in maps.npz),
+--gt_geometry reference|aligned and --median_rule gt|ge (defaults: LVS's protocol).
+
 Bad input (unreadable files, a file that is not an .npz, object arrays, unknown video ids, shape
 mismatches, NaN / Inf in the maps, an --out that cannot be written) prints one line and exits 2.
 """
@@ -38,8 +50,11 @@ import zlib
 import numpy as np
 
 from data_pipelines import ave_format
+from data_pipelines import vggss_format
+from stt.explain import annotation_sets
 from stt.explain import localization
 from stt.explain import pointing
+from stt.explain import sound_localization
 
 EXIT_BAD_INPUT = 2
 MAP_KEYS = ('where', 'when', 'when_audio', 'when_visual')
@@ -103,6 +118,11 @@ def load_maps(path: pathlib.Path) -> dict:
       raise InputError(f'{path}: {key} has shape {maps[key].shape}, expected [V,T]={expected}')
   maps['video_id'] = np.asarray(
       [v.decode('utf-8', 'replace') if isinstance(v, bytes) else str(v) for v in video_id], str)
+  if 'frame_size' in maps and (maps['frame_size'].shape != (num_videos, 2)
+                               or maps['frame_size'].dtype.kind not in 'iuf'
+                               or not np.all(maps['frame_size'] >= 1)):
+    raise InputError(f'{path}: frame_size must be [V={num_videos},2] positive (W, H), got '
+                     f'shape {maps["frame_size"].shape}')
   maps['segment_mask'] = maps.get('segment_mask', np.ones(expected, bool)).astype(bool)
   for key in MAP_KEYS:  # only valid segments are ever scored
     if key in maps:
@@ -216,11 +236,55 @@ def parse_args(argv):
   parser = argparse.ArgumentParser(prog='python -m stt.explain.evaluate', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--maps', type=pathlib.Path, required=True, help='maps.npz')
-  parser.add_argument('--events', type=pathlib.Path, required=True, help='Annotations.txt')
+  parser.add_argument('--events', type=pathlib.Path,
+                      help='Annotations.txt (not with --vggss / --flickr_annotations)')
   parser.add_argument('--boxes', type=pathlib.Path, help='boxes.jsonl (spatial scores)')
   parser.add_argument('--out', type=pathlib.Path, required=True, help='metrics.json to write')
   parser.add_argument('--tolerance_px', type=float, default=15.0, help='pointing hit radius')
-  return parser.parse_args(argv)
+  parser.add_argument('--vggss', type=pathlib.Path, help='VGG-SS metadata/vggss.json')
+  parser.add_argument('--vggss_test_list', type=pathlib.Path,
+                      help='VGG-SS metadata/vggss_test.csv (only its ids are read)')
+  parser.add_argument('--annotated_frame', choices=tuple(vggss_format.ANNOTATED_FRAMES),
+                      default=vggss_format.DEFAULT_ANNOTATED_FRAME,
+                      help='VGG-SS: the frame the boxes annotate (default: middle)')
+  parser.add_argument('--flickr_annotations', type=pathlib.Path,
+                      help='Flickr-SoundNet Annotations/ directory of <id>.xml')
+  parser.add_argument('--segment', type=int,
+                      help='the segment scored (default: the annotated frame\'s; Flickr: 0)')
+  parser.add_argument('--map_covers', choices=sound_localization.MAP_COVERS, default='crop')
+  parser.add_argument('--gt_geometry', choices=sound_localization.GT_GEOMETRIES,
+                      default='reference')
+  parser.add_argument('--median_rule', choices=sound_localization.MEDIAN_RULES, default='gt')
+  args = parser.parse_args(argv)
+  given = [name for name in ('events', 'vggss', 'flickr_annotations') if getattr(args, name)]
+  if len(given) != 1:
+    parser.error('give one of --events, --vggss, --flickr_annotations')
+  if args.boxes is not None and not args.events:
+    parser.error('--boxes goes with --events; VGG-SS and Flickr-SoundNet bring their boxes')
+  return args
+
+
+def annotation_set_metrics(args, maps: dict) -> dict:
+  """All metrics of maps against VGG-SS (--vggss) or Flickr-SoundNet (--flickr_annotations)."""
+  if args.vggss:
+    test_list = (vggss_format.read_test_list(args.vggss_test_list)
+                 if args.vggss_test_list else None)
+    segment = (args.segment if args.segment is not None
+               else vggss_format.annotated_segment(args.annotated_frame))
+    annotations = vggss_format.read(args.vggss, test_list)
+    events, boxes, gt_boxes = annotation_sets.vggss_arrays(maps, annotations, segment,
+                                                           args.map_covers)
+    dataset = 'vggss'
+  else:
+    segment = args.segment if args.segment is not None else 0
+    events, boxes, gt_boxes = annotation_sets.flickr_arrays(maps, args.flickr_annotations,
+                                                            segment)
+    dataset = 'flickr_soundnet'
+  metrics = score(maps, events, boxes, args.tolerance_px)
+  metrics.update(annotation_sets.field_metrics(
+      maps, gt_boxes, segment, dataset, gt_geometry=args.gt_geometry,
+      map_covers=args.map_covers, median_rule=args.median_rule))
+  return metrics
 
 
 def prepare_out(path: pathlib.Path) -> None:
@@ -245,14 +309,17 @@ def main(argv=None) -> int:
     if not 0 <= args.tolerance_px < math.inf:
       raise InputError(f'--tolerance_px must be a finite number >= 0, got {args.tolerance_px}')
     maps = load_maps(args.maps)
-    events = event_arrays(maps['video_id'], read_events(args.events))
-    boxes = None
-    if args.boxes is not None:
-      boxes = box_arrays(maps['video_id'], read_boxes_file(args.boxes), maps['where'].shape[1])
+    if args.events:
+      events = event_arrays(maps['video_id'], read_events(args.events))
+      boxes = None
+      if args.boxes is not None:
+        boxes = box_arrays(maps['video_id'], read_boxes_file(args.boxes), maps['where'].shape[1])
+      metrics = score(maps, events, boxes, args.tolerance_px)
+    else:  # VggssError, FlickrSoundnetError, AnnotationSetError are ValueErrors
+      metrics = annotation_set_metrics(args, maps)
     prepare_out(args.out)  # after the inputs: bad input leaves no new folders behind
   except (ValueError, OSError) as error:  # InputError, AnnotationError too
     return _fail(error)
-  metrics = score(maps, events, boxes, args.tolerance_px)
   clean = {key: None if isinstance(value, float) and math.isnan(value) else value
            for key, value in metrics.items()}
   try:

@@ -10,6 +10,10 @@ For every explainer in `config.explain.explainers`, on the test split:
 - the maps themselves, `explain/maps/<explainer>.npz` in the format of
   `python -m stt.explain.evaluate --maps` (video_id [V], where [V,T,h,w], when [V,T],
   segment_mask [V,T]), so they can be rescored or compared with other models' maps.
+With `config.explain.dataset` (e.g. 'vggss', stt/explain/explain_sets.py) the same is done on
+that annotation set, into `explain_<set>/...` keys and `<workdir>/explain_<set>/`; its tables also
+print the published rows of sound-localization methods, and the field's cIoU@0.5 / AUC
+(`field_ciou`, `field_auc`, stt/explain/sound_localization.py) are columns for every set.
 Writes `explain/<explainer>/...` keys into the returned dict, and `<workdir>/explain/tables.md`,
 `tables.csv`, `curves.png` (accuracy vs fraction for each test) and
 `panels/<video_id>/<explainer>.png` (frames with "where", "when" over the spectrogram) for the
@@ -35,6 +39,7 @@ from stt.explain import localization
 from stt.explain import panels
 from stt.explain import perturbation
 from stt.explain import pointing
+from stt.explain import sound_localization
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -42,8 +47,8 @@ from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wron
 TESTS = (("spatial", "positive"), ("spatial", "negative"), ("temporal", "positive"),
          ("temporal", "negative"))
 TABLE_COLUMNS = ("pointing_spatial", "pointing_temporal", "relevance_mass", "ciou", "ciou_mean",
-                 "spatial/positive_auc", "spatial/negative_auc", "temporal/positive_auc",
-                 "temporal/negative_auc")
+                 "field_ciou", "field_auc", "spatial/positive_auc", "spatial/negative_auc",
+                 "temporal/positive_auc", "temporal/negative_auc")
 
 
 def _explain_batch(model, batch: dict, *, name: str, mode: str, temporal_modality: str) -> dict:
@@ -74,8 +79,10 @@ def explain_split(graphdef, state, source, mesh, config) -> dict[str, dict]:
   return results
 
 
-def metrics_of(name: str, out: dict, tolerance_px: float) -> tuple[dict, dict]:
-  """(flat `explain/<name>/...` metrics, accuracy curves {test/order: [P]})."""
+def metrics_of(name: str, out: dict, tolerance_px: float,
+               field_options: dict | None = None) -> tuple[dict, dict]:
+  """(flat `explain/<name>/...` metrics, accuracy curves {test/order: [P]}); field_options:
+  gt_geometry / median_rule of sound_localization.box_field_scores."""
   metrics = pointing.pointing_metrics(out, tolerance_px, explainer=name)
   scores = localization.localization_scores(out["where"], out["boxes"], out["box_mask"],
                                             out["frame_size"], segment_mask=out["segment_mask"])
@@ -86,6 +93,12 @@ def metrics_of(name: str, out: dict, tolerance_px: float) -> tuple[dict, dict]:
   metrics[f"{prefix}/ciou"] = float(scores.ciou)
   metrics[f"{prefix}/ciou_mean"] = float(scores.ciou_mean)
   metrics[f"{prefix}/ciou_auc"] = float(scores.ciou_auc)
+  # The sound-localization field's protocol (224 px, min-max, whole-frame boxes): cIoU@0.5, AUC.
+  field = sound_localization.box_field_scores(
+      out["where"], out["boxes"], out["box_mask"], out["frame_size"], out["segment_mask"],
+      **(field_options or {}))
+  metrics[f"{prefix}/field_ciou"] = field.ciou
+  metrics[f"{prefix}/field_auc"] = field.auc
   curves = {}
   for test, order in TESTS:
     summary = perturbation.summarise(out[f"{test}/{order}/correct"].T,
@@ -110,8 +123,10 @@ def chance_metrics(out: dict, tolerance_px: float) -> dict:
           "explain/chance/pointing_temporal_class_mean": temporal.class_mean}
 
 
-def write_reports(directory: epath.Path, metrics: dict, curves: dict[str, dict], names):
-  """tables.md, tables.csv and curves.png in `directory`; the table ends with the chance row."""
+def write_reports(directory: epath.Path, metrics: dict, curves: dict[str, dict], names,
+                  published_dataset: str = ""):
+  """tables.md, tables.csv and curves.png in `directory`; the table ends with the chance row,
+  then, for an annotation set (VGG-SS), the published rows of sound-localization methods."""
   directory.mkdir(parents=True, exist_ok=True)
   rows = [[name] + [metrics.get(f"explain/{name}/{column}") for column in TABLE_COLUMNS]
           for name in [*names, "chance"]]
@@ -124,6 +139,13 @@ def write_reports(directory: epath.Path, metrics: dict, curves: dict[str, dict],
           "uniformly random cell and segment on these annotations. Perturbation AUC (trapz of "
           "accuracy over p = 0..0.9, x100, max 90): positive (most relevant removed first) "
           "lower is better, negative higher is better.\n")
+  published = sound_localization.published_rows(published_dataset)
+  if published:
+    note += ("\nPublished on this set, field_ciou / field_auc in % (these methods are trained "
+             "to localize sounds; STAN's maps explain a classifier's decision):\n\n"
+             "| method | field_ciou | field_auc | source |\n|---|---|---|---|\n" + "".join(
+                 f"| {method} | {ciou:.2f} | {'—' if auc is None else f'{auc:.2f}'} | "
+                 f"{source} |\n" for method, ciou, auc, source in published))
   (directory / "tables.md").write_text("\n".join(lines) + "\n" + note)
   buffer = io.StringIO()
   writer = csv.writer(buffer)
@@ -171,7 +193,8 @@ def write_maps(directory: epath.Path, outputs: dict[str, dict], source) -> None:
       np.savez_compressed(file, video_id=video_ids,
                           where=np.asarray(out["where"], np.float32),
                           when=np.asarray(out["when"], np.float32),
-                          segment_mask=np.asarray(out["segment_mask"], bool))
+                          segment_mask=np.asarray(out["segment_mask"], bool),
+                          frame_size=np.asarray(out["frame_size"], np.int32))
 
 
 def run(graphdef, state, source, mesh, config, workdir: epath.Path, class_names) -> dict:
@@ -180,11 +203,21 @@ def run(graphdef, state, source, mesh, config, workdir: epath.Path, class_names)
   metrics = chance_metrics(next(iter(outputs.values())), config.explain.pointing_tolerance_px)
   curves = {}
   for name, out in outputs.items():
-    metrics_one, curves[name] = metrics_of(name, out, config.explain.pointing_tolerance_px)
+    metrics_one, curves[name] = metrics_of(
+        name, out, config.explain.pointing_tolerance_px,
+        {key: config.explain[key] for key in ("gt_geometry", "median_rule")
+         if key in config.explain})
     metrics.update(metrics_one)
+  # An annotation set (explain.dataset, e.g. 'vggss') reports to explain_<set>/ and keys
+  # explain_<set>/..., beside the run's own test split in explain/.
+  annotation_set = config.explain.get("dataset", "")
+  report_dir = workdir / (f"explain_{annotation_set}" if annotation_set else "explain")
   if jax.process_index() == 0:
-    write_reports(workdir / "explain", metrics, curves, list(outputs))
-    write_maps(workdir / "explain" / "maps", outputs, source)
-    write_panels(workdir / "explain" / "panels", outputs, source, class_names,
+    write_reports(report_dir, metrics, curves, list(outputs), annotation_set)
+    write_maps(report_dir / "maps", outputs, source)
+    write_panels(report_dir / "panels", outputs, source, class_names,
                  config.explain.num_panels)
+  if annotation_set:
+    metrics = {key.replace("explain/", f"explain_{annotation_set}/", 1): value
+               for key, value in metrics.items()}
   return metrics

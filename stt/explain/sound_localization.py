@@ -1,0 +1,195 @@
+"""The sound-localization field's scores (cIoU@0.5 and AUC) on VGG-SS and Flickr-SoundNet.
+
+The protocol of LVS (Chen et al. 2021, "Localizing Visual Sounds the Hard Way", test.py and
+utils.py) as EZ-VSL and SSL-alignment also report it:
+
+1. Ground truth on the S x S scored image (S = 224):
+   - VGG-SS (`vggss_gt_map`): boxes normalised to the frame, each coordinate v -> int(S *
+     max(v, 0)), a box covering rows y0..y1-1 and columns x0..x1-1; the union of the boxes (0/1).
+   - Flickr-SoundNet (`flickr_gt_map`): boxes on a 256-px image, v -> int(S * v / 256); the
+     consensus map: sum of the box masks of all annotators / 2, clipped to 1 (values 0, .5, 1).
+2. The map is bilinearly resized to S x S, min-max normalised, and binarised above its median:
+   threshold = the value at index floor(S*S/2) of the ascending sorted pixels; LVS keeps pixels
+   `> threshold` (MEDIAN_RULES 'gt', the default), EZ-VSL `>= threshold` ('ge').
+3. Per image cIoU = sum(pred * gt) / (sum(gt) + sum(pred * [gt == 0])) (0 when both are empty).
+   Reported: `ciou` = share of images with cIoU >= 0.5; `auc` = trapezoid area under the success
+   rate (share of images with cIoU >= theta) over theta = 0, 0.05, ..., 1 (sklearn.metrics.auc
+   in the references); `ciou_mean`.
+
+Geometry. LVS scores the maps of its test images, made by resize-then-crop (shorter side to S,
+centre crop), against int(S * v) of box coordinates normalised to the WHOLE frame; EZ-VSL squashes
+the whole frame to S x S, where the same boxes fit. `gt_geometry`: 'reference' (the default, the
+references' code: the map, whatever part of the frame it covers, is laid on int(S * v) of the
+whole-frame boxes; with LVS's crop and a non-square frame the boxes are off by the crop) or
+'aligned' (the boxes are mapped onto the part of the frame the map covers, so a box outside the
+crop is cut away). `map_covers`: 'crop' (STAN and every model here see the centred square crop,
+as LVS's test images) or 'frame' (squashed frames, as EZ-VSL). On a square frame, or with
+map_covers='frame', the two geometries coincide.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import numpy as np
+
+from stt.explain.localization import CIOU_THRESHOLDS
+from stt.explain.localization import ciou_auc
+from stt.explain.pointing import crop_region
+
+SCORED_SIZE = 224
+MEDIAN_RULES = ("gt", "ge")  # LVS: pred = map > median; EZ-VSL: map >= median
+GT_GEOMETRIES = ("reference", "aligned")  # boxes on the whole frame / on the map's region
+MAP_COVERS = ("crop", "frame")  # the part of the frame a model's map covers
+FLICKR_IMAGE_SIZE = 256  # Flickr-SoundNet boxes are given on 256 x 256 images
+
+# Published results to print beside ours: (dataset, method, cIoU@0.5 %, AUC % or None, source).
+# These methods are trained to localize sounds; STAN's maps explain a classifier's decision.
+PUBLISHED = (
+    ("vggss", "EZ-VSL", 39.34, 39.78,
+     "https://github.com/stoneMo/EZ-VSL README (VGG-Sound full, VGG-SS test)"),
+    ("vggss", "SSL-alignment", 41.42, None, "https://github.com/kaistmm/SSLalignment README"),
+    ("flickr_soundnet", "EZ-VSL", 83.94, 63.60, "https://github.com/stoneMo/EZ-VSL README"),
+    ("flickr_soundnet", "SSL-alignment", 86.00, None,
+     "https://github.com/kaistmm/SSLalignment README"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldResult:
+  ciou: float  # share of images with cIoU >= 0.5
+  auc: float  # area under the success rate over CIOU_THRESHOLDS
+  ciou_mean: float
+  num_images: int
+
+
+def _check_choice(value: str, choices: tuple[str, ...], name: str) -> None:
+  if value not in choices:
+    raise ValueError(f"{name}={value!r}; known: {', '.join(choices)}")
+
+
+def map_region(frame_size: tuple[int, int], map_covers: str = "crop"
+               ) -> tuple[float, float, float, float]:
+  """(x_offset, y_offset, width, height) of the part of a (W, H) frame a map covers, in pixels."""
+  _check_choice(map_covers, MAP_COVERS, "map_covers")
+  width, height = frame_size
+  if map_covers == "frame":
+    return 0.0, 0.0, float(width), float(height)
+  x_offset, y_offset, side = crop_region(frame_size)
+  return x_offset, y_offset, side, side
+
+
+@functools.partial(jax.jit, static_argnames="size")
+def _resize(where_map: jax.Array, size: int) -> jax.Array:
+  return jax.image.resize(where_map.astype(np.float32), (size, size), method="linear")
+
+
+def scored_map(where_map: np.ndarray, size: int = SCORED_SIZE) -> np.ndarray:
+  """[h,w] -> [S,S] bilinear (half-pixel centres, as cv2.INTER_LINEAR in LVS)."""
+  return np.asarray(_resize(np.asarray(where_map, np.float32), size), np.float64)
+
+
+def vggss_gt_map(boxes: np.ndarray, frame_size: tuple[int, int] | None = None, *,
+                 gt_geometry: str = "reference", map_covers: str = "crop",
+                 size: int = SCORED_SIZE) -> np.ndarray:
+  """VGG-SS ground truth [S,S] float (0/1): the union of boxes [K,4] ([x0,y0,x1,y1] normalised
+  to the whole frame; negative values count as 0, as the references clamp the sentinel).
+
+  gt_geometry='reference': each coordinate v -> int(S * v), frame_size unused. 'aligned': the
+  boxes are mapped onto the part (map_covers) of the (W, H) frame the map covers."""
+  _check_choice(gt_geometry, GT_GEOMETRIES, "gt_geometry")
+  gt = np.zeros((size, size))
+  if gt_geometry == "aligned":
+    if frame_size is None:
+      raise ValueError("gt_geometry='aligned' needs the frame size (W, H)")
+    width, height = frame_size
+    x_offset, y_offset, region_w, region_h = map_region(frame_size, map_covers)
+  else:
+    width = height = region_w = region_h = 1.0
+    x_offset = y_offset = 0.0
+  for x0, y0, x1, y1 in np.maximum(np.asarray(boxes, np.float64).reshape(-1, 4), 0.0):
+    columns = [int(np.clip((x * width - x_offset) / region_w * size, 0, size)) for x in (x0, x1)]
+    rows = [int(np.clip((y * height - y_offset) / region_h * size, 0, size)) for y in (y0, y1)]
+    gt[rows[0]:rows[1], columns[0]:columns[1]] = 1.0
+  return gt
+
+
+def flickr_gt_map(boxes: np.ndarray, size: int = SCORED_SIZE) -> np.ndarray:
+  """Flickr-SoundNet consensus ground truth [S,S] in {0, .5, 1}: boxes [K,4] of all annotators
+  ([x0,y0,x1,y1] on the 256-px image) -> sum of box masks / 2, clipped to 1."""
+  gt = np.zeros((size, size))
+  for box in np.asarray(boxes).reshape(-1, 4):
+    x0, y0, x1, y1 = (int(size * int(v) / FLICKR_IMAGE_SIZE) for v in box)
+    mask = np.zeros((size, size))
+    mask[y0:y1, x0:x1] = 1.0
+    gt += mask
+  return np.minimum(gt / 2.0, 1.0)
+
+
+def binarise(scored_map: np.ndarray, median_rule: str = "gt") -> np.ndarray:
+  """[S,S] map -> [S,S] 0/1 prediction: min-max normalised, kept above (or at, 'ge') the value
+  at index floor(S*S/2) of its ascending sorted pixels. A constant map normalises to 0."""
+  _check_choice(median_rule, MEDIAN_RULES, "median_rule")
+  values = np.asarray(scored_map, np.float64)
+  low, high = values.min(), values.max()
+  values = (values - low) / (high - low) if high > low else np.zeros_like(values)
+  threshold = np.sort(values, axis=None)[values.size // 2]
+  kept = values > threshold if median_rule == "gt" else values >= threshold
+  return kept.astype(np.float64)
+
+
+def ciou(prediction: np.ndarray, gt: np.ndarray) -> float:
+  """sum(pred * gt) / (sum(gt) + sum(pred * [gt == 0])) for 0/1 prediction and gt [S,S]; 0 when
+  the denominator is 0."""
+  prediction, gt = np.asarray(prediction, np.float64), np.asarray(gt, np.float64)
+  denominator = gt.sum() + (prediction * (gt == 0)).sum()
+  return float((prediction * gt).sum() / denominator) if denominator > 0 else 0.0
+
+
+def success_rates(cious) -> np.ndarray:
+  """[21]: share of cIoUs >= theta for theta in CIOU_THRESHOLDS."""
+  cious = np.asarray(cious, np.float64)
+  return np.array([(cious >= theta).mean() for theta in CIOU_THRESHOLDS])
+
+
+def field_scores(scored_maps, gt_maps, median_rule: str = "gt") -> FieldResult:
+  """cIoU@0.5, AUC and mean cIoU of [S,S] maps on the scored image against [S,S] gt maps."""
+  cious = np.asarray([ciou(binarise(scored, median_rule), gt)
+                      for scored, gt in zip(scored_maps, gt_maps)], np.float64)
+  if cious.size == 0:
+    return FieldResult(float("nan"), float("nan"), float("nan"), 0)
+  return FieldResult(float(np.mean(cious >= 0.5)), ciou_auc(cious), float(cious.mean()),
+                     int(cious.size))
+
+
+def published_rows(dataset: str) -> list[tuple[str, float, float | None, str]]:
+  """[(method, cIoU@0.5 %, AUC % or None, source)] published for `dataset`."""
+  return [row[1:] for row in PUBLISHED if row[0] == dataset]
+
+
+def box_field_scores(where: np.ndarray, boxes: np.ndarray, box_mask: np.ndarray,
+                     frame_size: np.ndarray, segment_mask: np.ndarray | None = None, *,
+                     gt_geometry: str = "reference", median_rule: str = "gt") -> FieldResult:
+  """The field's scores of maps of the centre crop on every trial of the pointing game (an
+  annotated valid segment) of a built dataset, as VGG-SS-style union ground truth.
+
+  Args:
+    where: [V,T,h,w] maps of the centre crop.
+    boxes: [V,T,K,4] boxes [x0,y0,x1,y1] in original-frame pixels.
+    box_mask: [V,T,K] which boxes exist.
+    frame_size: [V,2] original (W, H).
+    segment_mask: [V,T] valid segments (None: all).
+  """
+  trials = np.asarray(box_mask, bool).any(-1)
+  if segment_mask is not None:
+    trials &= np.asarray(segment_mask, bool)
+  scored, gts = [], []
+  for video, segment in zip(*np.nonzero(trials)):
+    width, height = (int(v) for v in frame_size[video])
+    normalised = (np.asarray(boxes[video, segment][box_mask[video, segment]], np.float64)
+                  / np.array([width, height, width, height], np.float64))
+    gts.append(vggss_gt_map(normalised, (width, height), gt_geometry=gt_geometry))
+    scored.append(scored_map(where[video, segment]))
+  return field_scores(scored, gts, median_rule)
