@@ -1,0 +1,241 @@
+r"""The paper's tables with one command: every (model, seed) trained, explained and tabulated.
+
+  python -m stt.reproduce --suite=synthetic --workdir=/tmp/tables            # all of it, here
+  python -m stt.reproduce --suite=smoke --workdir=/tmp/tables_smoke --seeds=2
+  python -m stt.reproduce --suite=ave_features --workdir=W --dry_run > runs.txt   # for a queue
+  python -m stt.reproduce --suite=ave_features --workdir=W --aggregate_only       # tables only
+
+Each (row, seed) is one ordinary run in `<workdir>/<row>/seed<k>/`: `python -m stt.main` trains
+it (resuming from its checkpoints if it was killed), then `--mode=explain` evaluates its
+explainers; a run whose explain step finished is skipped. A row is a model (`model.name`) or,
+for `synthetic_ablations`, a STAN variant. Explainers a model cannot have (the intrinsic
+`attention` and `rollout` need the model's own maps) are not run for it and show as "—".
+Output: `<workdir>/summary.json` (one record per cell, stt/reproduce_tables.py),
+`tables.md` and `tables.csv`.
+
+Not built yet (issue 11): the sanity-check table (cascading and independent parameter
+randomisation), its figure and the perturbation-curve figure, the `joint_transformer` model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import datetime
+import json
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from typing import Callable
+
+from etils import epath
+
+from stt import models
+from stt import reproduce_tables
+
+COMPARED_MODELS = ("stan", "late_fusion", "audio_only", "visual_only", "avel")
+EXPLAINERS = ("attention", "rollout", "gradient", "gradcam", "grad_x_input", "random", "center")
+# Each explainer that reads the model's own maps, with the maps it needs.
+INTRINSIC_NEEDS = {"attention": ("where", "when"), "rollout": ("temporal_attention",)}
+DONE_FILE = "reproduce_done.json"
+REPO = epath.Path(__file__).resolve().parents[1]  # config paths are relative to it
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One line of the tables: a config file (with its argument) and overrides."""
+
+  name: str
+  config: str
+  overrides: tuple[tuple[str, str], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+  rows: tuple[Row, ...]
+  explainers: tuple[str, ...] = EXPLAINERS
+  extra: tuple[str, ...] = ()  # flags for every stt.main command of the suite
+
+
+def _model_rows(config: str, names=COMPARED_MODELS) -> tuple[Row, ...]:
+  return tuple(Row(name, config, (("model.name", name),)) for name in names)
+
+
+SUITES = {
+    "smoke": Suite(_model_rows("configs/synthetic.py:smoke", ("stan", "late_fusion")),
+                   explainers=("attention", "gradient", "random"),
+                   extra=("--config.explain.num_panels=0",)),
+    "synthetic": Suite(_model_rows("configs/synthetic.py")),
+    "synthetic_ablations": Suite((
+        Row("stan", "configs/synthetic.py"),
+        Row("stan_spatial_query_none", "configs/synthetic.py", (("model.spatial_query", "none"),)),
+        Row("stan_spatial_query_learned", "configs/synthetic.py",
+            (("model.spatial_query", "learned"),)),
+        Row("stan_temporal_pool_mean", "configs/synthetic.py", (("model.temporal_pool", "mean"),)),
+        Row("stan_pool_values_contextual", "configs/synthetic.py",
+            (("model.pool_values", "contextual"),)),
+    )),
+    "ave_features": Suite(
+        _model_rows("configs/ave.py:features")
+        + tuple(Row(f"{name}_localization", "configs/ave.py:features,localization",
+                    (("model.name", name),)) for name in COMPARED_MODELS)
+        + (Row("stan_weak", "configs/ave.py:features,weak"),)),
+    "kinetics_sounds": Suite(_model_rows("configs/kinetics_sounds.py")),
+    "vggsound": Suite(_model_rows("configs/vggsound.py")),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  row: Row
+  seed: int
+  directory: epath.Path
+  commands: tuple[tuple[str, ...], ...]  # train, then explain
+
+
+def explainers_for(row: Row, explainers: tuple[str, ...]) -> tuple[str, ...]:
+  """The suite's explainers that the row's model can have."""
+  name = dict(row.overrides).get("model.name", "stan")
+  has = set(models.MODELS[name].EXPLANATIONS)
+  return tuple(e for e in explainers if set(INTRINSIC_NEEDS.get(e, ())) <= has)
+
+
+def plan(suite: Suite, workdir: epath.Path, seeds: int, only_rows=None, extra=()) -> list[Run]:
+  """Every run of the suite, rows in order, seeds 0..seeds-1."""
+  runs = []
+  for row in suite.rows:
+    if only_rows and row.name not in only_rows:
+      continue
+    for seed in range(seeds):
+      directory = workdir / row.name / f"seed{seed}"
+      common = (sys.executable, "-m", "stt.main", f"--config={REPO / row.config}",
+                f"--workdir={directory}", f"--config.seed={seed}",
+                *(f"--config.{key}={value}" for key, value in row.overrides),
+                *suite.extra, *extra)
+      names = ",".join(f'"{e}"' for e in explainers_for(row, suite.explainers))
+      explain = (*common, "--mode=explain", f"--config.explain.explainers=({names},)")
+      runs.append(Run(row, seed, directory, (common, explain)))
+  return runs
+
+
+def is_done(run: Run) -> bool:
+  return (run.directory / DONE_FILE).exists()
+
+
+def run_one(run: Run, execute: Callable[[tuple[str, ...], epath.Path], int]) -> float:
+  """Trains and explains one run unless it is done; returns the seconds it took."""
+  start = time.time()
+  run.directory.mkdir(parents=True, exist_ok=True)
+  for command in run.commands:
+    status = execute(command, run.directory)
+    if status != 0:
+      raise RuntimeError(f"{run.row.name} seed {run.seed}: `{shlex.join(command)}` exited with "
+                         f"{status}; see {run.directory / 'log.txt'}; re-run to resume")
+  (run.directory / DONE_FILE).write_text(json.dumps({"commands": [list(c) for c in run.commands],
+                                                     "seconds": time.time() - start}))
+  return time.time() - start
+
+
+def execute_logged(command: tuple[str, ...], directory: epath.Path) -> int:
+  """Runs `command`, appending its output to `<directory>/log.txt`; returns its exit status."""
+  with (directory / "log.txt").open("a") as log:
+    return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+
+
+def run_all(runs: list[Run], jobs: int, execute=execute_logged, log=print) -> int:
+  """Runs what is not done, `jobs` at a time, with a progress line per run; returns failures."""
+  todo = [run for run in runs if not is_done(run)]
+  log(f"reproduce: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to run")
+  start, finished, failures = time.time(), 0, 0
+  with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    futures = {pool.submit(run_one, run, execute): run for run in todo}
+    for future in concurrent.futures.as_completed(futures):
+      run, finished = futures[future], finished + 1
+      elapsed = time.time() - start
+      eta = elapsed / finished * (len(todo) - finished)
+      try:
+        seconds = future.result()
+        status = f"done in {seconds:.0f} s"
+      except RuntimeError as error:
+        failures += 1
+        status = f"FAILED: {error}"
+      log(f"[{finished}/{len(todo)}] {run.row.name} seed {run.seed}: {status}; elapsed "
+          f"{elapsed:.0f} s, ETA {eta:.0f} s")
+  return failures
+
+
+def _commit() -> str:
+  try:
+    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True, cwd=epath.Path(__file__).parent).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return "unknown"
+
+
+def aggregate(suite_name: str, runs: list[Run], workdir: epath.Path, wall_time_s=None) -> dict:
+  """Writes summary.json, tables.md and tables.csv from the runs' results.json files."""
+  by_row = {}
+  for run in runs:
+    by_row.setdefault(run.row.name, []).append(run.directory)
+  rows = reproduce_tables.summary_rows(reproduce_tables.read_results(by_row))
+  summary = {"suite": suite_name, "commit": _commit(),
+             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "machine": f"{platform.node()} {platform.machine()} {platform.processor()}".strip(),
+             "wall_time_s": wall_time_s, "rows": rows}
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
+  header = (f"# Suite `{suite_name}`\n\nCommit {summary['commit']}, {summary['date']}, "
+            f"{summary['machine']}" + (f", {wall_time_s:.0f} s" if wall_time_s else "") + ".")
+  (workdir / "tables.md").write_text(reproduce_tables.markdown(rows, header))
+  (workdir / "tables.csv").write_text(reproduce_tables.csv_text(rows))
+  return summary
+
+
+def _parse_args(argv):
+  parser = argparse.ArgumentParser(prog="python -m stt.reproduce", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--suite", required=True, choices=sorted(SUITES))
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--seeds", type=int, default=3)
+  parser.add_argument("--models", default="", help="comma-separated rows to run (default: all)")
+  parser.add_argument("--jobs", type=int, default=1, help="runs at a time on this machine")
+  parser.add_argument("--dry_run", action="store_true",
+                      help="print each run's commands, one per line, and stop")
+  parser.add_argument("--aggregate_only", action="store_true",
+                      help="only build the tables from the runs already in --workdir")
+  parser.add_argument("--config_override", action="append", default=[],
+                      help="a --config.KEY=VALUE added to every run, e.g. --config.data_dir=D")
+  return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+  args = _parse_args(argv)
+  suite = SUITES[args.suite]
+  only = [m for m in args.models.split(",") if m]
+  unknown = sorted(set(only) - {row.name for row in suite.rows})
+  if unknown or args.seeds < 1 or args.jobs < 1:
+    print(f"stt.reproduce: error: unknown rows {unknown} of suite {args.suite} (known: "
+          f"{[row.name for row in suite.rows]})" if unknown else
+          "stt.reproduce: error: --seeds and --jobs must be >= 1", file=sys.stderr)
+    return 2
+  workdir = epath.Path(args.workdir).resolve()
+  runs = plan(suite, workdir, args.seeds, only, extra=tuple(args.config_override))
+  if args.dry_run:
+    for run in runs:
+      for command in run.commands:
+        print(shlex.join(command))
+    return 0
+  start = time.time()
+  failures = 0 if args.aggregate_only else run_all(runs, args.jobs)
+  summary = aggregate(args.suite, runs, workdir,
+                      None if args.aggregate_only else time.time() - start)
+  print(f"reproduce: {len(summary['rows'])} table cells -> {workdir / 'tables.md'}"
+        + (f"; {failures} runs failed (re-run to resume them)" if failures else ""))
+  return 1 if failures else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
