@@ -122,3 +122,16 @@ def test_weak_localization_needs_a_model_with_a_when():
   config.model.name = "mbt"
   with pytest.raises(config_validation.ConfigError, match=r"model.name='mbt' is not one of"):
     config_validation.validate(config, device_count=1)
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_each_model_runs_its_backbones_on_raw_frames_and_log_mel(name):
+  config = _config(name)
+  config.update(visual_backbone="resnet_tiny", audio_backbone="vggish_tiny", grid_size=(2, 2))
+  model = models.create_model(config, C, rngs=nnx.Rngs(0))
+  rng = np.random.default_rng(0)
+  inputs = {"frames": jnp.asarray(rng.integers(0, 255, (2, T, 1, 16, 16, 3)), jnp.uint8),
+            "log_mel": jnp.asarray(rng.normal(size=(2, T, 96, 64)), jnp.float32),
+            "segment_mask": jnp.ones((2, T), bool)}
+  out = nnx.jit(lambda model, inputs: model(inputs, train=True))(model, inputs)
+  assert out["logits"].shape == (2, C) and bool(jnp.isfinite(out["logits"]).all())

@@ -45,17 +45,18 @@ class LateFusion(nnx.Module):
         d_in, d_out, dtype=dt, param_dtype=jnp.float32, rngs=rngs)
     layer_norm = lambda: nnx.LayerNorm(width, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
 
-    self.visual_backbone = self.audio_backbone = None
+    visual_backbone = audio_backbone = None  # each attribute is set once: module or None
     if "visual" in self.modalities:
-      self.visual_backbone, visual_dim = encoders.make_visual_backbone(
+      visual_backbone, visual_dim = encoders.make_visual_backbone(
           config.visual_backbone, config.visual_feature_dim, dtype=dtype, rngs=rngs)
       self.visual_projection = linear(visual_dim, width)
       self.visual_norm = layer_norm()
     if "audio" in self.modalities:
-      self.audio_backbone, audio_dim = encoders.make_audio_backbone(
+      audio_backbone, audio_dim = encoders.make_audio_backbone(
           config.audio_backbone, config.audio_feature_dim, dtype=dtype, rngs=rngs)
       self.audio_projection = linear(audio_dim, width)
       self.audio_norm = layer_norm()
+    self.visual_backbone, self.audio_backbone = visual_backbone, audio_backbone
     self.temporal_mean = layers.TemporalAttentionPool(width, "mean", dtype=dtype, rngs=rngs)
     fused = width * len(self.modalities)
     self.classifier_hidden = linear(fused, width)
