@@ -2,8 +2,18 @@
 
 import numpy as np
 import pytest
+from etils import epath
 
+from stt.explain import explainers
 from stt.explain import pointing
+from stt.explain import suite
+
+
+class _Grid:
+  """A stand-in model for the baseline explainers: they only read `grid_size`."""
+
+  def __init__(self, grid_size):
+    self.grid_size = grid_size
 
 
 def _one_hot_map(row, col, size=2):
@@ -142,3 +152,40 @@ def test_chance_levels_are_the_shares_of_cells_and_segments_that_hit():
       np.array([0, 1, 2]), np.array([2, 3, 2]), np.array([0, 1, 1]))
   assert temporal.num_trials == 2
   assert temporal.overall == pytest.approx((2 / 3 + 1 / 2) / 2)
+
+
+def test_center_prior_points_at_the_exact_frame_centre():
+  assert pointing.frame_centre((128, 128)) == (63.5, 63.5)
+  boxes = np.zeros((1, 4, 1, 4), np.float32)
+  boxes[0, 0, 0] = (78, 60, 90, 70)  # pixels 78..89: 14.5 px from 63.5, hit
+  boxes[0, 1, 0] = (79, 60, 90, 70)  # 15.5 px: miss
+  boxes[0, 2, 0] = (73, 73, 90, 90)  # 9.5² + 9.5² = 180.5 < 225: hit
+  boxes[0, 3, 0] = (20, 20, 40, 40)  # far: miss
+  box_mask = np.ones((1, 4, 1), bool)
+  result = pointing.center_prior_spatial_pointing(boxes, box_mask, np.array([[128, 128]]),
+                                                  np.array([0]), tolerance_px=15)
+  assert result.num_trials == 4 and result.overall == pytest.approx(2 / 4)
+  # The `center` explainer's 8×8 Gaussian points at (56, 56), the first pixel of the central
+  # plateau of its resize: box 0 is 22 px and box 2 17 px (in x and y) away from it, misses.
+  where = np.asarray(explainers.center(_Grid((8, 8)), {'segment_mask': np.ones((1, 4), bool)})
+                     ['where'])
+  assert pointing.point_of_map(where[0, 0], (128, 128)) == (56, 56)
+  explained = pointing.spatial_pointing(where, boxes, box_mask, np.array([[128, 128]]),
+                                        np.array([0]), tolerance_px=15)
+  assert explained.overall == 0.0
+
+
+def test_suite_reports_the_center_prior_row(tmp_path):
+  boxes = np.zeros((1, 2, 1, 4), np.float32)
+  boxes[0, :, 0] = (78, 60, 90, 70)
+  out = {'boxes': boxes, 'box_mask': np.ones((1, 2, 1), bool),
+         'frame_size': np.array([[128, 128]]), 'label': np.array([0]),
+         'where': np.zeros((1, 2, 8, 8), np.float32), 'segment_mask': np.ones((1, 2), bool),
+         'event_start': np.array([0]), 'event_end': np.array([1])}
+  metrics = suite.chance_metrics(out, 15.0)
+  assert metrics['explain/center_prior/pointing_spatial'] == 1.0
+  assert metrics['explain/chance/pointing_spatial'] < 0.5
+  suite.write_reports(epath.Path(tmp_path), metrics, {}, [])
+  lines = (tmp_path / 'tables.md').read_text().splitlines()
+  assert lines[2].startswith('| chance |')
+  assert lines[3].startswith('| center_prior | 1.000 | — |')

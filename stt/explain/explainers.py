@@ -254,7 +254,12 @@ def random(model, inputs: dict, target_class=None, *, key: jax.Array | None = No
 
 def center(model, inputs: dict, target_class=None, *, sigma: float = 0.25) -> dict:
   """Centre baseline: where = Gaussian at the grid centre with std sigma * (h, w) cells, the same
-  in every frame; when uniform over valid segments."""
+  in every frame; when uniform over valid segments.
+
+  On an even grid the bilinear resize of this map peaks on a central plateau whose first pixel
+  (the pointing games' point) is half a cell up and left of the frame centre, (56, 56) on 128 px
+  frames with an 8x8 grid; no grid map can point at the centre itself. The pointing of the exact
+  centre is the tables' `center_prior` row (`pointing.center_prior_spatial_pointing`)."""
   del target_class
   b, t = batch_shape(inputs)
   h, w = model.grid_size

@@ -61,8 +61,10 @@ def box_pixels(box, frame_size: tuple[int, int]) -> tuple[int, int, int, int]:
           min(math.ceil(x1 - 0.5) - 1, width - 1), min(math.ceil(y1 - 0.5) - 1, height - 1))
 
 
-def squared_distance_to_box(point: tuple[int, int], box, frame_size: tuple[int, int]) -> float:
-  """Squared distance from an integer pixel (x, y) to the nearest pixel of a box's mask
+def squared_distance_to_box(point: tuple[float, float], box,
+                            frame_size: tuple[int, int]) -> float:
+  """Squared distance from a pixel (x, y) (integer, or the frame centre) to the nearest pixel of a
+  box's mask
   (`box_pixels`); 0 on it, inf for a box that covers no pixel of the frame."""
   first_col, first_row, last_col, last_row = box_pixels(box, frame_size)
   if last_col < first_col or last_row < first_row:
@@ -73,7 +75,7 @@ def squared_distance_to_box(point: tuple[int, int], box, frame_size: tuple[int, 
   return float(dx * dx + dy * dy)
 
 
-def is_hit(point: tuple[int, int], boxes, frame_size: tuple[int, int],
+def is_hit(point: tuple[float, float], boxes, frame_size: tuple[int, int],
            tolerance_px: float) -> bool:
   """TorchRay's hit: a pixel of the boxes' mask at squared distance < tolerance_px² (so a
   tolerance of 0 never hits, 1 hits only on the mask)."""
@@ -156,6 +158,31 @@ def chance_spatial_pointing(boxes: np.ndarray, box_mask: np.ndarray, frame_size:
                            for point in points_by_size[size]]))
     trial_labels.append(int(labels[video]))
   return _summarise(np.asarray(shares, np.float64), np.asarray(trial_labels, int))
+
+
+def frame_centre(frame_size: tuple[int, int]) -> tuple[float, float]:
+  """The (x, y) centre of a W x H frame in pixel coordinates ((W - 1) / 2, (H - 1) / 2): 63.5
+  on 128 px, between the two middle pixels (the crop's centre is the frame's)."""
+  width, height = (int(v) for v in frame_size)
+  return (width - 1) / 2, (height - 1) / 2
+
+
+def center_prior_spatial_pointing(boxes: np.ndarray, box_mask: np.ndarray,
+                                  frame_size: np.ndarray, labels: np.ndarray,
+                                  tolerance_px: float = 15.0,
+                                  segment_mask: np.ndarray | None = None) -> PointingResult:
+  """The spatial pointing of the centre prior: the point is the exact frame centre
+  (`frame_centre`) in every trial, scored with `is_hit`. A grid map cannot point there on an
+  even grid (its bilinear resize peaks on a plateau whose first pixel is half a cell off), so
+  this is computed on the annotations, like the chance level. Arguments as `spatial_pointing`."""
+  trials = trial_segments(box_mask, segment_mask)
+  hits, trial_labels = [], []
+  for video, segment in zip(*np.nonzero(trials)):
+    size = (int(frame_size[video][0]), int(frame_size[video][1]))
+    segment_boxes = boxes[video, segment][box_mask[video, segment]]
+    hits.append(is_hit(frame_centre(size), segment_boxes, size, tolerance_px))
+    trial_labels.append(int(labels[video]))
+  return _summarise(np.asarray(hits, bool), np.asarray(trial_labels, int))
 
 
 def chance_temporal_pointing(segment_mask: np.ndarray, event_start: np.ndarray,

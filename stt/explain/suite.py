@@ -2,8 +2,9 @@
 
 For every explainer in `config.explain.explainers`, on the test split:
 - maps for the predicted class (one jitted computation per batch);
-- pointing games (DESIGN §5), relevance mass and LVS cIoU against the boxes, and the pointing
-  games' chance levels on the same annotations (`explain/chance/...`, the tables' last row);
+- pointing games (DESIGN §5), relevance mass and LVS cIoU against the boxes, the pointing
+  games' chance levels on the same annotations (`explain/chance/...`) and the spatial pointing
+  of the exact frame centre (`explain/center_prior/...`), the tables' last rows;
 - perturbation tests, fractions 0..0.9: spatial and temporal, positive and negative,
   AUC = trapz(accuracy) x 100; in `config.explain.perturbation_mode` ('feature' or 'pixel'),
   the temporal test removing `config.explain.temporal_modality` ('both', 'audio', 'visual');
@@ -41,6 +42,7 @@ from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wron
 
 TESTS = (("spatial", "positive"), ("spatial", "negative"), ("temporal", "positive"),
          ("temporal", "negative"))
+BASELINE_ROWS = ("chance", "center_prior")  # computed on the annotations, no maps
 TABLE_COLUMNS = ("pointing_spatial", "pointing_temporal", "relevance_mass", "ciou", "ciou_mean",
                  "spatial/positive_auc", "spatial/negative_auc", "temporal/positive_auc",
                  "temporal/negative_auc")
@@ -98,30 +100,38 @@ def metrics_of(name: str, out: dict, tolerance_px: float) -> tuple[dict, dict]:
 
 def chance_metrics(out: dict, tolerance_px: float) -> dict:
   """`explain/chance/pointing_*`: the pointing games' chance levels on these annotations (a
-  uniformly random cell, a uniformly random valid segment), to read every explainer against."""
+  uniformly random cell, a uniformly random valid segment), and `explain/center_prior/
+  pointing_spatial*`: pointing at the exact frame centre, to read every explainer against."""
   spatial = pointing.chance_spatial_pointing(
       out["boxes"], out["box_mask"], out["frame_size"], out["label"], out["where"].shape[-2:],
       tolerance_px, segment_mask=out["segment_mask"])
   temporal = pointing.chance_temporal_pointing(out["segment_mask"], out["event_start"],
                                                out["event_end"], out["label"])
+  center = pointing.center_prior_spatial_pointing(
+      out["boxes"], out["box_mask"], out["frame_size"], out["label"], tolerance_px,
+      segment_mask=out["segment_mask"])
   return {"explain/chance/pointing_spatial": spatial.overall,
           "explain/chance/pointing_spatial_class_mean": spatial.class_mean,
           "explain/chance/pointing_temporal": temporal.overall,
-          "explain/chance/pointing_temporal_class_mean": temporal.class_mean}
+          "explain/chance/pointing_temporal_class_mean": temporal.class_mean,
+          "explain/center_prior/pointing_spatial": center.overall,
+          "explain/center_prior/pointing_spatial_class_mean": center.class_mean}
 
 
 def write_reports(directory: epath.Path, metrics: dict, curves: dict[str, dict], names):
-  """tables.md, tables.csv and curves.png in `directory`; the table ends with the chance row."""
+  """tables.md, tables.csv and curves.png in `directory`; the table ends with the chance and
+  centre-prior rows."""
   directory.mkdir(parents=True, exist_ok=True)
   rows = [[name] + [metrics.get(f"explain/{name}/{column}") for column in TABLE_COLUMNS]
-          for name in [*names, "chance"]]
+          for name in [*names, *BASELINE_ROWS]]
   fmt = lambda v: "—" if v is None or (isinstance(v, float) and not np.isfinite(v)) else (
       f"{v:.3f}" if abs(v) <= 1 else f"{v:.1f}")
   lines = ["| explainer | " + " | ".join(TABLE_COLUMNS) + " |",
            "|---" * (len(TABLE_COLUMNS) + 1) + "|"]
   lines += ["| " + " | ".join([row[0]] + [fmt(v) for v in row[1:]]) + " |" for row in rows]
   note = ("\nPointing and localisation: higher is better; `chance` is the expected pointing of a "
-          "uniformly random cell and segment on these annotations. Perturbation AUC (trapz of "
+          "uniformly random cell and segment on these annotations; `center_prior` points at the "
+          "exact frame centre (spatial only). Perturbation AUC (trapz of "
           "accuracy over p = 0..0.9, x100, max 90): positive (most relevant removed first) "
           "lower is better, negative higher is better.\n")
   (directory / "tables.md").write_text("\n".join(lines) + "\n" + note)
