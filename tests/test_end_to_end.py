@@ -127,7 +127,8 @@ def test_explain_mode_adds_every_explainer_and_writes_reports(smoke_run, tmp_pat
   # The maps, in stt.explain.evaluate's format: rescored alone, they give the same figures.
   maps = np.load(workdir / "explain" / "maps" / "attention.npz")
   assert maps["where"].shape == (8, 10, 8, 8) and maps["when"].shape == (8, 10)
-  assert sorted(maps.files) == ["segment_mask", "video_id", "when", "where"]
+  assert sorted(maps.files) == ["explained_class", "segment_mask", "video_id", "when", "where"]
+  assert (maps["explained_class"] == -1).all()  # attention is class-agnostic
   (annotations,) = data_dir.glob("downloads/manual/synthetic_*/Annotations.txt")
   assert explain_evaluate.main([
       "--maps", str(workdir / "explain" / "maps" / "attention.npz"),

@@ -3,7 +3,8 @@
 Every explainer is a function `(model, inputs, target_class=None, **options) -> {'where', 'when'}`
 with inputs as for `Stan.__call__`; all are batched and run under `nnx.jit` (options static).
 `target_class` is None (explain each video's predicted class), an int, or [B] ints. The
-model-intrinsic and baseline explainers (attention, rollout, random, center) ignore it.
+model-intrinsic and baseline explainers (attention, rollout, random, center; `CLASS_AGNOSTIC`)
+ignore it: their maps are the same for every class.
 
 Attribution explainers act on the backbone outputs (`Stan.encode`), so they work alike for
 precomputed features and for backbone models: visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca].
@@ -281,3 +282,8 @@ EXPLAINERS = {
     'random': random,
     'center': center,
 }
+
+# Explainers whose maps do not depend on `target_class`: the suite computes them once for both
+# the ground-truth class (pointing, localisation) and the predicted class (perturbation).
+CLASS_AGNOSTIC = frozenset({'attention', 'rollout', 'random', 'center'})
+assert CLASS_AGNOSTIC <= set(EXPLAINERS)

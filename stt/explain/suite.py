@@ -1,16 +1,21 @@
 """The explanation evaluation of a trained model (`python -m stt.main ... --mode=explain`).
 
-For every explainer in `config.explain.explainers`, on the test split:
-- maps for the predicted class (one jitted computation per batch);
+For every explainer in `config.explain.explainers`, on the test split (one jitted computation
+per batch):
+- maps for each video's ground-truth class, scored by the pointing games and localisation
+  (TorchRay's protocol explains each annotated class), and maps for its predicted class, scored
+  by the perturbation tests (Chefer et al.); a class-agnostic explainer
+  (`explainers.CLASS_AGNOSTIC`) is computed once for both;
 - pointing games (DESIGN §5), relevance mass and LVS cIoU against the boxes, the pointing
   games' chance levels on the same annotations (`explain/chance/...`) and the spatial pointing
   of the exact frame centre (`explain/center_prior/...`), the tables' last rows;
 - perturbation tests, fractions 0..0.9: spatial and temporal, positive and negative,
   AUC = trapz(accuracy) x 100; in `config.explain.perturbation_mode` ('feature' or 'pixel'),
   the temporal test removing `config.explain.temporal_modality` ('both', 'audio', 'visual');
-- the maps themselves, `explain/maps/<explainer>.npz` in the format of
+- the ground-truth-class maps, `explain/maps/<explainer>.npz` in the format of
   `python -m stt.explain.evaluate --maps` (video_id [V], where [V,T,h,w], when [V,T],
-  segment_mask [V,T]), so they can be rescored or compared with other models' maps.
+  segment_mask [V,T], explained_class [V]: the class the maps explain, -1 for a class-agnostic
+  explainer), so they can be rescored or compared with other models' maps.
 Writes `explain/<explainer>/...` keys into the returned dict, and `<workdir>/explain/tables.md`,
 `tables.csv`, `curves.png` (accuracy vs fraction for each test) and
 `panels/<video_id>/<explainer>.png` (frames with "where", "when" over the spectrogram) for the
@@ -24,6 +29,7 @@ import functools
 import io
 
 import jax
+import jax.numpy as jnp
 import matplotlib
 import numpy as np
 from etils import epath
@@ -49,14 +55,22 @@ TABLE_COLUMNS = ("pointing_spatial", "pointing_temporal", "relevance_mass", "cio
 
 
 def _explain_batch(model, batch: dict, *, name: str, mode: str, temporal_modality: str) -> dict:
-  """Maps and perturbation curves of one explainer on one batch; shapes [B,...] / [P,B]."""
+  """One explainer on one batch: maps of the ground-truth class ("where" [B,T,h,w], "when"
+  [B,T], "explained_class" [B], -1 when class-agnostic) and perturbation curves [B,P] of the
+  maps of the predicted class."""
   inputs = input_pipeline.model_inputs(batch)
-  maps = explainer_lib.EXPLAINERS[name](model, inputs)
-  out = {"where": maps["where"], "when": maps["when"]}
+  explainer = explainer_lib.EXPLAINERS[name]
+  label = batch["label"].astype(jnp.int32)
+  maps = explainer(model, inputs, target_class=label)
+  if name in explainer_lib.CLASS_AGNOSTIC:
+    predicted_maps, explained_class = maps, jnp.full_like(label, -1)
+  else:
+    predicted_maps, explained_class = explainer(model, inputs, target_class=None), label
+  out = {"where": maps["where"], "when": maps["when"], "explained_class": explained_class}
   for test, order in TESTS:
     curves = perturbation.curves(
-        model, inputs, batch["label"], maps["where"], maps["when"], test=test, order=order,
-        modality=temporal_modality, mode=mode)
+        model, inputs, batch["label"], predicted_maps["where"], predicted_maps["when"],
+        test=test, order=order, modality=temporal_modality, mode=mode)
     out[f"{test}/{order}/correct"] = curves["correct"].T  # [B,P]
     out[f"{test}/{order}/probability"] = curves["probability"].T
   return out
@@ -181,7 +195,8 @@ def write_maps(directory: epath.Path, outputs: dict[str, dict], source) -> None:
       np.savez_compressed(file, video_id=video_ids,
                           where=np.asarray(out["where"], np.float32),
                           when=np.asarray(out["when"], np.float32),
-                          segment_mask=np.asarray(out["segment_mask"], bool))
+                          segment_mask=np.asarray(out["segment_mask"], bool),
+                          explained_class=np.asarray(out["explained_class"], np.int32))
 
 
 def run(graphdef, state, source, mesh, config, workdir: epath.Path, class_names) -> dict:

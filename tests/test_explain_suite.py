@@ -1,0 +1,91 @@
+"""The explanation suite's target classes (stt/explain/suite.py): pointing and localisation score
+maps of the ground-truth class, perturbation maps of the predicted class (issue 11 §4a)."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from stt.explain import explainers
+from stt.explain import perturbation
+from stt.explain import pointing
+from stt.explain import suite
+from tests.test_explainers import B
+from tests.test_explainers import C
+from tests.test_explainers import GRID
+from tests.test_explainers import MASK
+from tests.test_explainers import T
+from tests.test_explainers import make_inputs
+from tests.test_explainers import make_model
+
+CELL_PX = 10  # 3x3 grid on 30x30 frames
+
+
+def _boxes_at_argmax_cells(where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """One box per valid segment: the 10x10 px block of the argmax cell of where [B,T,3,3]."""
+  boxes = np.zeros((B, T, 1, 4), np.float32)
+  for video in range(B):
+    for segment in range(T):
+      row, col = np.unravel_index(np.argmax(where[video, segment]), GRID)
+      boxes[video, segment, 0] = (col * CELL_PX, row * CELL_PX, (col + 1) * CELL_PX,
+                                  (row + 1) * CELL_PX)
+  return boxes, MASK[:, :, None].copy()
+
+
+@nnx.jit
+def _references(model, inputs, label):
+  """(predicted class [B], gradient maps for `label`, for the prediction, and the spatial
+  positive perturbation curves of the prediction's maps), in one jitted program."""
+  for_label = explainers.gradient(model, inputs, label)
+  for_prediction = explainers.gradient(model, inputs, None)
+  curves = perturbation.curves(model, inputs, label, for_prediction['where'],
+                               for_prediction['when'], test='spatial', order='positive')
+  return jnp.argmax(model(inputs)['logits'], -1), for_label, for_prediction, curves
+
+
+def test_pointing_explains_the_label_and_perturbation_the_prediction(monkeypatch):
+  monkeypatch.setattr(suite, 'TESTS', (('spatial', 'positive'),))  # one test: one compilation
+  model, inputs = make_model(), make_inputs()
+  predicted = np.asarray(_references(model, inputs, jnp.zeros(B, jnp.int32))[0])
+  label = (predicted + 1) % C  # both videos misclassified
+  batch = {**inputs, 'label': jnp.asarray(label)}
+  step = nnx.jit(functools.partial(suite._explain_batch, name='gradient', mode='feature',  # pylint: disable=protected-access
+                                   temporal_modality='both'))
+  out = jax.tree.map(np.asarray, step(model, batch))
+  _, for_label, for_prediction, curves = jax.tree.map(
+      np.asarray, _references(model, inputs, jnp.asarray(label)))
+  np.testing.assert_allclose(out['where'], for_label['where'], rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(out['when'], for_label['when'], rtol=1e-5, atol=1e-7)
+  np.testing.assert_array_equal(out['explained_class'], label)
+  # Boxes where the label's maps point: the label's maps hit every trial, the prediction's
+  # maps (what was scored before) miss some.
+  boxes, box_mask = _boxes_at_argmax_cells(for_label['where'])
+  frame_size = np.full((B, 2), 3 * CELL_PX)
+  score = lambda where: pointing.spatial_pointing(where, boxes, box_mask, frame_size, label,
+                                                  tolerance_px=1, segment_mask=MASK).overall
+  assert score(out['where']) == 1.0
+  assert score(for_prediction['where']) < 0.9
+  # Perturbation removes what the predicted class's maps rank first.
+  np.testing.assert_allclose(out['spatial/positive/probability'], curves['probability'].T,
+                             rtol=1e-4, atol=1e-6)
+
+
+def test_class_agnostic_explainers_ignore_the_target_and_are_recorded_as_such(monkeypatch):
+  monkeypatch.setattr(suite, 'TESTS', (('spatial', 'positive'),))
+  model, inputs = make_model(), make_inputs()
+  target = jnp.asarray([1, 3])
+  both = nnx.jit(lambda m, x, y: {name: (explainers.EXPLAINERS[name](m, x),
+                                         explainers.EXPLAINERS[name](m, x, target_class=y))
+                                  for name in explainers.CLASS_AGNOSTIC})
+  for name, (default, targeted) in both(model, inputs, target).items():
+    np.testing.assert_array_equal(np.asarray(default['where']), np.asarray(targeted['where']),
+                                  err_msg=name)
+  sensitive = set(explainers.EXPLAINERS) - explainers.CLASS_AGNOSTIC
+  assert sensitive == {'gradient', 'grad_x_input', 'gradcam', 'integrated_gradients',
+                       'occlusion'}
+  step = nnx.jit(functools.partial(suite._explain_batch, name='attention', mode='feature',  # pylint: disable=protected-access
+                                   temporal_modality='both'))
+  out = step(model, {**inputs, 'label': target})
+  np.testing.assert_array_equal(np.asarray(out['explained_class']), [-1, -1])
