@@ -6,6 +6,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 from flax import nnx
 
 from stt.explain import explainers
@@ -89,3 +90,43 @@ def test_class_agnostic_explainers_ignore_the_target_and_are_recorded_as_such(mo
                                    temporal_modality='both'))
   out = step(model, {**inputs, 'label': target})
   np.testing.assert_array_equal(np.asarray(out['explained_class']), [-1, -1])
+
+
+def _fake_out(rng) -> dict:
+  """Gathered per-example outputs of one explainer on V=3 videos, T=4 segments, 3x3 grid."""
+  v, p = 3, len(perturbation.FRACTIONS)
+  boxes = np.zeros((v, T, 1, 4), np.float32)
+  boxes[..., :] = (0, 0, 10, 10)
+  out = {'where': rng.random((v, T) + GRID), 'when': rng.random((v, T)), 'boxes': boxes,
+         'box_mask': np.ones((v, T, 1), bool), 'frame_size': np.full((v, 2), 30),
+         'label': np.array([0, 1, 1]), 'segment_mask': np.ones((v, T), bool),
+         'event_start': np.array([0, 1, 2]), 'event_end': np.array([2, 3, 4])}
+  for test, order in suite.TESTS:
+    out[f'{test}/{order}/correct'] = rng.random((v, p)) < 0.5
+    out[f'{test}/{order}/probability'] = rng.random((v, p))
+  return out
+
+
+def test_rollout_spatial_scores_are_attentions_and_not_reported(tmp_path):
+  # By construction: rollout's where is attention's alpha times a per-frame constant.
+  model, inputs = make_model(), make_inputs()
+  maps = jax.tree.map(np.asarray, nnx.jit(
+      lambda m, x: (explainers.attention(m, x), explainers.rollout(m, x)))(model, inputs))
+  ratio = maps[1]['where'][MASK] / maps[0]['where'][MASK]  # [valid segments, h, w]
+  np.testing.assert_allclose(ratio, ratio[:, :1, :1] * np.ones_like(ratio), rtol=1e-4)
+  assert explainers.SPATIAL_IS_ATTENTION == {'rollout'}
+  # So the suite reports them as not applicable; the temporal scores are rollout's own.
+  out = _fake_out(np.random.default_rng(0))
+  metrics, curves = suite.metrics_of('rollout', out, 15.0)
+  reference, _ = suite.metrics_of('attention', out, 15.0)
+  for key in suite.SPATIAL_METRICS:
+    assert np.isnan(metrics[f'explain/rollout/{key}']), key
+    assert np.isfinite(reference[f'explain/attention/{key}']), key
+  for key in ('pointing_temporal', 'temporal/positive_auc', 'temporal/negative_auc'):
+    assert metrics[f'explain/rollout/{key}'] == reference[f'explain/attention/{key}'], key
+  assert np.isnan(curves['spatial/positive']).all()
+  suite.write_reports(epath.Path(tmp_path), metrics, {'rollout': curves}, ['rollout'])
+  row = (tmp_path / 'tables.md').read_text().splitlines()[2].split(' | ')
+  # pointing_spatial, relevance_mass, ciou, ciou_mean and the spatial AUCs; not the temporal.
+  assert row[0] == '| rollout' and [row[i] for i in (1, 3, 4, 5, 6, 7)] == ['—'] * 6
+  assert '—' not in (row[2], row[8], row[9])

@@ -121,6 +121,8 @@ def rollout(model, inputs: dict, target_class=None) -> dict:
     when[t]      = r[t] + r[T+t]          (both tokens of segment t)
     where[t,i,j] = alpha[t,i,j] * r[T+t]  (v̂_t's relevance split over cells by the head-averaged
                                            spatial attention that formed it)
+  "where" is attention's alpha scaled per frame, so its spatial scores are attention's
+  (`SPATIAL_IS_ATTENTION`); it is kept for the panels, and "when" is rollout's own.
   """
   del target_class  # class-agnostic
   encoded = _Encoded(model, inputs, None)
@@ -286,4 +288,11 @@ EXPLAINERS = {
 # Explainers whose maps do not depend on `target_class`: the suite computes them once for both
 # the ground-truth class (pointing, localisation) and the predicted class (perturbation).
 CLASS_AGNOSTIC = frozenset({'attention', 'rollout', 'random', 'center'})
-assert CLASS_AGNOSTIC <= set(EXPLAINERS)
+# Explainers whose "where" is attention's alpha times a per-frame constant, so every spatial
+# score (pointing, relevance mass, cIoU, the spatial perturbation test: all rank cells within a
+# frame) equals attention's by construction. Rollout: the visual cells reach the transformer
+# only through v_hat_t = sum_n alpha[t,n] cell[t,n] (no residual), so any rollout splits v_hat_t's
+# relevance over its cells by alpha; with pool_values='local' the pooled values bypass the
+# transformer as well. The suite reports their spatial scores as not applicable.
+SPATIAL_IS_ATTENTION = frozenset({'rollout'})
+assert CLASS_AGNOSTIC <= set(EXPLAINERS) and SPATIAL_IS_ATTENTION <= set(EXPLAINERS)

@@ -48,6 +48,10 @@ from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wron
 
 TESTS = (("spatial", "positive"), ("spatial", "negative"), ("temporal", "positive"),
          ("temporal", "negative"))
+# The scores of "where" (NaN for explainers.SPATIAL_IS_ATTENTION, "—" in the tables).
+SPATIAL_METRICS = ("pointing_spatial", "pointing_spatial_class_mean", "relevance_mass", "ciou",
+                   "ciou_mean", "ciou_auc", "spatial/positive_auc", "spatial/negative_auc",
+                   "spatial/positive_probability_auc", "spatial/negative_probability_auc")
 BASELINE_ROWS = ("chance", "center_prior")  # computed on the annotations, no maps
 TABLE_COLUMNS = ("pointing_spatial", "pointing_temporal", "relevance_mass", "ciou", "ciou_mean",
                  "spatial/positive_auc", "spatial/negative_auc", "temporal/positive_auc",
@@ -109,6 +113,11 @@ def metrics_of(name: str, out: dict, tolerance_px: float) -> tuple[dict, dict]:
     metrics[f"{prefix}/{test}/{order}_auc"] = summary["auc"]
     metrics[f"{prefix}/{test}/{order}_probability_auc"] = summary["probability_auc"]
     curves[f"{test}/{order}"] = summary["accuracy"]
+  if name in explainer_lib.SPATIAL_IS_ATTENTION:  # attention's by construction: not applicable
+    for key in SPATIAL_METRICS:
+      metrics[f"{prefix}/{key}"] = float("nan")
+    for order in ("positive", "negative"):
+      curves[f"spatial/{order}"] = [float("nan")] * len(curves[f"spatial/{order}"])
   return metrics, curves
 
 
@@ -145,9 +154,10 @@ def write_reports(directory: epath.Path, metrics: dict, curves: dict[str, dict],
   lines += ["| " + " | ".join([row[0]] + [fmt(v) for v in row[1:]]) + " |" for row in rows]
   note = ("\nPointing and localisation: higher is better; `chance` is the expected pointing of a "
           "uniformly random cell and segment on these annotations; `center_prior` points at the "
-          "exact frame centre (spatial only). Perturbation AUC (trapz of "
-          "accuracy over p = 0..0.9, x100, max 90): positive (most relevant removed first) "
-          "lower is better, negative higher is better.\n")
+          "exact frame centre (spatial only). `rollout`'s spatial scores are attention's by "
+          "construction (its where is alpha scaled per frame) and are not reported. "
+          "Perturbation AUC (trapz of accuracy over p = 0..0.9, x100, max 90): positive (most "
+          "relevant removed first) lower is better, negative higher is better.\n")
   (directory / "tables.md").write_text("\n".join(lines) + "\n" + note)
   buffer = io.StringIO()
   writer = csv.writer(buffer)
