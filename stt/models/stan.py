@@ -126,7 +126,8 @@ class Stan(nnx.Module):
 
     Uses inputs['frames'] [B,T,F,H,W,3] uint8 (frame features averaged over F) or
     inputs['visual_features'] [B,T,h,w,Cv]; inputs['log_mel'] [B,T,96,64] or
-    inputs['audio_features'] [B,T,Ca].
+    inputs['audio_features'] [B,T,Ca]. In training, the frames of padded segments
+    (inputs['segment_mask'] False) do not enter the backbone's BatchNorm statistics.
     """
     if self.visual_backbone is None:
       visual_map = jnp.asarray(inputs['visual_features'])
@@ -134,7 +135,10 @@ class Stan(nnx.Module):
       frames = inputs['frames']
       b, t, f = frames.shape[:3]
       images = normalize_frames(frames.reshape((b * t * f,) + frames.shape[3:]))
-      maps = self.visual_backbone(images.astype(self.dtype), train=train)
+      frame_mask = None
+      if train and inputs.get('segment_mask') is not None:  # [B*T*F], frames of valid segments
+        frame_mask = jnp.repeat(jnp.asarray(inputs['segment_mask'], bool).reshape(-1), f)
+      maps = self.visual_backbone(images.astype(self.dtype), train=train, mask=frame_mask)
       visual_map = maps.reshape((b, t, f) + maps.shape[1:]).mean(axis=2)
     if self.audio_backbone is None:
       audio_vec = jnp.asarray(inputs['audio_features'])
