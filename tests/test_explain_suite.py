@@ -3,20 +3,20 @@ maps of the ground-truth class, perturbation maps of the predicted class (issue 
 
 import functools
 
+from etils import epath
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from etils import epath
-from flax import nnx
 
 from stt.explain import explainers
 from stt.explain import perturbation
 from stt.explain import pointing
 from stt.explain import suite
-from tests.test_explainers import B
-from tests.test_explainers import C
 from tests.test_explainers import GRID
 from tests.test_explainers import MASK
+from tests.test_explainers import B
+from tests.test_explainers import C
 from tests.test_explainers import T
 from tests.test_explainers import make_inputs
 from tests.test_explainers import make_model

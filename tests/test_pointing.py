@@ -1,8 +1,8 @@
 """Pointing games against hand-computed cases."""
 
+from etils import epath
 import numpy as np
 import pytest
-from etils import epath
 
 from stt.explain import explainers
 from stt.explain import pointing
