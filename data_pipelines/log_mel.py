@@ -11,7 +11,10 @@ with the AudioSet VGGish model (``vggish_input.waveform_to_examples``):
 * ``log(mel + 0.01)``.
 
 Videos are cut into one-second segments starting at t = 0; each segment contributes
-the first 96 frames (0.96 s) of the log-mel computed from its own samples.
+the first 96 frames of the log-mel computed from its own samples. Patches are aligned to whole
+seconds, unlike VGGish's continuous 0.96 s hop: segment t's frames start at t s + 0, 10, ...,
+950 ms, its frame 95 covers [t + 0.95, t + 0.975) s, and the last 25 ms of each second only
+enter frames 96-99, which are dropped.
 """
 
 from __future__ import annotations
@@ -152,8 +155,10 @@ def segment_log_mel(waveform: np.ndarray, num_segments: int) -> np.ndarray:
 
     Segment ``t`` is computed from samples ``[t * 16000, (t + 1) * 16000)`` and keeps its
     first 96 frames. The waveform is zero-padded (or truncated) to ``num_segments`` seconds.
-    Because 16000 is a multiple of the 160-sample hop and frame 95 of a segment ends exactly
-    at the segment boundary, this equals framing the whole padded waveform once.
+    Frame 95 of a segment covers samples ``[15200, 15600)`` of it, so it does not end at the
+    segment boundary: the patches are aligned to whole seconds (frames 100 t .. 100 t + 95 of
+    the whole padded waveform framed once, since 16000 is a multiple of the 160-sample hop;
+    frames 100 t + 96 .. 100 t + 99 are dropped), not VGGish's continuous 0.96 s hop.
 
     Args:
       waveform: [S] float mono samples at 16 kHz.

@@ -13,7 +13,9 @@ colour, see `synthetic_scene`) paired with a harmonic tone. In every video:
 So e is the only class both seen and heard. The event and distractor runs are drawn as an
 exchangeable pair (lengths (a, b) uniform over 2..8 with a + b <= num_segments, order random),
 so no audio-only cue such as "the longer tone" or "the earlier tone" identifies the event:
-audio alone is at chance between the two tones, vision alone between the visible objects.
+audio alone is at chance between the two tones, vision alone between the visible objects
+(all objects are placed first, then the event object takes one of them at random, so its size,
+position and colour tell it apart no better than chance).
 Ground truth boxes are tight boxes of the drawn event object, [x0, y0, x1, y1] in
 original-frame pixels with x1, y1 exclusive.
 
@@ -57,6 +59,9 @@ AUDIO_NOISE_STD_RANGE = (0.004, 0.012)
 X264_OPTIONS = {"crf": "18", "preset": "veryfast", "threads": "1"}
 AAC_BIT_RATE = 64000
 AAC_OPTIONS = {"aac_coder": "fast"}  # ~20 % faster than the default coder, no worse here
+# Bumped whenever the same settings generate different videos; hashed into the cached set's
+# name (synthetic_dataset.tag). 2: the event object takes a random square after placement.
+GENERATOR_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,7 +218,11 @@ def sample_scene(spec: SyntheticSpec, index: int) -> VideoTruth:
     distractor_class = int(rng.choice(classes[len(visible):]))
     if distractor_run is None:
         distractor_class, distractor_run = None, (None, None)
-    squares = _place_squares(rng, len(visible), spec.frame_height, spec.frame_width)
+    # All objects are placed first, then the event object takes a uniformly random one of the
+    # squares, so no size or position cue tells it apart (placed first, it was more often the
+    # largest and the most central: the first square has the emptiest frame to fit in).
+    placed = _place_squares(rng, len(visible), spec.frame_height, spec.frame_width)
+    squares = [placed[i] for i in rng.permutation(len(placed))]
     partial = VideoTruth(
         video_id=video_id(index), split=split_of(spec, index), event_class=event_class,
         event_start=event_start, event_end=event_end, event_box=(0, 0, 0, 0),

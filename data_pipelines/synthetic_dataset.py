@@ -3,7 +3,8 @@
     <data_dir>/downloads/manual/<tag>/                the AVE-format directory of MP4s
     <data_dir>/ave_videos/<tag>_t<T>_f<F>_s<S>/<ver>/  the built array_record dataset
 
-`tag` changes whenever a generator setting changes, so two settings never share a directory.
+`tag` changes whenever a generator setting or the generator's version changes, so two settings
+or generators never share a directory.
 The trainer (stt.datasets) and `python -m data_pipelines.build --dataset=synthetic` both call
 `prepare`, so the build CLI writes exactly what a config looks for.
 """
@@ -22,8 +23,10 @@ from data_pipelines import synthetic
 
 
 def tag(settings: dict) -> str:
-  """`synthetic_<sha1[:8]>` of the generator settings (a config's `synthetic` section)."""
-  spec = json.dumps(settings, sort_keys=True)
+  """`synthetic_<sha1[:8]>` of the generator settings (a config's `synthetic` section) and
+  `synthetic.GENERATOR_VERSION`, so a generator change names a new set."""
+  spec = json.dumps({**settings, "generator_version": synthetic.GENERATOR_VERSION},
+                    sort_keys=True)
   return "synthetic_" + hashlib.sha1(spec.encode()).hexdigest()[:8]
 
 

@@ -107,13 +107,17 @@ def test_explain_mode_adds_every_explainer_and_writes_reports(smoke_run, tmp_pat
   # The intrinsic explainer's pointing equals what training's final evaluation reported.
   assert results["explain/attention/pointing_spatial"] == pytest.approx(
       before["explain/attention/pointing_spatial"])
-  # Chance levels of the pointing games on these annotations, in results and as the last row.
+  # Chance levels of the pointing games on these annotations and the centre prior, in results
+  # and as the last rows.
   for key in ("pointing_spatial", "pointing_temporal"):
     assert 0.0 < results[f"explain/chance/{key}"] < 1.0, key
   table = (workdir / "explain" / "tables.md").read_text().splitlines()
   assert table[0].startswith("| explainer | pointing_spatial") and len(table) >= 6
   assert table[5].startswith(f"| chance | {results['explain/chance/pointing_spatial']:.3f} |")
-  assert (workdir / "explain" / "tables.csv").read_text().count("\n") == 5
+  center_prior = results["explain/center_prior/pointing_spatial"]
+  assert 0.0 <= center_prior <= 1.0
+  assert table[6].startswith(f"| center_prior | {center_prior:.3f} | — |")
+  assert (workdir / "explain" / "tables.csv").read_text().count("\n") == 6
   assert (workdir / "explain" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   # Explanation panels: the first num_panels (default 4) test videos, one PNG per explainer.
   panel_dirs = sorted((workdir / "explain" / "panels").iterdir())
@@ -127,7 +131,9 @@ def test_explain_mode_adds_every_explainer_and_writes_reports(smoke_run, tmp_pat
   # The maps, in stt.explain.evaluate's format: rescored alone, they give the same figures.
   maps = np.load(workdir / "explain" / "maps" / "attention.npz")
   assert maps["where"].shape == (8, 10, 8, 8) and maps["when"].shape == (8, 10)
-  assert sorted(maps.files) == ["frame_size", "segment_mask", "video_id", "when", "where"]
+  assert sorted(maps.files) == ["explained_class", "frame_size", "segment_mask", "video_id",
+                                "when", "where"]
+  assert (maps["explained_class"] == -1).all()  # attention is class-agnostic
   (annotations,) = data_dir.glob("downloads/manual/synthetic_*/Annotations.txt")
   assert explain_evaluate.main([
       "--maps", str(workdir / "explain" / "maps" / "attention.npz"),

@@ -1,9 +1,19 @@
 """Pointing games against hand-computed cases."""
 
+from etils import epath
 import numpy as np
 import pytest
 
+from stt.explain import explainers
 from stt.explain import pointing
+from stt.explain import suite
+
+
+class _Grid:
+  """A stand-in model for the baseline explainers: they only read `grid_size`."""
+
+  def __init__(self, grid_size):
+    self.grid_size = grid_size
 
 
 def _one_hot_map(row, col, size=2):
@@ -12,31 +22,65 @@ def _one_hot_map(row, col, size=2):
   return where
 
 
-def test_point_of_map_is_first_argmax_in_original_pixels():
+def test_point_of_map_is_first_argmax_in_integer_original_pixels():
   # A 2×2 map peaking top-left, bilinearly resized to 100×100: the plateau starts at pixel 0.
-  assert pointing.point_of_map(_one_hot_map(0, 0), (100, 100)) == (0.5, 0.5)
-  # Peak bottom-right → inside the bottom-right plateau (pixel centres from 75 on).
+  assert pointing.point_of_map(_one_hot_map(0, 0), (100, 100)) == (0, 0)
+  # Peak bottom-right → inside the bottom-right plateau (pixels from 75 on).
   x, y = pointing.point_of_map(_one_hot_map(1, 1), (100, 100))
   assert 75 <= x < 100 and 75 <= y < 100
   # A 200×100 frame is centre-cropped to 100×100 starting at x=50.
-  assert pointing.point_of_map(_one_hot_map(0, 0), (200, 100)) == (50.5, 0.5)
+  assert pointing.point_of_map(_one_hot_map(0, 0), (200, 100)) == (50, 0)
 
 
-def test_distance_to_box():
-  assert pointing.distance_to_box((5, 5), (0, 0, 10, 10)) == 0.0
-  assert pointing.distance_to_box((0.5, 0.5), (14, 0, 30, 10)) == pytest.approx(13.5)
-  assert pointing.distance_to_box((0, 0), (3, 4, 9, 9)) == pytest.approx(5.0)
+def test_squared_distance_to_box_pixels():
+  frame = (100, 100)
+  assert pointing.squared_distance_to_box((5, 5), (0, 0, 10, 10), frame) == 0.0
+  # Box [14, 30) covers pixels 14..29: 14 px from pixel 0.
+  assert pointing.squared_distance_to_box((0, 0), (14, 0, 30, 10), frame) == 14**2
+  # Pixels 3..8 x 4..8: the corner pixel (3, 4).
+  assert pointing.squared_distance_to_box((0, 0), (3, 4, 9, 9), frame) == 25
+  # The right edge is exclusive: [0, 10) covers pixels 0..9, so pixel 12 is 3 px away.
+  assert pointing.squared_distance_to_box((12, 0), (0, 0, 10, 10), frame) == 9
+  # Fractional edges: a pixel belongs to a box when its centre (x + ½) lies inside.
+  assert pointing.squared_distance_to_box((0, 0), (14.4, 0, 30, 10), frame) == 14**2
+  assert pointing.squared_distance_to_box((0, 0), (14.6, 0, 30, 10), frame) == 15**2
+  # Clipped to the frame; a box outside it covers no pixel.
+  assert pointing.squared_distance_to_box((99, 0), (120, 0, 130, 10), frame) == float("inf")
+
+
+def test_torchray_hit_rule_at_the_boundary():
+  """TorchRay's PointingGame: hit iff (x - px)² + (y - py)² < tolerance² for a mask pixel."""
+  where = np.stack([_one_hot_map(0, 0)] * 6)[None]  # [V=1,T=6,2,2] → point (0, 0)
+  boxes = np.zeros((1, 6, 1, 4), np.float32)
+  boxes[0, 0, 0] = (15, 0, 30, 10)      # exactly 15 px away: miss (strict <)
+  boxes[0, 1, 0] = (14, 0, 30, 10)      # 14 px away: hit
+  boxes[0, 2, 0] = (14.9, 0, 30, 10)    # pixel 14's centre 14.5 is outside: 15 px, miss
+  boxes[0, 3, 0] = (14.4, 0, 30, 10)    # pixel 14's centre is inside: 14 px, hit
+  boxes[0, 4, 0] = (9, 12, 30, 30)      # corner pixel (9, 12): 81 + 144 = 225, miss
+  boxes[0, 5, 0] = (9, 11, 30, 30)      # corner pixel (9, 11): 81 + 121 = 202, hit
+  box_mask = np.ones((1, 6, 1), bool)
+  result = pointing.spatial_pointing(where, boxes, box_mask, np.array([[100, 100]]),
+                                     labels=np.array([0]), tolerance_px=15)
+  hits = [pointing.spatial_pointing(where[:, [t]], boxes[:, [t]], box_mask[:, [t]],
+                                    np.array([[100, 100]]), np.array([0]), 15).overall
+          for t in range(6)]
+  assert hits == [0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+  assert result.overall == pytest.approx(3 / 6)
+  # Tolerance 1 hits only on the mask itself; tolerance 0 never hits (TorchRay's rule).
+  assert pointing.is_hit((10, 0), [(10, 0, 20, 10)], (100, 100), 1.0)
+  assert not pointing.is_hit((9, 0), [(10, 0, 20, 10)], (100, 100), 1.0)
+  assert not pointing.is_hit((10, 0), [(10, 0, 20, 10)], (100, 100), 0.0)
 
 
 def test_spatial_pointing_tolerance_and_class_mean():
-  where = np.stack([_one_hot_map(0, 0)] * 4)[None]  # [V=1,T=4,2,2] → point (0.5, 0.5)
+  where = np.stack([_one_hot_map(0, 0)] * 4)[None]  # [V=1,T=4,2,2] → point (0, 0)
   where = np.concatenate([where, where])  # V=2
   boxes = np.zeros((2, 4, 1, 4), np.float32)
   box_mask = np.zeros((2, 4, 1), bool)
   boxes[0, 0, 0] = (0, 0, 10, 10)    # inside: hit
-  boxes[0, 1, 0] = (14, 0, 30, 10)   # 13.5 px away: hit
-  boxes[0, 2, 0] = (16, 0, 30, 10)   # 15.5 px away: miss
-  boxes[1, 3, 0] = (20, 20, 30, 30)  # 27.6 px away: miss
+  boxes[0, 1, 0] = (14, 0, 30, 10)   # 14 px away: hit
+  boxes[0, 2, 0] = (16, 0, 30, 10)   # 16 px away: miss
+  boxes[1, 3, 0] = (20, 20, 30, 30)  # 28.3 px away: miss
   box_mask[0, :3, 0] = True
   box_mask[1, 3, 0] = True
   result = pointing.spatial_pointing(where, boxes, box_mask, np.array([[100, 100]] * 2),
@@ -62,7 +106,7 @@ def test_temporal_pointing_respects_mask_and_event():
 
 
 def test_padded_segments_are_no_trials():
-  where = np.stack([_one_hot_map(0, 0)] * 3)[None]  # [V=1,T=3,2,2] → point (0.5, 0.5)
+  where = np.stack([_one_hot_map(0, 0)] * 3)[None]  # [V=1,T=3,2,2] → point (0, 0)
   boxes = np.zeros((1, 3, 1, 4), np.float32)
   boxes[0, :, 0] = (0, 0, 10, 10)
   box_mask = np.ones((1, 3, 1), bool)
@@ -84,20 +128,20 @@ def test_padded_segments_are_no_trials():
 
 
 def test_chance_levels_are_the_shares_of_cells_and_segments_that_hit():
-  # 2×2 grid on 100×100 frames. The four one-hot maps point at (0.5, 0.5), then at the first
-  # pixel of the other plateaus: (75.5, 0.5), (0.5, 75.5), (75.5, 75.5).
+  # 2×2 grid on 100×100 frames. The four one-hot maps point at (0, 0), then at the first
+  # pixel of the other plateaus: (75, 0), (0, 75), (75, 75).
   boxes = np.zeros((2, 3, 1, 4), np.float32)
   box_mask = np.zeros((2, 3, 1), bool)
   boxes[0, 0, 0] = (0, 0, 50, 50)     # only the top-left point: 1/4
   boxes[0, 1, 0] = (0, 0, 100, 10)    # the two top points: 2/4
   boxes[1, 2, 0] = (0, 0, 100, 100)   # all four: 4/4, but segment 2 of video 1 is padded
-  boxes[1, 0, 0] = (40, 40, 60, 60)   # none within 0 px
+  boxes[1, 0, 0] = (40, 40, 60, 60)   # none on the box
   box_mask[0, :2, 0] = box_mask[1, [0, 2], 0] = True
   segment_mask = np.array([[True, True, True], [True, True, False]])
   labels = np.array([0, 1])
   frame_size = np.full((2, 2), 100)
   spatial = pointing.chance_spatial_pointing(boxes, box_mask, frame_size, labels, (2, 2),
-                                             tolerance_px=0.0, segment_mask=segment_mask)
+                                             tolerance_px=1.0, segment_mask=segment_mask)
   assert spatial.num_trials == 3
   assert spatial.overall == pytest.approx((0.25 + 0.5 + 0.0) / 3)
   assert spatial.class_mean == pytest.approx((0.375 + 0.0) / 2)
@@ -108,3 +152,40 @@ def test_chance_levels_are_the_shares_of_cells_and_segments_that_hit():
       np.array([0, 1, 2]), np.array([2, 3, 2]), np.array([0, 1, 1]))
   assert temporal.num_trials == 2
   assert temporal.overall == pytest.approx((2 / 3 + 1 / 2) / 2)
+
+
+def test_center_prior_points_at_the_exact_frame_centre():
+  assert pointing.frame_centre((128, 128)) == (63.5, 63.5)
+  boxes = np.zeros((1, 4, 1, 4), np.float32)
+  boxes[0, 0, 0] = (78, 60, 90, 70)  # pixels 78..89: 14.5 px from 63.5, hit
+  boxes[0, 1, 0] = (79, 60, 90, 70)  # 15.5 px: miss
+  boxes[0, 2, 0] = (73, 73, 90, 90)  # 9.5² + 9.5² = 180.5 < 225: hit
+  boxes[0, 3, 0] = (20, 20, 40, 40)  # far: miss
+  box_mask = np.ones((1, 4, 1), bool)
+  result = pointing.center_prior_spatial_pointing(boxes, box_mask, np.array([[128, 128]]),
+                                                  np.array([0]), tolerance_px=15)
+  assert result.num_trials == 4 and result.overall == pytest.approx(2 / 4)
+  # The `center` explainer's 8×8 Gaussian points at (56, 56), the first pixel of the central
+  # plateau of its resize: box 0 is 22 px and box 2 17 px (in x and y) away from it, misses.
+  where = np.asarray(explainers.center(_Grid((8, 8)), {'segment_mask': np.ones((1, 4), bool)})
+                     ['where'])
+  assert pointing.point_of_map(where[0, 0], (128, 128)) == (56, 56)
+  explained = pointing.spatial_pointing(where, boxes, box_mask, np.array([[128, 128]]),
+                                        np.array([0]), tolerance_px=15)
+  assert explained.overall == 0.0
+
+
+def test_suite_reports_the_center_prior_row(tmp_path):
+  boxes = np.zeros((1, 2, 1, 4), np.float32)
+  boxes[0, :, 0] = (78, 60, 90, 70)
+  out = {'boxes': boxes, 'box_mask': np.ones((1, 2, 1), bool),
+         'frame_size': np.array([[128, 128]]), 'label': np.array([0]),
+         'where': np.zeros((1, 2, 8, 8), np.float32), 'segment_mask': np.ones((1, 2), bool),
+         'event_start': np.array([0]), 'event_end': np.array([1])}
+  metrics = suite.chance_metrics(out, 15.0)
+  assert metrics['explain/center_prior/pointing_spatial'] == 1.0
+  assert metrics['explain/chance/pointing_spatial'] < 0.5
+  suite.write_reports(epath.Path(tmp_path), metrics, {}, [])
+  lines = (tmp_path / 'tables.md').read_text().splitlines()
+  assert lines[2].startswith('| chance |')
+  assert lines[3].startswith('| center_prior | 1.000 | — |')

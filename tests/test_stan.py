@@ -10,6 +10,7 @@ import pytest
 from flax import nnx
 
 from stt.models import backbones
+from stt.models import encoders
 from stt.models import stan
 from configs.common import default_model_config
 from stt.models.stan import Stan
@@ -289,3 +290,42 @@ def test_vggish():
                                'log_mel': jnp.ones((1, 1, 96, 64))})
   assert audio_vec.shape == (1, 1, 128)
   assert _num_params(model.audio_backbone) == 72_141_184  # VGGish
+
+
+def _batch_stats(model) -> list:
+  """Every BatchNorm running mean and var of the visual backbone, in a fixed order."""
+  return [np.asarray(v[...]) for _, v in sorted(
+      nnx.to_flat_state(nnx.state(model.visual_backbone, nnx.BatchStat)), key=lambda kv: kv[0])]
+
+
+@nnx.jit
+def _train_forward(model, inputs):
+  return model(inputs, train=True)['logits']
+
+
+def test_padded_segments_do_not_enter_batch_norm_statistics():
+  """A train-mode forward updates the BatchNorm running statistics from the frames of valid
+  segments only: garbage in the padded segment changes nothing, and the statistics equal
+  those of the backbone run on the valid frames alone."""
+  inputs = make_inputs()
+  garbage = np.asarray(inputs['frames']).copy()
+  garbage[~MASK] = 255  # video 0's padded segment: white frames
+  zeroed = garbage.copy()
+  zeroed[~MASK] = 0
+  stats = []
+  for frames in (garbage, zeroed):
+    model = make_model()
+    _train_forward(model, {**inputs, 'frames': jnp.asarray(frames)})
+    stats.append(_batch_stats(model))
+  valid_only = make_model()
+  images = encoders.normalize_frames(jnp.asarray(garbage[MASK].reshape((-1, FRAME, FRAME, 3))))
+  nnx.jit(lambda backbone, x: backbone(x, train=True))(valid_only.visual_backbone, images)
+  assert len(stats[0]) >= 4
+  for garbage_stat, zeroed_stat, valid_stat in zip(*stats, _batch_stats(valid_only)):
+    np.testing.assert_allclose(garbage_stat, zeroed_stat, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(garbage_stat, valid_stat, rtol=1e-5, atol=1e-6)
+  # Without a segment mask every frame counts, so the garbage does change the statistics.
+  model = make_model()
+  _train_forward(model, {key: value for key, value in inputs.items() if key != 'segment_mask'}
+                 | {'frames': jnp.asarray(garbage)})
+  assert any(not np.allclose(a, b, rtol=1e-3) for a, b in zip(_batch_stats(model), stats[0]))

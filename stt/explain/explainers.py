@@ -3,7 +3,8 @@
 Every explainer is a function `(model, inputs, target_class=None, **options) -> {'where', 'when'}`
 with inputs as for `Stan.__call__`; all are batched and run under `nnx.jit` (options static).
 `target_class` is None (explain each video's predicted class), an int, or [B] ints. The
-model-intrinsic and baseline explainers (attention, rollout, random, center) ignore it.
+model-intrinsic and baseline explainers (attention, rollout, random, center; `CLASS_AGNOSTIC`)
+ignore it: their maps are the same for every class.
 
 Attribution explainers act on the backbone outputs (`Stan.encode`), so they work alike for
 precomputed features and for backbone models: visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca].
@@ -120,6 +121,8 @@ def rollout(model, inputs: dict, target_class=None) -> dict:
     when[t]      = r[t] + r[T+t]          (both tokens of segment t)
     where[t,i,j] = alpha[t,i,j] * r[T+t]  (v̂_t's relevance split over cells by the head-averaged
                                            spatial attention that formed it)
+  "where" is attention's alpha scaled per frame, so its spatial scores are attention's
+  (`SPATIAL_IS_ATTENTION`); it is kept for the panels, and "when" is rollout's own.
   """
   del target_class  # class-agnostic
   encoded = _Encoded(model, inputs, None)
@@ -254,7 +257,12 @@ def random(model, inputs: dict, target_class=None, *, key: jax.Array | None = No
 
 def center(model, inputs: dict, target_class=None, *, sigma: float = 0.25) -> dict:
   """Centre baseline: where = Gaussian at the grid centre with std sigma * (h, w) cells, the same
-  in every frame; when uniform over valid segments."""
+  in every frame; when uniform over valid segments.
+
+  On an even grid the bilinear resize of this map peaks on a central plateau whose first pixel
+  (the pointing games' point) is half a cell up and left of the frame centre, (56, 56) on 128 px
+  frames with an 8x8 grid; no grid map can point at the centre itself. The pointing of the exact
+  centre is the tables' `center_prior` row (`pointing.center_prior_spatial_pointing`)."""
   del target_class
   b, t = batch_shape(inputs)
   h, w = model.grid_size
@@ -276,3 +284,15 @@ EXPLAINERS = {
     'random': random,
     'center': center,
 }
+
+# Explainers whose maps do not depend on `target_class`: the suite computes them once for both
+# the ground-truth class (pointing, localisation) and the predicted class (perturbation).
+CLASS_AGNOSTIC = frozenset({'attention', 'rollout', 'random', 'center'})
+# Explainers whose "where" is attention's alpha times a per-frame constant, so every spatial
+# score (pointing, relevance mass, cIoU, the spatial perturbation test: all rank cells within a
+# frame) equals attention's by construction. Rollout: the visual cells reach the transformer
+# only through v_hat_t = sum_n alpha[t,n] cell[t,n] (no residual), so any rollout splits v_hat_t's
+# relevance over its cells by alpha; with pool_values='local' the pooled values bypass the
+# transformer as well. The suite reports their spatial scores as not applicable.
+SPATIAL_IS_ATTENTION = frozenset({'rollout'})
+assert CLASS_AGNOSTIC <= set(EXPLAINERS) and SPATIAL_IS_ATTENTION <= set(EXPLAINERS)

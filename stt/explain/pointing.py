@@ -1,10 +1,14 @@
 """Pointing games: does the argmax of an explanation land on the annotated evidence?
 
-Spatial (one trial per annotated valid (video, segment)): the "where" map [h,w] is bilinearly
-resized to the part of the original frame it covers (frames are centre-cropped squares), its argmax
-(first index on ties) is the point, and the trial is a hit if the point lies within `tolerance_px`
-original-frame pixels of any box of that segment. Reported overall and as the per-class mean
-(TorchRay's convention).
+Spatial (one trial per annotated valid (video, segment)), TorchRay's `PointingGame`: the "where"
+map [h,w] is bilinearly resized to the part of the original frame it covers (frames are
+centre-cropped squares), its argmax (first index on ties) is the point, in integer pixel
+coordinates (x, y) of the original frame, and the trial is a hit if some pixel of the segment's
+box mask lies at squared distance < `tolerance_px`² from it (TorchRay's disk of radius
+`tolerance` around the point overlapping the mask). A box [x0,y0,x1,y1] covers the pixels whose
+centres lie inside it, x0 <= x + ½ < x1 (for integer boxes the pixels x0..x1-1, as
+`localization`), clipped to the frame. Reported overall and as the per-class mean (TorchRay's
+convention).
 
 Temporal (one trial per video with a non-empty event and at least one valid segment): a hit if
 the argmax over valid segments of "when" falls inside the annotated event [event_start, event_end).
@@ -15,6 +19,7 @@ Padded segments (segment_mask false) are never trials: they are not real video.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import numpy as np
@@ -34,24 +39,47 @@ def crop_region(frame_size: tuple[int, int]) -> tuple[float, float, float]:
   return (width - side) / 2.0, (height - side) / 2.0, float(side)
 
 
-def point_of_map(where_map: np.ndarray, frame_size: tuple[int, int]) -> tuple[float, float]:
-  """The (x, y) original-frame pixel centre at the argmax of [h,w] resized over the crop."""
-  x_offset, y_offset, side = crop_region(frame_size)
-  size = max(1, int(round(side)))
+def point_of_map(where_map: np.ndarray, frame_size: tuple[int, int]) -> tuple[int, int]:
+  """The integer (x, y) original-frame pixel at the argmax of [h,w] resized over the crop.
+
+  The crop is the centred min(W, H) square, starting at pixel ((W - side) // 2, (H - side) // 2).
+  """
+  width, height = (int(v) for v in frame_size)
+  side = max(1, min(width, height))
   resized = np.asarray(jax.image.resize(
-      np.asarray(where_map, np.float32), (size, size), method="linear"))
+      np.asarray(where_map, np.float32), (side, side), method="linear"))
   row, col = np.unravel_index(np.argmax(resized), resized.shape)  # first index on ties
-  scale = side / size
-  return x_offset + (col + 0.5) * scale, y_offset + (row + 0.5) * scale
+  return (width - side) // 2 + int(col), (height - side) // 2 + int(row)
 
 
-def distance_to_box(point: tuple[float, float], box) -> float:
-  """Euclidean distance from a point to an [x0,y0,x1,y1] box; 0 inside it."""
+def box_pixels(box, frame_size: tuple[int, int]) -> tuple[int, int, int, int]:
+  """(first_col, first_row, last_col, last_row), inclusive, of the pixels an [x0,y0,x1,y1] box
+  covers (centres inside it), clipped to the W x H frame; empty when last < first."""
+  x0, y0, x1, y1 = (float(v) for v in box)
+  width, height = (int(v) for v in frame_size)
+  return (max(math.ceil(x0 - 0.5), 0), max(math.ceil(y0 - 0.5), 0),
+          min(math.ceil(x1 - 0.5) - 1, width - 1), min(math.ceil(y1 - 0.5) - 1, height - 1))
+
+
+def squared_distance_to_box(point: tuple[float, float], box,
+                            frame_size: tuple[int, int]) -> float:
+  """Squared distance from a pixel (x, y) (integer, or the frame centre) to the nearest pixel of a
+  box's mask
+  (`box_pixels`); 0 on it, inf for a box that covers no pixel of the frame."""
+  first_col, first_row, last_col, last_row = box_pixels(box, frame_size)
+  if last_col < first_col or last_row < first_row:
+    return math.inf
   x, y = point
-  x0, y0, x1, y1 = box
-  dx = max(x0 - x, 0.0, x - x1)
-  dy = max(y0 - y, 0.0, y - y1)
-  return float(np.hypot(dx, dy))
+  dx = min(max(x, first_col), last_col) - x
+  dy = min(max(y, first_row), last_row) - y
+  return float(dx * dx + dy * dy)
+
+
+def is_hit(point: tuple[float, float], boxes, frame_size: tuple[int, int],
+           tolerance_px: float) -> bool:
+  """TorchRay's hit: a pixel of the boxes' mask at squared distance < tolerance_px² (so a
+  tolerance of 0 never hits, 1 hits only on the mask)."""
+  return min(squared_distance_to_box(point, box, frame_size) for box in boxes) < tolerance_px**2
 
 
 def trial_segments(box_mask: np.ndarray, segment_mask: np.ndarray | None = None) -> np.ndarray:
@@ -74,7 +102,7 @@ def spatial_pointing(where: np.ndarray, boxes: np.ndarray, box_mask: np.ndarray,
     box_mask: [V,T,K] which boxes exist; a segment with none is not a trial.
     frame_size: [V,2] original (W, H).
     labels: [V] class of each video, for the per-class mean.
-    tolerance_px: hit radius in original-frame pixels.
+    tolerance_px: hit radius in original-frame pixels (squared distance < tolerance_px²).
     segment_mask: [V,T] valid segments; a padded one is not a trial. None: all valid.
   """
   trials = trial_segments(box_mask, segment_mask)
@@ -84,7 +112,7 @@ def spatial_pointing(where: np.ndarray, boxes: np.ndarray, box_mask: np.ndarray,
     for segment in np.flatnonzero(trials[video]):
       point = point_of_map(where[video, segment], size)
       segment_boxes = boxes[video, segment][box_mask[video, segment]]
-      hits.append(min(distance_to_box(point, box) for box in segment_boxes) <= tolerance_px)
+      hits.append(is_hit(point, segment_boxes, size, tolerance_px))
       trial_labels.append(int(labels[video]))
   return _summarise(np.asarray(hits, bool), np.asarray(trial_labels, int))
 
@@ -126,10 +154,35 @@ def chance_spatial_pointing(boxes: np.ndarray, box_mask: np.ndarray, frame_size:
     if size not in points_by_size:
       points_by_size[size] = [point_of_map(one_hot, size) for one_hot in one_hot_maps]
     segment_boxes = boxes[video, segment][box_mask[video, segment]]
-    shares.append(np.mean([min(distance_to_box(point, box) for box in segment_boxes)
-                           <= tolerance_px for point in points_by_size[size]]))
+    shares.append(np.mean([is_hit(point, segment_boxes, size, tolerance_px)
+                           for point in points_by_size[size]]))
     trial_labels.append(int(labels[video]))
   return _summarise(np.asarray(shares, np.float64), np.asarray(trial_labels, int))
+
+
+def frame_centre(frame_size: tuple[int, int]) -> tuple[float, float]:
+  """The (x, y) centre of a W x H frame in pixel coordinates ((W - 1) / 2, (H - 1) / 2): 63.5
+  on 128 px, between the two middle pixels (the crop's centre is the frame's)."""
+  width, height = (int(v) for v in frame_size)
+  return (width - 1) / 2, (height - 1) / 2
+
+
+def center_prior_spatial_pointing(boxes: np.ndarray, box_mask: np.ndarray,
+                                  frame_size: np.ndarray, labels: np.ndarray,
+                                  tolerance_px: float = 15.0,
+                                  segment_mask: np.ndarray | None = None) -> PointingResult:
+  """The spatial pointing of the centre prior: the point is the exact frame centre
+  (`frame_centre`) in every trial, scored with `is_hit`. A grid map cannot point there on an
+  even grid (its bilinear resize peaks on a plateau whose first pixel is half a cell off), so
+  this is computed on the annotations, like the chance level. Arguments as `spatial_pointing`."""
+  trials = trial_segments(box_mask, segment_mask)
+  hits, trial_labels = [], []
+  for video, segment in zip(*np.nonzero(trials)):
+    size = (int(frame_size[video][0]), int(frame_size[video][1]))
+    segment_boxes = boxes[video, segment][box_mask[video, segment]]
+    hits.append(is_hit(frame_centre(size), segment_boxes, size, tolerance_px))
+    trial_labels.append(int(labels[video]))
+  return _summarise(np.asarray(hits, bool), np.asarray(trial_labels, int))
 
 
 def chance_temporal_pointing(segment_mask: np.ndarray, event_start: np.ndarray,

@@ -1,15 +1,21 @@
 """The explanation evaluation of a trained model (`python -m stt.main ... --mode=explain`).
 
-For every explainer in `config.explain.explainers`, on the test split:
-- maps for the predicted class (one jitted computation per batch);
-- pointing games (DESIGN §5), relevance mass and LVS cIoU against the boxes, and the pointing
-  games' chance levels on the same annotations (`explain/chance/...`, the tables' last row);
+For every explainer in `config.explain.explainers`, on the test split (one jitted computation
+per batch):
+- maps for each video's ground-truth class, scored by the pointing games and localisation
+  (TorchRay's protocol explains each annotated class), and maps for its predicted class, scored
+  by the perturbation tests (Chefer et al.); a class-agnostic explainer
+  (`explainers.CLASS_AGNOSTIC`) is computed once for both;
+- pointing games (DESIGN §5), relevance mass and LVS cIoU against the boxes, the pointing
+  games' chance levels on the same annotations (`explain/chance/...`) and the spatial pointing
+  of the exact frame centre (`explain/center_prior/...`), the tables' last rows;
 - perturbation tests, fractions 0..0.9: spatial and temporal, positive and negative,
   AUC = trapz(accuracy) x 100; in `config.explain.perturbation_mode` ('feature' or 'pixel'),
   the temporal test removing `config.explain.temporal_modality` ('both', 'audio', 'visual');
-- the maps themselves, `explain/maps/<explainer>.npz` in the format of
+- the ground-truth-class maps, `explain/maps/<explainer>.npz` in the format of
   `python -m stt.explain.evaluate --maps` (video_id [V], where [V,T,h,w], when [V,T],
-  segment_mask [V,T]), so they can be rescored or compared with other models' maps.
+  segment_mask [V,T], explained_class [V]: the class the maps explain, -1 for a class-agnostic
+  explainer), so they can be rescored or compared with other models' maps.
 With `config.explain.dataset` (e.g. 'vggss', stt/explain/explain_sets.py) the same is done on
 that annotation set, into `explain_<set>/...` keys and `<workdir>/explain_<set>/`; its tables also
 print the published rows of sound-localization methods, and the field's cIoU@0.5 / AUC
@@ -27,6 +33,7 @@ import functools
 import io
 
 import jax
+import jax.numpy as jnp
 import matplotlib
 import numpy as np
 from etils import epath
@@ -46,20 +53,34 @@ from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wron
 
 TESTS = (("spatial", "positive"), ("spatial", "negative"), ("temporal", "positive"),
          ("temporal", "negative"))
+# The scores of "where" (NaN for explainers.SPATIAL_IS_ATTENTION, "—" in the tables).
+SPATIAL_METRICS = ("pointing_spatial", "pointing_spatial_class_mean", "relevance_mass", "ciou",
+                   "ciou_mean", "ciou_auc", "field_ciou", "field_auc", "spatial/positive_auc",
+                   "spatial/negative_auc",
+                   "spatial/positive_probability_auc", "spatial/negative_probability_auc")
+BASELINE_ROWS = ("chance", "center_prior")  # computed on the annotations, no maps
 TABLE_COLUMNS = ("pointing_spatial", "pointing_temporal", "relevance_mass", "ciou", "ciou_mean",
                  "field_ciou", "field_auc", "spatial/positive_auc", "spatial/negative_auc",
                  "temporal/positive_auc", "temporal/negative_auc")
 
 
 def _explain_batch(model, batch: dict, *, name: str, mode: str, temporal_modality: str) -> dict:
-  """Maps and perturbation curves of one explainer on one batch; shapes [B,...] / [P,B]."""
+  """One explainer on one batch: maps of the ground-truth class ("where" [B,T,h,w], "when"
+  [B,T], "explained_class" [B], -1 when class-agnostic) and perturbation curves [B,P] of the
+  maps of the predicted class."""
   inputs = input_pipeline.model_inputs(batch)
-  maps = explainer_lib.EXPLAINERS[name](model, inputs)
-  out = {"where": maps["where"], "when": maps["when"]}
+  explainer = explainer_lib.EXPLAINERS[name]
+  label = batch["label"].astype(jnp.int32)
+  maps = explainer(model, inputs, target_class=label)
+  if name in explainer_lib.CLASS_AGNOSTIC:
+    predicted_maps, explained_class = maps, jnp.full_like(label, -1)
+  else:
+    predicted_maps, explained_class = explainer(model, inputs, target_class=None), label
+  out = {"where": maps["where"], "when": maps["when"], "explained_class": explained_class}
   for test, order in TESTS:
     curves = perturbation.curves(
-        model, inputs, batch["label"], maps["where"], maps["when"], test=test, order=order,
-        modality=temporal_modality, mode=mode)
+        model, inputs, batch["label"], predicted_maps["where"], predicted_maps["when"],
+        test=test, order=order, modality=temporal_modality, mode=mode)
     out[f"{test}/{order}/correct"] = curves["correct"].T  # [B,P]
     out[f"{test}/{order}/probability"] = curves["probability"].T
   return out
@@ -106,39 +127,53 @@ def metrics_of(name: str, out: dict, tolerance_px: float,
     metrics[f"{prefix}/{test}/{order}_auc"] = summary["auc"]
     metrics[f"{prefix}/{test}/{order}_probability_auc"] = summary["probability_auc"]
     curves[f"{test}/{order}"] = summary["accuracy"]
+  if name in explainer_lib.SPATIAL_IS_ATTENTION:  # attention's by construction: not applicable
+    for key in SPATIAL_METRICS:
+      metrics[f"{prefix}/{key}"] = float("nan")
+    for order in ("positive", "negative"):
+      curves[f"spatial/{order}"] = [float("nan")] * len(curves[f"spatial/{order}"])
   return metrics, curves
 
 
 def chance_metrics(out: dict, tolerance_px: float) -> dict:
   """`explain/chance/pointing_*`: the pointing games' chance levels on these annotations (a
-  uniformly random cell, a uniformly random valid segment), to read every explainer against."""
+  uniformly random cell, a uniformly random valid segment), and `explain/center_prior/
+  pointing_spatial*`: pointing at the exact frame centre, to read every explainer against."""
   spatial = pointing.chance_spatial_pointing(
       out["boxes"], out["box_mask"], out["frame_size"], out["label"], out["where"].shape[-2:],
       tolerance_px, segment_mask=out["segment_mask"])
   temporal = pointing.chance_temporal_pointing(out["segment_mask"], out["event_start"],
                                                out["event_end"], out["label"])
+  center = pointing.center_prior_spatial_pointing(
+      out["boxes"], out["box_mask"], out["frame_size"], out["label"], tolerance_px,
+      segment_mask=out["segment_mask"])
   return {"explain/chance/pointing_spatial": spatial.overall,
           "explain/chance/pointing_spatial_class_mean": spatial.class_mean,
           "explain/chance/pointing_temporal": temporal.overall,
-          "explain/chance/pointing_temporal_class_mean": temporal.class_mean}
+          "explain/chance/pointing_temporal_class_mean": temporal.class_mean,
+          "explain/center_prior/pointing_spatial": center.overall,
+          "explain/center_prior/pointing_spatial_class_mean": center.class_mean}
 
 
 def write_reports(directory: epath.Path, metrics: dict, curves: dict[str, dict], names,
                   published_dataset: str = ""):
-  """tables.md, tables.csv and curves.png in `directory`; the table ends with the chance row,
-  then, for an annotation set (VGG-SS), the published rows of sound-localization methods."""
+  """tables.md, tables.csv and curves.png in `directory`; the table ends with the chance and
+  centre-prior rows, then, for an annotation set (VGG-SS), the published rows of
+  sound-localization methods."""
   directory.mkdir(parents=True, exist_ok=True)
   rows = [[name] + [metrics.get(f"explain/{name}/{column}") for column in TABLE_COLUMNS]
-          for name in [*names, "chance"]]
+          for name in [*names, *BASELINE_ROWS]]
   fmt = lambda v: "—" if v is None or (isinstance(v, float) and not np.isfinite(v)) else (
       f"{v:.3f}" if abs(v) <= 1 else f"{v:.1f}")
   lines = ["| explainer | " + " | ".join(TABLE_COLUMNS) + " |",
            "|---" * (len(TABLE_COLUMNS) + 1) + "|"]
   lines += ["| " + " | ".join([row[0]] + [fmt(v) for v in row[1:]]) + " |" for row in rows]
   note = ("\nPointing and localisation: higher is better; `chance` is the expected pointing of a "
-          "uniformly random cell and segment on these annotations. Perturbation AUC (trapz of "
-          "accuracy over p = 0..0.9, x100, max 90): positive (most relevant removed first) "
-          "lower is better, negative higher is better.\n")
+          "uniformly random cell and segment on these annotations; `center_prior` points at the "
+          "exact frame centre (spatial only). `rollout`'s spatial scores are attention's by "
+          "construction (its where is alpha scaled per frame) and are not reported. "
+          "Perturbation AUC (trapz of accuracy over p = 0..0.9, x100, max 90): positive (most "
+          "relevant removed first) lower is better, negative higher is better.\n")
   published = sound_localization.published_rows(published_dataset)
   if published:
     note += ("\nPublished on this set, field_ciou / field_auc in % (these methods are trained "
@@ -194,7 +229,8 @@ def write_maps(directory: epath.Path, outputs: dict[str, dict], source) -> None:
                           where=np.asarray(out["where"], np.float32),
                           when=np.asarray(out["when"], np.float32),
                           segment_mask=np.asarray(out["segment_mask"], bool),
-                          frame_size=np.asarray(out["frame_size"], np.int32))
+                          frame_size=np.asarray(out["frame_size"], np.int32),
+                          explained_class=np.asarray(out["explained_class"], np.int32))
 
 
 def run(graphdef, state, source, mesh, config, workdir: epath.Path, class_names) -> dict:

@@ -35,6 +35,17 @@ def _batch_norm(channels: int, dtype, rngs: nnx.Rngs) -> nnx.BatchNorm:
                        param_dtype=jnp.float32, rngs=rngs)
 
 
+def _norm(bn: nnx.BatchNorm, x: jax.Array, train: bool, mask: jax.Array | None) -> jax.Array:
+  """bn(x) x [n,H,W,C]; in training its batch statistics use only the images where mask [n]
+  is True (all when mask is None or selects none), so padding does not enter them."""
+  if not train or mask is None:
+    return bn(x, use_running_average=not train)
+  mask = jnp.asarray(mask, bool)
+  mask = mask | ~mask.any()  # nothing valid: all images, rather than NaN statistics
+  return bn(x, use_running_average=False,
+            mask=jnp.broadcast_to(mask[:, None, None, None], x.shape))
+
+
 class BasicBlock(nnx.Module):
   """Two 3x3 convs with identity (or 1x1 projection) shortcut. Output channels = width."""
 
@@ -50,13 +61,12 @@ class BasicBlock(nnx.Module):
       self.proj_conv = _conv(c_in, width, 1, stride, dtype, rngs)
       self.proj_bn = _batch_norm(width, dtype, rngs)
 
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    """x [n,H,W,c_in] -> [n,H/stride,W/stride,width]."""
-    stats = not train
-    y = nnx.relu(self.bn1(self.conv1(x), use_running_average=stats))
-    y = self.bn2(self.conv2(y), use_running_average=stats)
+  def __call__(self, x: jax.Array, *, train: bool, mask: jax.Array | None = None) -> jax.Array:
+    """x [n,H,W,c_in] -> [n,H/stride,W/stride,width]; mask [n]: see `_norm`."""
+    y = nnx.relu(_norm(self.bn1, self.conv1(x), train, mask))
+    y = _norm(self.bn2, self.conv2(y), train, mask)
     if self.has_projection:
-      x = self.proj_bn(self.proj_conv(x), use_running_average=stats)
+      x = _norm(self.proj_bn, self.proj_conv(x), train, mask)
     return nnx.relu(x + y)
 
 
@@ -78,14 +88,13 @@ class Bottleneck(nnx.Module):
       self.proj_conv = _conv(c_in, c_out, 1, stride, dtype, rngs)
       self.proj_bn = _batch_norm(c_out, dtype, rngs)
 
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    """x [n,H,W,c_in] -> [n,H/stride,W/stride,4*width]."""
-    stats = not train
-    y = nnx.relu(self.bn1(self.conv1(x), use_running_average=stats))
-    y = nnx.relu(self.bn2(self.conv2(y), use_running_average=stats))
-    y = self.bn3(self.conv3(y), use_running_average=stats)
+  def __call__(self, x: jax.Array, *, train: bool, mask: jax.Array | None = None) -> jax.Array:
+    """x [n,H,W,c_in] -> [n,H/stride,W/stride,4*width]; mask [n]: see `_norm`."""
+    y = nnx.relu(_norm(self.bn1, self.conv1(x), train, mask))
+    y = nnx.relu(_norm(self.bn2, self.conv2(y), train, mask))
+    y = _norm(self.bn3, self.conv3(y), train, mask)
     if self.has_projection:
-      x = self.proj_bn(self.proj_conv(x), use_running_average=stats)
+      x = _norm(self.proj_bn, self.proj_conv(x), train, mask)
     return nnx.relu(x + y)
 
 
@@ -116,13 +125,15 @@ class ResNet(nnx.Module):
     self.blocks = nnx.List(blocks)
     self.out_channels = c_in
 
-  def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
-    """images [n,H,W,3] (normalised) -> [n,h,w,out_channels]."""
-    x = nnx.relu(self.stem_bn(self.stem_conv(images), use_running_average=not train))
+  def __call__(self, images: jax.Array, *, train: bool, mask: jax.Array | None = None
+               ) -> jax.Array:
+    """images [n,H,W,3] (normalised) -> [n,h,w,out_channels]. mask [n] bool: the images whose
+    BatchNorm statistics count in training (None: all); padded frames are False."""
+    x = nnx.relu(_norm(self.stem_bn, self.stem_conv(images), train, mask))
     if self.stem == 'imagenet':
       x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for block in self.blocks:
-      x = block(x, train=train)
+      x = block(x, train=train, mask=mask)
     return x
 
 

@@ -59,13 +59,18 @@ def normalize_frames(frames: jax.Array) -> jax.Array:
 
 def encode_visual(visual_backbone, inputs: dict, *, dtype, train: bool = False) -> jax.Array:
   """visual_map [B,T,h,w,Cv]: the backbone on inputs['frames'] [B,T,F,H,W,3] uint8 (averaged
-  over F), or inputs['visual_features'] [B,T,h,w,Cv] when `visual_backbone` is None."""
+  over F), or inputs['visual_features'] [B,T,h,w,Cv] when `visual_backbone` is None. In
+  training, the frames of padded segments (inputs['segment_mask'] False) do not enter the
+  backbone's BatchNorm statistics."""
   if visual_backbone is None:
     return jnp.asarray(inputs["visual_features"])
   frames = inputs["frames"]
   b, t, f = frames.shape[:3]
   images = normalize_frames(frames.reshape((b * t * f,) + frames.shape[3:]))
-  maps = visual_backbone(images.astype(dtype), train=train)
+  frame_mask = None
+  if train and inputs.get("segment_mask") is not None:  # [B*T*F], frames of valid segments
+    frame_mask = jnp.repeat(jnp.asarray(inputs["segment_mask"], bool).reshape(-1), f)
+  maps = visual_backbone(images.astype(dtype), train=train, mask=frame_mask)
   return maps.reshape((b, t, f) + maps.shape[1:]).mean(axis=2)
 
 

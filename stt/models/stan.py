@@ -91,7 +91,9 @@ class Stan(nnx.Module):
         linear(2 * width, num_classes + 1, jnp.float32) if config.segment_head else None)
 
   def encode(self, inputs: dict, *, train: bool = False):
-    """Backbones (encoders.encode): (visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca])."""
+    """Backbones (encoders.encode): (visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca]). In training,
+    the frames of padded segments (inputs['segment_mask'] False) do not enter the backbone's
+    BatchNorm statistics."""
     return encoders.encode(self.visual_backbone, self.audio_backbone, inputs, dtype=self.dtype,
                            train=train)
 
