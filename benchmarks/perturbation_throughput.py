@@ -42,42 +42,57 @@ TESTS = (("spatial", "positive"), ("spatial", "negative"), ("temporal", "positiv
          ("temporal", "negative"))
 
 
-def make_model_and_data(num_videos: int, seed: int = 0):
+def make_model_and_data(num_videos: int, seed: int = 0, *, num_segments: int = 10,
+                        grid: int = 7, visual_dim: int = 512, width: int = 128):
+  """STAN on random feature inputs [V,T,grid,grid,visual_dim] + [V,T,128] (AVE sizes by
+  default), labels [V] and random maps where [V,T,grid,grid], when [V,T]."""
   config = synthetic.get_config("").model
-  config.update(visual_backbone="features", audio_backbone="features", width=128,
-                visual_feature_dim=512, audio_feature_dim=128, grid_size=(7, 7))
+  config.update(visual_backbone="features", audio_backbone="features", width=width,
+                visual_feature_dim=visual_dim, audio_feature_dim=128, grid_size=(grid, grid),
+                num_segments=num_segments)
   model = stan.Stan(config, 28, rngs=nnx.Rngs(seed))
   rng = np.random.default_rng(seed)
+  t = num_segments
   inputs = {
-      "visual_features": rng.standard_normal((num_videos, 10, 7, 7, 512), np.float32),
-      "audio_features": rng.standard_normal((num_videos, 10, 128), np.float32),
-      "segment_mask": np.ones((num_videos, 10), bool),
+      "visual_features": rng.standard_normal((num_videos, t, grid, grid, visual_dim),
+                                             np.float32),
+      "audio_features": rng.standard_normal((num_videos, t, 128), np.float32),
+      "segment_mask": np.ones((num_videos, t), bool),
   }
   labels = rng.integers(0, 28, num_videos)
-  where = rng.random((num_videos, 10, 7, 7), np.float32)
-  when = rng.random((num_videos, 10), np.float32)
+  where = rng.random((num_videos, t, grid, grid), np.float32)
+  when = rng.random((num_videos, t), np.float32)
   return model, inputs, labels, where, when
 
 
-def suite_cost(model, inputs, labels, where, when) -> tuple[float, float, float]:
-  """XLA cost analysis: (MFLOP per video and perturbation of the batched suite, the same of
-  the loop, bytes accessed per video and perturbation of the batched suite)."""
+def compile_suite(model, inputs, labels, where, when) -> list[tuple]:
+  """[(compiled test, its arguments)] of every test in TESTS on one batch (feature mode)."""
   graphdef, state = nnx.split(model)
-  batch = len(labels)
-
-  def cost(function, *args) -> tuple[float, float]:
-    return roofline.compiled_cost(jax.jit(function).lower(state, *args).compile())
-
-  batched_flops = batched_bytes = 0.0
+  suite = []
   for test, order in TESTS:
     curves = lambda s, i, l, w, t, test=test, order=order: perturbation._curves(  # pylint: disable=protected-access
         nnx.merge(graphdef, s), i, l, w, t, test=test, order=order)
-    flops, bytes_accessed = cost(curves, inputs, labels, where, when)
+    arguments = (state, inputs, labels, where, when)
+    suite.append((jax.jit(curves).lower(*arguments).compile(), arguments))
+  return suite
+
+
+def suite_cost(model, inputs, labels, where, when, suite=None) -> tuple[float, float, float]:
+  """XLA cost analysis: (MFLOP per video and perturbation of the batched suite, the same of
+  the loop, bytes accessed per video and perturbation of the batched suite).
+
+  suite: `compile_suite` of these arguments, if already compiled.
+  """
+  graphdef, state = nnx.split(model)
+  batched_flops = batched_bytes = 0.0
+  for compiled, _ in suite or compile_suite(model, inputs, labels, where, when):
+    flops, bytes_accessed = roofline.compiled_cost(compiled)
     batched_flops, batched_bytes = batched_flops + flops, batched_bytes + bytes_accessed
   one = {k: v[:1] for k, v in inputs.items()}
   head = lambda s, v, a, m: nnx.merge(graphdef, s).head(v, a, m)["logits"]
-  loop_flops, _ = cost(head, one["visual_features"], one["audio_features"], one["segment_mask"])
-  passes = batch * len(TESTS) * len(perturbation.FRACTIONS)
+  loop_flops, _ = roofline.compiled_cost(jax.jit(head).lower(
+      state, one["visual_features"], one["audio_features"], one["segment_mask"]).compile())
+  passes = len(labels) * len(TESTS) * len(perturbation.FRACTIONS)
   return batched_flops / passes / 1e6, loop_flops / 1e6, batched_bytes / passes
 
 

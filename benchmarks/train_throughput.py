@@ -84,9 +84,13 @@ def make_batch(shapes: dict, batch_size: int, num_segments: int, num_classes: in
 
 
 def compile_step(size: str, dtype: str, batch_size: int, *, num_segments: int = 10,
-                 grid: int | None = None):
-  """(compiled train step, state, batch, model GFLOP per step, config) of one configuration."""
-  overrides, shapes = SIZES[size]
+                 grid: int | None = None, spec: tuple | None = None):
+  """(compiled train step, state, batch, model FLOPs per step, config) of one configuration.
+
+  spec: (model overrides, per-example shapes) replacing SIZES[size] (e.g. shrunk for a smoke
+  run).
+  """
+  overrides, shapes = spec or SIZES[size]
   shapes = dict(shapes)
   config = synthetic.get_config("")
   config.model.update(overrides)
@@ -115,13 +119,14 @@ def compile_step(size: str, dtype: str, batch_size: int, *, num_segments: int = 
 
 def measure(size: str, dtype: str, batch_size: int, steps: int, *, num_segments: int = 10,
             grid: int | None = None, peak_tflops: float | None = None,
-            peak: dict | None = None) -> dict:
+            peak: dict | None = None, spec: tuple | None = None) -> dict:
   """Compiles and times `steps` training steps; returns the figures of one configuration.
 
-  peak: `roofline.measure_peak()` of this process, for the roofline figures (none if None).
+  peak: `roofline.measure_peak()` of this process, for the roofline figures (none if None);
+  spec: as for `compile_step`.
   """
-  compiled, state, batch, flops, config = compile_step(size, dtype, batch_size,
-                                                       num_segments=num_segments, grid=grid)
+  compiled, state, batch, flops, config = compile_step(
+      size, dtype, batch_size, num_segments=num_segments, grid=grid, spec=spec)
   _, bytes_accessed = roofline.compiled_cost(compiled)
   state, metrics = compiled(state, batch)  # warm-up
   jax.block_until_ready(metrics)
