@@ -14,7 +14,7 @@ Run through benchmarks/gpu_check.sh (which sets the platform and a time limit). 
      excluded) and fraction of peak;
   4. the input pipeline (benchmarks/input_pipeline.py): examples/s read through the trainer's
      pipeline against the model's examples/s at the same size (f32 step above).
---cpu_smoke shrinks every size (T=2, small grids and widths, 32² frames, batch 2, 8 videos,
+--cpu_smoke shrinks every size (T=2, small grids and widths, 32² and 48² frames, batch 2, 8 videos,
 8 examples) so that the whole check runs on a CPU in well under a minute: it tests the
 script, not the machine. Its figures are not results.
 """
@@ -54,7 +54,7 @@ SMOKE_SPECS = {
     # ResNet-18 + VGGish take minutes to compile on 2 CPU cores: the smoke run's raw size
     # checks the code path with the tiny backbones.
     "raw": (dict(visual_backbone="resnet_tiny", audio_backbone="vggish_tiny", width=32,
-                 grid_size=(2, 2)), dict(frames=(2, 1, 64, 64, 3), log_mel=(2, 96, 64))),
+                 grid_size=(6, 6)), dict(frames=(2, 1, 48, 48, 3), log_mel=(2, 96, 64))),
 }
 
 
