@@ -53,6 +53,7 @@ if (( smoke )); then
   # Compilation is most of a smoke run: XLA:CPU without its expensive LLVM passes compiles
   # several times faster (the smoke run's figures are not results anyway).
   export XLA_FLAGS="${XLA_FLAGS:-} --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+  export JAX_DISABLE_MOST_OPTIMIZATIONS=1
   args+=(--cpu_smoke)
 else
   "${python}" -c "import jax, sys; sys.exit(jax.default_backend() == 'cpu')" || {
