@@ -9,6 +9,12 @@ positive and negative, feature mode, fractions 0..0.9. The batched suite is
 fractions, whole batches); the loop is `perturbation_reference` (one video and one fraction at
 a time through the model, as per-sample explanation tools do). The model is STAN on AVE-size
 feature inputs ([10,7,7,512] + [10,128]). Compilation is excluded (one warm-up call).
+
+Roofline (benchmarks/roofline.py): the device's f32 matmul peak is measured in the same
+process; the batched suite's and every explainer's achieved FLOP/s (XLA cost analysis of the
+compiled computation over the measured time) are reported as fractions of it
+(`suite_roofline`, `explainers`). --explainer_names picks the explainers (default: the
+config's, configs/common.py); each is timed on one batch of `--batch_size` videos.
 The last line printed is one JSON object with the figures.
 """
 
@@ -16,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
+import sys
 import time
 
 import jax
@@ -23,49 +31,90 @@ import numpy as np
 from flax import nnx
 
 from configs import synthetic
+from stt.explain import explainers as explainer_lib
 from stt.explain import perturbation
 from stt.models import stan
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import roofline  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 TESTS = (("spatial", "positive"), ("spatial", "negative"), ("temporal", "positive"),
          ("temporal", "negative"))
 
 
-def make_model_and_data(num_videos: int, seed: int = 0):
+def make_model_and_data(num_videos: int, seed: int = 0, *, num_segments: int = 10,
+                        grid: int = 7, visual_dim: int = 512, width: int = 128):
+  """STAN on random feature inputs [V,T,grid,grid,visual_dim] + [V,T,128] (AVE sizes by
+  default), labels [V] and random maps where [V,T,grid,grid], when [V,T]."""
   config = synthetic.get_config("").model
-  config.update(visual_backbone="features", audio_backbone="features", width=128,
-                visual_feature_dim=512, audio_feature_dim=128, grid_size=(7, 7))
+  config.update(visual_backbone="features", audio_backbone="features", width=width,
+                visual_feature_dim=visual_dim, audio_feature_dim=128, grid_size=(grid, grid),
+                num_segments=num_segments)
   model = stan.Stan(config, 28, rngs=nnx.Rngs(seed))
   rng = np.random.default_rng(seed)
+  t = num_segments
   inputs = {
-      "visual_features": rng.standard_normal((num_videos, 10, 7, 7, 512), np.float32),
-      "audio_features": rng.standard_normal((num_videos, 10, 128), np.float32),
-      "segment_mask": np.ones((num_videos, 10), bool),
+      "visual_features": rng.standard_normal((num_videos, t, grid, grid, visual_dim),
+                                             np.float32),
+      "audio_features": rng.standard_normal((num_videos, t, 128), np.float32),
+      "segment_mask": np.ones((num_videos, t), bool),
   }
   labels = rng.integers(0, 28, num_videos)
-  where = rng.random((num_videos, 10, 7, 7), np.float32)
-  when = rng.random((num_videos, 10), np.float32)
+  where = rng.random((num_videos, t, grid, grid), np.float32)
+  when = rng.random((num_videos, t), np.float32)
   return model, inputs, labels, where, when
 
 
-def mflop_per_pass(model, inputs, labels, where, when) -> tuple[float, float]:
-  """XLA cost analysis: MFLOP per video and perturbation of (the batched suite, the loop)."""
+def compile_suite(model, inputs, labels, where, when) -> list[tuple]:
+  """[(compiled test, its arguments)] of every test in TESTS on one batch (feature mode)."""
   graphdef, state = nnx.split(model)
-  batch = len(labels)
-
-  def flops(function, *args) -> float:
-    cost = jax.jit(function).lower(state, *args).compile().cost_analysis()
-    return float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
-
-  batched = 0.0
+  suite = []
   for test, order in TESTS:
     curves = lambda s, i, l, w, t, test=test, order=order: perturbation.curves(
         nnx.merge(graphdef, s), i, l, w, t, test=test, order=order)
-    batched += flops(curves, inputs, labels, where, when)
+    arguments = (state, inputs, labels, where, when)
+    suite.append((jax.jit(curves).lower(*arguments).compile(), arguments))
+  return suite
+
+
+def suite_cost(model, inputs, labels, where, when, suite=None) -> tuple[float, float, float]:
+  """XLA cost analysis: (MFLOP per video and perturbation of the batched suite, the same of
+  the loop, bytes accessed per video and perturbation of the batched suite).
+
+  suite: `compile_suite` of these arguments, if already compiled.
+  """
+  graphdef, state = nnx.split(model)
+  batched_flops = batched_bytes = 0.0
+  for compiled, _ in suite or compile_suite(model, inputs, labels, where, when):
+    flops, bytes_accessed = roofline.compiled_cost(compiled)
+    batched_flops, batched_bytes = batched_flops + flops, batched_bytes + bytes_accessed
   one = {k: v[:1] for k, v in inputs.items()}
   head = lambda s, v, a, m: nnx.merge(graphdef, s).head(v, a, m)["logits"]
-  loop = flops(head, one["visual_features"], one["audio_features"], one["segment_mask"])
-  passes = len(TESTS) * len(perturbation.FRACTIONS)
-  return batched / batch / passes / 1e6, loop / 1e6
+  loop_flops, _ = roofline.compiled_cost(jax.jit(head).lower(
+      state, one["visual_features"], one["audio_features"], one["segment_mask"]).compile())
+  passes = len(labels) * len(TESTS) * len(perturbation.FRACTIONS)
+  return batched_flops / passes / 1e6, loop_flops / 1e6, batched_bytes / passes
+
+
+def explainer_rows(model, inputs, names, peak: dict, repeats: int) -> list[dict]:
+  """Per explainer: seconds for the maps of one batch (median of `repeats`) and roofline."""
+  graphdef, state = nnx.split(model)
+  rows = []
+  for name in names:
+    maps = lambda s, i, name=name: explainer_lib.EXPLAINERS[name](nnx.merge(graphdef, s), i)
+    compiled = jax.jit(maps).lower(state, inputs).compile()
+    flops, bytes_accessed = roofline.compiled_cost(compiled)
+    jax.block_until_ready(compiled(state, inputs))
+    times = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      jax.block_until_ready(compiled(state, inputs))
+      times.append(time.perf_counter() - start)
+    seconds = float(np.median(times))
+    rows.append({"explainer": name, "videos": len(inputs["segment_mask"]), "seconds": seconds,
+                 "gflops": flops / 1e9,
+                 **roofline.roofline_row(flops, bytes_accessed, seconds, peak)})
+  return rows
 
 
 def time_batched(model, inputs, labels, where, when, batch_size: int, repeats: int) -> float:
@@ -106,25 +155,42 @@ def main():
   parser.add_argument("--explainers", type=int, default=1,
                       help="how many explainers' maps (each reruns the suite)")
   parser.add_argument("--batch_size", type=int, default=64)
+  parser.add_argument("--explainer_names", default=None,
+                      help="comma-separated; default the config's; 'none' skips them")
+  parser.add_argument("--no_loop", action="store_true", help="skip the per-sample loop")
+  parser.add_argument("--smoke", action="store_true", help="small peak sizes (a quick check)")
   args = parser.parse_args()
+  peak = roofline.measure_peak(smoke=args.smoke)
   num_videos = args.videos or (64 if args.quick else 402)
   loop_videos = args.loop_videos or (2 if args.quick else 8)
   model, inputs, labels, where, when = make_model_and_data(num_videos)
+  repeats = 1 if args.quick else 3
   batched = time_batched(model, inputs, labels, where, when, args.batch_size,
-                         repeats=1 if args.quick else 3) * args.explainers
-  per_video_loop = time_loop(model, inputs, labels, where, when, loop_videos)
-  loop_total = per_video_loop * num_videos * args.explainers
+                         repeats=repeats) * args.explainers
   first = slice(0, args.batch_size)
-  batched_mflop, loop_mflop = mflop_per_pass(
-      model, {k: v[first] for k, v in inputs.items()}, labels[first], where[first], when[first])
-  print(json.dumps({
+  first_batch = {k: v[first] for k, v in inputs.items()}
+  batched_mflop, loop_mflop, batched_bytes = suite_cost(
+      model, first_batch, labels[first], where[first], when[first])
+  passes = num_videos * args.explainers * len(TESTS) * len(perturbation.FRACTIONS)
+  figures = {
       "benchmark": "perturbation_throughput", "device": jax.devices()[0].device_kind,
       "backend": jax.default_backend(), "videos": num_videos, "explainers": args.explainers,
-      "tests": len(TESTS), "fractions": len(perturbation.FRACTIONS),
-      "batched_s": batched, "loop_s_per_video": per_video_loop,
-      "loop_s_extrapolated": loop_total, "speedup": loop_total / batched,
+      "tests": len(TESTS), "fractions": len(perturbation.FRACTIONS), "batched_s": batched,
       "batched_mflop_per_pass": batched_mflop, "loop_mflop_per_pass": loop_mflop,
-  }))
+      "peak": peak,
+      "suite_roofline": roofline.roofline_row(batched_mflop * 1e6 * passes,
+                                              batched_bytes * passes, batched, peak),
+  }
+  if not args.no_loop:
+    per_video_loop = time_loop(model, inputs, labels, where, when, loop_videos)
+    loop_total = per_video_loop * num_videos * args.explainers
+    figures.update(loop_s_per_video=per_video_loop, loop_s_extrapolated=loop_total,
+                   speedup=loop_total / batched)
+  names = (args.explainer_names or ",".join(synthetic.get_config("").explain.explainers))
+  if names != "none":
+    figures["explainers_rows"] = explainer_rows(model, first_batch, names.split(","), peak,
+                                                repeats)
+  print(json.dumps(figures))
 
 
 if __name__ == "__main__":

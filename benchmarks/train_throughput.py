@@ -10,9 +10,12 @@ Sizes (per example):
 
 The step is the trainer's own (`stt.train.train_step`: jit over a data mesh of all devices,
 state donated), fed the same device-resident batch every step, so only the model is measured.
-Model FLOPs come from XLA's cost analysis of the compiled step. MFU = FLOPs/s over the device's
-peak; the peak is looked up for known accelerators (dense bf16 / f32-via-TF32 tensor-core
-figures) or given with --peak_tflops; on CPU it is unknown and MFU is reported as null.
+Model FLOPs come from XLA's cost analysis of the compiled step. Every row has its roofline
+figures (benchmarks/roofline.py): achieved FLOP/s as a fraction of this device's peak measured
+in the same process (a large matmul of the row's dtype) and of the roofline bound at the
+step's arithmetic intensity. `mfu` is the fraction of the nominal datasheet peak, looked up
+for known accelerators (dense bf16 / f32-via-TF32 tensor-core figures) or given with
+--peak_tflops; on CPU there is none and it is null.
 The last line printed is one JSON object with every figure.
 """
 
@@ -21,6 +24,8 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import pathlib
+import sys
 import time
 
 import jax
@@ -30,6 +35,9 @@ from configs import synthetic
 from stt import sharding
 from stt import state as state_lib
 from stt import train
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import roofline  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Dense peak TFLOP/s per device: (bf16, float32). float32 matmuls run as TF32 on tensor cores.
 PEAK_TFLOPS = {
@@ -77,9 +85,13 @@ def make_batch(shapes: dict, batch_size: int, num_segments: int, num_classes: in
 
 
 def compile_step(size: str, dtype: str, batch_size: int, *, num_segments: int = 10,
-                 grid: int | None = None):
-  """(compiled train step, state, batch, model GFLOP per step, config) of one configuration."""
-  overrides, shapes = SIZES[size]
+                 grid: int | None = None, spec: tuple | None = None):
+  """(compiled train step, state, batch, model FLOPs per step, config) of one configuration.
+
+  spec: (model overrides, per-example shapes) replacing SIZES[size] (e.g. shrunk for a smoke
+  run).
+  """
+  overrides, shapes = spec or SIZES[size]
   shapes = dict(shapes)
   config = synthetic.get_config("")
   config.model.update(overrides)
@@ -107,10 +119,16 @@ def compile_step(size: str, dtype: str, batch_size: int, *, num_segments: int = 
 
 
 def measure(size: str, dtype: str, batch_size: int, steps: int, *, num_segments: int = 10,
-            grid: int | None = None, peak_tflops: float | None = None) -> dict:
-  """Compiles and times `steps` training steps; returns the figures of one configuration."""
-  compiled, state, batch, flops, config = compile_step(size, dtype, batch_size,
-                                                       num_segments=num_segments, grid=grid)
+            grid: int | None = None, peak_tflops: float | None = None,
+            peak: dict | None = None, spec: tuple | None = None) -> dict:
+  """Compiles and times `steps` training steps; returns the figures of one configuration.
+
+  peak: `roofline.measure_peak()` of this process, for the roofline figures (none if None);
+  spec: as for `compile_step`.
+  """
+  compiled, state, batch, flops, config = compile_step(
+      size, dtype, batch_size, num_segments=num_segments, grid=grid, spec=spec)
+  _, bytes_accessed = roofline.compiled_cost(compiled)
   state, metrics = compiled(state, batch)  # warm-up
   jax.block_until_ready(metrics)
   times = []
@@ -120,15 +138,19 @@ def measure(size: str, dtype: str, batch_size: int, steps: int, *, num_segments:
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - start)
   step_time = float(np.median(times))
-  peak = device_peak_tflops(dtype, peak_tflops)
+  nominal_peak = device_peak_tflops(dtype, peak_tflops)
   achieved_tflops = flops / step_time / 1e12 / jax.device_count() if flops else None
-  return {
+  row = {
       "size": size, "dtype": dtype, "batch_size": batch_size, "num_segments": num_segments,
       "grid": grid or config.model.grid_size[0], "step_time_s": step_time,
       "examples_per_s": batch_size / step_time, "gflops_per_step": flops / 1e9,
       "achieved_tflops_per_device": achieved_tflops,
-      "mfu": (achieved_tflops / peak) if (peak and achieved_tflops) else None,
+      "mfu": (achieved_tflops / nominal_peak) if (nominal_peak and achieved_tflops) else None,
   }
+  if peak is not None:
+    row.update(roofline.roofline_row(flops, bytes_accessed, step_time, peak, dtype,
+                                     jax.device_count()))
+  return row
 
 
 def main():
@@ -147,27 +169,30 @@ def main():
   if jax.default_backend() != "cpu" and not args.quick:
     default_batch = {"synthetic": 256, "features": 512, "raw": 64}
 
+  peak = roofline.measure_peak()
+  print(json.dumps(peak), flush=True)
   rows = []
   sizes = args.sizes or ("features,raw" if args.quick else "synthetic,features,raw")
   for size in sizes.split(","):
     for dtype in args.dtypes.split(","):
       batch = args.batch_size or default_batch[size]
-      rows.append(measure(size, dtype, batch, steps, peak_tflops=args.peak_tflops))
+      rows.append(measure(size, dtype, batch, steps, peak_tflops=args.peak_tflops,
+                          peak=peak))
       print(json.dumps(rows[-1]), flush=True)
   if not args.no_sweep:  # how step time grows with T and with N (precomputed maps, f32)
     batch = args.batch_size or default_batch["features"]
     # --quick: T=10 and N=7² are the features row above when its batch matches; not re-measured.
     for num_segments in (5, 20) if args.quick else (5, 10, 20, 40):
       rows.append(measure("features", "float32", batch, steps, num_segments=num_segments,
-                          peak_tflops=args.peak_tflops))
+                          peak_tflops=args.peak_tflops, peak=peak))
       print(json.dumps(rows[-1]), flush=True)
     for grid in (4,) if args.quick else (4, 7, 14):
       rows.append(measure("features", "float32", batch, steps, grid=grid,
-                          peak_tflops=args.peak_tflops))
+                          peak_tflops=args.peak_tflops, peak=peak))
       print(json.dumps(rows[-1]), flush=True)
   print(json.dumps({"benchmark": "train_throughput", "device": jax.devices()[0].device_kind,
                     "backend": jax.default_backend(), "device_count": jax.device_count(),
-                    "quick": args.quick, "rows": rows}))
+                    "quick": args.quick, "peak": peak, "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -108,6 +108,17 @@ def _swap_tokens(clean: tuple, removal: tuple, removed, *, test, modality, grid)
   return cells, audio
 
 
+def _segment_swapped_attention(model, clean: tuple, removal: tuple, *, modality, grid):
+  """Feature-mode temporal test: the spatial attention (audio, attended, alpha) of every
+  segment clean [B,T,...] and removed [B,T,...]. A segment's attention depends on its own
+  tokens only, so each fraction selects per segment instead of rerunning it."""
+  all_removed = jnp.ones(clean[1].shape[:2], bool)  # [B,T]
+  removed_tokens = _swap_tokens(clean, removal, all_removed, test='temporal', modality=modality,
+                                grid=grid)
+  return tuple((tokens[1],) + tuple(model.spatial_attention(tokens[1], tokens[0]))
+               for tokens in (clean, removed_tokens))
+
+
 def _remove_pixels(model, inputs, visual_map, removed, *, test, modality, pixel_value,
                    log_mel_value):
   """Pixel mode: backbone outputs (visual_map, audio_vec) of the inputs with `removed`
@@ -142,6 +153,13 @@ def curves(model, inputs: dict, labels: jax.Array, where: jax.Array, when: jax.A
     removal_tokens = model.embed(
         jnp.broadcast_to(jnp.asarray(visual_value, jnp.float32), (1,) + visual_map.shape[1:]),
         jnp.broadcast_to(jnp.asarray(audio_value, jnp.float32), (1,) + audio_vec.shape[1:]))
+  # A model that splits its head after the per-segment spatial attention (STAN's
+  # `head_from_attended`) lets the temporal test select segments instead of rerunning it.
+  swap_attention = mode == 'feature' and test == 'temporal' and hasattr(model,
+                                                                       'head_from_attended')
+  if swap_attention:  # [B,T,...] of (audio, attended, alpha), twice
+    clean_attention, removed_attention = _segment_swapped_attention(
+        model, clean_tokens, removal_tokens, modality=modality, grid=grid)
   predicted = jnp.argmax(clean_logits, axis=-1)  # [B]
   if test == 'spatial':
     b, t, h, w = where.shape
@@ -155,14 +173,19 @@ def curves(model, inputs: dict, labels: jax.Array, where: jax.Array, when: jax.A
     removed = ranks < num_removed(fraction, counts)
     if test == 'spatial':
       removed = removed.reshape(where.shape)
-    if mode == 'feature':
+    if swap_attention:
+      select = lambda r, c: jnp.where(removed.reshape(removed.shape + (1,) * (r.ndim - 2)), r, c)
+      logits = model.head_from_attended(*map(select, removed_attention, clean_attention),
+                                        segment_mask)['logits']
+    elif mode == 'feature':
       tokens = _swap_tokens(clean_tokens, removal_tokens, removed, test=test, modality=modality,
                             grid=grid)
+      logits = model.head_from_tokens(*tokens, segment_mask)['logits']
     else:
       tokens = model.embed(*_remove_pixels(model, inputs, visual_map, removed, test=test,
                                            modality=modality, pixel_value=pixel_value,
                                            log_mel_value=log_mel_value))
-    logits = model.head_from_tokens(*tokens, segment_mask)['logits']
+      logits = model.head_from_tokens(*tokens, segment_mask)['logits']
     probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
     return {
         'correct': jnp.argmax(logits, axis=-1) == labels,

@@ -67,7 +67,9 @@ class AudioVisualModel(Protocol):
   def head_from_tokens(self, cells: jax.Array, audio: jax.Array,
                        segment_mask: jax.Array | None = None, *,
                        train: bool = False) -> ModelOutputs:
-    """cells [B,T,N,D], audio [B,T,D] -> ModelOutputs."""
+    """cells [B,T,N,D], audio [B,T,D] -> ModelOutputs. (STAN also has `head_from_attended`,
+    after its per-segment spatial attention; the temporal perturbation test uses it when a
+    model has it, to swap segments instead of rerunning the attention.)"""
 
 
 def explanations_of(model_config) -> tuple[str, ...]:

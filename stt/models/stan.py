@@ -137,6 +137,15 @@ class Stan(nnx.Module):
   def head_from_tokens(self, cells: jax.Array, audio: jax.Array,
                        segment_mask: jax.Array | None = None, *, train: bool = False) -> dict:
     """cells [B,T,N,D], audio [B,T,D] (from `embed`) -> `head`'s dict."""
+    attended, alpha = self.spatial_attention(audio, cells)  # [B,T,D], [B,T,heads,N]
+    return self.head_from_attended(audio, attended, alpha, segment_mask, train=train)
+
+  def head_from_attended(self, audio: jax.Array, attended: jax.Array, alpha: jax.Array,
+                         segment_mask: jax.Array | None = None, *, train: bool = False) -> dict:
+    """audio [B,T,D], the spatial attention's (attended [B,T,D], alpha [B,T,heads,N]) ->
+    `head`'s dict. A segment's (attended, alpha) depends on that segment's tokens only, so
+    the temporal perturbation test computes it once for the clean and once for the removed
+    segments and swaps per fraction."""
     b, t = audio.shape[:2]
     h, w = self.grid_size
     if segment_mask is None:
@@ -144,7 +153,6 @@ class Stan(nnx.Module):
     segment_mask = segment_mask.astype(bool)
     deterministic = not train
 
-    attended, alpha = self.spatial_attention(audio, cells)  # [B,T,D], [B,T,heads,N]
     tokens = jnp.concatenate([audio, attended.astype(audio.dtype)], axis=1)  # [B,2T,D]
     key_mask = jnp.concatenate([segment_mask, segment_mask], axis=1)  # [B,2T]
     hidden, temporal_attention = self.transformer(tokens, key_mask, train=train)

@@ -1,0 +1,41 @@
+"""benchmarks/gpu_check.sh --cpu_smoke runs and writes the JSON the accelerator check promises."""
+
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_gpu_check_cpu_smoke_writes_every_figure(tmp_path):
+  out = tmp_path / "gpu_check.json"
+  env = dict(os.environ, PYTHON=sys.executable, GPU_CHECK_TIMEOUT_S="600")
+  result = subprocess.run([str(REPO / "benchmarks/gpu_check.sh"), "--cpu_smoke", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  figures = json.loads(out.read_text())
+
+  assert figures["cpu_smoke"] is True
+  assert figures["device"] and figures["backend"] == "cpu"
+  for dtype in ("float32", "bfloat16"):
+    assert figures["peak"]["peak_flops"][dtype] > 0
+  assert figures["peak"]["copy_bytes_per_s"] > 0
+  fractions = dict(figures["mfu"])
+  assert set(fractions) == {f"{size}/{dtype}" for size in ("synthetic", "features", "raw")
+                            for dtype in ("float32", "bfloat16")}
+  fractions["ave_suite"] = figures["ave_suite"]["perturbation_roofline"]["fraction_of_peak"]
+  for name, fraction in fractions.items():
+    assert math.isfinite(fraction) and 0 < fraction < 1.5, (name, fraction)
+  suite = figures["ave_suite"]
+  assert (suite["tests"], suite["directions"], suite["fractions"]) == (2, 2, 10)
+  assert len(suite["explainers"]) == 5
+  assert math.isfinite(figures["ave_suite_seconds"]) and figures["ave_suite_seconds"] > 0
+  assert {row["size"] for row in figures["input_pipeline"]} == {"features", "raw"}
+  for row in figures["input_pipeline"]:
+    assert math.isfinite(row["input_over_model"]) and row["input_over_model"] > 0
