@@ -9,6 +9,7 @@ r"""Builds a dataset as TFDS array_record under a data dir, with a progress bar 
   python -m data_pipelines.build --dataset=vggsound --manual_dir=DIR --data_dir=OUT
   python -m data_pipelines.build --dataset=vggss --manual_dir=DIR --data_dir=OUT \
       [--annotated_frame=middle|frame125]
+  python -m data_pipelines.build --dataset=flickr_soundnet --manual_dir=DIR --data_dir=OUT
 
 Datasets:
   ave_features     the AVE feature release (h5 files), see data_pipelines/ave_features.py
@@ -21,6 +22,8 @@ Datasets:
   vggsound         vggsound.csv + clips, see configs/vggsound.py
   vggss            VGG-SS vggss.json (+ vggss_test.csv, vggsound.csv) + the VGGSound clips, a test
                    split with boxes, see data_pipelines/vggss_builder.py
+  flickr_soundnet  flickr_test.csv + Annotations/<id>.xml + <id>.jpg/<id>.wav (or <id>.mp4), an
+                   unlabelled test split with boxes, see data_pipelines/flickr_soundnet_builder.py
 
 The video datasets (ave, manifest, kinetics_sounds, vggsound) decode in --num_workers local
 child processes (a clip whose decoder crashes, or is still decoding after --decode_timeout_s,
@@ -56,6 +59,8 @@ from etils import epath
 from data_pipelines import ave_builder
 from data_pipelines import ave_features
 from data_pipelines import ave_format
+from data_pipelines import flickr_soundnet_builder
+from data_pipelines import flickr_soundnet_format
 from data_pipelines import manifest_builder
 from data_pipelines import manifest_converters
 from data_pipelines import kinetics_sounds_classes
@@ -66,8 +71,9 @@ from data_pipelines import video_examples
 from data_pipelines import vggss_builder
 from data_pipelines import vggss_format
 
-DATASETS = ("ave_features", "ave", "synthetic", *manifest_builder.MANIFEST_DATASETS, "vggss")
-VIDEO_DATASETS = ("ave", *manifest_builder.MANIFEST_DATASETS, "vggss")
+DATASETS = ("ave_features", "ave", "synthetic", *manifest_builder.MANIFEST_DATASETS, "vggss",
+            "flickr_soundnet")
+VIDEO_DATASETS = ("ave", *manifest_builder.MANIFEST_DATASETS, "vggss", "flickr_soundnet")
 AVE_VIDEOS_INSTRUCTIONS = """\
 Download AVE_Dataset.zip from https://drive.google.com/open?id=1FjKwe79e0u96vdjIVwfRQ1V6SoDHe7kK
 (linked from https://github.com/YapengTian/AVE-ECCV18) and unzip it into {manual_dir}, so that it
@@ -302,6 +308,11 @@ def plan(args, data_dir: epath.Path) -> tuple[int, dict]:
     print(f"vggss: {len(annotations.entries)} entries ({annotations.summary()}); classes from "
           f"{classes_from}", file=sys.stderr)
     return len(annotations.entries), {}
+  if args.dataset == "flickr_soundnet":
+    if (flickr_soundnet_builder.dataset_dir(data_dir, args.num_segments, args.frames_per_segment,
+                                            args.frame_size) / "dataset_info.json").exists():
+      return 0, {}
+    return flickr_soundnet_builder.read_manual_dir(args.manual_dir).counts["ids"], {}
   if args.dataset in manifest_builder.MANIFEST_DATASETS:
     if (_manifest_dataset_dir(args, data_dir) / "dataset_info.json").exists():
       return 0, {}
@@ -337,6 +348,8 @@ def build(args, data_dir: epath.Path, planned: dict, on_row, beam_options=None) 
   if args.dataset == "vggss":
     return vggss_builder.build(args.manual_dir, data_dir, annotated_frame=args.annotated_frame,
                                **video).dataset_dir
+  if args.dataset == "flickr_soundnet":
+    return flickr_soundnet_builder.build(args.manual_dir, data_dir, **video).dataset_dir
   if args.dataset in manifest_builder.MANIFEST_DATASETS:
     if not planned:  # already built
       return _manifest_dataset_dir(args, data_dir)
@@ -390,11 +403,14 @@ def main(argv=None) -> int:
   except (BuildInputError, ave_features.ReleaseError, ave_format.AnnotationError,
           manifest_format.ManifestError, manifest_converters.ConversionError,
           video_examples.BuildError, FileExistsError, vggss_format.VggssError,
-          vggss_builder.VggssInputError) as error:
+          vggss_builder.VggssInputError, flickr_soundnet_builder.FlickrInputError,
+          flickr_soundnet_format.FlickrSoundnetError) as error:
     print(f"build: error: {error}", file=sys.stderr)
     return 2
   if args.dataset == "vggss":
     print(vggss_builder.defects_line(dataset_dir))
+  if args.dataset == "flickr_soundnet":
+    print(flickr_soundnet_builder.defects_line(dataset_dir))
   print(summary_line(args.dataset, summary_of(epath.Path(dataset_dir), reused=total == 0)))
   return 0
 
