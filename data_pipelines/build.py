@@ -8,7 +8,7 @@ r"""Builds a dataset as TFDS array_record under a data dir, with a progress bar 
   python -m data_pipelines.build --dataset=kinetics_sounds --manual_dir=DIR --data_dir=OUT
   python -m data_pipelines.build --dataset=vggsound --manual_dir=DIR --data_dir=OUT
   python -m data_pipelines.build --dataset=vggss --manual_dir=DIR --data_dir=OUT \
-      [--annotated_frame=middle|frame125]
+      [--annotated_frame=middle|frame125] [--vggsound_dataset_dir=BUILT_VGGSOUND]
   python -m data_pipelines.build --dataset=flickr_soundnet --manual_dir=DIR --data_dir=OUT
 
 Datasets:
@@ -70,6 +70,7 @@ from data_pipelines import synthetic_dataset
 from data_pipelines import video_examples
 from data_pipelines import vggss_builder
 from data_pipelines import vggss_format
+from data_pipelines import vggss_from_built
 
 DATASETS = ("ave_features", "ave", "synthetic", *manifest_builder.MANIFEST_DATASETS, "vggss",
             "flickr_soundnet")
@@ -118,6 +119,7 @@ FLAG_DATASETS = {
     "tag": ("manifest",),
     "beam_runner": VIDEO_DATASETS,
     "annotated_frame": ("vggss",),
+    "vggsound_dataset_dir": ("vggss",),
 }
 DEFAULTS = dict(visual_dtype="float16", num_segments=10, frames_per_segment=1, frame_size=224,
                 num_workers=1, decode_timeout_s=300.0, synthetic_config="", tag="manifest",
@@ -149,6 +151,8 @@ def _flag_error(args) -> str | None:
   if args.beam_runner and local:
     return (f"{' and '.join(local)} apply to the local build, not to --beam_runner (give "
             "--beam_num_workers; on Beam a clip decodes without a timeout)")
+  if args.beam_runner and args.vggsound_dataset_dir:
+    return "--vggsound_dataset_dir reads a built dataset, it decodes nothing: no --beam_runner"
   if not args.beam_runner and args.beam_num_workers is not None:
     return "--beam_num_workers needs --beam_runner"
   if not args.beam_runner and args.beam_args:
@@ -189,6 +193,10 @@ def _parse_args(argv):
   parser.add_argument("--annotated_frame", choices=tuple(vggss_format.ANNOTATED_FRAMES),
                       help="vggss: the frame the boxes annotate, 'middle' (5.0 s, default) or "
                            "'frame125' (4.96 s); see data_pipelines/vggss_format.py")
+  parser.add_argument("--vggsound_dataset_dir",
+                      help="vggss: take the examples from this built vggsound dataset by video "
+                           "id instead of decoding the clips; see data_pipelines/"
+                           "vggss_from_built.py")
   args, beam_args = parser.parse_known_args(argv)
   args.beam_args = beam_args
   error = _flag_error(args)
@@ -305,6 +313,8 @@ def plan(args, data_dir: epath.Path) -> tuple[int, dict]:
     if (_vggss_dataset_dir(args, data_dir) / "dataset_info.json").exists():
       return 0, {}
     annotations, _, classes_from = vggss_builder.read_manual_dir(args.manual_dir)
+    if args.vggsound_dataset_dir:
+      classes_from = f"the built VGGSound {args.vggsound_dataset_dir}"
     print(f"vggss: {len(annotations.entries)} entries ({annotations.summary()}); classes from "
           f"{classes_from}", file=sys.stderr)
     return len(annotations.entries), {}
@@ -345,6 +355,11 @@ def build(args, data_dir: epath.Path, planned: dict, on_row, beam_options=None) 
                               on_row=on_row).dataset_dir
   if args.dataset == "ave":
     return ave_builder.build(args.manual_dir, data_dir, tag="ave", **video).dataset_dir
+  if args.dataset == "vggss" and args.vggsound_dataset_dir:
+    return vggss_from_built.build(
+        args.manual_dir, data_dir, args.vggsound_dataset_dir, annotated_frame=args.annotated_frame,
+        num_segments=args.num_segments, frames_per_segment=args.frames_per_segment,
+        frame_size=args.frame_size, on_row=on_row).dataset_dir
   if args.dataset == "vggss":
     return vggss_builder.build(args.manual_dir, data_dir, annotated_frame=args.annotated_frame,
                                **video).dataset_dir
