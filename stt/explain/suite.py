@@ -217,10 +217,11 @@ def run(graphdef, state, source, mesh, config, workdir: epath.Path, class_names)
                    if key in config.explain}
   if annotation_set in sound_localization.SET_GROUND_TRUTH:
     field_options["ground_truth"] = sound_localization.SET_GROUND_TRUTH[annotation_set]
+  labelled = annotation_set not in explain_sets.UNLABELLED_SETS
   for name, out in outputs.items():
     metrics_one, curves[name] = metrics_of(
         name, out, config.explain.pointing_tolerance_px, field_options,
-        labelled=annotation_set not in explain_sets.UNLABELLED_SETS)
+        labelled=labelled)
     metrics.update(metrics_one)
   # An annotation set (explain.dataset, e.g. 'vggss') reports to explain_<set>/ and keys
   # explain_<set>/..., beside the run's own test split in explain/.
@@ -228,7 +229,8 @@ def run(graphdef, state, source, mesh, config, workdir: epath.Path, class_names)
   if jax.process_index() == 0:
     write_reports(report_dir, metrics, curves, list(outputs), annotation_set)
     write_maps(report_dir / "maps", outputs, source)
-    write_panels(report_dir / "panels", outputs, source, class_names,
+    write_panels(report_dir / "panels", outputs, source,  # no made-up class on the panels
+                 class_names if labelled else ["unlabelled"] * len(class_names),
                  config.explain.num_panels)
   if annotation_set:
     metrics = {key.replace("explain/", f"explain_{annotation_set}/", 1): value
