@@ -37,17 +37,17 @@ import posixpath
 from typing import Callable
 
 import av
+from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
 
 from data_pipelines import clip_examples
 from data_pipelines import flickr_soundnet_format
 from data_pipelines import log_mel
 from data_pipelines import media
 from data_pipelines import media_streams
-from data_pipelines import video_examples
 from data_pipelines import vggss_builder
+from data_pipelines import video_examples
 
 MAX_BOXES = vggss_builder.MAX_BOXES
 UNLABELLED = "unlabelled"  # the one class name: Flickr-SoundNet has no class labels

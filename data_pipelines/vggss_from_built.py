@@ -20,14 +20,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
 
 from data_pipelines import media
-from data_pipelines import video_examples
 from data_pipelines import vggss_builder
 from data_pipelines import vggss_format
+from data_pipelines import video_examples
 
 
 def _text(value) -> str:

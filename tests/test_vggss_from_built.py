@@ -15,9 +15,9 @@ from data_pipelines import manifest_builder
 from data_pipelines import vggss_builder
 from tests import clip_files
 from tests import vggss_files
+from tests.test_vggss_builder import VGGSOUND_CSV
 from tests.test_vggss_builder import S
 from tests.test_vggss_builder import T
-from tests.test_vggss_builder import VGGSOUND_CSV
 from tests.test_vggss_builder import run_build
 
 
