@@ -8,7 +8,8 @@ r"""Builds a dataset as TFDS array_record under a data dir, with a progress bar 
   python -m data_pipelines.build --dataset=kinetics_sounds --manual_dir=DIR --data_dir=OUT
   python -m data_pipelines.build --dataset=vggsound --manual_dir=DIR --data_dir=OUT
   python -m data_pipelines.build --dataset=vggss --manual_dir=DIR --data_dir=OUT \
-      [--annotated_frame=middle|frame125]
+      [--annotated_frame=middle|frame125] [--vggsound_dataset_dir=BUILT_VGGSOUND]
+  python -m data_pipelines.build --dataset=flickr_soundnet --manual_dir=DIR --data_dir=OUT
 
 Datasets:
   ave_features     the AVE feature release (h5 files), see data_pipelines/ave_features.py
@@ -21,6 +22,8 @@ Datasets:
   vggsound         vggsound.csv + clips, see configs/vggsound.py
   vggss            VGG-SS vggss.json (+ vggss_test.csv, vggsound.csv) + the VGGSound clips, a test
                    split with boxes, see data_pipelines/vggss_builder.py
+  flickr_soundnet  flickr_test.csv + Annotations/<id>.xml + <id>.jpg/<id>.wav (or <id>.mp4), an
+                   unlabelled test split with boxes, see data_pipelines/flickr_soundnet_builder.py
 
 The video datasets (ave, manifest, kinetics_sounds, vggsound) decode in --num_workers local
 child processes (a clip whose decoder crashes, or is still decoding after --decode_timeout_s,
@@ -56,6 +59,8 @@ from etils import epath
 from data_pipelines import ave_builder
 from data_pipelines import ave_features
 from data_pipelines import ave_format
+from data_pipelines import flickr_soundnet_builder
+from data_pipelines import flickr_soundnet_format
 from data_pipelines import manifest_builder
 from data_pipelines import manifest_converters
 from data_pipelines import kinetics_sounds_classes
@@ -65,9 +70,11 @@ from data_pipelines import synthetic_dataset
 from data_pipelines import video_examples
 from data_pipelines import vggss_builder
 from data_pipelines import vggss_format
+from data_pipelines import vggss_from_built
 
-DATASETS = ("ave_features", "ave", "synthetic", *manifest_builder.MANIFEST_DATASETS, "vggss")
-VIDEO_DATASETS = ("ave", *manifest_builder.MANIFEST_DATASETS, "vggss")
+DATASETS = ("ave_features", "ave", "synthetic", *manifest_builder.MANIFEST_DATASETS, "vggss",
+            "flickr_soundnet")
+VIDEO_DATASETS = ("ave", *manifest_builder.MANIFEST_DATASETS, "vggss", "flickr_soundnet")
 AVE_VIDEOS_INSTRUCTIONS = """\
 Download AVE_Dataset.zip from https://drive.google.com/open?id=1FjKwe79e0u96vdjIVwfRQ1V6SoDHe7kK
 (linked from https://github.com/YapengTian/AVE-ECCV18) and unzip it into {manual_dir}, so that it
@@ -112,6 +119,7 @@ FLAG_DATASETS = {
     "tag": ("manifest",),
     "beam_runner": VIDEO_DATASETS,
     "annotated_frame": ("vggss",),
+    "vggsound_dataset_dir": ("vggss",),
 }
 DEFAULTS = dict(visual_dtype="float16", num_segments=10, frames_per_segment=1, frame_size=224,
                 num_workers=1, decode_timeout_s=300.0, synthetic_config="", tag="manifest",
@@ -143,6 +151,8 @@ def _flag_error(args) -> str | None:
   if args.beam_runner and local:
     return (f"{' and '.join(local)} apply to the local build, not to --beam_runner (give "
             "--beam_num_workers; on Beam a clip decodes without a timeout)")
+  if args.beam_runner and args.vggsound_dataset_dir:
+    return "--vggsound_dataset_dir reads a built dataset, it decodes nothing: no --beam_runner"
   if not args.beam_runner and args.beam_num_workers is not None:
     return "--beam_num_workers needs --beam_runner"
   if not args.beam_runner and args.beam_args:
@@ -183,6 +193,10 @@ def _parse_args(argv):
   parser.add_argument("--annotated_frame", choices=tuple(vggss_format.ANNOTATED_FRAMES),
                       help="vggss: the frame the boxes annotate, 'middle' (5.0 s, default) or "
                            "'frame125' (4.96 s); see data_pipelines/vggss_format.py")
+  parser.add_argument("--vggsound_dataset_dir",
+                      help="vggss: take the examples from this built vggsound dataset by video "
+                           "id instead of decoding the clips; see data_pipelines/"
+                           "vggss_from_built.py")
   args, beam_args = parser.parse_known_args(argv)
   args.beam_args = beam_args
   error = _flag_error(args)
@@ -299,9 +313,16 @@ def plan(args, data_dir: epath.Path) -> tuple[int, dict]:
     if (_vggss_dataset_dir(args, data_dir) / "dataset_info.json").exists():
       return 0, {}
     annotations, _, classes_from = vggss_builder.read_manual_dir(args.manual_dir)
+    if args.vggsound_dataset_dir:
+      classes_from = f"the built VGGSound {args.vggsound_dataset_dir}"
     print(f"vggss: {len(annotations.entries)} entries ({annotations.summary()}); classes from "
           f"{classes_from}", file=sys.stderr)
     return len(annotations.entries), {}
+  if args.dataset == "flickr_soundnet":
+    if (flickr_soundnet_builder.dataset_dir(data_dir, args.num_segments, args.frames_per_segment,
+                                            args.frame_size) / "dataset_info.json").exists():
+      return 0, {}
+    return flickr_soundnet_builder.read_manual_dir(args.manual_dir).counts["ids"], {}
   if args.dataset in manifest_builder.MANIFEST_DATASETS:
     if (_manifest_dataset_dir(args, data_dir) / "dataset_info.json").exists():
       return 0, {}
@@ -334,9 +355,16 @@ def build(args, data_dir: epath.Path, planned: dict, on_row, beam_options=None) 
                               on_row=on_row).dataset_dir
   if args.dataset == "ave":
     return ave_builder.build(args.manual_dir, data_dir, tag="ave", **video).dataset_dir
+  if args.dataset == "vggss" and args.vggsound_dataset_dir:
+    return vggss_from_built.build(
+        args.manual_dir, data_dir, args.vggsound_dataset_dir, annotated_frame=args.annotated_frame,
+        num_segments=args.num_segments, frames_per_segment=args.frames_per_segment,
+        frame_size=args.frame_size, on_row=on_row).dataset_dir
   if args.dataset == "vggss":
     return vggss_builder.build(args.manual_dir, data_dir, annotated_frame=args.annotated_frame,
                                **video).dataset_dir
+  if args.dataset == "flickr_soundnet":
+    return flickr_soundnet_builder.build(args.manual_dir, data_dir, **video).dataset_dir
   if args.dataset in manifest_builder.MANIFEST_DATASETS:
     if not planned:  # already built
       return _manifest_dataset_dir(args, data_dir)
@@ -390,11 +418,14 @@ def main(argv=None) -> int:
   except (BuildInputError, ave_features.ReleaseError, ave_format.AnnotationError,
           manifest_format.ManifestError, manifest_converters.ConversionError,
           video_examples.BuildError, FileExistsError, vggss_format.VggssError,
-          vggss_builder.VggssInputError) as error:
+          vggss_builder.VggssInputError, flickr_soundnet_builder.FlickrInputError,
+          flickr_soundnet_format.FlickrSoundnetError) as error:
     print(f"build: error: {error}", file=sys.stderr)
     return 2
   if args.dataset == "vggss":
     print(vggss_builder.defects_line(dataset_dir))
+  if args.dataset == "flickr_soundnet":
+    print(flickr_soundnet_builder.defects_line(dataset_dir))
   print(summary_line(args.dataset, summary_of(epath.Path(dataset_dir), reused=total == 0)))
   return 0
 

@@ -99,6 +99,9 @@ def _resize_and_centre_crop(frame: Any, size: int) -> np.ndarray:
   return np.ascontiguousarray(rgb[top:top + size, left:left + size])
 
 
+resize_and_centre_crop = _resize_and_centre_crop  # public: still images (flickr_soundnet)
+
+
 @dataclasses.dataclass
 class _SampledVideo:
   frames: np.ndarray  # [T, F, S, S, 3] uint8

@@ -183,10 +183,17 @@ def build(manual_dir, data_dir, *, annotated_frame: str = vggss_format.DEFAULT_A
                         clips_dir=str(manual_dir), segment=segment, on_row=on_row,
                         use_beam=beam_options is not None)
   summary = video_examples.prepare(builder, beam_options=beam_options)
+  write_defects(built_dir, annotated_frame, segment, annotations)
+  return summary
+
+
+def write_defects(built_dir: epath.Path, annotated_frame: str, segment: int,
+                  annotations: vggss_format.VggssAnnotations, source: str = ""):
+  """annotation_defects.json of a build; source: the built VGGSound dataset read, if one."""
   (built_dir / DEFECTS_FILE).write_text(json.dumps(
       {"annotated_frame": annotated_frame, "annotated_segment": segment,
-       "entries": len(annotations.entries), **annotations.counts}, indent=2) + "\n")
-  return summary
+       "entries": len(annotations.entries), **annotations.counts,
+       **({"source": source} if source else {})}, indent=2) + "\n")
 
 
 def defects_line(built_dir) -> str:
@@ -196,6 +203,7 @@ def defects_line(built_dir) -> str:
     return ""
   counts = json.loads(path.read_text())
   details = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in counts.items()
-                      if key not in ("entries", "annotated_frame", "annotated_segment"))
+                      if key not in ("entries", "annotated_frame", "annotated_segment", "source"))
+  source = f"; examples from the built VGGSound {counts['source']}" if "source" in counts else ""
   return (f"vggss.json: {counts['entries']} entries ({details}); boxes at segment "
-          f"{counts['annotated_segment']} (annotated_frame={counts['annotated_frame']})")
+          f"{counts['annotated_segment']} (annotated_frame={counts['annotated_frame']}){source}")

@@ -7,6 +7,13 @@
   `config.explain.annotated_frame`. Its labels are matched to the run's classes by name (a
   VGGSound run: build with vggsound.csv in manual_dir, or the VGG-SS class names are used);
   a class of the build that the run does not know is an error naming it.
+- 'flickr_soundnet': the Flickr-SoundNet test set, built by `python -m data_pipelines.build
+  --dataset=flickr_soundnet` into the run's data dir with the run's num_segments /
+  frames_per_segment / frame_size. It has no class labels (UNLABELLED_SETS): every example has
+  label 0; the explainers explain the predicted class as always; the pointing games and the
+  field's scores are class-agnostic (one label, so *_class_mean = the overall score); the
+  perturbation tests, which score accuracy against the true class, are not reported (NaN, '—').
+  The field's ground truth is the annotators' consensus map (sound_localization.SET_GROUND_TRUTH).
 
 `config.explain.gt_geometry` and `config.explain.median_rule` choose the field's protocol
 variants (stt/explain/sound_localization.py); the tables then print the published rows of
@@ -19,12 +26,14 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
+from data_pipelines import flickr_soundnet_builder
 from data_pipelines import vggss_builder
 from data_pipelines import vggss_format
 from stt import datasets
 from stt.explain import sound_localization
 
-EXPLAIN_DATASETS = ("", "vggss")
+EXPLAIN_DATASETS = ("", "vggss", "flickr_soundnet")
+UNLABELLED_SETS = ("flickr_soundnet",)  # no class labels: no perturbation test (see above)
 
 
 class RelabelledSource:
@@ -58,6 +67,8 @@ def explain_source(config: ml_collections.ConfigDict, dataset: datasets.Dataset)
   if not name:
     return dataset.sources["test"]
   data_dir = datasets.resolve_data_dir(config)
+  if name == "flickr_soundnet":
+    return _flickr_source(config, data_dir, len(dataset.class_names))
   frame = config.explain.annotated_frame
   if frame not in vggss_format.ANNOTATED_FRAMES:
     raise datasets.DatasetError(f"explain.annotated_frame={frame!r}; known: "
@@ -82,6 +93,21 @@ def explain_source(config: ml_collections.ConfigDict, dataset: datasets.Dataset)
         f"on, e.g. {unknown[0]!r}; explain a run trained on VGGSound")
   label_map = np.asarray([run_index[class_name] for class_name in names])
   return RelabelledSource(builder.as_data_source("test"), label_map, len(dataset.class_names))
+
+
+def _flickr_source(config: ml_collections.ConfigDict, data_dir, num_classes: int):
+  """The Flickr-SoundNet build of the run's decode settings, all labels 0 (no classes)."""
+  d = config.dataset
+  directory = flickr_soundnet_builder.dataset_dir(data_dir, d.num_segments, d.frames_per_segment,
+                                                  d.frame_size)
+  if not (directory / "dataset_info.json").exists():
+    raise datasets.DatasetError(
+        f"no Flickr-SoundNet build at {directory}; build it with: python -m "
+        "data_pipelines.build --dataset=flickr_soundnet --manual_dir=<dir of flickr_test.csv, "
+        f"Annotations/, frames/, audio/> --data_dir={data_dir} --num_segments={d.num_segments} "
+        f"--frames_per_segment={d.frames_per_segment} --frame_size={d.frame_size}")
+  builder = tfds.builder_from_directory(str(directory))
+  return RelabelledSource(builder.as_data_source("test"), np.zeros(1, np.int64), num_classes)
 
 
 def published_dataset(config: ml_collections.ConfigDict) -> str:

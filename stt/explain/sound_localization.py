@@ -44,6 +44,9 @@ MEDIAN_RULES = ("gt", "ge")  # LVS: pred = map > median; EZ-VSL: map >= median
 GT_GEOMETRIES = ("reference", "aligned")  # boxes on the whole frame / on the map's region
 MAP_COVERS = ("crop", "frame")  # the part of the frame a model's map covers
 FLICKR_IMAGE_SIZE = 256  # Flickr-SoundNet boxes are given on 256 x 256 images
+# The ground truth of a set: the union of its boxes (VGG-SS) or the annotators' consensus map.
+GROUND_TRUTHS = ("union", "consensus")
+SET_GROUND_TRUTH = {"vggss": "union", "flickr_soundnet": "consensus"}
 
 # Published results to print beside ours: (dataset, method, cIoU@0.5 %, AUC % or None, source).
 # These methods are trained to localize sounds; STAN's maps explain a classifier's decision.
@@ -125,7 +128,12 @@ def flickr_gt_map(boxes: np.ndarray, size: int = SCORED_SIZE) -> np.ndarray:
     mask = np.zeros((size, size))
     mask[y0:y1, x0:x1] = 1.0
     gt += mask
-  return np.minimum(gt / 2.0, 1.0)
+  return consensus_map(gt)
+
+
+def consensus_map(mask_sum: np.ndarray) -> np.ndarray:
+  """Flickr-SoundNet's consensus: the sum of the annotators' 0/1 box masks / 2, clipped to 1."""
+  return np.minimum(np.asarray(mask_sum, np.float64) / 2.0, 1.0)
 
 
 def binarise(scored_map: np.ndarray, median_rule: str = "gt") -> np.ndarray:
@@ -171,9 +179,13 @@ def published_rows(dataset: str) -> list[tuple[str, float, float | None, str]]:
 
 def box_field_scores(where: np.ndarray, boxes: np.ndarray, box_mask: np.ndarray,
                      frame_size: np.ndarray, segment_mask: np.ndarray | None = None, *,
-                     gt_geometry: str = "reference", median_rule: str = "gt") -> FieldResult:
+                     gt_geometry: str = "reference", median_rule: str = "gt",
+                     ground_truth: str = "union") -> FieldResult:
   """The field's scores of maps of the centre crop on every trial of the pointing game (an
-  annotated valid segment) of a built dataset, as VGG-SS-style union ground truth.
+  annotated valid segment) of a built dataset, against the union of the boxes (VGG-SS) or,
+  ground_truth='consensus', the annotators' consensus map (Flickr-SoundNet: the box masks of
+  vggss_gt_map, one per box, summed by consensus_map; on the reference geometry this is
+  flickr_gt_map of the boxes on the 256-px scale).
 
   Args:
     where: [V,T,h,w] maps of the centre crop.
@@ -182,6 +194,7 @@ def box_field_scores(where: np.ndarray, boxes: np.ndarray, box_mask: np.ndarray,
     frame_size: [V,2] original (W, H).
     segment_mask: [V,T] valid segments (None: all).
   """
+  _check_choice(ground_truth, GROUND_TRUTHS, "ground_truth")
   trials = np.asarray(box_mask, bool).any(-1)
   if segment_mask is not None:
     trials &= np.asarray(segment_mask, bool)
@@ -190,6 +203,11 @@ def box_field_scores(where: np.ndarray, boxes: np.ndarray, box_mask: np.ndarray,
     width, height = (int(v) for v in frame_size[video])
     normalised = (np.asarray(boxes[video, segment][box_mask[video, segment]], np.float64)
                   / np.array([width, height, width, height], np.float64))
-    gts.append(vggss_gt_map(normalised, (width, height), gt_geometry=gt_geometry))
+    if ground_truth == "consensus":
+      gts.append(consensus_map(sum(
+          (vggss_gt_map(box, (width, height), gt_geometry=gt_geometry) for box in normalised),
+          np.zeros((SCORED_SIZE, SCORED_SIZE)))))
+    else:
+      gts.append(vggss_gt_map(normalised, (width, height), gt_geometry=gt_geometry))
     scored.append(scored_map(where[video, segment]))
   return field_scores(scored, gts, median_rule)

@@ -41,6 +41,7 @@ from flax import nnx
 
 from stt import input_pipeline
 from stt import sharding
+from stt.explain import explain_sets
 from stt.explain import explainers as explainer_lib
 from stt.explain import localization
 from stt.explain import panels
@@ -101,9 +102,11 @@ def explain_split(graphdef, state, source, mesh, config) -> dict[str, dict]:
 
 
 def metrics_of(name: str, out: dict, tolerance_px: float,
-               field_options: dict | None = None) -> tuple[dict, dict]:
+               field_options: dict | None = None, labelled: bool = True) -> tuple[dict, dict]:
   """(flat `explain/<name>/...` metrics, accuracy curves {test/order: [P]}); field_options:
-  gt_geometry / median_rule of sound_localization.box_field_scores."""
+  gt_geometry / median_rule / ground_truth of sound_localization.box_field_scores; labelled
+  False (a set without classes): the perturbation scores, accuracies against the true class,
+  are NaN."""
   metrics = pointing.pointing_metrics(out, tolerance_px, explainer=name)
   scores = localization.localization_scores(out["where"], out["boxes"], out["box_mask"],
                                             out["frame_size"], segment_mask=out["segment_mask"])
@@ -124,6 +127,9 @@ def metrics_of(name: str, out: dict, tolerance_px: float,
   for test, order in TESTS:
     summary = perturbation.summarise(out[f"{test}/{order}/correct"].T,
                                      out[f"{test}/{order}/probability"].T)
+    if not labelled:
+      summary = {"auc": float("nan"), "probability_auc": float("nan"),
+                 "accuracy": np.full(len(perturbation.FRACTIONS), np.nan)}
     metrics[f"{prefix}/{test}/{order}_auc"] = summary["auc"]
     metrics[f"{prefix}/{test}/{order}_probability_auc"] = summary["probability_auc"]
     curves[f"{test}/{order}"] = summary["accuracy"]
@@ -181,6 +187,10 @@ def write_reports(directory: epath.Path, metrics: dict, curves: dict[str, dict],
              "| method | field_ciou | field_auc | source |\n|---|---|---|---|\n" + "".join(
                  f"| {method} | {ciou:.2f} | {'—' if auc is None else f'{auc:.2f}'} | "
                  f"{source} |\n" for method, ciou, auc, source in published))
+  if published_dataset in explain_sets.UNLABELLED_SETS:
+    note += ("\nThis set has no class labels: the maps explain the predicted class; pointing and "
+             "the field's scores are class-agnostic (one label for all: class means = overall); "
+             "perturbation AUCs need the true class and are not reported (—).\n")
   (directory / "tables.md").write_text("\n".join(lines) + "\n" + note)
   buffer = io.StringIO()
   writer = csv.writer(buffer)
@@ -238,20 +248,25 @@ def run(graphdef, state, source, mesh, config, workdir: epath.Path, class_names)
   outputs = explain_split(graphdef, state, source, mesh, config)
   metrics = chance_metrics(next(iter(outputs.values())), config.explain.pointing_tolerance_px)
   curves = {}
+  annotation_set = config.explain.get("dataset", "")
+  field_options = {key: config.explain[key] for key in ("gt_geometry", "median_rule")
+                   if key in config.explain}
+  if annotation_set in sound_localization.SET_GROUND_TRUTH:
+    field_options["ground_truth"] = sound_localization.SET_GROUND_TRUTH[annotation_set]
+  labelled = annotation_set not in explain_sets.UNLABELLED_SETS
   for name, out in outputs.items():
     metrics_one, curves[name] = metrics_of(
-        name, out, config.explain.pointing_tolerance_px,
-        {key: config.explain[key] for key in ("gt_geometry", "median_rule")
-         if key in config.explain})
+        name, out, config.explain.pointing_tolerance_px, field_options,
+        labelled=labelled)
     metrics.update(metrics_one)
   # An annotation set (explain.dataset, e.g. 'vggss') reports to explain_<set>/ and keys
   # explain_<set>/..., beside the run's own test split in explain/.
-  annotation_set = config.explain.get("dataset", "")
   report_dir = workdir / (f"explain_{annotation_set}" if annotation_set else "explain")
   if jax.process_index() == 0:
     write_reports(report_dir, metrics, curves, list(outputs), annotation_set)
     write_maps(report_dir / "maps", outputs, source)
-    write_panels(report_dir / "panels", outputs, source, class_names,
+    write_panels(report_dir / "panels", outputs, source,  # no made-up class on the panels
+                 class_names if labelled else ["unlabelled"] * len(class_names),
                  config.explain.num_panels)
   if annotation_set:
     metrics = {key.replace("explain/", f"explain_{annotation_set}/", 1): value
