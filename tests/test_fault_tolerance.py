@@ -78,6 +78,7 @@ def uninterrupted(smoke_run, tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_and_matches_an_uninterrupted_one(smoke_run, uninterrupted, tmp_path):
   """SIGKILL mid-training, re-run the same command: it resumes and ends where it would have."""
   data_dir, _, _ = smoke_run
@@ -94,6 +95,7 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(smoke_run, uninterr
   assert_same_state(tmp_path, uninterrupted, step=24, tolerance=1e-6)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_exits(smoke_run, uninterrupted, tmp_path):
   """Preemption: SIGTERM → checkpoint at the current step, exit 143; resuming matches."""
   data_dir, _, _ = smoke_run
@@ -142,6 +144,7 @@ def test_no_usable_checkpoint_is_a_clear_error(smoke_run, tmp_path):
   assert _checkpoint_steps(workdir) == [3, 6]  # nothing was moved or deleted
 
 
+@pytest.mark.slow
 def test_checkpoint_written_on_4_devices_resumes_on_2(smoke_run, tmp_path):
   data_dir, _, _ = smoke_run
   process = _start_and_wait_for_checkpoint(tmp_path, data_dir, min_step=4, num_devices=4)

@@ -20,6 +20,7 @@ def _launch(workdir, data_dir, *overrides, num_processes=2, devices_per_process=
           SMOKE, f"--workdir={workdir}", f"--config.data_dir={data_dir}", *overrides]
 
 
+@pytest.mark.slow
 def test_two_processes_of_two_devices_equal_one_process_of_four(smoke_run, tmp_path):
   data_dir, _, _ = smoke_run
   multi = subprocess.run(_launch(tmp_path / "multi", data_dir), cwd=REPO, capture_output=True,
@@ -41,6 +42,7 @@ def test_two_processes_of_two_devices_equal_one_process_of_four(smoke_run, tmp_p
     assert got[key] == pytest.approx(expected[key], abs=1e-4), key
 
 
+@pytest.mark.slow
 def test_fsdp_shards_large_arrays_and_trains_like_replicated(smoke_run, tmp_path):
   """4 devices as 2 (data) x 2 (fsdp): same results as pure data parallelism."""
   data_dir, _, _ = smoke_run
@@ -73,6 +75,7 @@ def _children(pid: int) -> list[int]:
   return [int(line) for line in out.split()]
 
 
+@pytest.mark.slow
 def test_sigterm_to_one_process_stops_all_at_the_same_step(smoke_run, tmp_path):
   """A preemption notice on one host: every host saves the same step and exits 143."""
   data_dir, _, _ = smoke_run
