@@ -276,7 +276,10 @@ def test_training_on_features_writes_results(built, tmp_path):
   results = json.loads((tmp_path / "work" / "results.json").read_text())
   assert results["test/num_examples"] == 402 and results["val/num_examples"] == 402
   assert results["train/num_steps"] == 4 and np.isfinite(results["train/loss"])
+  # A share of the 402 test videos.
   assert 0.0 <= results["test/accuracy"] <= 1.0
+  assert results["test/accuracy"] * 402 == pytest.approx(round(results["test/accuracy"] * 402),
+                                                         abs=1e-6)
   # No boxes in the release: no spatial pointing trials; the temporal game still runs.
   assert results["explain/attention/pointing_spatial_trials"] == 0
   assert results["explain/attention/pointing_spatial"] is None  # strict JSON: null, not NaN
