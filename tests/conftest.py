@@ -56,7 +56,7 @@ def subprocess_env(num_devices: int = 1):
 
 
 def run_main(workdir, data_dir, *overrides, num_devices: int = 1, expect_rc: int = 0,
-             timeout: int = 300) -> subprocess.CompletedProcess:
+             timeout: int = 900) -> subprocess.CompletedProcess:
   result = subprocess.run(main_command(workdir, data_dir, *overrides), cwd=REPO,
                           env=subprocess_env(num_devices), capture_output=True, text=True,
                           timeout=timeout)

@@ -75,7 +75,7 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_chec
       main_command(workdir, data_dir, "--config.optimizer.learning_rate=1e30",
                    "--config.optimizer.warmup_steps=4", "--config.optimizer.grad_clip_norm=1e30",
                    "--config.checkpoint_every_steps=1", "--config.log_every_steps=100"),
-      cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+      cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=900)
   assert result.returncode == 3, result.stderr[-3000:]
   last_line = result.stderr.strip().splitlines()[-1]
   assert last_line.startswith("stt: error: training loss is nan at step 3"), last_line
