@@ -1,9 +1,16 @@
-"""Shared fixtures: one smoke run of the main job per session, which also builds the data."""
+"""Shared fixtures: one smoke run of the main job per session, which also builds the data.
+
+Every test that only needs *a* trained run reuses `smoke_run`'s workdir (copying it when it
+changes it). JAX's persistent compilation cache is on for the session (this process and its
+subprocesses), so the many smoke runs compile the train and eval steps once.
+"""
 
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -13,6 +20,30 @@ AVE_METADATA_DIR = pathlib.Path(os.environ.get("STT_AVE_METADATA_DIR", REPO / "t
 SMOKE = "--config=configs/synthetic.py:smoke"
 REQUIRED_KEYS = ("test/accuracy", "test/num_examples", "val/accuracy", "train/loss",
                  "explain/attention/pointing_spatial", "explain/attention/pointing_temporal")
+
+_COMPILATION_CACHE = None
+
+
+def pytest_configure(config):
+  """A per-session JAX compilation cache, unless the environment already names one."""
+  del config
+  global _COMPILATION_CACHE
+  if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _COMPILATION_CACHE = tempfile.mkdtemp(prefix="stt-tests-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _COMPILATION_CACHE
+  # Only programs worth caching (the model's steps), not every small op.
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+  if "jax" in sys.modules:  # imported before this hook: it has read the environment already
+    jax = sys.modules["jax"]
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                      float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+
+
+def pytest_unconfigure(config):
+  del config
+  if _COMPILATION_CACHE is not None:
+    shutil.rmtree(_COMPILATION_CACHE, ignore_errors=True)
 
 
 def main_command(workdir, data_dir, *overrides, config=SMOKE):
@@ -25,7 +56,7 @@ def subprocess_env(num_devices: int = 1):
 
 
 def run_main(workdir, data_dir, *overrides, num_devices: int = 1, expect_rc: int = 0,
-             timeout: int = 300) -> subprocess.CompletedProcess:
+             timeout: int = 900) -> subprocess.CompletedProcess:
   result = subprocess.run(main_command(workdir, data_dir, *overrides), cwd=REPO,
                           env=subprocess_env(num_devices), capture_output=True, text=True,
                           timeout=timeout)
@@ -35,7 +66,10 @@ def run_main(workdir, data_dir, *overrides, num_devices: int = 1, expect_rc: int
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
-  """(data_dir, workdir, stderr) of one complete smoke run that also builds the data."""
+  """(data_dir, workdir, stderr) of one complete smoke run that also builds the data.
+
+  Shared by the whole session: a test that changes the workdir works on a copy of it.
+  """
   data_dir = tmp_path_factory.mktemp("tfds")
   workdir = tmp_path_factory.mktemp("smoke")
   result = run_main(workdir, data_dir)

@@ -15,6 +15,8 @@ from tests import clip_files  # pylint: disable=wrong-import-position
 from tests import media_files  # pylint: disable=wrong-import-position
 from tests.test_manifest_builder import run_build  # pylint: disable=wrong-import-position
 
+pytestmark = pytest.mark.slow  # Beam's DirectRunner with 2 worker processes
+
 T, S = clip_files.NUM_SEGMENTS, clip_files.FRAME_SIZE
 SPLITS = ("train", "val", "test")
 

@@ -47,7 +47,7 @@ def test_manifest_without_manual_dir_reads_clips_relative_to_the_csv(tmp_path):
   result = subprocess.run(
       [sys.executable, "-m", "data_pipelines.build", "--dataset=manifest", "--manifest=clips.csv",
        "--tag=mine", f"--data_dir={data_dir}", f"--num_segments={T}", f"--frame_size={S}"],
-      cwd=clips_dir, env=env, capture_output=True, text=True, timeout=300)
+      cwd=clips_dir, env=env, capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   dataset_dir = manifest_builder.dataset_dir(data_dir, "mine", T, 1, S)
   assert result.stdout.strip().splitlines()[-1] == (

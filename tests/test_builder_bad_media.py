@@ -181,6 +181,7 @@ def test_odd_short_vfr_and_no_audio_examples(built):
     np.testing.assert_allclose(top, media_files.SECOND_COLOURS[:3], atol=15)
 
 
+@pytest.mark.slow
 def test_worker_processes_build_the_same(raw_dir, built, tmp_path_factory):
   again = ave_builder.build(raw_dir, tmp_path_factory.mktemp("tfds_two"), tag="bad",
                             num_segments=T, frame_size=SIZE, num_workers=2)

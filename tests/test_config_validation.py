@@ -59,7 +59,7 @@ def _run_main(*args, tmp_path):
       # The default data dir comes first so that an explicit one in `args` wins.
       [sys.executable, "-m", "stt.main", f"--workdir={tmp_path / 'w'}", *args[:1],
        f"--config.data_dir={tmp_path / 'default_tfds'}", *args[1:]],
-      capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
+      capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
 
 
 def test_every_explainer_that_exists_is_accepted_and_no_other():

@@ -84,6 +84,7 @@ def _assert_faults_fail_alone(dataset_dir, no_faults):
       np.testing.assert_array_equal(value, expected[video_id][name], err_msg=video_id)
 
 
+@pytest.mark.slow
 def test_one_decode_process_survives_a_crash_and_a_hang(raw_dir, no_faults, tmp_path,
                                                        monkeypatch):
   _inject_faults(monkeypatch)
@@ -97,6 +98,7 @@ def test_one_decode_process_survives_a_crash_and_a_hang(raw_dir, no_faults, tmp_
   _assert_faults_fail_alone(summary.dataset_dir, no_faults)
 
 
+@pytest.mark.slow
 def test_two_decode_processes_through_the_cli(raw_dir, no_faults, tmp_path, monkeypatch):
   _inject_faults(monkeypatch)
   status, stdout, stderr = run_build(

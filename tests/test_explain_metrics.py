@@ -121,7 +121,7 @@ def _write_inputs(directory: pathlib.Path, video_ids=('vidA', 'vidB', 'vidC'), n
 def test_cli_round_trip(tmp_path):
   args = _write_inputs(tmp_path)
   result = subprocess.run([sys.executable, '-m', 'stt.explain.evaluate', *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr
   metrics = json.loads((tmp_path / 'metrics.json').read_text())
   # Temporal: Dog 2/2, Cat 0/1. Spatial trials: vidA/0 hit, vidA/2 miss, vidB/1 miss.

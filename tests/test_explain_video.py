@@ -46,6 +46,14 @@ def trained(smoke_run):
   return data_dir, workdir, config, class_names, model
 
 
+@pytest.fixture
+def reuse_model(trained, monkeypatch):
+  """`video.main` takes the trained fixture's model instead of restoring it again (~10 s of
+  compiling and reading for each call); for the tests whose point is not the loading."""
+  _, _, config, class_names, model = trained
+  monkeypatch.setattr(video, "load_model", lambda workdir: (config, class_names, model))
+
+
 def _record_of(config, data_dir, video_id):
   config.data_dir = str(data_dir)
   dataset = datasets.load(config)
@@ -94,7 +102,8 @@ def test_generated_mp4_is_explained_exactly_as_the_dataset_pipeline_sees_it(trai
   assert panel.ndim == 3 and panel.shape[1] > 600
 
 
-def test_video_without_audio_longer_than_the_model_window(trained, tmp_path, capsys):
+def test_video_without_audio_longer_than_the_model_window(trained, tmp_path, capsys,
+                                                          reuse_model):
   _, workdir, _, class_names, _ = trained
   path = tmp_path / "silent.mp4"
   _write_silent_video(path, seconds=13)
@@ -121,7 +130,8 @@ def test_video_without_audio_longer_than_the_model_window(trained, tmp_path, cap
   assert kinds == ["video"] and frames == 13 * 5
 
 
-def test_a_last_part_shorter_than_a_segment_is_reported_unexplained(trained, tmp_path):
+def test_a_last_part_shorter_than_a_segment_is_reported_unexplained(trained, tmp_path,
+                                                                    reuse_model):
   _, workdir, _, _, _ = trained
   path = tmp_path / "short.mp4"
   _write_silent_video(path, seconds=3.4)  # the frame at 3.5 s, segment 3's centre, is missing
@@ -145,7 +155,8 @@ def test_an_out_path_that_is_a_file_gets_a_one_line_error(trained, tmp_path, cap
     (lambda p: None, "no such file"),
     (lambda p: p.mkdir(), "is a directory; --video takes one video file"),
 ])
-def test_unreadable_video_gets_a_one_line_error(trained, tmp_path, capsys, make, message):
+def test_unreadable_video_gets_a_one_line_error(trained, tmp_path, capsys, make, message,
+                                                reuse_model):
   _, workdir, _, _, _ = trained
   path = tmp_path / "clip.mp4"
   make(path)
