@@ -23,10 +23,10 @@ import sys
 import tempfile
 import time
 
+from absl import flags
 import jax
 import numpy as np
 import tensorflow_datasets as tfds
-from absl import flags
 
 from data_pipelines import ave_builder
 from data_pipelines import ave_features
@@ -43,11 +43,16 @@ def real_features(size: str, directory: pathlib.Path) -> tfds.features.FeaturesD
   """The FeaturesDict the project's builder for `size` writes."""
   if size == "features":
     config = ave_features.AveFeaturesConfig(
-        name="bench", class_names=CLASS_NAMES, visual_shape=(10, 7, 7, 512),
-        audio_shape=(10, 128), visual_dtype="float16")
+        name="bench",
+        class_names=CLASS_NAMES,
+        visual_shape=(10, 7, 7, 512),
+        audio_shape=(10, 128),
+        visual_dtype="float16",
+    )
     return ave_features.AveFeatures(config=config, data_dir=str(directory)).info.features
-  config = video_examples.VideoConfig(name="bench", class_names=CLASS_NAMES, num_segments=10,
-                                      frames_per_segment=1, frame_size=224)
+  config = video_examples.VideoConfig(
+      name="bench", class_names=CLASS_NAMES, num_segments=10, frames_per_segment=1, frame_size=224
+  )
   return ave_builder.AveVideos(config=config, data_dir=str(directory)).info.features
 
 
@@ -93,8 +98,9 @@ class _BenchmarkSet(tfds.core.GeneratorBasedBuilder):
 def write_dataset(size: str, num_examples: int, directory: pathlib.Path):
   """(array_record train source, MB per example on disk)."""
   features = real_features(size, directory / "spec")
-  builder = _BenchmarkSet(features=features, num_examples=num_examples,
-                          data_dir=str(directory / size))
+  builder = _BenchmarkSet(
+      features=features, num_examples=num_examples, data_dir=str(directory / size)
+  )
   builder.download_and_prepare(file_format="array_record")
   on_disk = sum(p.stat().st_size for p in pathlib.Path(builder.data_dir).glob("*array_record*"))
   # Read back as training does, through a read-only builder (picklable for grain's workers).
@@ -105,8 +111,15 @@ def write_dataset(size: str, num_examples: int, directory: pathlib.Path):
 def examples_per_second(source, batch_size: int, num_workers: int, num_batches: int) -> float:
   """Throughput of the trainer's pipeline (first batch, i.e. worker start-up, excluded)."""
   dataset = input_pipeline.train_dataset(
-      source, per_host_batch_size=batch_size, seed=0, random_flip=True,
-      num_workers=num_workers, prefetch_buffer_size=2, process_index=0, process_count=1)
+      source,
+      per_host_batch_size=batch_size,
+      seed=0,
+      random_flip=True,
+      num_workers=num_workers,
+      prefetch_buffer_size=2,
+      process_index=0,
+      process_count=1,
+  )
   iterator = iter(dataset)
   next(iterator)
   start = time.perf_counter()
@@ -137,19 +150,38 @@ def main():
       source, megabytes = write_dataset(size, num_examples, pathlib.Path(tmp))
       model_rate = None
       if not args.no_model:
-        model_batch = (1 if args.quick else 2) if (
-            size == "raw" and jax.default_backend() == "cpu") else batch_size
+        model_batch = (
+            (1 if args.quick else 2)
+            if (size == "raw" and jax.default_backend() == "cpu")
+            else batch_size
+        )
         row = train_throughput.measure(size, "float32", model_batch, steps=1 if args.quick else 5)
         model_rate = row["examples_per_s"]
       for num_workers in workers:
         rate = examples_per_second(source, batch_size, num_workers, num_batches)
-        rows.append({"size": size, "workers": num_workers, "batch_size": batch_size,
-                     "examples_per_s": rate, "mb_per_example": megabytes,
-                     "model_examples_per_s": model_rate,
-                     "input_over_model": rate / model_rate if model_rate else None})
+        rows.append(
+            {
+                "size": size,
+                "workers": num_workers,
+                "batch_size": batch_size,
+                "examples_per_s": rate,
+                "mb_per_example": megabytes,
+                "model_examples_per_s": model_rate,
+                "input_over_model": rate / model_rate if model_rate else None,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
-  print(json.dumps({"benchmark": "input_pipeline", "device": jax.devices()[0].device_kind,
-                    "backend": jax.default_backend(), "examples": num_examples, "rows": rows}))
+  print(
+      json.dumps(
+          {
+              "benchmark": "input_pipeline",
+              "device": jax.devices()[0].device_kind,
+              "backend": jax.default_backend(),
+              "examples": num_examples,
+              "rows": rows,
+          }
+      )
+  )
 
 
 if __name__ == "__main__":

@@ -26,9 +26,9 @@ import pathlib
 import sys
 import time
 
+from flax import nnx
 import jax
 import numpy as np
-from flax import nnx
 
 from configs import synthetic
 from stt.explain import explainers as explainer_lib
@@ -38,24 +38,40 @@ from stt.models import stan
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import roofline  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-TESTS = (("spatial", "positive"), ("spatial", "negative"), ("temporal", "positive"),
-         ("temporal", "negative"))
+TESTS = (
+    ("spatial", "positive"),
+    ("spatial", "negative"),
+    ("temporal", "positive"),
+    ("temporal", "negative"),
+)
 
 
-def make_model_and_data(num_videos: int, seed: int = 0, *, num_segments: int = 10,
-                        grid: int = 7, visual_dim: int = 512, width: int = 128):
+def make_model_and_data(
+    num_videos: int,
+    seed: int = 0,
+    *,
+    num_segments: int = 10,
+    grid: int = 7,
+    visual_dim: int = 512,
+    width: int = 128,
+):
   """STAN on random feature inputs [V,T,grid,grid,visual_dim] + [V,T,128] (AVE sizes by
   default), labels [V] and random maps where [V,T,grid,grid], when [V,T]."""
   config = synthetic.get_config("").model
-  config.update(visual_backbone="features", audio_backbone="features", width=width,
-                visual_feature_dim=visual_dim, audio_feature_dim=128, grid_size=(grid, grid),
-                num_segments=num_segments)
+  config.update(
+      visual_backbone="features",
+      audio_backbone="features",
+      width=width,
+      visual_feature_dim=visual_dim,
+      audio_feature_dim=128,
+      grid_size=(grid, grid),
+      num_segments=num_segments,
+  )
   model = stan.Stan(config, 28, rngs=nnx.Rngs(seed))
   rng = np.random.default_rng(seed)
   t = num_segments
   inputs = {
-      "visual_features": rng.standard_normal((num_videos, t, grid, grid, visual_dim),
-                                             np.float32),
+      "visual_features": rng.standard_normal((num_videos, t, grid, grid, visual_dim), np.float32),
       "audio_features": rng.standard_normal((num_videos, t, 128), np.float32),
       "segment_mask": np.ones((num_videos, t), bool),
   }
@@ -70,8 +86,9 @@ def compile_suite(model, inputs, labels, where, when) -> list[tuple]:
   graphdef, state = nnx.split(model)
   suite = []
   for test, order in TESTS:
-    curves = lambda s, i, l, w, t, test=test, order=order: perturbation.curves(
-        nnx.merge(graphdef, s), i, l, w, t, test=test, order=order)
+    curves = lambda s, i, labels, w, t, test=test, order=order: perturbation.curves(
+        nnx.merge(graphdef, s), i, labels, w, t, test=test, order=order
+    )
     arguments = (state, inputs, labels, where, when)
     suite.append((jax.jit(curves).lower(*arguments).compile(), arguments))
   return suite
@@ -90,8 +107,11 @@ def suite_cost(model, inputs, labels, where, when, suite=None) -> tuple[float, f
     batched_flops, batched_bytes = batched_flops + flops, batched_bytes + bytes_accessed
   one = {k: v[:1] for k, v in inputs.items()}
   head = lambda s, v, a, m: nnx.merge(graphdef, s).head(v, a, m)["logits"]
-  loop_flops, _ = roofline.compiled_cost(jax.jit(head).lower(
-      state, one["visual_features"], one["audio_features"], one["segment_mask"]).compile())
+  loop_flops, _ = roofline.compiled_cost(
+      jax.jit(head)
+      .lower(state, one["visual_features"], one["audio_features"], one["segment_mask"])
+      .compile()
+  )
   passes = len(labels) * len(TESTS) * len(perturbation.FRACTIONS)
   return batched_flops / passes / 1e6, loop_flops / 1e6, batched_bytes / passes
 
@@ -111,22 +131,31 @@ def explainer_rows(model, inputs, names, peak: dict, repeats: int) -> list[dict]
       jax.block_until_ready(compiled(state, inputs))
       times.append(time.perf_counter() - start)
     seconds = float(np.median(times))
-    rows.append({"explainer": name, "videos": len(inputs["segment_mask"]), "seconds": seconds,
-                 "gflops": flops / 1e9,
-                 **roofline.roofline_row(flops, bytes_accessed, seconds, peak)})
+    rows.append(
+        {
+            "explainer": name,
+            "videos": len(inputs["segment_mask"]),
+            "seconds": seconds,
+            "gflops": flops / 1e9,
+            **roofline.roofline_row(flops, bytes_accessed, seconds, peak),
+        }
+    )
   return rows
 
 
 def time_batched(model, inputs, labels, where, when, batch_size: int, repeats: int) -> float:
   """Seconds for every test over every video, jitted and batched (median of `repeats`)."""
+
   def run_all():
     for start in range(0, len(labels), batch_size):
       part = slice(start, start + batch_size)
       batch = {k: v[part] for k, v in inputs.items()}
       for test, order in TESTS:
-        out = perturbation.perturbation_curves(model, batch, labels[part], where[part],
-                                               when[part], test=test, order=order)
+        out = perturbation.perturbation_curves(
+            model, batch, labels[part], where[part], when[part], test=test, order=order
+        )
     jax.block_until_ready(out)
+
   run_all()  # compile
   times = []
   for _ in range(repeats):
@@ -152,11 +181,15 @@ def main():
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--videos", type=int, default=None, help="videos in the batched suite")
   parser.add_argument("--loop_videos", type=int, default=None, help="videos timed in the loop")
-  parser.add_argument("--explainers", type=int, default=1,
-                      help="how many explainers' maps (each reruns the suite)")
+  parser.add_argument(
+      "--explainers", type=int, default=1, help="how many explainers' maps (each reruns the suite)"
+  )
   parser.add_argument("--batch_size", type=int, default=64)
-  parser.add_argument("--explainer_names", default=None,
-                      help="comma-separated; default the config's; 'none' skips them")
+  parser.add_argument(
+      "--explainer_names",
+      default=None,
+      help="comma-separated; default the config's; 'none' skips them",
+  )
   parser.add_argument("--no_loop", action="store_true", help="skip the per-sample loop")
   parser.add_argument("--smoke", action="store_true", help="small peak sizes (a quick check)")
   args = parser.parse_args()
@@ -165,31 +198,43 @@ def main():
   loop_videos = args.loop_videos or (2 if args.quick else 8)
   model, inputs, labels, where, when = make_model_and_data(num_videos)
   repeats = 1 if args.quick else 3
-  batched = time_batched(model, inputs, labels, where, when, args.batch_size,
-                         repeats=repeats) * args.explainers
+  batched = (
+      time_batched(model, inputs, labels, where, when, args.batch_size, repeats=repeats)
+      * args.explainers
+  )
   first = slice(0, args.batch_size)
   first_batch = {k: v[first] for k, v in inputs.items()}
   batched_mflop, loop_mflop, batched_bytes = suite_cost(
-      model, first_batch, labels[first], where[first], when[first])
+      model, first_batch, labels[first], where[first], when[first]
+  )
   passes = num_videos * args.explainers * len(TESTS) * len(perturbation.FRACTIONS)
   figures = {
-      "benchmark": "perturbation_throughput", "device": jax.devices()[0].device_kind,
-      "backend": jax.default_backend(), "videos": num_videos, "explainers": args.explainers,
-      "tests": len(TESTS), "fractions": len(perturbation.FRACTIONS), "batched_s": batched,
-      "batched_mflop_per_pass": batched_mflop, "loop_mflop_per_pass": loop_mflop,
+      "benchmark": "perturbation_throughput",
+      "device": jax.devices()[0].device_kind,
+      "backend": jax.default_backend(),
+      "videos": num_videos,
+      "explainers": args.explainers,
+      "tests": len(TESTS),
+      "fractions": len(perturbation.FRACTIONS),
+      "batched_s": batched,
+      "batched_mflop_per_pass": batched_mflop,
+      "loop_mflop_per_pass": loop_mflop,
       "peak": peak,
-      "suite_roofline": roofline.roofline_row(batched_mflop * 1e6 * passes,
-                                              batched_bytes * passes, batched, peak),
+      "suite_roofline": roofline.roofline_row(
+          batched_mflop * 1e6 * passes, batched_bytes * passes, batched, peak
+      ),
   }
   if not args.no_loop:
     per_video_loop = time_loop(model, inputs, labels, where, when, loop_videos)
     loop_total = per_video_loop * num_videos * args.explainers
-    figures.update(loop_s_per_video=per_video_loop, loop_s_extrapolated=loop_total,
-                   speedup=loop_total / batched)
-  names = (args.explainer_names or ",".join(synthetic.get_config("").explain.explainers))
+    figures.update(
+        loop_s_per_video=per_video_loop,
+        loop_s_extrapolated=loop_total,
+        speedup=loop_total / batched,
+    )
+  names = args.explainer_names or ",".join(synthetic.get_config("").explain.explainers)
   if names != "none":
-    figures["explainers_rows"] = explainer_rows(model, first_batch, names.split(","), peak,
-                                                repeats)
+    figures["explainers_rows"] = explainer_rows(model, first_batch, names.split(","), peak, repeats)
   print(json.dumps(figures))
 
 

@@ -83,8 +83,9 @@ def main():
   batch_size = args.batch_size or (64 if args.size != "raw" else 2)
   steps = args.steps or (2 if args.quick else 5)
 
-  compiled, state, batch, flops, _ = train_throughput.compile_step(args.size, args.dtype,
-                                                                   batch_size)
+  compiled, state, batch, flops, _ = train_throughput.compile_step(
+      args.size, args.dtype, batch_size
+  )
   instructions = hlo_instructions(compiled.as_text())
   state, metrics = compiled(state, batch)  # warm-up
   jax.block_until_ready(metrics)
@@ -99,18 +100,37 @@ def main():
   by_category = collections.Counter()
   for name, micros in times.items():
     by_category[category(instructions[name][1], name)] += micros
-  top_ops = [{"op": name, "shape": instructions[name][0], "op_name": instructions[name][1],
-              "share": micros / total} for name, micros in times.most_common(args.top)]
+  top_ops = [
+      {
+          "op": name,
+          "shape": instructions[name][0],
+          "op_name": instructions[name][1],
+          "share": micros / total,
+      }
+      for name, micros in times.most_common(args.top)
+  ]
   for row in top_ops:
     print(f"{100 * row['share']:5.1f}%  {row['op']:<28} {row['shape']:<28} {row['op_name']}")
   shares = {name: micros / total for name, micros in by_category.most_common()}
   for name, share in shares.items():
     print(f"{100 * share:5.1f}%  {name}")
-  print(json.dumps({"benchmark": "profile_step", "device": jax.devices()[0].device_kind,
-                    "size": args.size, "dtype": args.dtype, "batch_size": batch_size,
-                    "steps": steps, "gflops_per_step": flops / 1e9,
-                    "op_time_per_step_s": total / steps / 1e6, "category_share": shares,
-                    "top_ops": top_ops, "trace_dir": str(trace_dir)}))
+  print(
+      json.dumps(
+          {
+              "benchmark": "profile_step",
+              "device": jax.devices()[0].device_kind,
+              "size": args.size,
+              "dtype": args.dtype,
+              "batch_size": batch_size,
+              "steps": steps,
+              "gflops_per_step": flops / 1e9,
+              "op_time_per_step_s": total / steps / 1e6,
+              "category_share": shares,
+              "top_ops": top_ops,
+              "trace_dir": str(trace_dir),
+          }
+      )
+  )
 
 
 if __name__ == "__main__":

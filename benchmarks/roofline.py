@@ -61,7 +61,7 @@ def matmul_flops_per_s(dtype: str, size: int, repeats: int = 3) -> float:
   keys = jax.random.split(jax.random.key(0))
   a, b = (jax.random.normal(k, (size, size), jnp.float32).astype(dtype) for k in keys)
   matmul = jax.jit(lambda x, y: x @ y).lower(a, b).compile()
-  return 2.0 * size ** 3 / best_seconds(matmul, a, b, repeats=repeats)
+  return 2.0 * size**3 / best_seconds(matmul, a, b, repeats=repeats)
 
 
 def copy_bytes_per_s(megabytes: int, repeats: int = 3) -> float:
@@ -86,15 +86,22 @@ def measure_peak(smoke: bool = False, repeats: int = 3) -> dict:
   return {
       "device": jax.devices()[0].device_kind,
       "backend": jax.default_backend(),
-      "peak_flops": {dtype: matmul_flops_per_s(dtype, sizes["matmul"], repeats)
-                     for dtype in DTYPES},
+      "peak_flops": {
+          dtype: matmul_flops_per_s(dtype, sizes["matmul"], repeats) for dtype in DTYPES
+      },
       "copy_bytes_per_s": copy_bytes_per_s(sizes["copy_mb"], repeats),
       "sizes": sizes,
   }
 
 
-def roofline_row(flops: float, bytes_accessed: float, seconds: float, peak: dict,
-                 dtype: str = "float32", devices: int = 1) -> dict:
+def roofline_row(
+    flops: float,
+    bytes_accessed: float,
+    seconds: float,
+    peak: dict,
+    dtype: str = "float32",
+    devices: int = 1,
+) -> dict:
   """A computation's achieved FLOP/s and its fractions of the peak and of the roofline.
 
   flops and bytes_accessed are the whole computation's (all `devices`), seconds its time.

@@ -50,13 +50,27 @@ PEAK_TFLOPS = {
 
 SIZES = {
     # name: (model overrides, per-example input shapes)
-    "synthetic": (dict(visual_backbone="resnet_tiny", audio_backbone="vggish_tiny", width=64,
-                       grid_size=(8, 8)), dict(frames=(10, 1, 64, 64, 3), log_mel=(10, 96, 64))),
-    "features": (dict(visual_backbone="features", audio_backbone="features", width=128,
-                      visual_feature_dim=512, audio_feature_dim=128, grid_size=(7, 7)),
-                 dict(visual_features=(10, 7, 7, 512), audio_features=(10, 128))),
-    "raw": (dict(visual_backbone="resnet18", audio_backbone="vggish", width=128,
-                 grid_size=(7, 7)), dict(frames=(10, 1, 224, 224, 3), log_mel=(10, 96, 64))),
+    "synthetic": (
+        dict(
+            visual_backbone="resnet_tiny", audio_backbone="vggish_tiny", width=64, grid_size=(8, 8)
+        ),
+        dict(frames=(10, 1, 64, 64, 3), log_mel=(10, 96, 64)),
+    ),
+    "features": (
+        dict(
+            visual_backbone="features",
+            audio_backbone="features",
+            width=128,
+            visual_feature_dim=512,
+            audio_feature_dim=128,
+            grid_size=(7, 7),
+        ),
+        dict(visual_features=(10, 7, 7, 512), audio_features=(10, 128)),
+    ),
+    "raw": (
+        dict(visual_backbone="resnet18", audio_backbone="vggish", width=128, grid_size=(7, 7)),
+        dict(frames=(10, 1, 224, 224, 3), log_mel=(10, 96, 64)),
+    ),
 }
 
 
@@ -70,22 +84,33 @@ def device_peak_tflops(dtype: str, override: float | None) -> float | None:
   return None
 
 
-def make_batch(shapes: dict, batch_size: int, num_segments: int, num_classes: int,
-               rng: np.random.Generator) -> dict:
+def make_batch(
+    shapes: dict, batch_size: int, num_segments: int, num_classes: int, rng: np.random.Generator
+) -> dict:
   """Random inputs with the given per-example shapes, T replaced by `num_segments`."""
   batch = {}
   for key, shape in shapes.items():
     shape = (batch_size, num_segments) + tuple(shape[1:])
-    batch[key] = (rng.integers(0, 256, shape, dtype=np.uint8) if key == "frames"
-                  else rng.standard_normal(shape, dtype=np.float32))
+    batch[key] = (
+        rng.integers(0, 256, shape, dtype=np.uint8)
+        if key == "frames"
+        else rng.standard_normal(shape, dtype=np.float32)
+    )
   batch["segment_mask"] = np.ones((batch_size, num_segments), bool)
   batch["label"] = rng.integers(0, num_classes, batch_size).astype(np.int32)
   batch["valid"] = np.ones(batch_size, bool)
   return batch
 
 
-def compile_step(size: str, dtype: str, batch_size: int, *, num_segments: int = 10,
-                 grid: int | None = None, spec: tuple | None = None):
+def compile_step(
+    size: str,
+    dtype: str,
+    batch_size: int,
+    *,
+    num_segments: int = 10,
+    grid: int | None = None,
+    spec: tuple | None = None,
+):
   """(compiled train step, state, batch, model FLOPs per step, config) of one configuration.
 
   spec: (model overrides, per-example shapes) replacing SIZES[size] (e.g. shrunk for a smoke
@@ -107,10 +132,11 @@ def compile_step(size: str, dtype: str, batch_size: int, *, num_segments: int = 
 
   mesh = sharding.make_mesh(config)
   graphdef, state, _ = state_lib.create_state(config, num_classes, mesh)
-  batch = jax.device_put(make_batch(shapes, batch_size, num_segments, num_classes,
-                                    np.random.default_rng(0)), sharding.batch_sharding(mesh))
-  step = jax.jit(functools.partial(train.train_step, graphdef, config=config),
-                 donate_argnums=(0,))
+  batch = jax.device_put(
+      make_batch(shapes, batch_size, num_segments, num_classes, np.random.default_rng(0)),
+      sharding.batch_sharding(mesh),
+  )
+  step = jax.jit(functools.partial(train.train_step, graphdef, config=config), donate_argnums=(0,))
   compiled = step.lower(state, batch).compile()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -118,16 +144,26 @@ def compile_step(size: str, dtype: str, batch_size: int, *, num_segments: int = 
   return compiled, state, batch, flops, config
 
 
-def measure(size: str, dtype: str, batch_size: int, steps: int, *, num_segments: int = 10,
-            grid: int | None = None, peak_tflops: float | None = None,
-            peak: dict | None = None, spec: tuple | None = None) -> dict:
+def measure(
+    size: str,
+    dtype: str,
+    batch_size: int,
+    steps: int,
+    *,
+    num_segments: int = 10,
+    grid: int | None = None,
+    peak_tflops: float | None = None,
+    peak: dict | None = None,
+    spec: tuple | None = None,
+) -> dict:
   """Compiles and times `steps` training steps; returns the figures of one configuration.
 
   peak: `roofline.measure_peak()` of this process, for the roofline figures (none if None);
   spec: as for `compile_step`.
   """
   compiled, state, batch, flops, config = compile_step(
-      size, dtype, batch_size, num_segments=num_segments, grid=grid, spec=spec)
+      size, dtype, batch_size, num_segments=num_segments, grid=grid, spec=spec
+  )
   _, bytes_accessed = roofline.compiled_cost(compiled)
   state, metrics = compiled(state, batch)  # warm-up
   jax.block_until_ready(metrics)
@@ -141,23 +177,30 @@ def measure(size: str, dtype: str, batch_size: int, steps: int, *, num_segments:
   nominal_peak = device_peak_tflops(dtype, peak_tflops)
   achieved_tflops = flops / step_time / 1e12 / jax.device_count() if flops else None
   row = {
-      "size": size, "dtype": dtype, "batch_size": batch_size, "num_segments": num_segments,
-      "grid": grid or config.model.grid_size[0], "step_time_s": step_time,
-      "examples_per_s": batch_size / step_time, "gflops_per_step": flops / 1e9,
+      "size": size,
+      "dtype": dtype,
+      "batch_size": batch_size,
+      "num_segments": num_segments,
+      "grid": grid or config.model.grid_size[0],
+      "step_time_s": step_time,
+      "examples_per_s": batch_size / step_time,
+      "gflops_per_step": flops / 1e9,
       "achieved_tflops_per_device": achieved_tflops,
       "mfu": (achieved_tflops / nominal_peak) if (nominal_peak and achieved_tflops) else None,
   }
   if peak is not None:
-    row.update(roofline.roofline_row(flops, bytes_accessed, step_time, peak, dtype,
-                                     jax.device_count()))
+    row.update(
+        roofline.roofline_row(flops, bytes_accessed, step_time, peak, dtype, jax.device_count())
+    )
   return row
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="small batches, few steps (CPU)")
-  parser.add_argument("--sizes", default=None,
-                      help="default synthetic,features,raw; features,raw with --quick")
+  parser.add_argument(
+      "--sizes", default=None, help="default synthetic,features,raw; features,raw with --quick"
+  )
   parser.add_argument("--dtypes", default="float32,bfloat16")
   parser.add_argument("--batch_size", type=int, default=None)
   parser.add_argument("--steps", type=int, default=None)
@@ -176,23 +219,50 @@ def main():
   for size in sizes.split(","):
     for dtype in args.dtypes.split(","):
       batch = args.batch_size or default_batch[size]
-      rows.append(measure(size, dtype, batch, steps, peak_tflops=args.peak_tflops,
-                          peak=peak))
+      rows.append(measure(size, dtype, batch, steps, peak_tflops=args.peak_tflops, peak=peak))
       print(json.dumps(rows[-1]), flush=True)
   if not args.no_sweep:  # how step time grows with T and with N (precomputed maps, f32)
     batch = args.batch_size or default_batch["features"]
     # --quick: T=10 and N=7² are the features row above when its batch matches; not re-measured.
     for num_segments in (5, 20) if args.quick else (5, 10, 20, 40):
-      rows.append(measure("features", "float32", batch, steps, num_segments=num_segments,
-                          peak_tflops=args.peak_tflops, peak=peak))
+      rows.append(
+          measure(
+              "features",
+              "float32",
+              batch,
+              steps,
+              num_segments=num_segments,
+              peak_tflops=args.peak_tflops,
+              peak=peak,
+          )
+      )
       print(json.dumps(rows[-1]), flush=True)
     for grid in (4,) if args.quick else (4, 7, 14):
-      rows.append(measure("features", "float32", batch, steps, grid=grid,
-                          peak_tflops=args.peak_tflops, peak=peak))
+      rows.append(
+          measure(
+              "features",
+              "float32",
+              batch,
+              steps,
+              grid=grid,
+              peak_tflops=args.peak_tflops,
+              peak=peak,
+          )
+      )
       print(json.dumps(rows[-1]), flush=True)
-  print(json.dumps({"benchmark": "train_throughput", "device": jax.devices()[0].device_kind,
-                    "backend": jax.default_backend(), "device_count": jax.device_count(),
-                    "quick": args.quick, "peak": peak, "rows": rows}))
+  print(
+      json.dumps(
+          {
+              "benchmark": "train_throughput",
+              "device": jax.devices()[0].device_kind,
+              "backend": jax.default_backend(),
+              "device_count": jax.device_count(),
+              "quick": args.quick,
+              "peak": peak,
+              "rows": rows,
+          }
+      )
+  )
 
 
 if __name__ == "__main__":

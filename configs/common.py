@@ -9,8 +9,14 @@ import ml_collections
 from ml_collections import config_dict
 
 
-def parse_arg(arg: str, config_file: str, *, groups: dict | None = None,
-              flags: tuple = ("smoke",), keys: tuple = ()) -> dict:
+def parse_arg(
+    arg: str,
+    config_file: str,
+    *,
+    groups: dict | None = None,
+    flags: tuple = ("smoke",),
+    keys: tuple = (),
+) -> dict:
   """Parses the `:a,b,key=value` argument of a config file.
 
   groups: {group: allowed values}, at most one value of each (None when not given); flags:
@@ -128,8 +134,14 @@ def get_common_config() -> ml_collections.ConfigDict:
   config.explain = ml_collections.ConfigDict()
   config.explain.pointing_tolerance_px = 15.0
   # Explainers evaluated by --mode=explain (stt/explain/explainers.py has the full list).
-  config.explain.explainers = ("attention", "rollout", "gradcam", "grad_x_input", "random",
-                               "center")
+  config.explain.explainers = (
+      "attention",
+      "rollout",
+      "gradcam",
+      "grad_x_input",
+      "random",
+      "center",
+  )
   # Perturbation tests: 'feature' sets removed cells/segments of the backbone outputs to 0;
   # 'pixel' sets removed frame blocks to the ImageNet mean and log-mel to 0 (raw input only) and
   # reruns the backbones. The temporal test removes segments of 'both' | 'audio' | 'visual'.
@@ -176,8 +188,9 @@ def use_tiny_backbones(config: ml_collections.ConfigDict) -> None:
   config.model.audio_backbone = "vggish_tiny"
 
 
-def shrink_for_smoke(config: ml_collections.ConfigDict, *, batch_size: int,
-                     eval_batch_size: int) -> None:
+def shrink_for_smoke(
+    config: ml_collections.ConfigDict, *, batch_size: int, eval_batch_size: int
+) -> None:
   """A tiny model and four steps, evaluated and checkpointed every two: for tests."""
   config.model.width = 32
   config.model.num_heads = 2

@@ -27,6 +27,7 @@ import ml_collections
 
 from configs import common
 
+
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   smoke = common.parse_arg(arg, "configs/kinetics_sounds.py")["smoke"]
   config = common.get_common_config()

@@ -20,8 +20,10 @@ from configs import common
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   parsed = common.parse_arg(arg, "configs/manifest.py", keys=("tag",))
   if not parsed["tag"]:
-    raise ValueError("configs/manifest.py needs tag=NAME, the --tag the manifest was built with: "
-                     "--config=configs/manifest.py:tag=NAME")
+    raise ValueError(
+        "configs/manifest.py needs tag=NAME, the --tag the manifest was built with: "
+        "--config=configs/manifest.py:tag=NAME"
+    )
   config = common.get_common_config()
   config.dataset.name = "manifest"
   config.dataset.tag = parsed["tag"]

@@ -19,8 +19,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # The generator's settings and build sizes are owned by the data layer (one place, so the
   # build CLI and this config find the same cached set).
   config.dataset.update(synthetic.BUILD_SIZES)
-  config.synthetic = ml_collections.ConfigDict(
-      synthetic.default_settings("smoke" if smoke else ""))
+  config.synthetic = ml_collections.ConfigDict(synthetic.default_settings("smoke" if smoke else ""))
 
   config.model.visual_backbone = "resnet_tiny"
   config.model.audio_backbone = "vggish_tiny"

@@ -17,8 +17,8 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-import tensorflow_datasets as tfds
 from etils import epath
+import tensorflow_datasets as tfds
 
 from data_pipelines import ave_format
 from data_pipelines import clip_examples
@@ -34,8 +34,10 @@ class AveVideos(video_examples.VideoBuilder):
   """An AVE-format directory of videos decoded into frames and log-mel segments."""
 
   VERSION = tfds.core.Version("1.1.0")
-  RELEASE_NOTES = {"1.1.0": "frames and log_mel stored as raw bytes; damaged_segments",
-                   "1.0.0": "first version"}
+  RELEASE_NOTES = {
+      "1.1.0": "frames and log_mel stored as raw bytes; damaged_segments",
+      "1.0.0": "first version",
+  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Pass the AVE-format directory as manual_dir. It holds AVE/<video_id>.mp4, Annotations.txt and
   trainSet.txt / valSet.txt / testSet.txt (and optionally boxes.jsonl). For the real AVE dataset,
@@ -54,15 +56,23 @@ class AveVideos(video_examples.VideoBuilder):
         if row.category not in class_names:
           raise ave_format.AnnotationError(
               f"class {row.category!r} of {row.video_id} ({ave_format.SPLIT_FILES[split]}) is "
-              "not in Annotations.txt")
+              "not in Annotations.txt"
+          )
         file_name = videos.get(row.video_id, f"{row.video_id}.mp4")
-        segment_boxes = tuple((segment, record.boxes)
-                              for segment, record in boxes.get(row.video_id, {}).items())
-        tasks[split].append(clip_examples.ClipTask(
-            split=split, key=f"{row_index:06d}_{row.video_id}", video_id=row.video_id,
-            video_path=str(directory / "AVE" / file_name),
-            label=class_names.index(row.category), event=(row.start, row.end),
-            boxes=segment_boxes))
+        segment_boxes = tuple(
+            (segment, record.boxes) for segment, record in boxes.get(row.video_id, {}).items()
+        )
+        tasks[split].append(
+            clip_examples.ClipTask(
+                split=split,
+                key=f"{row_index:06d}_{row.video_id}",
+                video_id=row.video_id,
+                video_path=str(directory / "AVE" / file_name),
+                label=class_names.index(row.category),
+                event=(row.start, row.end),
+                boxes=segment_boxes,
+            )
+        )
     return tasks
 
 
@@ -80,9 +90,19 @@ def _video_files(video_dir: epath.Path) -> dict[str, str]:
   return found
 
 
-def build(manual_dir, data_dir, *, tag: str, num_segments: int = 10, frames_per_segment: int = 1,
-          frame_size: int = 224, num_workers: int = 1, decode_timeout_s: float = 300.0,
-          on_row: Callable[[bool], None] | None = None, beam_options=None) -> BuildSummary:
+def build(
+    manual_dir,
+    data_dir,
+    *,
+    tag: str,
+    num_segments: int = 10,
+    frames_per_segment: int = 1,
+    frame_size: int = 224,
+    num_workers: int = 1,
+    decode_timeout_s: float = 300.0,
+    on_row: Callable[[bool], None] | None = None,
+    beam_options=None,
+) -> BuildSummary:
   """Decodes the AVE-format directory `manual_dir` (a local path or gs://...) into an
   array_record dataset under `data_dir`.
 
@@ -95,8 +115,13 @@ def build(manual_dir, data_dir, *, tag: str, num_segments: int = 10, frames_per_
   config = AveVideosConfig(
       name=config_name(tag, num_segments, frames_per_segment, frame_size),
       class_names=tuple(ave_format.read_class_names(manual_dir)),
-      num_segments=num_segments, frames_per_segment=frames_per_segment, frame_size=frame_size,
-      num_workers=num_workers, decode_timeout_s=decode_timeout_s)
-  builder = AveVideos(config=config, data_dir=str(data_dir), on_row=on_row,
-                      use_beam=beam_options is not None)
+      num_segments=num_segments,
+      frames_per_segment=frames_per_segment,
+      frame_size=frame_size,
+      num_workers=num_workers,
+      decode_timeout_s=decode_timeout_s,
+  )
+  builder = AveVideos(
+      config=config, data_dir=str(data_dir), on_row=on_row, use_beam=beam_options is not None
+  )
   return video_examples.prepare(builder, manual_dir=manual_dir, beam_options=beam_options)

@@ -35,13 +35,13 @@ import dataclasses
 import pathlib
 from typing import Callable
 
+from etils import epath
 import h5py
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
 
-from data_pipelines import ave_format
 from data_pipelines import ave_builder
+from data_pipelines import ave_format
 
 H5_KEY = "avadataset"
 ORDER_KEY = "order"
@@ -107,8 +107,10 @@ def _read_all(path: pathlib.Path, key: str = H5_KEY) -> np.ndarray:
 
 
 def _describe(row_index: int, row: ave_format.EventRow) -> str:
-  return (f"row {row_index} (counting from 0; Annotations.txt: "
-          f"{row.category}&{row.video_id}&{row.quality}&{row.start}&{row.end})")
+  return (
+      f"row {row_index} (counting from 0; Annotations.txt: "
+      f"{row.category}&{row.video_id}&{row.quality}&{row.start}&{row.end})"
+  )
 
 
 def check_release(directory) -> Release:
@@ -120,8 +122,10 @@ def check_release(directory) -> Release:
   directory = pathlib.Path(directory)
   missing = missing_files(directory)
   if missing:
-    raise ReleaseError(f"{directory} lacks {', '.join(missing)}; download them into "
-                       f"{directory}.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    raise ReleaseError(
+        f"{directory} lacks {', '.join(missing)}; download them into "
+        f"{directory}.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}"
+    )
   rows = ave_format.parse_annotation_lines(directory / ANNOTATIONS_FILE)
   class_names = ave_format.class_names_in_order(rows)
   num_rows = len(rows)
@@ -132,29 +136,48 @@ def check_release(directory) -> Release:
   if len(visual_shape) != 5 or len(audio_shape) != 3 or labels.ndim != 3:
     raise ReleaseError(
         f"expected {VISUAL_FILE} [N,T,h,w,Cv], {AUDIO_FILE} [N,T,Ca], {LABELS_FILE} [N,T,C+1]; "
-        f"got {list(visual_shape)}, {list(audio_shape)}, {list(labels.shape)}")
-  for name, shape in ((VISUAL_FILE, visual_shape), (AUDIO_FILE, audio_shape),
-                      (LABELS_FILE, labels.shape)):
+        f"got {list(visual_shape)}, {list(audio_shape)}, {list(labels.shape)}"
+    )
+  for name, shape in (
+      (VISUAL_FILE, visual_shape),
+      (AUDIO_FILE, audio_shape),
+      (LABELS_FILE, labels.shape),
+  ):
     if shape[0] != num_rows:
       raise ReleaseError(f"{name} has {shape[0]} rows but {ANNOTATIONS_FILE} has {num_rows}")
   num_segments = labels.shape[1]
   if visual_shape[1] != num_segments or audio_shape[1] != num_segments:
-    raise ReleaseError(f"segment counts differ: {VISUAL_FILE} {visual_shape[1]}, "
-                       f"{AUDIO_FILE} {audio_shape[1]}, {LABELS_FILE} {num_segments}")
+    raise ReleaseError(
+        f"segment counts differ: {VISUAL_FILE} {visual_shape[1]}, "
+        f"{AUDIO_FILE} {audio_shape[1]}, {LABELS_FILE} {num_segments}"
+    )
   if labels.shape[2] != len(class_names) + 1:
-    raise ReleaseError(f"{LABELS_FILE} has {labels.shape[2]} label columns; {ANNOTATIONS_FILE} "
-                       f"has {len(class_names)} classes, so {len(class_names) + 1} are expected "
-                       "(the last one is background)")
+    raise ReleaseError(
+        f"{LABELS_FILE} has {labels.shape[2]} label columns; {ANNOTATIONS_FILE} "
+        f"has {len(class_names)} classes, so {len(class_names) + 1} are expected "
+        "(the last one is background)"
+    )
 
   class_indices = [class_names.index(row.category) for row in rows]  # [N]
-  expected = np.asarray([
-      ave_format.segment_labels(row, label, num_segments, background=len(class_names))
-      for row, label in zip(rows, class_indices)], np.int64)  # [N,T]
+  expected = np.asarray(
+      [
+          ave_format.segment_labels(row, label, num_segments, background=len(class_names))
+          for row, label in zip(rows, class_indices)
+      ],
+      np.int64,
+  )  # [N,T]
   _check_segment_labels(labels, expected, rows)
   _check_optional_labels(directory, np.asarray(class_indices), expected, rows, len(class_names))
   orders = _check_orders(directory, num_rows)
-  return Release(directory, rows, class_names, orders, expected.astype(np.int32),
-                 visual_shape[1:], audio_shape[1:])
+  return Release(
+      directory,
+      rows,
+      class_names,
+      orders,
+      expected.astype(np.int32),
+      visual_shape[1:],
+      audio_shape[1:],
+  )
 
 
 def _check_segment_labels(labels: np.ndarray, expected: np.ndarray, rows):
@@ -168,11 +191,13 @@ def _check_segment_labels(labels: np.ndarray, expected: np.ndarray, rows):
     raise ReleaseError(
         f"{LABELS_FILE} disagrees with {ANNOTATIONS_FILE} at {_describe(i, rows[i])}: segment "
         f"labels {got_text}, annotation gives {expected[i].tolist()} "
-        f"({bad.size} mismatching row(s) in all)")
+        f"({bad.size} mismatching row(s) in all)"
+    )
 
 
-def _check_optional_labels(directory: pathlib.Path, class_indices: np.ndarray,
-                           expected: np.ndarray, rows, num_classes: int):
+def _check_optional_labels(
+    directory: pathlib.Path, class_indices: np.ndarray, expected: np.ndarray, rows, num_classes: int
+):
   """mil_labels.h5 (video class) and labels_closs.h5 (event segments), when present.
 
   class_indices [N] and expected [N,T] segment labels come from Annotations.txt.
@@ -180,26 +205,33 @@ def _check_optional_labels(directory: pathlib.Path, class_indices: np.ndarray,
   if (directory / VIDEO_LABELS_FILE).exists():
     video = _read_all(directory / VIDEO_LABELS_FILE)  # [N,C+1]
     if video.shape != (len(rows), num_classes + 1):
-      raise ReleaseError(f"{VIDEO_LABELS_FILE} has shape {list(video.shape)}, expected "
-                         f"{[len(rows), num_classes + 1]}")
+      raise ReleaseError(
+          f"{VIDEO_LABELS_FILE} has shape {list(video.shape)}, expected "
+          f"{[len(rows), num_classes + 1]}"
+      )
     bad = np.flatnonzero(video.argmax(-1) != class_indices)
     if bad.size:
       i = int(bad[0])
-      raise ReleaseError(f"{VIDEO_LABELS_FILE} disagrees with {ANNOTATIONS_FILE} at "
-                         f"{_describe(i, rows[i])}: class {int(video[i].argmax())}, annotation "
-                         f"gives {int(class_indices[i])} ({bad.size} mismatching row(s) in all)")
+      raise ReleaseError(
+          f"{VIDEO_LABELS_FILE} disagrees with {ANNOTATIONS_FILE} at "
+          f"{_describe(i, rows[i])}: class {int(video[i].argmax())}, annotation "
+          f"gives {int(class_indices[i])} ({bad.size} mismatching row(s) in all)"
+      )
   if (directory / EVENT_MASK_FILE).exists():
     event_mask = _read_all(directory / EVENT_MASK_FILE)  # [N,T]
     want = expected != num_classes
     if event_mask.shape != want.shape:
-      raise ReleaseError(f"{EVENT_MASK_FILE} has shape {list(event_mask.shape)}, expected "
-                         f"{list(want.shape)}")
+      raise ReleaseError(
+          f"{EVENT_MASK_FILE} has shape {list(event_mask.shape)}, expected " f"{list(want.shape)}"
+      )
     bad = np.flatnonzero(np.any((event_mask == 1) != want, axis=-1))
     if bad.size:
       i = int(bad[0])
-      raise ReleaseError(f"{EVENT_MASK_FILE} disagrees with {ANNOTATIONS_FILE} at "
-                         f"{_describe(i, rows[i])}: event segments {event_mask[i].tolist()} "
-                         f"({bad.size} mismatching row(s) in all)")
+      raise ReleaseError(
+          f"{EVENT_MASK_FILE} disagrees with {ANNOTATIONS_FILE} at "
+          f"{_describe(i, rows[i])}: event segments {event_mask[i].tolist()} "
+          f"({bad.size} mismatching row(s) in all)"
+      )
 
 
 def _check_orders(directory: pathlib.Path, num_rows: int) -> dict:
@@ -212,8 +244,11 @@ def _check_orders(directory: pathlib.Path, num_rows: int) -> dict:
       raise ReleaseError(f"{name} holds row {int(out_of_range[0])}, outside [0, {num_rows})")
     for row in order.tolist():
       if row in seen:
-        raise ReleaseError(f"row {row} is listed in both {seen[row]} and {name}"
-                           if seen[row] != name else f"{name} lists row {row} twice")
+        raise ReleaseError(
+            f"row {row} is listed in both {seen[row]} and {name}"
+            if seen[row] != name
+            else f"{name} lists row {row} twice"
+        )
       seen[row] = name
     orders[split] = order
   return orders
@@ -240,8 +275,13 @@ class AveFeatures(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
 
-  def __init__(self, *, release: Release | None = None,
-               on_row: Callable[[bool], None] | None = None, **kwargs):
+  def __init__(
+      self,
+      *,
+      release: Release | None = None,
+      on_row: Callable[[bool], None] | None = None,
+      **kwargs,
+  ):
     """release: the checked release (needed to build, not to read); on_row(failed) per row."""
     super().__init__(**kwargs)
     self._release = release
@@ -251,41 +291,51 @@ class AveFeatures(tfds.core.GeneratorBasedBuilder):
     cfg = self.builder_config
     num_segments = cfg.visual_shape[0]
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "video_id": tfds.features.Text(),
-            "row": tfds.features.Scalar(dtype=np.int32),
-            "label": tfds.features.ClassLabel(names=list(cfg.class_names)),
-            "event_start": tfds.features.Scalar(dtype=np.int32),
-            "event_end": tfds.features.Scalar(dtype=np.int32),
-            "segment_labels": tfds.features.Tensor(shape=(num_segments,), dtype=np.int32),
-            # Raw bytes: the default (a tf.train.Example FloatList) stores float16 as 4 bytes
-            # and serialises value by value, 20x slower.
-            "visual_features": tfds.features.Tensor(
-                shape=cfg.visual_shape, dtype=np.dtype(cfg.visual_dtype),
-                encoding=tfds.features.Encoding.BYTES),
-            "audio_features": tfds.features.Tensor(shape=cfg.audio_shape, dtype=np.float32),
-            "segment_mask": tfds.features.Tensor(shape=(num_segments,), dtype=np.bool_),
-            "has_audio": tfds.features.Scalar(dtype=np.bool_),
-            "frame_size": tfds.features.Tensor(shape=(2,), dtype=np.int32),
-            "boxes": tfds.features.Tensor(shape=(num_segments, BOXES_PER_SEGMENT, 4),
-                                          dtype=np.float32),
-            "box_mask": tfds.features.Tensor(shape=(num_segments, BOXES_PER_SEGMENT),
-                                             dtype=np.bool_),
-        }),
+        features=tfds.features.FeaturesDict(
+            {
+                "video_id": tfds.features.Text(),
+                "row": tfds.features.Scalar(dtype=np.int32),
+                "label": tfds.features.ClassLabel(names=list(cfg.class_names)),
+                "event_start": tfds.features.Scalar(dtype=np.int32),
+                "event_end": tfds.features.Scalar(dtype=np.int32),
+                "segment_labels": tfds.features.Tensor(shape=(num_segments,), dtype=np.int32),
+                # Raw bytes: the default (a tf.train.Example FloatList) stores float16 as 4 bytes
+                # and serialises value by value, 20x slower.
+                "visual_features": tfds.features.Tensor(
+                    shape=cfg.visual_shape,
+                    dtype=np.dtype(cfg.visual_dtype),
+                    encoding=tfds.features.Encoding.BYTES,
+                ),
+                "audio_features": tfds.features.Tensor(shape=cfg.audio_shape, dtype=np.float32),
+                "segment_mask": tfds.features.Tensor(shape=(num_segments,), dtype=np.bool_),
+                "has_audio": tfds.features.Scalar(dtype=np.bool_),
+                "frame_size": tfds.features.Tensor(shape=(2,), dtype=np.int32),
+                "boxes": tfds.features.Tensor(
+                    shape=(num_segments, BOXES_PER_SEGMENT, 4), dtype=np.float32
+                ),
+                "box_mask": tfds.features.Tensor(
+                    shape=(num_segments, BOXES_PER_SEGMENT), dtype=np.bool_
+                ),
+            }
+        ),
         supervised_keys=None,
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     if self._release is None:
       raise ReleaseError("AveFeatures needs a checked release to build; use ave_features.build")
-    return {split: self._generate_examples(np.sort(order))
-            for split, order in self._release.orders.items()}
+    return {
+        split: self._generate_examples(np.sort(order))
+        for split, order in self._release.orders.items()
+    }
 
   def _generate_examples(self, rows):
     release, cfg = self._release, self.builder_config
     dtype = np.dtype(cfg.visual_dtype)
-    with h5py.File(release.directory / VISUAL_FILE, "r") as visual_file, \
-         h5py.File(release.directory / AUDIO_FILE, "r") as audio_file:
+    with (
+        h5py.File(release.directory / VISUAL_FILE, "r") as visual_file,
+        h5py.File(release.directory / AUDIO_FILE, "r") as audio_file,
+    ):
       visual, audio = _dataset(visual_file), _dataset(audio_file)
       for row_index in rows.tolist():
         row = release.rows[row_index]
@@ -295,8 +345,9 @@ class AveFeatures(tfds.core.GeneratorBasedBuilder):
           if not np.all(np.isfinite(values)):
             raise ReleaseError(
                 f"{name} {_describe(row_index, row)} has values that are not finite as "
-                f"{values.dtype}" + (" (build with visual_dtype='float32')"
-                                     if values.dtype == np.float16 else ""))
+                f"{values.dtype}"
+                + (" (build with visual_dtype='float32')" if values.dtype == np.float16 else "")
+            )
         num_segments = visual_features.shape[0]
         yield f"{row_index:06d}", {
             "video_id": row.video_id,
@@ -318,12 +369,18 @@ class AveFeatures(tfds.core.GeneratorBasedBuilder):
 
 def dataset_dir(data_dir, visual_dtype: str = "float16") -> epath.Path:
   """Where `build` writes the dataset under `data_dir` (a local path or gs://...)."""
-  return (epath.Path(data_dir) / "ave_features" / config_name(visual_dtype)
-          / str(AveFeatures.VERSION))
+  return (
+      epath.Path(data_dir) / "ave_features" / config_name(visual_dtype) / str(AveFeatures.VERSION)
+  )
 
 
-def build(manual_dir, data_dir, *, visual_dtype: str = "float16",
-          on_row: Callable[[bool], None] | None = None) -> ave_builder.BuildSummary:
+def build(
+    manual_dir,
+    data_dir,
+    *,
+    visual_dtype: str = "float16",
+    on_row: Callable[[bool], None] | None = None,
+) -> ave_builder.BuildSummary:
   """Checks the release in `manual_dir` and writes it as array_record under `data_dir`.
 
   An already built dataset is kept (the summary says `reused`). Raises ReleaseError.
@@ -335,13 +392,17 @@ def build(manual_dir, data_dir, *, visual_dtype: str = "float16",
   if not reused:
     release = check_release(manual_dir)
     config = AveFeaturesConfig(
-        name=config_name(visual_dtype), class_names=tuple(release.class_names),
-        visual_shape=release.visual_shape, audio_shape=release.audio_shape,
-        visual_dtype=visual_dtype)
+        name=config_name(visual_dtype),
+        class_names=tuple(release.class_names),
+        visual_shape=release.visual_shape,
+        audio_shape=release.audio_shape,
+        visual_dtype=visual_dtype,
+    )
     builder = AveFeatures(config=config, data_dir=str(data_dir), release=release, on_row=on_row)
     builder.download_and_prepare(
         file_format="array_record",
-        download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+        download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)),
+    )
     info = builder.info
   else:
     info = tfds.builder_from_directory(str(built_dir)).info

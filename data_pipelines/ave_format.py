@@ -50,13 +50,15 @@ def parse_annotation_lines(path: epath.PathLike) -> list[EventRow]:
     if len(fields) != 5:
       raise AnnotationError(
           f"{path}:{line_number}: expected 5 '&'-separated fields "
-          f"(Category&VideoID&Quality&StartTime&EndTime), got {len(fields)}: {line!r}")
+          f"(Category&VideoID&Quality&StartTime&EndTime), got {len(fields)}: {line!r}"
+      )
     category, video_id, quality, start, end = fields
     try:
       start_s, end_s = int(start), int(end)
     except ValueError:
       raise AnnotationError(
-          f"{path}:{line_number}: start/end must be integer seconds, got {start!r}, {end!r}") from None
+          f"{path}:{line_number}: start/end must be integer seconds, got {start!r}, {end!r}"
+      ) from None
     # start == end (an empty event) occurs in the real release (VWi2ENBuTbw, 0&0) and is kept.
     if not 0 <= start_s <= end_s:
       raise AnnotationError(f"{path}:{line_number}: need 0 <= start <= end, got {start_s}, {end_s}")
@@ -107,12 +109,15 @@ def read_boxes(directory: epath.PathLike) -> dict[str, dict[int, SegmentBoxes]]:
       if any(len(box) != 4 for box in boxes):
         raise ValueError("every box needs 4 numbers [x0,y0,x1,y1]")
       by_video[record["video_id"]][int(record["segment"])] = SegmentBoxes(
-          (int(width), int(height)), boxes)
+          (int(width), int(height)), boxes
+      )
     except (KeyError, ValueError, TypeError, json.JSONDecodeError) as error:
       raise AnnotationError(f"{path}:{line_number}: bad boxes record ({error}): {line!r}") from None
   return dict(by_video)
 
 
-def segment_labels(row: EventRow, class_index: int, num_segments: int, background: int) -> list[int]:
+def segment_labels(
+    row: EventRow, class_index: int, num_segments: int, background: int
+) -> list[int]:
   """Per-segment labels [T]: `class_index` inside [start, end), `background` elsewhere."""
   return [class_index if row.start <= t < row.end else background for t in range(num_segments)]

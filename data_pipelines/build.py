@@ -52,28 +52,34 @@ import os
 import sys
 
 from absl import logging as absl_logging
+from etils import epath
 import tensorflow_datasets as tfds
 import tqdm
-from etils import epath
 
 from data_pipelines import ave_builder
 from data_pipelines import ave_features
 from data_pipelines import ave_format
 from data_pipelines import flickr_soundnet_builder
 from data_pipelines import flickr_soundnet_format
+from data_pipelines import kinetics_sounds_classes
 from data_pipelines import manifest_builder
 from data_pipelines import manifest_converters
-from data_pipelines import kinetics_sounds_classes
 from data_pipelines import manifest_format
 from data_pipelines import synthetic
 from data_pipelines import synthetic_dataset
-from data_pipelines import video_examples
 from data_pipelines import vggss_builder
 from data_pipelines import vggss_format
 from data_pipelines import vggss_from_built
+from data_pipelines import video_examples
 
-DATASETS = ("ave_features", "ave", "synthetic", *manifest_builder.MANIFEST_DATASETS, "vggss",
-            "flickr_soundnet")
+DATASETS = (
+    "ave_features",
+    "ave",
+    "synthetic",
+    *manifest_builder.MANIFEST_DATASETS,
+    "vggss",
+    "flickr_soundnet",
+)
 VIDEO_DATASETS = ("ave", *manifest_builder.MANIFEST_DATASETS, "vggss", "flickr_soundnet")
 AVE_VIDEOS_INSTRUCTIONS = """\
 Download AVE_Dataset.zip from https://drive.google.com/open?id=1FjKwe79e0u96vdjIVwfRQ1V6SoDHe7kK
@@ -121,9 +127,17 @@ FLAG_DATASETS = {
     "annotated_frame": ("vggss",),
     "vggsound_dataset_dir": ("vggss",),
 }
-DEFAULTS = dict(visual_dtype="float16", num_segments=10, frames_per_segment=1, frame_size=224,
-                num_workers=1, decode_timeout_s=300.0, synthetic_config="", tag="manifest",
-                annotated_frame=vggss_format.DEFAULT_ANNOTATED_FRAME)
+DEFAULTS = dict(
+    visual_dtype="float16",
+    num_segments=10,
+    frames_per_segment=1,
+    frame_size=224,
+    num_workers=1,
+    decode_timeout_s=300.0,
+    synthetic_config="",
+    tag="manifest",
+    annotated_frame=vggss_format.DEFAULT_ANNOTATED_FRAME,
+)
 SYNTHETIC_CONFIG_FLAGS = ("num_segments", "frames_per_segment", "frame_size")
 
 
@@ -134,69 +148,116 @@ def _flag_error(args) -> str | None:
     if args.dataset in FLAG_DATASETS[flag]:
       continue
     if args.dataset == "synthetic" and flag in SYNTHETIC_CONFIG_FLAGS:
-      return (f"--{flag} does not apply to --dataset=synthetic: config.dataset.{flag} of "
-              "configs/synthetic.py sets it; to build and train another, pass "
-              f"--config.dataset.{flag}=N to stt.main, which builds the set on first use")
-    return (f"--{flag} does not apply to --dataset={args.dataset}, only to "
-            f"{', '.join(FLAG_DATASETS[flag])}")
+      return (
+          f"--{flag} does not apply to --dataset=synthetic: config.dataset.{flag} of "
+          "configs/synthetic.py sets it; to build and train another, pass "
+          f"--config.dataset.{flag}=N to stt.main, which builds the set on first use"
+      )
+    return (
+        f"--{flag} does not apply to --dataset={args.dataset}, only to "
+        f"{', '.join(FLAG_DATASETS[flag])}"
+    )
   if args.dataset == "manifest" and args.manual_dir and args.manifest:
-    return ("give --manifest=FILE or --manual_dir=DIR (which means DIR/manifest.csv), not both: "
-            "relative clip paths are read relative to the manifest's directory")
-  if args.dataset in FLAG_DATASETS["manual_dir"] and not args.manual_dir and not (
-      args.dataset == "manifest" and args.manifest):
-    return (f"--dataset={args.dataset} needs --manual_dir"
-            + (" or --manifest" if args.dataset == "manifest" else ""))
-  local = [f"--{flag}" for flag in ("num_workers", "decode_timeout_s")
-           if getattr(args, flag) is not None]
+    return (
+        "give --manifest=FILE or --manual_dir=DIR (which means DIR/manifest.csv), not both: "
+        "relative clip paths are read relative to the manifest's directory"
+    )
+  if (
+      args.dataset in FLAG_DATASETS["manual_dir"]
+      and not args.manual_dir
+      and not (args.dataset == "manifest" and args.manifest)
+  ):
+    return f"--dataset={args.dataset} needs --manual_dir" + (
+        " or --manifest" if args.dataset == "manifest" else ""
+    )
+  local = [
+      f"--{flag}" for flag in ("num_workers", "decode_timeout_s") if getattr(args, flag) is not None
+  ]
   if args.beam_runner and local:
-    return (f"{' and '.join(local)} apply to the local build, not to --beam_runner (give "
-            "--beam_num_workers; on Beam a clip decodes without a timeout)")
+    return (
+        f"{' and '.join(local)} apply to the local build, not to --beam_runner (give "
+        "--beam_num_workers; on Beam a clip decodes without a timeout)"
+    )
   if args.beam_runner and args.vggsound_dataset_dir:
     return "--vggsound_dataset_dir reads a built dataset, it decodes nothing: no --beam_runner"
   if not args.beam_runner and args.beam_num_workers is not None:
     return "--beam_num_workers needs --beam_runner"
   if not args.beam_runner and args.beam_args:
-    return (f"unrecognized arguments: {' '.join(args.beam_args)} (pass-through Beam options "
-            "need --beam_runner)")
+    return (
+        f"unrecognized arguments: {' '.join(args.beam_args)} (pass-through Beam options "
+        "need --beam_runner)"
+    )
   return None
 
 
 def _parse_args(argv):
-  parser = argparse.ArgumentParser(prog="python -m data_pipelines.build", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+      prog="python -m data_pipelines.build",
+      description=__doc__,
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
   parser.add_argument("--dataset", required=True, choices=DATASETS)
   parser.add_argument("--manual_dir", help="the downloaded files (all but synthetic)")
-  parser.add_argument("--data_dir", default=None,
-                      help="output TFDS data dir (default: $TFDS_DATA_DIR, ~/tensorflow_datasets)")
-  parser.add_argument("--visual_dtype", choices=ave_features.VISUAL_DTYPES,
-                      help="ave_features: storage dtype of the visual maps (default: float16)")
+  parser.add_argument(
+      "--data_dir",
+      default=None,
+      help="output TFDS data dir (default: $TFDS_DATA_DIR, ~/tensorflow_datasets)",
+  )
+  parser.add_argument(
+      "--visual_dtype",
+      choices=ave_features.VISUAL_DTYPES,
+      help="ave_features: storage dtype of the visual maps (default: float16)",
+  )
   parser.add_argument("--num_segments", type=int, help="video datasets: T (default: 10)")
   parser.add_argument("--frames_per_segment", type=int, help="video datasets: F (default: 1)")
-  parser.add_argument("--frame_size", type=int,
-                      help="video datasets: S, frames are SxS (default: 224)")
-  parser.add_argument("--num_workers", type=int,
-                      help="video datasets, synthetic: local decode processes (default: 1)")
-  parser.add_argument("--decode_timeout_s", type=float,
-                      help="video datasets (local): a clip still decoding after this many "
-                           "seconds is killed and listed as failed (default: 300)")
-  parser.add_argument("--synthetic_config",
-                      help="synthetic: the argument of configs/synthetic.py, e.g. 'smoke'")
-  parser.add_argument("--manifest",
-                      help="manifest: the CSV, instead of --manual_dir (DIR/manifest.csv)")
-  parser.add_argument("--tag", help="manifest: names the built dataset (a config's "
-                                    "dataset.tag; default: manifest)")
-  parser.add_argument("--beam_runner", default=None,
-                      help="video datasets: build on Apache Beam with this runner, e.g. "
-                           "DirectRunner or DataflowRunner")
-  parser.add_argument("--beam_num_workers", type=int, default=None,
-                      help="Beam workers (DirectRunner: local processes)")
-  parser.add_argument("--annotated_frame", choices=tuple(vggss_format.ANNOTATED_FRAMES),
-                      help="vggss: the frame the boxes annotate, 'middle' (5.0 s, default) or "
-                           "'frame125' (4.96 s); see data_pipelines/vggss_format.py")
-  parser.add_argument("--vggsound_dataset_dir",
-                      help="vggss: take the examples from this built vggsound dataset by video "
-                           "id instead of decoding the clips; see data_pipelines/"
-                           "vggss_from_built.py")
+  parser.add_argument(
+      "--frame_size", type=int, help="video datasets: S, frames are SxS (default: 224)"
+  )
+  parser.add_argument(
+      "--num_workers",
+      type=int,
+      help="video datasets, synthetic: local decode processes (default: 1)",
+  )
+  parser.add_argument(
+      "--decode_timeout_s",
+      type=float,
+      help="video datasets (local): a clip still decoding after this many "
+      "seconds is killed and listed as failed (default: 300)",
+  )
+  parser.add_argument(
+      "--synthetic_config", help="synthetic: the argument of configs/synthetic.py, e.g. 'smoke'"
+  )
+  parser.add_argument(
+      "--manifest", help="manifest: the CSV, instead of --manual_dir (DIR/manifest.csv)"
+  )
+  parser.add_argument(
+      "--tag",
+      help="manifest: names the built dataset (a config's " "dataset.tag; default: manifest)",
+  )
+  parser.add_argument(
+      "--beam_runner",
+      default=None,
+      help="video datasets: build on Apache Beam with this runner, e.g. "
+      "DirectRunner or DataflowRunner",
+  )
+  parser.add_argument(
+      "--beam_num_workers",
+      type=int,
+      default=None,
+      help="Beam workers (DirectRunner: local processes)",
+  )
+  parser.add_argument(
+      "--annotated_frame",
+      choices=tuple(vggss_format.ANNOTATED_FRAMES),
+      help="vggss: the frame the boxes annotate, 'middle' (5.0 s, default) or "
+      "'frame125' (4.96 s); see data_pipelines/vggss_format.py",
+  )
+  parser.add_argument(
+      "--vggsound_dataset_dir",
+      help="vggss: take the examples from this built vggsound dataset by video "
+      "id instead of decoding the clips; see data_pipelines/"
+      "vggss_from_built.py",
+  )
   args, beam_args = parser.parse_known_args(argv)
   args.beam_args = beam_args
   error = _flag_error(args)
@@ -215,14 +276,14 @@ def _beam_options(args):
   try:
     from data_pipelines import video_beam  # pylint: disable=g-import-not-at-top
   except ImportError as error:
-    raise BuildInputError(f"--beam_runner needs apache-beam ({error}); install it with "
-                          "pip install -e .[beam]") from None
+    raise BuildInputError(
+        f"--beam_runner needs apache-beam ({error}); install it with " "pip install -e .[beam]"
+    ) from None
   return video_beam.pipeline_options(args.beam_runner, args.beam_num_workers, args.beam_args)
 
 
 def _ave_videos_dir(args, data_dir: epath.Path) -> epath.Path:
-  name = ave_builder.config_name("ave", args.num_segments, args.frames_per_segment,
-                                 args.frame_size)
+  name = ave_builder.config_name("ave", args.num_segments, args.frames_per_segment, args.frame_size)
   return data_dir / "ave_videos" / name / str(ave_builder.AveVideos.VERSION)
 
 
@@ -231,13 +292,15 @@ def _manifest_tag(args) -> str:
 
 
 def _manifest_dataset_dir(args, data_dir: epath.Path) -> epath.Path:
-  return manifest_builder.dataset_dir(data_dir, _manifest_tag(args), args.num_segments,
-                                      args.frames_per_segment, args.frame_size)
+  return manifest_builder.dataset_dir(
+      data_dir, _manifest_tag(args), args.num_segments, args.frames_per_segment, args.frame_size
+  )
 
 
 def _vggss_dataset_dir(args, data_dir: epath.Path) -> epath.Path:
-  return vggss_builder.dataset_dir(data_dir, args.annotated_frame, args.num_segments,
-                                   args.frames_per_segment, args.frame_size)
+  return vggss_builder.dataset_dir(
+      data_dir, args.annotated_frame, args.num_segments, args.frames_per_segment, args.frame_size
+  )
 
 
 def _synthetic_settings(args) -> dict:
@@ -246,25 +309,37 @@ def _synthetic_settings(args) -> dict:
   unknown = sorted(set(presets) - set(synthetic.PRESETS))
   if unknown:
     known = ", ".join(p for p in synthetic.PRESETS if p)
-    raise BuildInputError(f"--synthetic_config={args.synthetic_config}: configs/synthetic.py: "
-                          f"unknown arguments {unknown}; known: {known}")
+    raise BuildInputError(
+        f"--synthetic_config={args.synthetic_config}: configs/synthetic.py: "
+        f"unknown arguments {unknown}; known: {known}"
+    )
   return synthetic.default_settings("smoke" if "smoke" in presets else "")
 
 
 def _prepare_synthetic(args, data_dir: epath.Path, on_row=None) -> epath.Path:
   """Builds (or finds) the synthetic set exactly where configs/synthetic.py looks for it."""
-  return synthetic_dataset.prepare(data_dir, _synthetic_settings(args),
-                                   num_workers=args.num_workers, on_row=on_row,
-                                   **synthetic.BUILD_SIZES)
+  return synthetic_dataset.prepare(
+      data_dir,
+      _synthetic_settings(args),
+      num_workers=args.num_workers,
+      on_row=on_row,
+      **synthetic.BUILD_SIZES,
+  )
 
 
 def _kinetics_csvs(manual_dir: epath.Path) -> list[epath.Path]:
-  found = [directory / name for directory in (manual_dir, manual_dir / "annotations")
-           for name in KINETICS_CSV_NAMES if (directory / name).exists()]
+  found = [
+      directory / name
+      for directory in (manual_dir, manual_dir / "annotations")
+      for name in KINETICS_CSV_NAMES
+      if (directory / name).exists()
+  ]
   names = {path.name for path in found}
   if "train.csv" not in names or not names & {"validate.csv", "val.csv"}:
-    raise BuildInputError(f"{manual_dir} lacks the Kinetics-400 train.csv and validate.csv.\n"
-                          + KINETICS_SOUNDS_INSTRUCTIONS.format(manual_dir=manual_dir))
+    raise BuildInputError(
+        f"{manual_dir} lacks the Kinetics-400 train.csv and validate.csv.\n"
+        + KINETICS_SOUNDS_INSTRUCTIONS.format(manual_dir=manual_dir)
+    )
   return found
 
 
@@ -274,17 +349,22 @@ def _convert(args, data_dir: epath.Path) -> manifest_converters.Conversion:
   out_path = data_dir / "downloads" / "manual" / args.dataset / "manifest.csv"
   if args.dataset == "kinetics_sounds":
     conversion = manifest_converters.kinetics_sounds(
-        _kinetics_csvs(manual_dir), manual_dir, out_path, kinetics_sounds_classes.CLASS_NAMES)
+        _kinetics_csvs(manual_dir), manual_dir, out_path, kinetics_sounds_classes.CLASS_NAMES
+    )
     instructions = KINETICS_SOUNDS_INSTRUCTIONS
   else:
     if not (manual_dir / "vggsound.csv").exists():
-      raise BuildInputError(f"{manual_dir} lacks vggsound.csv.\n"
-                            + VGGSOUND_INSTRUCTIONS.format(manual_dir=manual_dir))
+      raise BuildInputError(
+          f"{manual_dir} lacks vggsound.csv.\n"
+          + VGGSOUND_INSTRUCTIONS.format(manual_dir=manual_dir)
+      )
     conversion = manifest_converters.vggsound(manual_dir / "vggsound.csv", manual_dir, out_path)
     instructions = VGGSOUND_INSTRUCTIONS
   if conversion.missing_clips == sum(conversion.rows.values()):
-    raise BuildInputError(f"no clip of the {args.dataset} annotations is under {manual_dir}.\n"
-                          + instructions.format(manual_dir=manual_dir))
+    raise BuildInputError(
+        f"no clip of the {args.dataset} annotations is under {manual_dir}.\n"
+        + instructions.format(manual_dir=manual_dir)
+    )
   print(f"{args.dataset}: {conversion}", file=sys.stderr)
   return conversion
 
@@ -305,8 +385,10 @@ def plan(args, data_dir: epath.Path) -> tuple[int, dict]:
     needed = ["Annotations.txt", *ave_format.SPLIT_FILES.values(), "AVE"]
     missing = [name for name in needed if not (manual_dir / name).exists()]
     if missing:
-      raise BuildInputError(f"{manual_dir} lacks {', '.join(missing)}.\n"
-                            + AVE_VIDEOS_INSTRUCTIONS.format(manual_dir=manual_dir))
+      raise BuildInputError(
+          f"{manual_dir} lacks {', '.join(missing)}.\n"
+          + AVE_VIDEOS_INSTRUCTIONS.format(manual_dir=manual_dir)
+      )
     rows = sum(len(ave_format.read_split(manual_dir, split)) for split in ave_format.SPLIT_FILES)
     return rows, {}
   if args.dataset == "vggss":
@@ -315,12 +397,19 @@ def plan(args, data_dir: epath.Path) -> tuple[int, dict]:
     annotations, _, classes_from = vggss_builder.read_manual_dir(args.manual_dir)
     if args.vggsound_dataset_dir:
       classes_from = f"the built VGGSound {args.vggsound_dataset_dir}"
-    print(f"vggss: {len(annotations.entries)} entries ({annotations.summary()}); classes from "
-          f"{classes_from}", file=sys.stderr)
+    print(
+        f"vggss: {len(annotations.entries)} entries ({annotations.summary()}); classes from "
+        f"{classes_from}",
+        file=sys.stderr,
+    )
     return len(annotations.entries), {}
   if args.dataset == "flickr_soundnet":
-    if (flickr_soundnet_builder.dataset_dir(data_dir, args.num_segments, args.frames_per_segment,
-                                            args.frame_size) / "dataset_info.json").exists():
+    if (
+        flickr_soundnet_builder.dataset_dir(
+            data_dir, args.num_segments, args.frames_per_segment, args.frame_size
+        )
+        / "dataset_info.json"
+    ).exists():
       return 0, {}
     return flickr_soundnet_builder.read_manual_dir(args.manual_dir).counts["ids"], {}
   if args.dataset in manifest_builder.MANIFEST_DATASETS:
@@ -330,8 +419,9 @@ def plan(args, data_dir: epath.Path) -> tuple[int, dict]:
       path = epath.Path(args.manifest or epath.Path(args.manual_dir) / "manifest.csv")
       # Relative clip paths are read relative to the manifest's directory (manifest_format).
       if not path.exists():
-        raise BuildInputError(f"no manifest at {path}.\n"
-                              + MANIFEST_INSTRUCTIONS.format(manifest=path))
+        raise BuildInputError(
+            f"no manifest at {path}.\n" + MANIFEST_INSTRUCTIONS.format(manifest=path)
+        )
       class_names = None  # the sorted labels of the manifest
     else:
       conversion = _convert(args, data_dir)
@@ -339,37 +429,58 @@ def plan(args, data_dir: epath.Path) -> tuple[int, dict]:
     manifest = manifest_format.read(path)
     return manifest.num_lines, {"manifest": manifest, "class_names": class_names}
   settings = _synthetic_settings(args)
-  if (synthetic_dataset.dataset_dir(data_dir, settings, **synthetic.BUILD_SIZES)
-      / "dataset_info.json").exists():
+  if (
+      synthetic_dataset.dataset_dir(data_dir, settings, **synthetic.BUILD_SIZES)
+      / "dataset_info.json"
+  ).exists():
     return 0, {}
   return settings["num_train"] + settings["num_val"] + settings["num_test"], {}
 
 
 def build(args, data_dir: epath.Path, planned: dict, on_row, beam_options=None) -> epath.Path:
   """Builds (or keeps) the dataset; returns its directory."""
-  video = dict(num_segments=args.num_segments, frames_per_segment=args.frames_per_segment,
-               frame_size=args.frame_size, num_workers=args.num_workers,
-               decode_timeout_s=args.decode_timeout_s, on_row=on_row, beam_options=beam_options)
+  video = dict(
+      num_segments=args.num_segments,
+      frames_per_segment=args.frames_per_segment,
+      frame_size=args.frame_size,
+      num_workers=args.num_workers,
+      decode_timeout_s=args.decode_timeout_s,
+      on_row=on_row,
+      beam_options=beam_options,
+  )
   if args.dataset == "ave_features":
-    return ave_features.build(args.manual_dir, data_dir, visual_dtype=args.visual_dtype,
-                              on_row=on_row).dataset_dir
+    return ave_features.build(
+        args.manual_dir, data_dir, visual_dtype=args.visual_dtype, on_row=on_row
+    ).dataset_dir
   if args.dataset == "ave":
     return ave_builder.build(args.manual_dir, data_dir, tag="ave", **video).dataset_dir
   if args.dataset == "vggss" and args.vggsound_dataset_dir:
     return vggss_from_built.build(
-        args.manual_dir, data_dir, args.vggsound_dataset_dir, annotated_frame=args.annotated_frame,
-        num_segments=args.num_segments, frames_per_segment=args.frames_per_segment,
-        frame_size=args.frame_size, on_row=on_row).dataset_dir
+        args.manual_dir,
+        data_dir,
+        args.vggsound_dataset_dir,
+        annotated_frame=args.annotated_frame,
+        num_segments=args.num_segments,
+        frames_per_segment=args.frames_per_segment,
+        frame_size=args.frame_size,
+        on_row=on_row,
+    ).dataset_dir
   if args.dataset == "vggss":
-    return vggss_builder.build(args.manual_dir, data_dir, annotated_frame=args.annotated_frame,
-                               **video).dataset_dir
+    return vggss_builder.build(
+        args.manual_dir, data_dir, annotated_frame=args.annotated_frame, **video
+    ).dataset_dir
   if args.dataset == "flickr_soundnet":
     return flickr_soundnet_builder.build(args.manual_dir, data_dir, **video).dataset_dir
   if args.dataset in manifest_builder.MANIFEST_DATASETS:
     if not planned:  # already built
       return _manifest_dataset_dir(args, data_dir)
-    return manifest_builder.build(planned["manifest"], data_dir, tag=_manifest_tag(args),
-                                  class_names=planned["class_names"], **video).dataset_dir
+    return manifest_builder.build(
+        planned["manifest"],
+        data_dir,
+        tag=_manifest_tag(args),
+        class_names=planned["class_names"],
+        **video,
+    ).dataset_dir
   # The trainer's own preparation step, so the result is exactly what the config looks for.
   return _prepare_synthetic(args, data_dir, on_row=on_row)
 
@@ -384,16 +495,20 @@ def summary_line(dataset: str, summary: video_examples.BuildSummary) -> str:
   W > 0."""
   total = sum(summary.built.values())
   splits = ", ".join(f"{split}={n}" for split, n in summary.built.items())
-  counts = (f"built 0, skipped {total} (already built: {splits})" if summary.reused
-            else f"built {total} ({splits}), skipped 0")
+  counts = (
+      f"built 0, skipped {total} (already built: {splits})"
+      if summary.reused
+      else f"built {total} ({splits}), skipped 0"
+  )
   warned = f", warned {summary.warned}" if summary.warned else ""
   return f"{dataset}: {counts}, failed {summary.failed}{warned} -> {summary.dataset_dir}"
 
 
 def main(argv=None) -> int:
   args = _parse_args(argv)
-  data_dir = epath.Path(args.data_dir or os.environ.get("TFDS_DATA_DIR")
-                        or "~/tensorflow_datasets").expanduser()
+  data_dir = epath.Path(
+      args.data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+  ).expanduser()
   tfds.disable_progress_bar()  # ours counts rows over all splits
   absl_logging.set_verbosity(absl_logging.ERROR)
   logging.getLogger().setLevel(logging.ERROR)  # unreadable videos are counted and listed instead
@@ -401,10 +516,18 @@ def main(argv=None) -> int:
     beam_options = _beam_options(args)
     total, planned = plan(args, data_dir)
     if beam_options is not None and total:
-      print(f"building {args.dataset} on Beam ({args.beam_runner}): {total} rows; the runner "
-            "shows progress (counters stt_build/decoded, stt_build/failed)", file=sys.stderr)
-    with tqdm.tqdm(total=total, desc=f"building {args.dataset}", unit="video", file=sys.stderr,
-                   disable=total == 0 or beam_options is not None) as progress:
+      print(
+          f"building {args.dataset} on Beam ({args.beam_runner}): {total} rows; the runner "
+          "shows progress (counters stt_build/decoded, stt_build/failed)",
+          file=sys.stderr,
+      )
+    with tqdm.tqdm(
+        total=total,
+        desc=f"building {args.dataset}",
+        unit="video",
+        file=sys.stderr,
+        disable=total == 0 or beam_options is not None,
+    ) as progress:
       failed = 0
 
       def on_row(row_failed: bool):
@@ -415,11 +538,19 @@ def main(argv=None) -> int:
           progress.set_postfix(failed=failed)
 
       dataset_dir = build(args, data_dir, planned, on_row, beam_options)
-  except (BuildInputError, ave_features.ReleaseError, ave_format.AnnotationError,
-          manifest_format.ManifestError, manifest_converters.ConversionError,
-          video_examples.BuildError, FileExistsError, vggss_format.VggssError,
-          vggss_builder.VggssInputError, flickr_soundnet_builder.FlickrInputError,
-          flickr_soundnet_format.FlickrSoundnetError) as error:
+  except (
+      BuildInputError,
+      ave_features.ReleaseError,
+      ave_format.AnnotationError,
+      manifest_format.ManifestError,
+      manifest_converters.ConversionError,
+      video_examples.BuildError,
+      FileExistsError,
+      vggss_format.VggssError,
+      vggss_builder.VggssInputError,
+      flickr_soundnet_builder.FlickrInputError,
+      flickr_soundnet_format.FlickrSoundnetError,
+  ) as error:
     print(f"build: error: {error}", file=sys.stderr)
     return 2
   if args.dataset == "vggss":

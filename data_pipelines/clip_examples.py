@@ -17,8 +17,8 @@ import math
 import posixpath
 import tempfile
 
-import numpy as np
 from etils import epath
+import numpy as np
 
 from data_pipelines import media
 
@@ -62,8 +62,12 @@ class ClipTask:
     return {**self._identity(), "warnings": list(warnings)}
 
   def _identity(self) -> dict:
-    return {"split": self.split, "key": self.key, "video_id": self.video_id,
-            "path": self.video_path}
+    return {
+        "split": self.split,
+        "key": self.key,
+        "video_id": self.video_id,
+        "path": self.video_path,
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,14 +94,21 @@ class ClipDecoder:
     if not epath.Path(task.video_path).exists():
       return Decoded(task.key, failure=task.failure("file not found"))
     try:
-      clip = _decode_file(task.video_path, num_segments=self.num_segments,
-                          frames_per_segment=self.frames_per_segment, frame_size=self.frame_size)
+      clip = _decode_file(
+          task.video_path,
+          num_segments=self.num_segments,
+          frames_per_segment=self.frames_per_segment,
+          frame_size=self.frame_size,
+      )
     except media.MediaError as error:
       return Decoded(task.key, failure=task.failure(f"MediaError: {error.reason}"))
     except Exception as error:  # A bad file must never abort the build: report and skip it.
       return Decoded(task.key, failure=task.failure(f"{type(error).__name__}: {error}"))
-    return Decoded(task.key, example=self.example(task, clip),
-                   warning=task.warning(clip.warnings) if clip.warnings else None)
+    return Decoded(
+        task.key,
+        example=self.example(task, clip),
+        warning=task.warning(clip.warnings) if clip.warnings else None,
+    )
 
   def example(self, task: ClipTask, clip: media.DecodedClip) -> dict:
     t = self.num_segments
@@ -139,8 +150,9 @@ def event_seconds(start: float, end: float, num_segments: int) -> tuple[int, int
   return math.floor(start), min(math.ceil(end), num_segments)
 
 
-def segment_labels(label: int, start: int, end: int, num_segments: int,
-                   background: int) -> np.ndarray:
+def segment_labels(
+    label: int, start: int, end: int, num_segments: int, background: int
+) -> np.ndarray:
   """[T] int32: `label` for start <= t < end, `background` elsewhere."""
   t = np.arange(num_segments)
   return np.where((start <= t) & (t < end), label, background).astype(np.int32)
@@ -154,6 +166,6 @@ def boxes_array(segment_boxes, num_segments: int) -> tuple[np.ndarray, np.ndarra
     if 0 <= segment < num_segments:
       kept = segment_boxes_xyxy[:MAX_BOXES_PER_SEGMENT]
       if kept:
-        boxes[segment, :len(kept)] = kept
-        mask[segment, :len(kept)] = True
+        boxes[segment, : len(kept)] = kept
+        mask[segment, : len(kept)] = True
   return boxes, mask

@@ -81,8 +81,9 @@ class _Child:
 
   def _start(self):
     self.connection, child_end = self._context.Pipe(duplex=True)
-    self.process = self._context.Process(target=_child_main, args=(child_end, self._function),
-                                         daemon=True)
+    self.process = self._context.Process(
+        target=_child_main, args=(child_end, self._function), daemon=True
+    )
     self.process.start()
     child_end.close()  # so that the parent sees EOF when the child dies
     self.ready = False
@@ -142,8 +143,14 @@ class IsolatedPool:
   """`num_workers` child processes (started on first use, kept across `map` calls) that run
   `function`; see the module docstring. One `map` at a time; `close()` (or `with`) ends them."""
 
-  def __init__(self, function: Callable[[Any], Any], *, num_workers: int, timeout_s: float,
-               lost: Callable[[Any, str], Any]):
+  def __init__(
+      self,
+      function: Callable[[Any], Any],
+      *,
+      num_workers: int,
+      timeout_s: float,
+      lost: Callable[[Any, str], Any],
+  ):
     self._function, self._timeout_s, self._lost = function, timeout_s, lost
     self._num_workers = max(1, num_workers)
     self._context = multiprocessing.get_context("spawn")
@@ -182,8 +189,12 @@ class IsolatedPool:
     try:
       while next_to_yield < len(items):
         for child in self._children:
-          if child.ready and child.task is None and next_to_send < len(items) and (
-              next_to_send - next_to_yield < window):
+          if (
+              child.ready
+              and child.task is None
+              and next_to_send < len(items)
+              and (next_to_send - next_to_yield < window)
+          ):
             if child.send(next_to_send, items[next_to_send]):
               next_to_send += 1
         if next_to_yield in results:
@@ -207,7 +218,8 @@ def _wait_and_collect(children: list[_Child], timeout_s: float, lost, results: d
   deadline_s = min(child.deadline_s(timeout_s) for child in waiting)
   multiprocessing.connection.wait(
       [child.connection for child in waiting] + [child.process.sentinel for child in waiting],
-      timeout=max(0.0, deadline_s - time.monotonic()))
+      timeout=max(0.0, deadline_s - time.monotonic()),
+  )
   for child in waiting:
     if child.connection.poll():
       message = child.receive()
@@ -222,8 +234,12 @@ def _wait_and_collect(children: list[_Child], timeout_s: float, lost, results: d
     elif not child.process.is_alive():
       _give_up(child, results, lost, _crash_reason(child))
     elif time.monotonic() >= child.deadline_s(timeout_s):
-      _give_up(child, results, lost, f"timed out after "
-               f"{timeout_s if child.ready else STARTUP_TIMEOUT_S:g} s")
+      _give_up(
+          child,
+          results,
+          lost,
+          f"timed out after " f"{timeout_s if child.ready else STARTUP_TIMEOUT_S:g} s",
+      )
 
 
 def _crash_reason(child: _Child) -> str:
@@ -236,7 +252,8 @@ def _give_up(child: _Child, results: dict, lost, reason: str):
     raise DecoderProcessError(
         f"a decoder process failed while starting ({reason}); its error, if any, is above. A "
         "script that builds must do so under `if __name__ == '__main__':` (the spawned "
-        "processes import it again)")
+        "processes import it again)"
+    )
   index, item = child.task
   results[index] = lost(item, reason)
   child.restart()

@@ -72,8 +72,9 @@ def _segment_of(time_s: float, num_valid: int) -> int:
   return max(0, min(int(math.floor(time_s)), num_valid - 1))
 
 
-def _decode_still(image_path: str, audio_path: str, num_segments: int, frames_per_segment: int,
-                  frame_size: int) -> tuple[media.DecodedClip, int]:
+def _decode_still(
+    image_path: str, audio_path: str, num_segments: int, frames_per_segment: int, frame_size: int
+) -> tuple[media.DecodedClip, int]:
   """(the clip of an image and its audio, the annotated segment); see the module doc."""
   with media_streams.open_container(image_path) as container:
     frame = next(container.decode(video=0), None) if container.streams.video else None
@@ -87,16 +88,21 @@ def _decode_still(image_path: str, audio_path: str, num_segments: int, frames_pe
   waveform, has_audio = media.read_audio_16k_mono(audio_path, seconds)
   start_s = max(0.0, seconds / 2 - num_segments / 2)
   start = int(round(start_s * log_mel.SAMPLE_RATE))
-  window = waveform[start:start + num_segments * log_mel.SAMPLES_PER_SEGMENT]
+  window = waveform[start : start + num_segments * log_mel.SAMPLES_PER_SEGMENT]
   valid = max(1, min(num_segments, math.ceil(seconds - start_s)))
   segment_mask = np.arange(num_segments) < valid
   frames = np.zeros((num_segments, frames_per_segment, frame_size, frame_size, 3), np.uint8)
   frames[segment_mask] = rgb
   clip = media.DecodedClip(
-      frames=frames, log_mel=log_mel.segment_log_mel(window, num_segments),
-      segment_mask=segment_mask, has_audio=has_audio, frame_size=size, duration_s=seconds,
+      frames=frames,
+      log_mel=log_mel.segment_log_mel(window, num_segments),
+      segment_mask=segment_mask,
+      has_audio=has_audio,
+      frame_size=size,
+      duration_s=seconds,
       warnings=[] if has_audio else [f"{audio_path}: no audio samples; log-mel of silence"],
-      damaged_segments=np.zeros(num_segments, np.bool_))
+      damaged_segments=np.zeros(num_segments, np.bool_),
+  )
   return clip, _segment_of(seconds / 2 - start_s, valid)
 
 
@@ -116,16 +122,20 @@ class FlickrDecoder(clip_examples.ClipDecoder):
       if not epath.Path(path).exists():
         return clip_examples.Decoded(task.key, failure=task.failure(f"file not found: {path}"))
     try:
-      clip, segment = _decode_still(task.video_path, audio_path, self.num_segments,
-                                    self.frames_per_segment, self.frame_size)
+      clip, segment = _decode_still(
+          task.video_path, audio_path, self.num_segments, self.frames_per_segment, self.frame_size
+      )
     except media.MediaError as error:
       return clip_examples.Decoded(task.key, failure=task.failure(f"MediaError: {error.reason}"))
     except Exception as error:  # A bad file must never abort the build: report and skip it.
-      return clip_examples.Decoded(task.key,
-                                   failure=task.failure(f"{type(error).__name__}: {error}"))
+      return clip_examples.Decoded(
+          task.key, failure=task.failure(f"{type(error).__name__}: {error}")
+      )
     return clip_examples.Decoded(
-        task.key, example=self._placed(task, clip, segment),
-        warning=task.warning(clip.warnings) if clip.warnings else None)
+        task.key,
+        example=self._placed(task, clip, segment),
+        warning=task.warning(clip.warnings) if clip.warnings else None,
+    )
 
   def example(self, task: clip_examples.ClipTask, clip: media.DecodedClip) -> dict:
     """A video's example: the boxes at the segment holding the middle of its decoded part."""
@@ -136,12 +146,13 @@ class FlickrDecoder(clip_examples.ClipDecoder):
     example = super().example(dataclasses.replace(task, boxes=()), clip)
     width, height = clip.frame_size
     scale = np.array([width, height, width, height], np.float64) / (
-        flickr_soundnet_format.IMAGE_SIZE)
+        flickr_soundnet_format.IMAGE_SIZE
+    )
     boxes = np.zeros((self.num_segments, MAX_BOXES, 4), np.float32)
     box_mask = np.zeros((self.num_segments, MAX_BOXES), np.bool_)
     kept = np.asarray(task.boxes[0][1] if task.boxes else (), np.float64).reshape(-1, 4)
-    boxes[segment, :len(kept)] = kept * scale
-    box_mask[segment, :len(kept)] = True
+    boxes[segment, : len(kept)] = kept * scale
+    box_mask[segment, : len(kept)] = True
     example["boxes"], example["box_mask"] = boxes, box_mask
     return example
 
@@ -149,14 +160,16 @@ class FlickrDecoder(clip_examples.ClipDecoder):
 def index_media(manual_dir: epath.Path) -> dict[str, dict[str, str]]:
   """{kind: {id: path}} for kind image, audio, video: files under manual_dir by stem (the first
   in sorted order when a stem repeats)."""
-  kinds = {**{ext: "image" for ext in IMAGE_EXTENSIONS}, **{ext: "audio" for ext in
-           AUDIO_EXTENSIONS}, **{ext: "video" for ext in video_examples.VIDEO_EXTENSIONS}}
+  kinds = {
+      **{ext: "image" for ext in IMAGE_EXTENSIONS},
+      **{ext: "audio" for ext in AUDIO_EXTENSIONS},
+      **{ext: "video" for ext in video_examples.VIDEO_EXTENSIONS},
+  }
   found = {"image": {}, "audio": {}, "video": {}}
   if "://" in str(manual_dir):
     paths = [str(path) for path in manual_dir.rglob("*")]
   else:
-    paths = [os.path.join(root, name) for root, _, names in os.walk(manual_dir)
-             for name in names]
+    paths = [os.path.join(root, name) for root, _, names in os.walk(manual_dir) for name in names]
   for path in sorted(paths):
     stem, ext = posixpath.splitext(posixpath.basename(path))
     kind = kinds.get(ext[1:].lower())
@@ -183,21 +196,34 @@ def read_manual_dir(manual_dir) -> FlickrRows:
   annotation_dir = manual_dir / "Annotations"
   if test_csv is None or not annotation_dir.exists():
     missing = "flickr_test.csv" if test_csv is None else "Annotations/"
-    raise FlickrInputError(f"{manual_dir} lacks {missing}.\n"
-                           + INSTRUCTIONS.format(manual_dir=manual_dir))
+    raise FlickrInputError(
+        f"{manual_dir} lacks {missing}.\n" + INSTRUCTIONS.format(manual_dir=manual_dir)
+    )
   listed = flickr_soundnet_format.read_test_list(test_csv)
   ids = list(dict.fromkeys(listed))
   found = index_media(manual_dir)
-  counts = collections.Counter(ids=len(ids), duplicate_ids=len(listed) - len(ids),
-                               ids_without_annotation=0, ids_without_media=0, from_video=0,
-                               degenerate_boxes=0, more_than_max_boxes=0)
+  counts = collections.Counter(
+      ids=len(ids),
+      duplicate_ids=len(listed) - len(ids),
+      ids_without_annotation=0,
+      ids_without_media=0,
+      from_video=0,
+      degenerate_boxes=0,
+      more_than_max_boxes=0,
+  )
   tasks, audio_paths, failures = [], {}, []
   for index, image_id in enumerate(ids):
     image, audio = found["image"].get(image_id), found["audio"].get(image_id)
     video = found["video"].get(image_id)
     path = image or video or str(manual_dir / "frames" / f"{image_id}.jpg")
-    task = clip_examples.ClipTask(split="test", key=f"{index:05d}_{image_id}",
-                                  video_id=image_id, video_path=path, label=0, event=NO_EVENT)
+    task = clip_examples.ClipTask(
+        split="test",
+        key=f"{index:05d}_{image_id}",
+        video_id=image_id,
+        video_path=path,
+        label=0,
+        event=NO_EVENT,
+    )
     reason = None
     xml = annotation_dir / f"{image_id}.xml"
     try:
@@ -213,14 +239,17 @@ def read_manual_dir(manual_dir) -> FlickrRows:
     elif not (image and audio) and not video:
       counts["ids_without_media"] += 1
       lacking = [name for name, value in (("image", image), ("audio", audio)) if not value]
-      reason = (f"no {' and no '.join(lacking)} file for id {image_id} under {manual_dir} "
-                f"(<id>.jpg and <id>.wav, or <id>.mp4)")
+      reason = (
+          f"no {' and no '.join(lacking)} file for id {image_id} under {manual_dir} "
+          f"(<id>.jpg and <id>.wav, or <id>.mp4)"
+      )
     if reason is not None:
       failures.append(task.failure(reason))
       continue
     counts["degenerate_boxes"] += annotation.degenerate_boxes
-    task = dataclasses.replace(task, video_path=image if image and audio else video,
-                               boxes=((0, annotation.boxes),))
+    task = dataclasses.replace(
+        task, video_path=image if image and audio else video, boxes=((0, annotation.boxes),)
+    )
     if image and audio:
       audio_paths[task.key] = audio
     else:
@@ -245,13 +274,19 @@ class FlickrSoundnetVideos(video_examples.VideoBuilder):
     features = dict(info.features.items())
     features["boxes"] = tfds.features.Tensor(shape=(t, MAX_BOXES, 4), dtype=np.float32)
     features["box_mask"] = tfds.features.Tensor(shape=(t, MAX_BOXES), dtype=np.bool_)
-    return self.dataset_info_from_configs(features=tfds.features.FeaturesDict(features),
-                                          supervised_keys=None)
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict(features), supervised_keys=None
+    )
 
   def decoder(self) -> clip_examples.ClipDecoder:
     cfg = self.builder_config
-    return FlickrDecoder(cfg.num_segments, cfg.frames_per_segment, cfg.frame_size,
-                         num_classes=len(cfg.class_names), audio_paths=self._rows.audio_paths)
+    return FlickrDecoder(
+        cfg.num_segments,
+        cfg.frames_per_segment,
+        cfg.frame_size,
+        num_classes=len(cfg.class_names),
+        audio_paths=self._rows.audio_paths,
+    )
 
   def _tasks(self, dl_manager: tfds.download.DownloadManager):
     del dl_manager  # the rows are given
@@ -261,30 +296,47 @@ class FlickrSoundnetVideos(video_examples.VideoBuilder):
     return {"train": [], "val": [], "test": list(self._rows.tasks)}
 
 
-def dataset_dir(data_dir, num_segments: int, frames_per_segment: int,
-                frame_size: int) -> epath.Path:
+def dataset_dir(
+    data_dir, num_segments: int, frames_per_segment: int, frame_size: int
+) -> epath.Path:
   """Where `build` writes the dataset under `data_dir`."""
-  name = video_examples.config_name("flickr_soundnet", num_segments, frames_per_segment,
-                                    frame_size)
-  return epath.Path(data_dir) / "flickr_soundnet_videos" / name / str(
-      FlickrSoundnetVideos.VERSION)
+  name = video_examples.config_name("flickr_soundnet", num_segments, frames_per_segment, frame_size)
+  return epath.Path(data_dir) / "flickr_soundnet_videos" / name / str(FlickrSoundnetVideos.VERSION)
 
 
-def build(manual_dir, data_dir, *, num_segments: int = 10, frames_per_segment: int = 1,
-          frame_size: int = 224, num_workers: int = 1, decode_timeout_s: float = 300.0,
-          on_row: Callable[[bool], None] | None = None,
-          beam_options=None) -> video_examples.BuildSummary:
+def build(
+    manual_dir,
+    data_dir,
+    *,
+    num_segments: int = 10,
+    frames_per_segment: int = 1,
+    frame_size: int = 224,
+    num_workers: int = 1,
+    decode_timeout_s: float = 300.0,
+    on_row: Callable[[bool], None] | None = None,
+    beam_options=None,
+) -> video_examples.BuildSummary:
   """Decodes the Flickr-SoundNet test set under `manual_dir` into `data_dir` (kept when built)."""
   built_dir = dataset_dir(data_dir, num_segments, frames_per_segment, frame_size)
   if (built_dir / "dataset_info.json").exists():
     return video_examples.summary_of_built(built_dir, reused=True)
   rows = read_manual_dir(manual_dir)
   config = video_examples.VideoConfig(
-      name=built_dir.parent.name, class_names=(UNLABELLED,), num_segments=num_segments,
-      frames_per_segment=frames_per_segment, frame_size=frame_size, num_workers=num_workers,
-      decode_timeout_s=decode_timeout_s)
-  builder = FlickrSoundnetVideos(config=config, data_dir=str(data_dir), rows=rows,
-                                 on_row=on_row, use_beam=beam_options is not None)
+      name=built_dir.parent.name,
+      class_names=(UNLABELLED,),
+      num_segments=num_segments,
+      frames_per_segment=frames_per_segment,
+      frame_size=frame_size,
+      num_workers=num_workers,
+      decode_timeout_s=decode_timeout_s,
+  )
+  builder = FlickrSoundnetVideos(
+      config=config,
+      data_dir=str(data_dir),
+      rows=rows,
+      on_row=on_row,
+      use_beam=beam_options is not None,
+  )
   summary = video_examples.prepare(builder, beam_options=beam_options)
   (built_dir / DEFECTS_FILE).write_text(json.dumps(rows.counts, indent=2) + "\n")
   return summary
@@ -296,6 +348,7 @@ def defects_line(built_dir) -> str:
   if not path.exists():
     return ""
   counts = json.loads(path.read_text())
-  details = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in counts.items()
-                      if key != "ids")
+  details = ", ".join(
+      f"{key.replace('_', ' ')} {value}" for key, value in counts.items() if key != "ids"
+  )
   return f"flickr_test.csv: {counts['ids']} ids ({details})"

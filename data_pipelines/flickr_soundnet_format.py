@@ -66,8 +66,9 @@ def read_annotation(path: epath.PathLike) -> FlickrAnnotation:
   return FlickrAnnotation(path.stem, boxes, degenerate)
 
 
-def read_annotations(annotation_dir: epath.PathLike,
-                     image_ids: list[str]) -> tuple[dict[str, FlickrAnnotation], list[str]]:
+def read_annotations(
+    annotation_dir: epath.PathLike, image_ids: list[str]
+) -> tuple[dict[str, FlickrAnnotation], list[str]]:
   """({id: annotation} for the ids with an Annotations/<id>.xml, [ids without one])."""
   annotation_dir = epath.Path(annotation_dir)
   found, missing = {}, []

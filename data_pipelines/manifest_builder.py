@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-import tensorflow_datasets as tfds
 from etils import epath
+import tensorflow_datasets as tfds
 
 from data_pipelines import clip_examples
 from data_pipelines import manifest_format
@@ -34,8 +34,10 @@ class ManifestVideos(video_examples.VideoBuilder):
   """The clips of a manifest decoded into frames and log-mel segments."""
 
   VERSION = tfds.core.Version("1.1.0")
-  RELEASE_NOTES = {"1.1.0": "frames and log_mel stored as raw bytes; damaged_segments",
-                   "1.0.0": "first version"}
+  RELEASE_NOTES = {
+      "1.1.0": "frames and log_mel stored as raw bytes; damaged_segments",
+      "1.0.0": "first version",
+  }
 
   def __init__(self, *, manifest: manifest_format.Manifest, **kwargs):
     super().__init__(**kwargs)
@@ -54,11 +56,18 @@ class ManifestVideos(video_examples.VideoBuilder):
       if row.label not in class_index:
         reason = f"label {row.label!r} is not in the class list ({len(class_index)} classes)"
       elif row.start is not None and row.start >= cfg.num_segments:
-        reason = (f"event starts at {row.start:g} s, after the {cfg.num_segments} seconds "
-                  "decoded (num_segments)")
+        reason = (
+            f"event starts at {row.start:g} s, after the {cfg.num_segments} seconds "
+            "decoded (num_segments)"
+        )
       task = clip_examples.ClipTask(
-          split=row.split, key=row.key, video_id=row.video_id, video_path=row.path,
-          label=class_index.get(row.label, -1), event=_event(row, cfg.num_segments))
+          split=row.split,
+          key=row.key,
+          video_id=row.video_id,
+          video_path=row.path,
+          label=class_index.get(row.label, -1),
+          event=_event(row, cfg.num_segments),
+      )
       if reason is not None:
         self.failures.append(task.failure(f"manifest line {row.line}: {reason}"))
         self._on_row(True)
@@ -76,18 +85,28 @@ def _event(row: manifest_format.ManifestRow, num_segments: int):
   return start, (end if row.end is not None else None)
 
 
-def dataset_dir(data_dir, tag: str, num_segments: int, frames_per_segment: int,
-                frame_size: int) -> epath.Path:
+def dataset_dir(
+    data_dir, tag: str, num_segments: int, frames_per_segment: int, frame_size: int
+) -> epath.Path:
   """Where `build` writes the dataset of `tag` under `data_dir` (a local path or gs://...)."""
   name = video_examples.config_name(tag, num_segments, frames_per_segment, frame_size)
   return epath.Path(data_dir) / "manifest_videos" / name / str(ManifestVideos.VERSION)
 
 
-def build(manifest, data_dir, *, tag: str, class_names: Sequence[str] | None = None,
-          num_segments: int = 10, frames_per_segment: int = 1, frame_size: int = 224,
-          num_workers: int = 1, decode_timeout_s: float = 300.0,
-          on_row: Callable[[bool], None] | None = None,
-          beam_options=None) -> video_examples.BuildSummary:
+def build(
+    manifest,
+    data_dir,
+    *,
+    tag: str,
+    class_names: Sequence[str] | None = None,
+    num_segments: int = 10,
+    frames_per_segment: int = 1,
+    frame_size: int = 224,
+    num_workers: int = 1,
+    decode_timeout_s: float = 300.0,
+    on_row: Callable[[bool], None] | None = None,
+    beam_options=None,
+) -> video_examples.BuildSummary:
   """Decodes the clips of `manifest` (a path or a parsed Manifest) into `data_dir`.
 
   An already built dataset of this tag and these decode settings is kept. class_names: the label
@@ -107,12 +126,22 @@ def build(manifest, data_dir, *, tag: str, class_names: Sequence[str] | None = N
   if not class_names:
     raise manifest_format.ManifestError(
         f"{manifest.path}: no usable row ({len(manifest.refused)} refused, see the first: "
-        f"{manifest.refused[0]['reason'] if manifest.refused else 'the file has no rows'})")
+        f"{manifest.refused[0]['reason'] if manifest.refused else 'the file has no rows'})"
+    )
   config = video_examples.VideoConfig(
       name=video_examples.config_name(tag, num_segments, frames_per_segment, frame_size),
-      class_names=tuple(class_names), num_segments=num_segments,
-      frames_per_segment=frames_per_segment, frame_size=frame_size, num_workers=num_workers,
-      decode_timeout_s=decode_timeout_s)
-  builder = ManifestVideos(config=config, data_dir=str(data_dir), manifest=manifest,
-                           on_row=on_row, use_beam=beam_options is not None)
+      class_names=tuple(class_names),
+      num_segments=num_segments,
+      frames_per_segment=frames_per_segment,
+      frame_size=frame_size,
+      num_workers=num_workers,
+      decode_timeout_s=decode_timeout_s,
+  )
+  builder = ManifestVideos(
+      config=config,
+      data_dir=str(data_dir),
+      manifest=manifest,
+      on_row=on_row,
+      use_beam=beam_options is not None,
+  )
   return video_examples.prepare(builder, beam_options=beam_options)

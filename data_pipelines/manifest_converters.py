@@ -39,8 +39,13 @@ from data_pipelines import manifest_format
 from data_pipelines import video_examples
 
 VAL_PERCENT = 5
-KINETICS_SPLITS = {"train": "train", "val": "val", "validate": "val", "validation": "val",
-                   "test": "test"}
+KINETICS_SPLITS = {
+    "train": "train",
+    "val": "val",
+    "validate": "val",
+    "validation": "val",
+    "test": "test",
+}
 # Required columns; `label` may be absent (the 2017 test.csv has none): such rows are not used.
 KINETICS_COLUMNS = ("youtube_id", "time_start", "time_end", "split")
 
@@ -63,9 +68,11 @@ class Conversion:
   def __str__(self):
     splits = ", ".join(f"{split}={n}" for split, n in self.rows.items())
     val = f"val carved from train ({VAL_PERCENT}%)" if self.val_carved else "val as published"
-    return (f"manifest {self.manifest_path}: {sum(self.rows.values())} clips ({splits}; {val}) "
-            f"of {len(self.class_names)} classes, {self.missing_clips} not downloaded (they "
-            f"will be counted as failed), {self.skipped} annotation rows not used")
+    return (
+        f"manifest {self.manifest_path}: {sum(self.rows.values())} clips ({splits}; {val}) "
+        f"of {len(self.class_names)} classes, {self.missing_clips} not downloaded (they "
+        f"will be counted as failed), {self.skipped} annotation rows not used"
+    )
 
 
 def carved_split(split: str, youtube_id: str) -> str:
@@ -100,8 +107,9 @@ def _seconds(text: str, what: str, where: str) -> int:
     raise ConversionError(f"{where}: {what} must be seconds, got {text!r}") from None
 
 
-def _write(out_path, entries, clips, clips_dir, class_names, skipped,
-           val_carved: bool) -> Conversion:
+def _write(
+    out_path, entries, clips, clips_dir, class_names, skipped, val_carved: bool
+) -> Conversion:
   """entries: (clip name, label, split). Writes the manifest; counts rows and missing clips."""
   rows, missing = [], 0
   counts = {split: 0 for split in manifest_format.SPLITS}
@@ -112,8 +120,14 @@ def _write(out_path, entries, clips, clips_dir, class_names, skipped,
       path = str(epath.Path(clips_dir) / f"{name}.mp4")
     rows.append({"path": path, "label": label, "split": split})
     counts[split] += 1
-  return Conversion(manifest_format.write(out_path, rows), tuple(class_names), counts, missing,
-                    skipped, val_carved)
+  return Conversion(
+      manifest_format.write(out_path, rows),
+      tuple(class_names),
+      counts,
+      missing,
+      skipped,
+      val_carved,
+  )
 
 
 def kinetics_sounds(annotation_csvs, clips_dir, out_path, class_names) -> Conversion:
@@ -124,8 +138,10 @@ def kinetics_sounds(annotation_csvs, clips_dir, out_path, class_names) -> Conver
     reader = csv.DictReader(io.StringIO(csv_path.read_text(encoding="utf-8")))
     missing_columns = [c for c in KINETICS_COLUMNS if c not in (reader.fieldnames or ())]
     if missing_columns:
-      raise ConversionError(f"{csv_path}: not a Kinetics CSV, it lacks the columns "
-                            f"{', '.join(missing_columns)} (header {reader.fieldnames})")
+      raise ConversionError(
+          f"{csv_path}: not a Kinetics CSV, it lacks the columns "
+          f"{', '.join(missing_columns)} (header {reader.fieldnames})"
+      )
     for line, record in enumerate(reader, start=2):
       split = KINETICS_SPLITS.get((record["split"] or "").strip())
       label = (record.get("label") or "").strip()
@@ -139,23 +155,35 @@ def kinetics_sounds(annotation_csvs, clips_dir, out_path, class_names) -> Conver
       entries.append((f"{youtube_id}_{start:06d}_{end:06d}", label, split, youtube_id))
   val_carved = not any(split == "test" for _, _, split, _ in entries)
   if val_carved:  # no labelled test rows: Kinetics val is our test, val comes from train
-    entries = [(name, label, "test" if split == "val" else carved_split(split, youtube_id),
-                youtube_id) for name, label, split, youtube_id in entries]
-  return _write(out_path, [entry[:3] for entry in entries], index_clips(clips_dir), clips_dir,
-                sorted(wanted), skipped, val_carved)
+    entries = [
+        (name, label, "test" if split == "val" else carved_split(split, youtube_id), youtube_id)
+        for name, label, split, youtube_id in entries
+    ]
+  return _write(
+      out_path,
+      [entry[:3] for entry in entries],
+      index_clips(clips_dir),
+      clips_dir,
+      sorted(wanted),
+      skipped,
+      val_carved,
+  )
 
 
 def read_vggsound_csv(csv_path) -> list[tuple[str, int, str, str]]:
   """vggsound.csv → [(ytid, start, label, split)]. Raises ConversionError for a bad row."""
   csv_path = epath.Path(csv_path)
   rows = []
-  for line, record in enumerate(csv.reader(io.StringIO(csv_path.read_text(encoding="utf-8"))),
-                                start=1):
+  for line, record in enumerate(
+      csv.reader(io.StringIO(csv_path.read_text(encoding="utf-8"))), start=1
+  ):
     if not record:
       continue
     if len(record) != 4 or record[3].strip() not in ("train", "test"):
-      raise ConversionError(f"{csv_path}:{line}: expected ytid,start,label,split with split "
-                            f"train or test, got {','.join(record)!r}")
+      raise ConversionError(
+          f"{csv_path}:{line}: expected ytid,start,label,split with split "
+          f"train or test, got {','.join(record)!r}"
+      )
     ytid, start, label, split = (field.strip() for field in record)
     rows.append((ytid, _seconds(start, "start", f"{csv_path}:{line}"), label, split))
   return rows
@@ -165,7 +193,10 @@ def vggsound(vggsound_csv, clips_dir, out_path) -> Conversion:
   """vggsound.csv + clips → manifest of every row (see the module doc)."""
   records = read_vggsound_csv(vggsound_csv)
   class_names = sorted({label for _, _, label, _ in records})
-  entries = [(f"{ytid}_{start:06d}", label, carved_split(split, ytid))
-             for ytid, start, label, split in records]
-  return _write(out_path, entries, index_clips(clips_dir), clips_dir, class_names, skipped=0,
-                val_carved=True)
+  entries = [
+      (f"{ytid}_{start:06d}", label, carved_split(split, ytid))
+      for ytid, start, label, split in records
+  ]
+  return _write(
+      out_path, entries, index_clips(clips_dir), clips_dir, class_names, skipped=0, val_carved=True
+  )

@@ -134,7 +134,8 @@ def read(path) -> Manifest:
   if missing or unknown or len(set(header)) != len(header):
     raise ManifestError(
         f"{path}: the first row must be the header path,label[,start,end][,split] (any order, "
-        f"no repeats), got {','.join(lines[0]) if lines else 'an empty file'!r}")
+        f"no repeats), got {','.join(lines[0]) if lines else 'an empty file'!r}"
+    )
   rows, refused = [], []
   for line, values in enumerate(lines[1:], start=2):
     if not any(value.strip() for value in values):
@@ -148,9 +149,15 @@ def read(path) -> Manifest:
     except ValueError as error:
       written = fields.get("path", "")
       video_id = posixpath.splitext(posixpath.basename(written))[0]
-      refused.append({"split": fields.get("split", ""), "key": f"{line:07d}_{video_id}",
-                      "video_id": video_id, "path": written,
-                      "reason": f"manifest line {line}: {error}"})
+      refused.append(
+          {
+              "split": fields.get("split", ""),
+              "key": f"{line:07d}_{video_id}",
+              "video_id": video_id,
+              "path": written,
+              "reason": f"manifest line {line}: {error}",
+          }
+      )
   return Manifest(path, rows, refused)
 
 

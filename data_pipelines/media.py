@@ -54,6 +54,7 @@ AUDIO_GAP_TOLERANCE_S = 0.01
 NON_VIDEO_FORMATS = frozenset({"tty", "bin", "adf", "idf", "xbin", "image2"})
 """FFmpeg demuxers that turn text files (ANSI art) or still images into a 'video' stream."""
 
+
 @dataclasses.dataclass
 class DecodedClip:
   """Model-ready content of one video.
@@ -93,10 +94,11 @@ def _resize_and_centre_crop(frame: Any, size: int) -> np.ndarray:
     new_width, new_height = size, max(size, round(height * size / width))
   else:
     new_width, new_height = max(size, round(width * size / height)), size
-  rgb = frame.reformat(width=new_width, height=new_height, format="rgb24",
-                       interpolation="AREA").to_ndarray()
+  rgb = frame.reformat(
+      width=new_width, height=new_height, format="rgb24", interpolation="AREA"
+  ).to_ndarray()
   top, left = (new_height - size) // 2, (new_width - size) // 2
-  return np.ascontiguousarray(rgb[top:top + size, left:left + size])
+  return np.ascontiguousarray(rgb[top : top + size, left : left + size])
 
 
 resize_and_centre_crop = _resize_and_centre_crop  # public: still images (flickr_soundnet)
@@ -116,8 +118,13 @@ class _SampledVideo:
   damage: media_streams.StreamDamage
 
 
-def _sample_video(container: Any, path: str | os.PathLike, num_segments: int,
-                  frames_per_segment: int, frame_size: int) -> _SampledVideo:
+def _sample_video(
+    container: Any,
+    path: str | os.PathLike,
+    num_segments: int,
+    frames_per_segment: int,
+    frame_size: int,
+) -> _SampledVideo:
   """Decode the first video stream up to T seconds and pick the frame shown at each sample time."""
   format_names = set(container.format.name.split(","))
   if format_names & NON_VIDEO_FORMATS or any(name.endswith("_pipe") for name in format_names):
@@ -183,22 +190,28 @@ def _sample_video(container: Any, path: str | os.PathLike, num_segments: int,
   damage.raise_if_mostly_corrupt(path)
   if num_decoded == 0:
     details = "; ".join(damage.warnings())
-    raise MediaError(path, "video stream has no decodable frames"
-                     + (f" ({details})" if details else ""))
+    raise MediaError(
+        path, "video stream has no decodable frames" + (f" ({details})" if details else "")
+    )
 
   if stopped_early:
     end_s = float("inf")
   else:
-    frame_duration = float(previous_frame.duration * previous_frame.time_base) if (
-        previous_frame.duration and previous_frame.time_base) else frame_step
+    frame_duration = (
+        float(previous_frame.duration * previous_frame.time_base)
+        if (previous_frame.duration and previous_frame.time_base)
+        else frame_step
+    )
     end_s = previous_time + max(frame_duration, 0.0)
     _check_not_truncated(stream, path, origin, end_s, float(num_segments))
     shown_s[next_sample:], shown_damaged[next_sample:] = previous_time, previous_damaged
 
   mask = sample_times.reshape(num_segments, frames_per_segment)[:, 0] < end_s  # [T]
   if not mask.any():
-    raise MediaError(path, f"video ends at {end_s:.2f} s, before the first sample time "
-                     f"{sample_times[0]:.2f} s")
+    raise MediaError(
+        path,
+        f"video ends at {end_s:.2f} s, before the first sample time " f"{sample_times[0]:.2f} s",
+    )
   frames = np.zeros((num_segments, frames_per_segment, frame_size, frame_size, 3), dtype=np.uint8)
   for index in range(sample_times.size):
     segment, slot = divmod(index, frames_per_segment)
@@ -206,14 +219,23 @@ def _sample_video(container: Any, path: str | os.PathLike, num_segments: int,
       continue
     # Valid segment: samples past the end of the video repeat the last frame.
     frames[segment, slot] = picked[index] if picked[index] is not None else previous_as_rgb()
-  return _SampledVideo(frames=frames, segment_mask=mask, frame_size=original_size, end_s=end_s,
-                       sample_times_s=sample_times, shown_s=shown_s, next_s=next_s,
-                       shown_damaged=shown_damaged, nominal_step_s=1.0 / rate if rate > 0 else 0.0,
-                       damage=damage)
+  return _SampledVideo(
+      frames=frames,
+      segment_mask=mask,
+      frame_size=original_size,
+      end_s=end_s,
+      sample_times_s=sample_times,
+      shown_s=shown_s,
+      next_s=next_s,
+      shown_damaged=shown_damaged,
+      nominal_step_s=1.0 / rate if rate > 0 else 0.0,
+      damage=damage,
+  )
 
 
-def _check_not_truncated(stream: Any, path: str | os.PathLike, origin: float, end_s: float,
-                         horizon_s: float) -> None:
+def _check_not_truncated(
+    stream: Any, path: str | os.PathLike, origin: float, end_s: float, horizon_s: float
+) -> None:
   """Raise MediaError if decoding hit EOF well before what the stream declares (within the
   horizon)."""
   declared_end = media_streams.declared_end_s(stream, origin)
@@ -221,8 +243,10 @@ def _check_not_truncated(stream: Any, path: str | os.PathLike, origin: float, en
     return
   if end_s < min(declared_end, horizon_s) - TRUNCATION_TOLERANCE_S:
     raise MediaError(
-        path, f"truncated or corrupt: video frames end at {end_s:.2f} s but the stream declares "
-        f"{declared_end:.2f} s")
+        path,
+        f"truncated or corrupt: video frames end at {end_s:.2f} s but the stream declares "
+        f"{declared_end:.2f} s",
+    )
 
 
 # -------------------------------------------------------------------------------- audio
@@ -264,7 +288,7 @@ def _read_audio(container: Any, path: str | os.PathLike, seconds: float) -> _Aud
       chunk = samples.reshape(samples.shape[0], -1).mean(axis=0)
       low, high = max(cursor, 0), min(cursor + chunk.size, num_samples)
       if low < high:
-        waveform[low:high] = chunk[low - cursor:high - cursor]
+        waveform[low:high] = chunk[low - cursor : high - cursor]
       cursor += chunk.size
 
   for frame in media_streams.decoded_frames(container, stream, path, seconds, damage):
@@ -286,8 +310,9 @@ def _read_audio(container: Any, path: str | os.PathLike, seconds: float) -> _Aud
     if key != resampler_key:  # first frame, after a gap, or the stream changed its format
       if resampler is not None and resampler_key is not None:
         write(resampler.resample(None))
-      resampler = av.AudioResampler(format="fltp", layout=frame.layout.name,
-                                    rate=log_mel.SAMPLE_RATE)
+      resampler = av.AudioResampler(
+          format="fltp", layout=frame.layout.name, rate=log_mel.SAMPLE_RATE
+      )
       resampler_key = key
     write(resampler.resample(frame))
     expected_start_s = start_s + frame.samples / frame.sample_rate
@@ -300,8 +325,13 @@ def _read_audio(container: Any, path: str | os.PathLike, seconds: float) -> _Aud
     damaged.append((expected_start_s or 0.0, seconds))  # the audio ends in damage
 
   if cursor is None:
-    return _Audio(waveform, False, damage.warnings() + [
-        "audio stream has no decodable samples; using log-mel of silence"], [], [])
+    return _Audio(
+        waveform,
+        False,
+        damage.warnings() + ["audio stream has no decodable samples; using log-mel of silence"],
+        [],
+        [],
+    )
   return _Audio(waveform, True, damage.warnings(), gaps, damaged)
 
 
@@ -317,8 +347,9 @@ def _read_audio_or_raise(container: Any, path: Any, seconds: float) -> _Audio:
 # ------------------------------------------------------------------------------- damage
 
 
-def _damaged_segments(video: _SampledVideo, audio: _Audio,
-                      num_segments: int) -> tuple[np.ndarray, list[str]]:
+def _damaged_segments(
+    video: _SampledVideo, audio: _Audio, num_segments: int
+) -> tuple[np.ndarray, list[str]]:
   """([T] bool: valid segments touched by corrupt data, by the rules of the module docstring;
   notes on video lost without a rejected packet)."""
   times, shown, following = video.sample_times_s, video.shown_s, video.next_s  # each [T*F]
@@ -339,11 +370,17 @@ def _damaged_segments(video: _SampledVideo, audio: _Audio,
       lost_spans[-1][1] = max(lost_spans[-1][1], end)
     else:
       lost_spans.append([start, end])
-  notes = [f"video: no frames from {start:.2f} s to {end:.2f} s, where the audio has a gap too "
-           "(data lost)" for start, end in lost_spans]
+  notes = [
+      f"video: no frames from {start:.2f} s to {end:.2f} s, where the audio has a gap too "
+      "(data lost)"
+      for start, end in lost_spans
+  ]
   # Audio seconds overlapping a stretch lost with packets, or lost together with the video.
-  audio_damaged = audio.damaged_s + [(start, end) for start, end in audio.gaps_s if any(
-      start < span_end and end > span_start for span_start, span_end in lost_spans)]
+  audio_damaged = audio.damaged_s + [
+      (start, end)
+      for start, end in audio.gaps_s
+      if any(start < span_end and end > span_start for span_start, span_end in lost_spans)
+  ]
   damaged = (damaged | lost_with_audio).reshape(num_segments, -1).any(axis=1)
   t = np.arange(num_segments)
   for start, end in audio_damaged:
@@ -376,8 +413,13 @@ def read_audio_16k_mono(container_or_path: Any, seconds: float) -> tuple[np.ndar
   return audio.waveform, audio.has_audio
 
 
-def decode_clip(path: str | os.PathLike, *, num_segments: int = 10, frames_per_segment: int = 1,
-                frame_size: int = 224) -> DecodedClip:
+def decode_clip(
+    path: str | os.PathLike,
+    *,
+    num_segments: int = 10,
+    frames_per_segment: int = 1,
+    frame_size: int = 224,
+) -> DecodedClip:
   """Decode ``path`` into T one-second segments of frames and log-mel.
 
   Args:
@@ -397,7 +439,8 @@ def decode_clip(path: str | os.PathLike, *, num_segments: int = 10, frames_per_s
   if num_segments < 1 or frames_per_segment < 1 or frame_size < 1:
     raise ValueError(
         f"num_segments ({num_segments}), frames_per_segment ({frames_per_segment}) "
-        f"and frame_size ({frame_size}) must all be >= 1")
+        f"and frame_size ({frame_size}) must all be >= 1"
+    )
   with media_streams.open_container(path) as container:
     try:
       video = _sample_video(container, path, num_segments, frames_per_segment, frame_size)

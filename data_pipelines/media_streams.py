@@ -85,17 +85,21 @@ class StreamDamage:
     if self.undecodable_at_s:
       notes.append(
           f"{self.kind}: skipped {len(self.undecodable_at_s)} undecodable packets of "
-          f"{self.num_packets} (corrupt data) from {min(self.undecodable_at_s):.2f} s")
+          f"{self.num_packets} (corrupt data) from {min(self.undecodable_at_s):.2f} s"
+      )
     if self.read_error is not None:
       notes.append(
-          f"{self.kind}: reading stopped after {self.read_error_at_s:.2f} s ({self.read_error})")
+          f"{self.kind}: reading stopped after {self.read_error_at_s:.2f} s ({self.read_error})"
+      )
     return notes
 
   def raise_if_mostly_corrupt(self, path: str | os.PathLike) -> None:
     if len(self.undecodable_at_s) > MAX_UNDECODABLE_FRACTION * max(self.num_packets, 1):
       raise MediaError(
-          path, f"corrupt: {len(self.undecodable_at_s)} of {self.num_packets} {self.kind} "
-          "packets read cannot be decoded")
+          path,
+          f"corrupt: {len(self.undecodable_at_s)} of {self.num_packets} {self.kind} "
+          "packets read cannot be decoded",
+      )
 
 
 def _damage_time_s(packet: Any, origin: float, decoded_until_s: float) -> float:
@@ -106,8 +110,9 @@ def _damage_time_s(packet: Any, origin: float, decoded_until_s: float) -> float:
   return time if abs(time - decoded_until_s) <= PACKET_TIME_SLACK_S else decoded_until_s
 
 
-def decoded_frames(container: Any, stream: Any, path: str | os.PathLike, horizon_s: float,
-                   damage: StreamDamage) -> Iterator[Any]:
+def decoded_frames(
+    container: Any, stream: Any, path: str | os.PathLike, horizon_s: float, damage: StreamDamage
+) -> Iterator[Any]:
   """Frames of ``stream`` in presentation order, like ``container.decode(stream)``, except that
   a packet the decoder rejects is skipped (recorded in ``damage``) and a read error ends the
   stream (recorded) instead of raising.
@@ -132,8 +137,11 @@ def decoded_frames(container: Any, stream: Any, path: str | os.PathLike, horizon
     if packet is not None and packet.size:
       damage.num_packets += 1
       if damage.num_packets > max_packets:
-        raise MediaError(path, f"more than {max_packets} {damage.kind} packets within "
-                         f"{horizon_s:g} s: broken timestamps")
+        raise MediaError(
+            path,
+            f"more than {max_packets} {damage.kind} packets within "
+            f"{horizon_s:g} s: broken timestamps",
+        )
     try:
       frames = packet.decode() if packet is not None else stream.codec_context.decode(None)
     except av.error.FFmpegError:

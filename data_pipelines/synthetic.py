@@ -66,316 +66,364 @@ GENERATOR_VERSION = 2
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticSpec:
-    num_classes: int = 6
-    num_train: int = 600
-    num_val: int = 100
-    num_test: int = 100
-    num_segments: int = 10
-    frame_height: int = 128
-    frame_width: int = 128
-    fps: int = 8
-    sample_rate: int = 16000
-    seed: int = 0
-    num_distractor_objects: int = 2
+  num_classes: int = 6
+  num_train: int = 600
+  num_val: int = 100
+  num_test: int = 100
+  num_segments: int = 10
+  frame_height: int = 128
+  frame_width: int = 128
+  fps: int = 8
+  sample_rate: int = 16000
+  seed: int = 0
+  num_distractor_objects: int = 2
 
-    def __post_init__(self):
-        if not self.num_distractor_objects + 2 <= self.num_classes <= scene.MAX_CLASSES:
-            raise ValueError(f"num_classes must be in [num_distractor_objects + 2, "
-                             f"{scene.MAX_CLASSES}], got {self.num_classes}")
-        if self.num_segments < EVENT_SEGMENTS_RANGE[0]:
-            raise ValueError(f"num_segments must be >= {EVENT_SEGMENTS_RANGE[0]}")
-        if min(self.frame_height, self.frame_width) < 64:
-            raise ValueError("frames must be at least 64x64")
-        if min(self.num_train, self.num_val, self.num_test) < 0 or self.num_videos == 0:
-            raise ValueError("split counts must be >= 0 and not all zero")
+  def __post_init__(self):
+    if not self.num_distractor_objects + 2 <= self.num_classes <= scene.MAX_CLASSES:
+      raise ValueError(
+          f"num_classes must be in [num_distractor_objects + 2, "
+          f"{scene.MAX_CLASSES}], got {self.num_classes}"
+      )
+    if self.num_segments < EVENT_SEGMENTS_RANGE[0]:
+      raise ValueError(f"num_segments must be >= {EVENT_SEGMENTS_RANGE[0]}")
+    if min(self.frame_height, self.frame_width) < 64:
+      raise ValueError("frames must be at least 64x64")
+    if min(self.num_train, self.num_val, self.num_test) < 0 or self.num_videos == 0:
+      raise ValueError("split counts must be >= 0 and not all zero")
 
-    @property
-    def num_videos(self) -> int:
-        return self.num_train + self.num_val + self.num_test
+  @property
+  def num_videos(self) -> int:
+    return self.num_train + self.num_val + self.num_test
 
-    @property
-    def class_names(self) -> list[str]:
-        return [scene.class_name(c) for c in range(self.num_classes)]
+  @property
+  def class_names(self) -> list[str]:
+    return [scene.class_name(c) for c in range(self.num_classes)]
+
 
 # The settings a config's `synthetic` section holds (configs/synthetic.py) and the segment/frame
 # sizes the set is built at; `smoke` shrinks the splits for tests. Their hash names the cached
 # dataset (data_pipelines/synthetic_dataset.py), so a change here builds a new set.
-CONFIG_SETTINGS = dict(num_classes=6, num_train=600, num_val=100, num_test=100, seed=0,
-                       frame_height=128, frame_width=128, fps=8)
+CONFIG_SETTINGS = dict(
+    num_classes=6,
+    num_train=600,
+    num_val=100,
+    num_test=100,
+    seed=0,
+    frame_height=128,
+    frame_width=128,
+    fps=8,
+)
 SMOKE_SPLITS = dict(num_train=24, num_val=8, num_test=8)
 BUILD_SIZES = dict(num_segments=10, frames_per_segment=1, frame_size=64)
 PRESETS = ("", "smoke")
 
 
 def default_settings(preset: str = "") -> dict:
-    """The generator settings of a preset: '' (the default set) or 'smoke' (a few videos)."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown synthetic preset {preset!r}; known: {list(PRESETS)}")
-    return {**CONFIG_SETTINGS, **(SMOKE_SPLITS if preset == "smoke" else {})}
+  """The generator settings of a preset: '' (the default set) or 'smoke' (a few videos)."""
+  if preset not in PRESETS:
+    raise ValueError(f"unknown synthetic preset {preset!r}; known: {list(PRESETS)}")
+  return {**CONFIG_SETTINGS, **(SMOKE_SPLITS if preset == "smoke" else {})}
 
 
 @dataclasses.dataclass(frozen=True)
 class VideoTruth:
-    """Everything that was placed in one video. Segments are integer seconds, ends exclusive."""
-    video_id: str
-    split: str
-    event_class: int
-    event_start: int
-    event_end: int
-    event_box: tuple[int, int, int, int]  # tight box [x0, y0, x1, y1] of the event object
-    object_classes: tuple[int, ...]  # visible objects, event object first
-    object_squares: tuple[tuple[int, int, int], ...]  # (left, top, size) placement squares
-    object_boxes: tuple[tuple[int, int, int, int], ...]  # tight boxes, same order
-    distractor_sound_class: int | None
-    distractor_sound_start: int | None
-    distractor_sound_end: int | None
+  """Everything that was placed in one video. Segments are integer seconds, ends exclusive."""
 
-    @property
-    def event_segments(self) -> range:
-        return range(self.event_start, self.event_end)
+  video_id: str
+  split: str
+  event_class: int
+  event_start: int
+  event_end: int
+  event_box: tuple[int, int, int, int]  # tight box [x0, y0, x1, y1] of the event object
+  object_classes: tuple[int, ...]  # visible objects, event object first
+  object_squares: tuple[tuple[int, int, int], ...]  # (left, top, size) placement squares
+  object_boxes: tuple[tuple[int, int, int, int], ...]  # tight boxes, same order
+  distractor_sound_class: int | None
+  distractor_sound_start: int | None
+  distractor_sound_end: int | None
 
-    @property
-    def audible_classes(self) -> tuple[int, ...]:
-        extra = () if self.distractor_sound_class is None else (self.distractor_sound_class,)
-        return (self.event_class,) + extra
+  @property
+  def event_segments(self) -> range:
+    return range(self.event_start, self.event_end)
+
+  @property
+  def audible_classes(self) -> tuple[int, ...]:
+    extra = () if self.distractor_sound_class is None else (self.distractor_sound_class,)
+    return (self.event_class,) + extra
 
 
 def video_id(index: int) -> str:
-    return f"syn{index:05d}"
+  return f"syn{index:05d}"
 
 
 def split_of(spec: SyntheticSpec, index: int) -> str:
-    if index < spec.num_train:
-        return "train"
-    return "val" if index < spec.num_train + spec.num_val else "test"
+  if index < spec.num_train:
+    return "train"
+  return "val" if index < spec.num_train + spec.num_val else "test"
 
 
 def _rng(spec: SyntheticSpec, index: int, stream: int) -> np.random.Generator:
-    """Independent per-(video, stream) generator: videos can be made in any order."""
-    return np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(index, stream)))
+  """Independent per-(video, stream) generator: videos can be made in any order."""
+  return np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(index, stream)))
 
 
 def _event_and_distractor_runs(rng, num_segments):
-    """Non-overlapping [start, end) runs for the event and the distractor tone.
+  """Non-overlapping [start, end) runs for the event and the distractor tone.
 
-    The two runs are exchangeable: their lengths are a pair drawn uniformly from
-    {(a, b): a, b in EVENT_SEGMENTS_RANGE, a + b <= num_segments}, the free segments are split
-    uniformly into the gaps before, between and after them, and which run comes first is a coin
-    flip. Returns (event_run, distractor_run); distractor_run is None when two runs cannot fit.
-    """
-    low, high = EVENT_SEGMENTS_RANGE
-    pairs = [(a, b) for a in range(low, high + 1) for b in range(low, high + 1)
-             if a + b <= num_segments]
-    if not pairs:
-        length = int(rng.integers(low, min(high, num_segments) + 1))
-        start = int(rng.integers(0, num_segments - length + 1))
-        return (start, start + length), None
-    event_length, distractor_length = pairs[int(rng.integers(len(pairs)))]
-    free = num_segments - event_length - distractor_length
-    first_gap, second_cut = np.sort(rng.integers(0, free + 1, size=2))
-    event_first = bool(rng.random() < 0.5)
-    first_length, second_length = ((event_length, distractor_length) if event_first
-                                   else (distractor_length, event_length))
-    first = (int(first_gap), int(first_gap) + first_length)
-    second_start = first[1] + int(second_cut - first_gap)
-    second = (second_start, second_start + second_length)
-    return (first, second) if event_first else (second, first)
+  The two runs are exchangeable: their lengths are a pair drawn uniformly from
+  {(a, b): a, b in EVENT_SEGMENTS_RANGE, a + b <= num_segments}, the free segments are split
+  uniformly into the gaps before, between and after them, and which run comes first is a coin
+  flip. Returns (event_run, distractor_run); distractor_run is None when two runs cannot fit.
+  """
+  low, high = EVENT_SEGMENTS_RANGE
+  pairs = [
+      (a, b) for a in range(low, high + 1) for b in range(low, high + 1) if a + b <= num_segments
+  ]
+  if not pairs:
+    length = int(rng.integers(low, min(high, num_segments) + 1))
+    start = int(rng.integers(0, num_segments - length + 1))
+    return (start, start + length), None
+  event_length, distractor_length = pairs[int(rng.integers(len(pairs)))]
+  free = num_segments - event_length - distractor_length
+  first_gap, second_cut = np.sort(rng.integers(0, free + 1, size=2))
+  event_first = bool(rng.random() < 0.5)
+  first_length, second_length = (
+      (event_length, distractor_length) if event_first else (distractor_length, event_length)
+  )
+  first = (int(first_gap), int(first_gap) + first_length)
+  second_start = first[1] + int(second_cut - first_gap)
+  second = (second_start, second_start + second_length)
+  return (first, second) if event_first else (second, first)
 
 
 def _place_squares(rng, num_squares, height, width):
-    """Non-overlapping (left, top, size) squares at least OBJECT_GAP_PX apart."""
-    scale = min(height, width) / 128.0
-    squares = []
-    for _ in range(1000 * num_squares):
-        if len(squares) == num_squares:
-            break
-        size = int(round(rng.uniform(*OBJECT_SIZE_RANGE_PX) * scale))
-        left = int(rng.integers(0, width - size + 1))
-        top = int(rng.integers(0, height - size + 1))
-        if all(left >= l + s + OBJECT_GAP_PX or l >= left + size + OBJECT_GAP_PX
-               or top >= t + s + OBJECT_GAP_PX or t >= top + size + OBJECT_GAP_PX
-               for l, t, s in squares):
-            squares.append((left, top, size))
-    if len(squares) != num_squares:
-        raise RuntimeError("could not place the objects; frames too small")
-    return squares
+  """Non-overlapping (left, top, size) squares at least OBJECT_GAP_PX apart."""
+  scale = min(height, width) / 128.0
+  squares = []
+  for _ in range(1000 * num_squares):
+    if len(squares) == num_squares:
+      break
+    size = int(round(rng.uniform(*OBJECT_SIZE_RANGE_PX) * scale))
+    left = int(rng.integers(0, width - size + 1))
+    top = int(rng.integers(0, height - size + 1))
+    if all(
+        left >= x + s + OBJECT_GAP_PX
+        or x >= left + size + OBJECT_GAP_PX
+        or top >= y + s + OBJECT_GAP_PX
+        or y >= top + size + OBJECT_GAP_PX
+        for x, y, s in squares
+    ):
+      squares.append((left, top, size))
+  if len(squares) != num_squares:
+    raise RuntimeError("could not place the objects; frames too small")
+  return squares
 
 
 def object_masks(spec: SyntheticSpec, truth: VideoTruth) -> np.ndarray:
-    """Binary masks of the visible objects, bool [num_objects, H, W], event object first."""
-    return np.stack([
-        scene.shape_mask(scene.SHAPES[c], left, top, size, spec.frame_height, spec.frame_width)
-        for c, (left, top, size) in zip(truth.object_classes, truth.object_squares)])
+  """Binary masks of the visible objects, bool [num_objects, H, W], event object first."""
+  return np.stack(
+      [
+          scene.shape_mask(scene.SHAPES[c], left, top, size, spec.frame_height, spec.frame_width)
+          for c, (left, top, size) in zip(truth.object_classes, truth.object_squares)
+      ]
+  )
 
 
 def sample_scene(spec: SyntheticSpec, index: int) -> VideoTruth:
-    """The layout of video `index` (cheap: no pixels or samples are rendered)."""
-    rng = _rng(spec, index, stream=0)
-    classes = [int(c) for c in rng.permutation(spec.num_classes)]
-    event_class = classes[0]
-    visible = classes[:1 + spec.num_distractor_objects]
-    (event_start, event_end), distractor_run = _event_and_distractor_runs(rng, spec.num_segments)
-    distractor_class = int(rng.choice(classes[len(visible):]))
-    if distractor_run is None:
-        distractor_class, distractor_run = None, (None, None)
-    # All objects are placed first, then the event object takes a uniformly random one of the
-    # squares, so no size or position cue tells it apart (placed first, it was more often the
-    # largest and the most central: the first square has the emptiest frame to fit in).
-    placed = _place_squares(rng, len(visible), spec.frame_height, spec.frame_width)
-    squares = [placed[i] for i in rng.permutation(len(placed))]
-    partial = VideoTruth(
-        video_id=video_id(index), split=split_of(spec, index), event_class=event_class,
-        event_start=event_start, event_end=event_end, event_box=(0, 0, 0, 0),
-        object_classes=tuple(visible), object_squares=tuple(squares), object_boxes=(),
-        distractor_sound_class=distractor_class, distractor_sound_start=distractor_run[0],
-        distractor_sound_end=distractor_run[1])
-    boxes = tuple(tuple(scene.tight_box(m)) for m in object_masks(spec, partial))
-    return dataclasses.replace(partial, object_boxes=boxes, event_box=boxes[0])
+  """The layout of video `index` (cheap: no pixels or samples are rendered)."""
+  rng = _rng(spec, index, stream=0)
+  classes = [int(c) for c in rng.permutation(spec.num_classes)]
+  event_class = classes[0]
+  visible = classes[: 1 + spec.num_distractor_objects]
+  (event_start, event_end), distractor_run = _event_and_distractor_runs(rng, spec.num_segments)
+  distractor_class = int(rng.choice(classes[len(visible) :]))
+  if distractor_run is None:
+    distractor_class, distractor_run = None, (None, None)
+  # All objects are placed first, then the event object takes a uniformly random one of the
+  # squares, so no size or position cue tells it apart (placed first, it was more often the
+  # largest and the most central: the first square has the emptiest frame to fit in).
+  placed = _place_squares(rng, len(visible), spec.frame_height, spec.frame_width)
+  squares = [placed[i] for i in rng.permutation(len(placed))]
+  partial = VideoTruth(
+      video_id=video_id(index),
+      split=split_of(spec, index),
+      event_class=event_class,
+      event_start=event_start,
+      event_end=event_end,
+      event_box=(0, 0, 0, 0),
+      object_classes=tuple(visible),
+      object_squares=tuple(squares),
+      object_boxes=(),
+      distractor_sound_class=distractor_class,
+      distractor_sound_start=distractor_run[0],
+      distractor_sound_end=distractor_run[1],
+  )
+  boxes = tuple(tuple(scene.tight_box(m)) for m in object_masks(spec, partial))
+  return dataclasses.replace(partial, object_boxes=boxes, event_box=boxes[0])
 
 
 def render_video(spec: SyntheticSpec, index: int):
-    """Renders video `index`.
+  """Renders video `index`.
 
-    Returns (frames uint8 [num_segments * fps, H, W, 3] RGB,
-             waveform float32 [num_segments * sample_rate] mono in [-1, 1],
-             VideoTruth).
-    """
-    truth = sample_scene(spec, index)
-    rng = _rng(spec, index, stream=1)
-    height, width = spec.frame_height, spec.frame_width
-    image = scene.background_image(rng, height, width)
-    for class_index, mask in zip(truth.object_classes, object_masks(spec, truth)):
-        image[mask] = scene.class_colour(class_index)
-    image += STATIC_PIXEL_NOISE_STD * rng.standard_normal((height, width, 3), np.float32)
-    still = np.clip(np.rint(image), 0, 255).astype(np.int16)
-    level = TEMPORAL_PIXEL_NOISE_LEVELS
-    flicker = rng.integers(-level, level + 1, (spec.num_segments * spec.fps, height, width, 3),
-                           dtype=np.int8)  # int8 noise: ~5x cheaper than float normals
-    frames = np.clip(still + flicker, 0, 255).astype(np.uint8)
+  Returns (frames uint8 [num_segments * fps, H, W, 3] RGB,
+           waveform float32 [num_segments * sample_rate] mono in [-1, 1],
+           VideoTruth).
+  """
+  truth = sample_scene(spec, index)
+  rng = _rng(spec, index, stream=1)
+  height, width = spec.frame_height, spec.frame_width
+  image = scene.background_image(rng, height, width)
+  for class_index, mask in zip(truth.object_classes, object_masks(spec, truth)):
+    image[mask] = scene.class_colour(class_index)
+  image += STATIC_PIXEL_NOISE_STD * rng.standard_normal((height, width, 3), np.float32)
+  still = np.clip(np.rint(image), 0, 255).astype(np.int16)
+  level = TEMPORAL_PIXEL_NOISE_LEVELS
+  flicker = rng.integers(
+      -level, level + 1, (spec.num_segments * spec.fps, height, width, 3), dtype=np.int8
+  )  # int8 noise: ~5x cheaper than float normals
+  frames = np.clip(still + flicker, 0, 255).astype(np.uint8)
 
-    sr = spec.sample_rate
-    waveform = rng.uniform(*AUDIO_NOISE_STD_RANGE) * rng.standard_normal(
-        spec.num_segments * sr, np.float32)
-    sounds = [(truth.event_class, truth.event_start, truth.event_end),
-              (truth.distractor_sound_class, truth.distractor_sound_start,
-               truth.distractor_sound_end)]
-    for class_index, start, end in sounds:
-        amplitude = rng.uniform(*TONE_AMPLITUDE_RANGE)  # drawn even if unused: stable stream
-        phases = rng.uniform(0.0, 2 * np.pi, size=len(scene.TONE_PARTIAL_AMPLITUDES))
-        if class_index is not None:
-            waveform[start * sr:end * sr] += scene.harmonic_tone(
-                class_index, (end - start) * sr, sr, amplitude, phases)
-    return frames, np.clip(waveform, -1.0, 1.0), truth
+  sr = spec.sample_rate
+  waveform = rng.uniform(*AUDIO_NOISE_STD_RANGE) * rng.standard_normal(
+      spec.num_segments * sr, np.float32
+  )
+  sounds = [
+      (truth.event_class, truth.event_start, truth.event_end),
+      (truth.distractor_sound_class, truth.distractor_sound_start, truth.distractor_sound_end),
+  ]
+  for class_index, start, end in sounds:
+    amplitude = rng.uniform(*TONE_AMPLITUDE_RANGE)  # drawn even if unused: stable stream
+    phases = rng.uniform(0.0, 2 * np.pi, size=len(scene.TONE_PARTIAL_AMPLITUDES))
+    if class_index is not None:
+      waveform[start * sr : end * sr] += scene.harmonic_tone(
+          class_index, (end - start) * sr, sr, amplitude, phases
+      )
+  return frames, np.clip(waveform, -1.0, 1.0), truth
 
 
 def write_mp4(path, frames: np.ndarray, waveform: np.ndarray, fps: int, sample_rate: int):
-    """Encodes frames uint8 [T, H, W, 3] (H.264, yuv420p) and waveform float32 [S] (AAC mono)."""
-    with av.open(str(path), "w", format="mp4") as container:
-        video = container.add_stream("libx264", rate=fps, options=X264_OPTIONS)
-        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        audio = container.add_stream("aac", rate=sample_rate, layout="mono",
-                                     options=AAC_OPTIONS)
-        audio.bit_rate = AAC_BIT_RATE
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            container.mux(video.encode(frame))
-        container.mux(video.encode())
-        samples = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(waveform[None, :], np.float32), format="fltp", layout="mono")
-        samples.sample_rate, samples.pts = sample_rate, 0
-        container.mux(audio.encode(samples))
-        container.mux(audio.encode())
+  """Encodes frames uint8 [T, H, W, 3] (H.264, yuv420p) and waveform float32 [S] (AAC mono)."""
+  with av.open(str(path), "w", format="mp4") as container:
+    video = container.add_stream("libx264", rate=fps, options=X264_OPTIONS)
+    video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+    audio = container.add_stream("aac", rate=sample_rate, layout="mono", options=AAC_OPTIONS)
+    audio.bit_rate = AAC_BIT_RATE
+    for i, rgb in enumerate(frames):
+      frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+      frame.pts = i
+      container.mux(video.encode(frame))
+    container.mux(video.encode())
+    samples = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(waveform[None, :], np.float32), format="fltp", layout="mono"
+    )
+    samples.sample_rate, samples.pts = sample_rate, 0
+    container.mux(audio.encode(samples))
+    container.mux(audio.encode())
 
 
 def _render_and_write(job: tuple[SyntheticSpec, str, int]) -> int:
-    spec, video_dir, index = job
-    final_path = pathlib.Path(video_dir) / f"{video_id(index)}.mp4"
-    if not final_path.exists():
-        frames, waveform, _ = render_video(spec, index)
-        tmp_path = final_path.with_suffix(".tmp.mp4")
-        write_mp4(tmp_path, frames, waveform, spec.fps, spec.sample_rate)
-        os.replace(tmp_path, final_path)
-    return index
+  spec, video_dir, index = job
+  final_path = pathlib.Path(video_dir) / f"{video_id(index)}.mp4"
+  if not final_path.exists():
+    frames, waveform, _ = render_video(spec, index)
+    tmp_path = final_path.with_suffix(".tmp.mp4")
+    write_mp4(tmp_path, frames, waveform, spec.fps, spec.sample_rate)
+    os.replace(tmp_path, final_path)
+  return index
 
 
 def _annotation_row(spec: SyntheticSpec, truth: VideoTruth) -> str:
-    name = spec.class_names[truth.event_class]
-    return f"{name}&{truth.video_id}&good&{truth.event_start}&{truth.event_end}\n"
+  name = spec.class_names[truth.event_class]
+  return f"{name}&{truth.video_id}&good&{truth.event_start}&{truth.event_end}\n"
 
 
 def _write_text_files(root: pathlib.Path, spec: SyntheticSpec, truths: list[VideoTruth]):
-    rows = [_annotation_row(spec, t) for t in truths]
-    (root / "Annotations.txt").write_text(ANNOTATION_HEADER + "\n" + "".join(rows))
-    for split, filename in SPLIT_FILES.items():
-        (root / filename).write_text(
-            "".join(r for r, t in zip(rows, truths) if t.split == split))
-    (root / "classes.txt").write_text("".join(n + "\n" for n in spec.class_names))
-    size = [spec.frame_width, spec.frame_height]
-    (root / "boxes.jsonl").write_text("".join(
-        json.dumps({"video_id": t.video_id, "segment": s, "frame_size": size,
-                    "boxes": [list(t.event_box)]}) + "\n"
-        for t in truths for s in t.event_segments))
-    (root / "scenes.jsonl").write_text("".join(
-        json.dumps(dataclasses.asdict(t)) + "\n" for t in truths))
+  rows = [_annotation_row(spec, t) for t in truths]
+  (root / "Annotations.txt").write_text(ANNOTATION_HEADER + "\n" + "".join(rows))
+  for split, filename in SPLIT_FILES.items():
+    (root / filename).write_text("".join(r for r, t in zip(rows, truths) if t.split == split))
+  (root / "classes.txt").write_text("".join(n + "\n" for n in spec.class_names))
+  size = [spec.frame_width, spec.frame_height]
+  (root / "boxes.jsonl").write_text(
+      "".join(
+          json.dumps(
+              {
+                  "video_id": t.video_id,
+                  "segment": s,
+                  "frame_size": size,
+                  "boxes": [list(t.event_box)],
+              }
+          )
+          + "\n"
+          for t in truths
+          for s in t.event_segments
+      )
+  )
+  (root / "scenes.jsonl").write_text(
+      "".join(json.dumps(dataclasses.asdict(t)) + "\n" for t in truths)
+  )
 
 
-def generate(out_dir, spec: SyntheticSpec = SyntheticSpec(), *, num_workers: int = 1,
-             verbose: bool = False) -> pathlib.Path:
-    """Writes the dataset to out_dir (see module docstring); returns out_dir.
+def generate(
+    out_dir, spec: SyntheticSpec = SyntheticSpec(), *, num_workers: int = 1, verbose: bool = False
+) -> pathlib.Path:
+  """Writes the dataset to out_dir (see module docstring); returns out_dir.
 
-    A complete out_dir made with the same spec is returned as is; a leftover
-    `<out_dir>.partial` of the same spec is resumed.
-    """
-    out_dir = pathlib.Path(out_dir)
-    spec_json = json.dumps(dataclasses.asdict(spec), indent=1, sort_keys=True)
-    if (out_dir / COMPLETE_MARKER).exists():
-        if (out_dir / "spec.json").read_text() != spec_json:
-            raise FileExistsError(f"{out_dir} holds a dataset of another spec")
-        return out_dir
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} is not empty and has no {COMPLETE_MARKER} marker")
-    work_dir = out_dir.with_name(out_dir.name + ".partial")
-    if work_dir.exists() and (not (work_dir / "spec.json").exists()
-                              or (work_dir / "spec.json").read_text() != spec_json):
-        shutil.rmtree(work_dir)
-    (work_dir / "AVE").mkdir(parents=True, exist_ok=True)
-    (work_dir / "spec.json").write_text(spec_json)
-
-    started = time.perf_counter()
-    jobs = [(spec, str(work_dir / "AVE"), i) for i in range(spec.num_videos)]
-    if num_workers > 1:
-        with multiprocessing.get_context("spawn").Pool(num_workers) as pool:
-            for _ in pool.imap_unordered(_render_and_write, jobs, chunksize=8):
-                pass
-    else:
-        for job in jobs:
-            _render_and_write(job)
-    elapsed = time.perf_counter() - started
-    if verbose:
-        print(f"wrote {spec.num_videos} videos in {elapsed:.1f} s "
-              f"({elapsed / spec.num_videos:.3f} s/video, {num_workers} workers)")
-
-    _write_text_files(work_dir, spec, [sample_scene(spec, i) for i in range(spec.num_videos)])
-    (work_dir / COMPLETE_MARKER).write_text("")
-    if out_dir.exists():
-        out_dir.rmdir()  # empty, checked above
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(work_dir, out_dir)
+  A complete out_dir made with the same spec is returned as is; a leftover
+  `<out_dir>.partial` of the same spec is resumed.
+  """
+  out_dir = pathlib.Path(out_dir)
+  spec_json = json.dumps(dataclasses.asdict(spec), indent=1, sort_keys=True)
+  if (out_dir / COMPLETE_MARKER).exists():
+    if (out_dir / "spec.json").read_text() != spec_json:
+      raise FileExistsError(f"{out_dir} holds a dataset of another spec")
     return out_dir
+  if out_dir.exists() and any(out_dir.iterdir()):
+    raise FileExistsError(f"{out_dir} is not empty and has no {COMPLETE_MARKER} marker")
+  work_dir = out_dir.with_name(out_dir.name + ".partial")
+  if work_dir.exists() and (
+      not (work_dir / "spec.json").exists() or (work_dir / "spec.json").read_text() != spec_json
+  ):
+    shutil.rmtree(work_dir)
+  (work_dir / "AVE").mkdir(parents=True, exist_ok=True)
+  (work_dir / "spec.json").write_text(spec_json)
+
+  started = time.perf_counter()
+  jobs = [(spec, str(work_dir / "AVE"), i) for i in range(spec.num_videos)]
+  if num_workers > 1:
+    with multiprocessing.get_context("spawn").Pool(num_workers) as pool:
+      for _ in pool.imap_unordered(_render_and_write, jobs, chunksize=8):
+        pass
+  else:
+    for job in jobs:
+      _render_and_write(job)
+  elapsed = time.perf_counter() - started
+  if verbose:
+    print(
+        f"wrote {spec.num_videos} videos in {elapsed:.1f} s "
+        f"({elapsed / spec.num_videos:.3f} s/video, {num_workers} workers)"
+    )
+
+  _write_text_files(work_dir, spec, [sample_scene(spec, i) for i in range(spec.num_videos)])
+  (work_dir / COMPLETE_MARKER).write_text("")
+  if out_dir.exists():
+    out_dir.rmdir()  # empty, checked above
+  out_dir.parent.mkdir(parents=True, exist_ok=True)
+  os.replace(work_dir, out_dir)
+  return out_dir
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out_dir", required=True)
-    parser.add_argument("--num_workers", type=int, default=os.cpu_count() or 1)
-    for field in dataclasses.fields(SyntheticSpec):
-        parser.add_argument(f"--{field.name}", type=int, default=field.default)
-    args = parser.parse_args(argv)
-    fields = dataclasses.fields(SyntheticSpec)
-    spec = SyntheticSpec(**{f.name: getattr(args, f.name) for f in fields})
-    print(generate(args.out_dir, spec, num_workers=args.num_workers, verbose=True))
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--out_dir", required=True)
+  parser.add_argument("--num_workers", type=int, default=os.cpu_count() or 1)
+  for field in dataclasses.fields(SyntheticSpec):
+    parser.add_argument(f"--{field.name}", type=int, default=field.default)
+  args = parser.parse_args(argv)
+  fields = dataclasses.fields(SyntheticSpec)
+  spec = SyntheticSpec(**{f.name: getattr(args, f.name) for f in fields})
+  print(generate(args.out_dir, spec, num_workers=args.num_workers, verbose=True))
 
 
 if __name__ == "__main__":
-    main()
+  main()

@@ -25,21 +25,33 @@ from data_pipelines import synthetic
 def tag(settings: dict) -> str:
   """`synthetic_<sha1[:8]>` of the generator settings (a config's `synthetic` section) and
   `synthetic.GENERATOR_VERSION`, so a generator change names a new set."""
-  spec = json.dumps({**settings, "generator_version": synthetic.GENERATOR_VERSION},
-                    sort_keys=True)
+  spec = json.dumps({**settings, "generator_version": synthetic.GENERATOR_VERSION}, sort_keys=True)
   return "synthetic_" + hashlib.sha1(spec.encode()).hexdigest()[:8]
 
 
-def dataset_dir(data_dir: epath.PathLike, settings: dict, *, num_segments: int,
-                frames_per_segment: int, frame_size: int) -> epath.Path:
+def dataset_dir(
+    data_dir: epath.PathLike,
+    settings: dict,
+    *,
+    num_segments: int,
+    frames_per_segment: int,
+    frame_size: int,
+) -> epath.Path:
   """Where `prepare` puts the built set for these settings and segment/frame sizes."""
   name = ave_builder.config_name(tag(settings), num_segments, frames_per_segment, frame_size)
   return epath.Path(data_dir) / "ave_videos" / name / str(ave_builder.AveVideos.VERSION)
 
 
-def prepare(data_dir: epath.PathLike, settings: dict, *, num_segments: int,
-            frames_per_segment: int, frame_size: int, num_workers: int = 1,
-            on_row: Callable[[bool], None] | None = None) -> epath.Path:
+def prepare(
+    data_dir: epath.PathLike,
+    settings: dict,
+    *,
+    num_segments: int,
+    frames_per_segment: int,
+    frame_size: int,
+    num_workers: int = 1,
+    on_row: Callable[[bool], None] | None = None,
+) -> epath.Path:
   """Generates and builds the set unless it is already cached; returns its directory.
 
   settings: SyntheticSpec fields (e.g. `synthetic.default_settings()`). on_row(failed), if
@@ -47,8 +59,13 @@ def prepare(data_dir: epath.PathLike, settings: dict, *, num_segments: int,
   """
   data_dir = epath.Path(data_dir)
   name = tag(settings)
-  built_dir = dataset_dir(data_dir, settings, num_segments=num_segments,
-                          frames_per_segment=frames_per_segment, frame_size=frame_size)
+  built_dir = dataset_dir(
+      data_dir,
+      settings,
+      num_segments=num_segments,
+      frames_per_segment=frames_per_segment,
+      frame_size=frame_size,
+  )
   if (built_dir / "dataset_info.json").exists():
     return built_dir
   raw_dir = data_dir / "downloads" / "manual" / name
@@ -57,8 +74,14 @@ def prepare(data_dir: epath.PathLike, settings: dict, *, num_segments: int,
     synthetic.generate(raw_dir, synthetic.SyntheticSpec(**settings), num_workers=num_workers)
   logging.info("Building the TFDS dataset from %s", raw_dir)
   summary = ave_builder.build(
-      raw_dir, data_dir, tag=name, num_segments=num_segments,
-      frames_per_segment=frames_per_segment, frame_size=frame_size, num_workers=num_workers,
-      on_row=on_row)
+      raw_dir,
+      data_dir,
+      tag=name,
+      num_segments=num_segments,
+      frames_per_segment=frames_per_segment,
+      frame_size=frame_size,
+      num_workers=num_workers,
+      on_row=on_row,
+  )
   logging.info("Synthetic set: %s", summary)
   return built_dir

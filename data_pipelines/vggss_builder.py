@@ -26,15 +26,15 @@ import dataclasses
 import json
 from typing import Callable
 
+from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
 
 from data_pipelines import clip_examples
 from data_pipelines import manifest_converters
 from data_pipelines import media
-from data_pipelines import video_examples
 from data_pipelines import vggss_format
+from data_pipelines import video_examples
 
 MAX_BOXES = 8
 NO_EVENT = (0, 0)  # VGG-SS has no temporal annotation: an empty event, no temporal trial
@@ -76,8 +76,8 @@ class NormalisedBoxDecoder(clip_examples.ClipDecoder):
     box_mask = np.zeros((self.num_segments, MAX_BOXES), np.bool_)
     for segment, segment_boxes in task.boxes:
       kept = np.asarray(segment_boxes[:MAX_BOXES], np.float32).reshape(-1, 4)
-      boxes[segment, :len(kept)] = kept * np.array([width, height, width, height], np.float32)
-      box_mask[segment, :len(kept)] = True
+      boxes[segment, : len(kept)] = kept * np.array([width, height, width, height], np.float32)
+      box_mask[segment, : len(kept)] = True
     example["boxes"], example["box_mask"] = boxes, box_mask
     return example
 
@@ -88,8 +88,15 @@ class VggssVideos(video_examples.VideoBuilder):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "first version"}
 
-  def __init__(self, *, annotations: vggss_format.VggssAnnotations, clips: dict[str, str],
-               clips_dir: str, segment: int, **kwargs):
+  def __init__(
+      self,
+      *,
+      annotations: vggss_format.VggssAnnotations,
+      clips: dict[str, str],
+      clips_dir: str,
+      segment: int,
+      **kwargs,
+  ):
     super().__init__(**kwargs)
     self._annotations = annotations
     self._clips = clips
@@ -102,13 +109,15 @@ class VggssVideos(video_examples.VideoBuilder):
     features = dict(info.features.items())
     features["boxes"] = tfds.features.Tensor(shape=(t, MAX_BOXES, 4), dtype=np.float32)
     features["box_mask"] = tfds.features.Tensor(shape=(t, MAX_BOXES), dtype=np.bool_)
-    return self.dataset_info_from_configs(features=tfds.features.FeaturesDict(features),
-                                          supervised_keys=None)
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict(features), supervised_keys=None
+    )
 
   def decoder(self) -> clip_examples.ClipDecoder:
     cfg = self.builder_config
-    return NormalisedBoxDecoder(cfg.num_segments, cfg.frames_per_segment, cfg.frame_size,
-                                num_classes=len(cfg.class_names))
+    return NormalisedBoxDecoder(
+        cfg.num_segments, cfg.frames_per_segment, cfg.frame_size, num_classes=len(cfg.class_names)
+    )
 
   def _tasks(self, dl_manager: tfds.download.DownloadManager):
     del dl_manager  # the annotations and the clip index are given
@@ -117,9 +126,14 @@ class VggssVideos(video_examples.VideoBuilder):
     for index, entry in enumerate(self._annotations.entries):
       path = self._clips.get(entry.file, str(epath.Path(self._clips_dir) / f"{entry.file}.mp4"))
       task = clip_examples.ClipTask(
-          split="test", key=f"{index:05d}_{entry.file}", video_id=entry.file, video_path=path,
-          label=class_index.get(entry.class_name, -1), event=NO_EVENT,
-          boxes=((self._segment, entry.boxes),) if entry.boxes else ())
+          split="test",
+          key=f"{index:05d}_{entry.file}",
+          video_id=entry.file,
+          video_path=path,
+          label=class_index.get(entry.class_name, -1),
+          event=NO_EVENT,
+          boxes=((self._segment, entry.boxes),) if entry.boxes else (),
+      )
       reason = None
       if not entry.boxes:
         reason = vggss_format.no_box_reason(entry)
@@ -133,11 +147,13 @@ class VggssVideos(video_examples.VideoBuilder):
     return tasks
 
 
-def dataset_dir(data_dir, annotated_frame: str, num_segments: int, frames_per_segment: int,
-                frame_size: int) -> epath.Path:
+def dataset_dir(
+    data_dir, annotated_frame: str, num_segments: int, frames_per_segment: int, frame_size: int
+) -> epath.Path:
   """Where `build` writes the dataset under `data_dir`."""
-  name = video_examples.config_name(f"vggss_{annotated_frame}", num_segments,
-                                    frames_per_segment, frame_size)
+  name = video_examples.config_name(
+      f"vggss_{annotated_frame}", num_segments, frames_per_segment, frame_size
+  )
   return epath.Path(data_dir) / "vggss_videos" / name / str(VggssVideos.VERSION)
 
 
@@ -146,54 +162,93 @@ def read_manual_dir(manual_dir) -> tuple[vggss_format.VggssAnnotations, tuple[st
   manual_dir = epath.Path(manual_dir)
   json_path = find_metadata(manual_dir, "vggss.json")
   if json_path is None:
-    raise VggssInputError(f"{manual_dir} lacks vggss.json.\n"
-                          + INSTRUCTIONS.format(manual_dir=manual_dir))
+    raise VggssInputError(
+        f"{manual_dir} lacks vggss.json.\n" + INSTRUCTIONS.format(manual_dir=manual_dir)
+    )
   test_csv = find_metadata(manual_dir, "vggss_test.csv")
   annotations = vggss_format.read(
-      json_path, vggss_format.read_test_list(test_csv) if test_csv else None)
+      json_path, vggss_format.read_test_list(test_csv) if test_csv else None
+  )
   vggsound_csv = find_metadata(manual_dir, "vggsound.csv")
   if vggsound_csv is not None:
     rows = manifest_converters.read_vggsound_csv(vggsound_csv)
     return annotations, tuple(sorted({label for _, _, label, _ in rows})), str(vggsound_csv)
-  return (annotations, tuple(sorted({entry.class_name for entry in annotations.entries})),
-          "the VGG-SS classes (no vggsound.csv)")
+  return (
+      annotations,
+      tuple(sorted({entry.class_name for entry in annotations.entries})),
+      "the VGG-SS classes (no vggsound.csv)",
+  )
 
 
-def build(manual_dir, data_dir, *, annotated_frame: str = vggss_format.DEFAULT_ANNOTATED_FRAME,
-          num_segments: int = 10, frames_per_segment: int = 1, frame_size: int = 224,
-          num_workers: int = 1, decode_timeout_s: float = 300.0,
-          on_row: Callable[[bool], None] | None = None,
-          beam_options=None) -> video_examples.BuildSummary:
+def build(
+    manual_dir,
+    data_dir,
+    *,
+    annotated_frame: str = vggss_format.DEFAULT_ANNOTATED_FRAME,
+    num_segments: int = 10,
+    frames_per_segment: int = 1,
+    frame_size: int = 224,
+    num_workers: int = 1,
+    decode_timeout_s: float = 300.0,
+    on_row: Callable[[bool], None] | None = None,
+    beam_options=None,
+) -> video_examples.BuildSummary:
   """Decodes the VGG-SS clips under `manual_dir` into `data_dir` (kept when already built)."""
-  built_dir = dataset_dir(data_dir, annotated_frame, num_segments, frames_per_segment,
-                          frame_size)
+  built_dir = dataset_dir(data_dir, annotated_frame, num_segments, frames_per_segment, frame_size)
   if (built_dir / "dataset_info.json").exists():
     return video_examples.summary_of_built(built_dir, reused=True)
   annotations, class_names, _ = read_manual_dir(manual_dir)
   segment = vggss_format.annotated_segment(annotated_frame)
   if not 0 <= segment < num_segments:
-    raise VggssInputError(f"the annotated frame {annotated_frame!r} is in segment {segment}, "
-                          f"past the {num_segments} segments decoded")
+    raise VggssInputError(
+        f"the annotated frame {annotated_frame!r} is in segment {segment}, "
+        f"past the {num_segments} segments decoded"
+    )
   config = video_examples.VideoConfig(
-      name=built_dir.parent.name, class_names=class_names, num_segments=num_segments,
-      frames_per_segment=frames_per_segment, frame_size=frame_size, num_workers=num_workers,
-      decode_timeout_s=decode_timeout_s)
-  builder = VggssVideos(config=config, data_dir=str(data_dir), annotations=annotations,
-                        clips=manifest_converters.index_clips(manual_dir),
-                        clips_dir=str(manual_dir), segment=segment, on_row=on_row,
-                        use_beam=beam_options is not None)
+      name=built_dir.parent.name,
+      class_names=class_names,
+      num_segments=num_segments,
+      frames_per_segment=frames_per_segment,
+      frame_size=frame_size,
+      num_workers=num_workers,
+      decode_timeout_s=decode_timeout_s,
+  )
+  builder = VggssVideos(
+      config=config,
+      data_dir=str(data_dir),
+      annotations=annotations,
+      clips=manifest_converters.index_clips(manual_dir),
+      clips_dir=str(manual_dir),
+      segment=segment,
+      on_row=on_row,
+      use_beam=beam_options is not None,
+  )
   summary = video_examples.prepare(builder, beam_options=beam_options)
   write_defects(built_dir, annotated_frame, segment, annotations)
   return summary
 
 
-def write_defects(built_dir: epath.Path, annotated_frame: str, segment: int,
-                  annotations: vggss_format.VggssAnnotations, source: str = ""):
+def write_defects(
+    built_dir: epath.Path,
+    annotated_frame: str,
+    segment: int,
+    annotations: vggss_format.VggssAnnotations,
+    source: str = "",
+):
   """annotation_defects.json of a build; source: the built VGGSound dataset read, if one."""
-  (built_dir / DEFECTS_FILE).write_text(json.dumps(
-      {"annotated_frame": annotated_frame, "annotated_segment": segment,
-       "entries": len(annotations.entries), **annotations.counts,
-       **({"source": source} if source else {})}, indent=2) + "\n")
+  (built_dir / DEFECTS_FILE).write_text(
+      json.dumps(
+          {
+              "annotated_frame": annotated_frame,
+              "annotated_segment": segment,
+              "entries": len(annotations.entries),
+              **annotations.counts,
+              **({"source": source} if source else {}),
+          },
+          indent=2,
+      )
+      + "\n"
+  )
 
 
 def defects_line(built_dir) -> str:
@@ -202,8 +257,13 @@ def defects_line(built_dir) -> str:
   if not path.exists():
     return ""
   counts = json.loads(path.read_text())
-  details = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in counts.items()
-                      if key not in ("entries", "annotated_frame", "annotated_segment", "source"))
+  details = ", ".join(
+      f"{key.replace('_', ' ')} {value}"
+      for key, value in counts.items()
+      if key not in ("entries", "annotated_frame", "annotated_segment", "source")
+  )
   source = f"; examples from the built VGGSound {counts['source']}" if "source" in counts else ""
-  return (f"vggss.json: {counts['entries']} entries ({details}); boxes at segment "
-          f"{counts['annotated_segment']} (annotated_frame={counts['annotated_frame']}){source}")
+  return (
+      f"vggss.json: {counts['entries']} entries ({details}); boxes at segment "
+      f"{counts['annotated_segment']} (annotated_frame={counts['annotated_frame']}){source}"
+  )

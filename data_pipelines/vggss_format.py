@@ -112,8 +112,13 @@ def read(json_path: epath.PathLike, test_list: list[str] | None = None) -> Vggss
   if not isinstance(records, list):
     raise VggssError(f"{json_path}: expected a JSON list of entries, got {type(records).__name__}")
   listed = set(test_list) if test_list is not None else None
-  counts = collections.Counter(sentinel_boxes=0, degenerate_boxes=0, entries_without_box=0,
-                               not_in_test_list=0, test_ids_without_entry=0)
+  counts = collections.Counter(
+      sentinel_boxes=0,
+      degenerate_boxes=0,
+      entries_without_box=0,
+      not_in_test_list=0,
+      test_ids_without_entry=0,
+  )
   entries, seen = [], set()
   for index, record in enumerate(records):
     where = f"{json_path}: entry {index}"
@@ -137,8 +142,17 @@ def read(json_path: epath.PathLike, test_list: list[str] | None = None) -> Vggss
     counts["degenerate_boxes"] += degenerates
     counts["entries_without_box"] += not boxes
     seen.add(file)
-    entries.append(VggssEntry(file, match["youtube_id"], int(match["start"]),
-                              str(record["class"]).strip(), tuple(boxes), sentinels, degenerates))
+    entries.append(
+        VggssEntry(
+            file,
+            match["youtube_id"],
+            int(match["start"]),
+            str(record["class"]).strip(),
+            tuple(boxes),
+            sentinels,
+            degenerates,
+        )
+    )
   if listed is not None:
     counts["test_ids_without_entry"] = len(listed - seen)
   return VggssAnnotations(entries, dict(counts))
@@ -146,5 +160,7 @@ def read(json_path: epath.PathLike, test_list: list[str] | None = None) -> Vggss
 
 def no_box_reason(entry: VggssEntry) -> str:
   """The failures.jsonl reason of an entry without a usable box."""
-  return (f"no usable box ({entry.sentinel_boxes} with the sentinel coordinate, "
-          f"{entry.degenerate_boxes} degenerate)")
+  return (
+      f"no usable box ({entry.sentinel_boxes} with the sentinel coordinate, "
+      f"{entry.degenerate_boxes} degenerate)"
+  )

@@ -34,8 +34,9 @@ def _text(value) -> str:
   return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def open_built(vggsound_dir, num_segments: int, frames_per_segment: int, frame_size: int,
-               wanted: set[str]):
+def open_built(
+    vggsound_dir, num_segments: int, frames_per_segment: int, frame_size: int, wanted: set[str]
+):
   """(builder, {video_id: (split, position)}) of a built VGGSound dataset, for the `wanted` ids
   found in it: the test split is read first (VGG-SS is drawn from VGGSound's test set), the
   others only for ids still missing. VggssInputError when it is not a built dataset or its
@@ -45,7 +46,8 @@ def open_built(vggsound_dir, num_segments: int, frames_per_segment: int, frame_s
     raise vggss_builder.VggssInputError(
         f"{vggsound_dir} is not a built dataset (no dataset_info.json); build VGGSound with "
         "python -m data_pipelines.build --dataset=vggsound and pass its directory "
-        "<data_dir>/manifest_videos/vggsound_t<T>_f<F>_s<S>/1.0.0")
+        "<data_dir>/manifest_videos/vggsound_t<T>_f<F>_s<S>/1.0.0"
+    )
   builder = tfds.builder_from_directory(str(vggsound_dir))
   features = builder.info.features
   shape = (num_segments, frames_per_segment, frame_size, frame_size, 3)
@@ -53,7 +55,8 @@ def open_built(vggsound_dir, num_segments: int, frames_per_segment: int, frame_s
     raise vggss_builder.VggssInputError(
         f"{vggsound_dir} holds frames {tuple(features['frames'].shape)}, not the [T,F,S,S,3] = "
         f"{list(shape)} asked for; pass the --num_segments/--frames_per_segment/--frame_size "
-        "it was built with")
+        "it was built with"
+    )
   index = {}
   splits = sorted(builder.info.splits, key=lambda split: split != "test")
   for split in splits:
@@ -86,14 +89,18 @@ class VggssFromBuilt(vggss_builder.VggssVideos, skip_registration=True):
       if task.video_id in index:
         found.append(task)
       else:
-        self.failures.append(task.failure(
-            f"not in the built VGGSound dataset at {self._vggsound_dir} (its clip was missing "
-            "or failed when VGGSound was built)"))
+        self.failures.append(
+            task.failure(
+                f"not in the built VGGSound dataset at {self._vggsound_dir} (its clip was missing "
+                "or failed when VGGSound was built)"
+            )
+        )
         self._on_row(True)
     if not found:
       raise video_examples.BuildError(
           f"no usable example: all {len(self.failures)} rows failed (the first: "
-          f"{self.failures[0]['reason'] if self.failures else 'none'})")
+          f"{self.failures[0]['reason'] if self.failures else 'none'})"
+      )
     return {"test": self._examples_from(self._built, index, found)}
 
   def _examples_from(self, built, index: dict, tasks):
@@ -103,41 +110,70 @@ class VggssFromBuilt(vggss_builder.VggssVideos, skip_registration=True):
       split, position = index[task.video_id]
       example = sources[split][position]
       clip = media.DecodedClip(
-          frames=np.asarray(example["frames"]), log_mel=np.asarray(example["log_mel"]),
+          frames=np.asarray(example["frames"]),
+          log_mel=np.asarray(example["log_mel"]),
           segment_mask=np.asarray(example["segment_mask"], np.bool_),
           has_audio=bool(example["has_audio"]),
-          frame_size=tuple(int(v) for v in example["frame_size"]), duration_s=0.0,
-          damaged_segments=np.asarray(example["damaged_segments"], np.bool_))
+          frame_size=tuple(int(v) for v in example["frame_size"]),
+          duration_s=0.0,
+          damaged_segments=np.asarray(example["damaged_segments"], np.bool_),
+      )
       self._on_row(False)
       yield task.key, decoder.example(task, clip)
 
 
-def build(manual_dir, data_dir, vggsound_dir, *,
-          annotated_frame: str = vggss_format.DEFAULT_ANNOTATED_FRAME, num_segments: int = 10,
-          frames_per_segment: int = 1, frame_size: int = 224,
-          on_row: Callable[[bool], None] | None = None) -> video_examples.BuildSummary:
+def build(
+    manual_dir,
+    data_dir,
+    vggsound_dir,
+    *,
+    annotated_frame: str = vggss_format.DEFAULT_ANNOTATED_FRAME,
+    num_segments: int = 10,
+    frames_per_segment: int = 1,
+    frame_size: int = 224,
+    on_row: Callable[[bool], None] | None = None,
+) -> video_examples.BuildSummary:
   """The VGG-SS dataset of vggss_builder.build, from the built VGGSound at `vggsound_dir`; its
   class list is that dataset's. Written where vggss_builder.build writes (kept when built)."""
-  built_dir = vggss_builder.dataset_dir(data_dir, annotated_frame, num_segments,
-                                        frames_per_segment, frame_size)
+  built_dir = vggss_builder.dataset_dir(
+      data_dir, annotated_frame, num_segments, frames_per_segment, frame_size
+  )
   if (built_dir / "dataset_info.json").exists():
     return video_examples.summary_of_built(built_dir, reused=True)
   annotations, _, _ = vggss_builder.read_manual_dir(manual_dir)
-  built, index = open_built(vggsound_dir, num_segments, frames_per_segment, frame_size,
-                            {entry.file for entry in annotations.entries})
+  built, index = open_built(
+      vggsound_dir,
+      num_segments,
+      frames_per_segment,
+      frame_size,
+      {entry.file for entry in annotations.entries},
+  )
   class_names = tuple(built.info.features["label"].names)
   segment = vggss_format.annotated_segment(annotated_frame)
   if not 0 <= segment < num_segments:
     raise vggss_builder.VggssInputError(
         f"the annotated frame {annotated_frame!r} is in segment {segment}, past the "
-        f"{num_segments} segments decoded")
+        f"{num_segments} segments decoded"
+    )
   config = video_examples.VideoConfig(
-      name=built_dir.parent.name, class_names=class_names, num_segments=num_segments,
-      frames_per_segment=frames_per_segment, frame_size=frame_size)
-  builder = VggssFromBuilt(config=config, data_dir=str(data_dir), annotations=annotations,
-                           vggsound_dir=str(vggsound_dir), built=built, index=index,
-                           segment=segment, on_row=on_row)
+      name=built_dir.parent.name,
+      class_names=class_names,
+      num_segments=num_segments,
+      frames_per_segment=frames_per_segment,
+      frame_size=frame_size,
+  )
+  builder = VggssFromBuilt(
+      config=config,
+      data_dir=str(data_dir),
+      annotations=annotations,
+      vggsound_dir=str(vggsound_dir),
+      built=built,
+      index=index,
+      segment=segment,
+      on_row=on_row,
+  )
   summary = video_examples.prepare(builder)
-  vggss_builder.write_defects(built_dir, annotated_frame, segment, annotations,
-                              source=str(vggsound_dir))
+  vggss_builder.write_defects(
+      built_dir, annotated_frame, segment, annotations, source=str(vggsound_dir)
+  )
   return summary

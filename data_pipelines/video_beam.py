@@ -70,8 +70,13 @@ class DecodeClips(beam.PTransform):
   """PBegin → PCollection[(key, example)] for one split; failure and warning records go to
   shards next to the dataset."""
 
-  def __init__(self, split: str, tasks: list[clip_examples.ClipTask],
-               decoder: clip_examples.ClipDecoder, build_dir: epath.Path):
+  def __init__(
+      self,
+      split: str,
+      tasks: list[clip_examples.ClipTask],
+      decoder: clip_examples.ClipDecoder,
+      build_dir: epath.Path,
+  ):
     super().__init__()
     self._split = split
     self._tasks = tasks
@@ -86,14 +91,20 @@ class DecodeClips(beam.PTransform):
         | "ReadTasks" >> beam.io.ReadFromText(str(tasks_path))
         | "ParseTasks" >> beam.Map(clip_examples.ClipTask.from_json)
         | "Spread" >> beam.Reshuffle()
-        | "Decode" >> beam.ParDo(_DecodeFn(self._decoder)).with_outputs(
-            FAILURES_TAG, WARNINGS_TAG, main="examples"))
+        | "Decode"
+        >> beam.ParDo(_DecodeFn(self._decoder)).with_outputs(
+            FAILURES_TAG, WARNINGS_TAG, main="examples"
+        )
+    )
     for tag, step in ((FAILURES_TAG, "Failures"), (WARNINGS_TAG, "Warnings")):
       _ = (
           decoded[tag]
           | f"{step}Json" >> beam.Map(json.dumps)
-          | f"Write{step}" >> beam.io.WriteToText(
-              str(self._build_dir / f"{tag}-{self._split}"), file_name_suffix=".jsonl"))
+          | f"Write{step}"
+          >> beam.io.WriteToText(
+              str(self._build_dir / f"{tag}-{self._split}"), file_name_suffix=".jsonl"
+          )
+      )
     return decoded.examples
 
 

@@ -48,9 +48,9 @@ import json
 import logging
 from typing import Callable
 
+from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
 
 from data_pipelines import clip_examples
 from data_pipelines import decode_pool
@@ -87,8 +87,9 @@ def config_name(tag: str, num_segments: int, frames_per_segment: int, frame_size
 class VideoBuilder(tfds.core.GeneratorBasedBuilder):
   """Decodes ClipTasks into the features above; subclasses say what the tasks are."""
 
-  def __init__(self, *, on_row: Callable[[bool], None] | None = None, use_beam: bool = False,
-               **kwargs):
+  def __init__(
+      self, *, on_row: Callable[[bool], None] | None = None, use_beam: bool = False, **kwargs
+  ):
     """on_row(failed): called once per task, after it is written or skipped (local path only).
     use_beam: build with the Beam pipeline of the DownloadConfig's beam_options."""
     super().__init__(**kwargs)
@@ -103,47 +104,56 @@ class VideoBuilder(tfds.core.GeneratorBasedBuilder):
     self._splits_to_write = 0
 
   @abc.abstractmethod
-  def _tasks(self, dl_manager: tfds.download.DownloadManager
-             ) -> dict[str, list[clip_examples.ClipTask]]:
+  def _tasks(
+      self, dl_manager: tfds.download.DownloadManager
+  ) -> dict[str, list[clip_examples.ClipTask]]:
     """{split: tasks} for the splits in SPLITS; may append refused rows to self.failures."""
 
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config
     t, f, s, k = cfg.num_segments, cfg.frames_per_segment, cfg.frame_size, MAX_BOXES_PER_SEGMENT
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "video_id": tfds.features.Text(),
-            "label": tfds.features.ClassLabel(names=list(cfg.class_names)),
-            "event_start": tfds.features.Scalar(dtype=np.int32),
-            "event_end": tfds.features.Scalar(dtype=np.int32),
-            "segment_labels": tfds.features.Tensor(shape=(t,), dtype=np.int32),
-            # Raw bytes: by default tf.train.Example stores uint8 as an int64 list, whose parsing
-            # was 70 % of reading an example (benchmarks/RESULTS.md, input pipeline): 8x faster.
-            "frames": tfds.features.Tensor(shape=(t, f, s, s, 3), dtype=np.uint8,
-                                           encoding=tfds.features.Encoding.BYTES),
-            "log_mel": tfds.features.Tensor(
-                shape=(t, log_mel_lib.FRAMES_PER_SEGMENT, log_mel_lib.NUM_MEL_BINS),
-                dtype=np.float32, encoding=tfds.features.Encoding.BYTES),
-            "segment_mask": tfds.features.Tensor(shape=(t,), dtype=np.bool_),
-            "has_audio": tfds.features.Scalar(dtype=np.bool_),
-            "frame_size": tfds.features.Tensor(shape=(2,), dtype=np.int32),
-            "boxes": tfds.features.Tensor(shape=(t, k, 4), dtype=np.float32),
-            "box_mask": tfds.features.Tensor(shape=(t, k), dtype=np.bool_),
-            "damaged_segments": tfds.features.Tensor(shape=(t,), dtype=np.bool_),
-        }),
+        features=tfds.features.FeaturesDict(
+            {
+                "video_id": tfds.features.Text(),
+                "label": tfds.features.ClassLabel(names=list(cfg.class_names)),
+                "event_start": tfds.features.Scalar(dtype=np.int32),
+                "event_end": tfds.features.Scalar(dtype=np.int32),
+                "segment_labels": tfds.features.Tensor(shape=(t,), dtype=np.int32),
+                # Raw bytes: by default tf.train.Example stores uint8 as an int64 list, whose parsing
+                # was 70 % of reading an example (benchmarks/RESULTS.md, input pipeline): 8x faster.
+                "frames": tfds.features.Tensor(
+                    shape=(t, f, s, s, 3), dtype=np.uint8, encoding=tfds.features.Encoding.BYTES
+                ),
+                "log_mel": tfds.features.Tensor(
+                    shape=(t, log_mel_lib.FRAMES_PER_SEGMENT, log_mel_lib.NUM_MEL_BINS),
+                    dtype=np.float32,
+                    encoding=tfds.features.Encoding.BYTES,
+                ),
+                "segment_mask": tfds.features.Tensor(shape=(t,), dtype=np.bool_),
+                "has_audio": tfds.features.Scalar(dtype=np.bool_),
+                "frame_size": tfds.features.Tensor(shape=(2,), dtype=np.int32),
+                "boxes": tfds.features.Tensor(shape=(t, k, 4), dtype=np.float32),
+                "box_mask": tfds.features.Tensor(shape=(t, k), dtype=np.bool_),
+                "damaged_segments": tfds.features.Tensor(shape=(t,), dtype=np.bool_),
+            }
+        ),
         supervised_keys=None,
     )
 
   def decoder(self) -> clip_examples.ClipDecoder:
     cfg = self.builder_config
-    return clip_examples.ClipDecoder(cfg.num_segments, cfg.frames_per_segment, cfg.frame_size,
-                                     num_classes=len(cfg.class_names))
+    return clip_examples.ClipDecoder(
+        cfg.num_segments, cfg.frames_per_segment, cfg.frame_size, num_classes=len(cfg.class_names)
+    )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    tasks = {split: split_tasks for split, split_tasks in self._tasks(dl_manager).items()
-             if split_tasks}
+    tasks = {
+        split: split_tasks for split, split_tasks in self._tasks(dl_manager).items() if split_tasks
+    }
     if self._use_beam:
       from data_pipelines import video_beam  # pylint: disable=g-import-not-at-top
+
       generators = {}
       for split, split_tasks in tasks.items():
         if not any(epath.Path(task.video_path).exists() for task in split_tasks):
@@ -151,13 +161,17 @@ class VideoBuilder(tfds.core.GeneratorBasedBuilder):
             self._record(clip_examples.Decoded(task.key, failure=task.failure("file not found")))
           continue
         # self.data_dir is the dataset's temporary directory while it is being built.
-        generators[split] = video_beam.DecodeClips(split, split_tasks, self.decoder(),
-                                                   epath.Path(self.data_dir))
+        generators[split] = video_beam.DecodeClips(
+            split, split_tasks, self.decoder(), epath.Path(self.data_dir)
+        )
     else:
       cfg = self.builder_config
       self._decode_processes = decode_pool.IsolatedPool(
-          self.decoder(), num_workers=cfg.num_workers, timeout_s=cfg.decode_timeout_s,
-          lost=lambda task, reason: clip_examples.Decoded(task.key, failure=task.failure(reason)))
+          self.decoder(),
+          num_workers=cfg.num_workers,
+          timeout_s=cfg.decode_timeout_s,
+          lost=lambda task, reason: clip_examples.Decoded(task.key, failure=task.failure(reason)),
+      )
       generators = {}
       for split, split_tasks in tasks.items():
         first, rest = self._first_decodable(split_tasks)
@@ -166,8 +180,10 @@ class VideoBuilder(tfds.core.GeneratorBasedBuilder):
       self._splits_to_write = len(generators)
     if not generators:
       self.close_decode_processes()
-      raise BuildError(f"no usable example: all {len(self.failures)} rows failed (the first: "
-                       f"{self.failures[0]['reason'] if self.failures else 'none'})")
+      raise BuildError(
+          f"no usable example: all {len(self.failures)} rows failed (the first: "
+          f"{self.failures[0]['reason'] if self.failures else 'none'})"
+      )
     return generators
 
   def _record(self, result: clip_examples.Decoded):
@@ -179,20 +195,20 @@ class VideoBuilder(tfds.core.GeneratorBasedBuilder):
       self.warnings.append(result.warning)
     self._on_row(result.failure is not None)
 
-  def _first_decodable(self, tasks: list[clip_examples.ClipTask]
-                       ) -> tuple[clip_examples.Decoded | None, list[clip_examples.ClipTask]]:
+  def _first_decodable(
+      self, tasks: list[clip_examples.ClipTask]
+  ) -> tuple[clip_examples.Decoded | None, list[clip_examples.ClipTask]]:
     """Decodes one clip at a time up to the first that works: (its result, the tasks after
     it), or (None, []) when none does."""
     results = self._decode_processes.map(tasks, max_ahead=1)
     with contextlib.closing(results):
       for index, result in enumerate(results):
         if result.failure is None:
-          return result, tasks[index + 1:]
+          return result, tasks[index + 1 :]
         self._record(result)
     return None, []
 
-  def _generate_examples(self, first: clip_examples.Decoded,
-                         tasks: list[clip_examples.ClipTask]):
+  def _generate_examples(self, first: clip_examples.Decoded, tasks: list[clip_examples.ClipTask]):
     """Local path: yields `first`, then decodes `tasks` in `num_workers` processes, in order."""
     try:
       for result in itertools.chain([first], self._decode_processes.map(tasks)):
@@ -220,8 +236,10 @@ class BuildSummary:
 
   def __str__(self):
     counts = ", ".join(f"{split}={n}" for split, n in self.built.items())
-    return (f"built {counts}; failed {self.failed} (see {self.dataset_dir / FAILURES_FILE}); "
-            f"warned {self.warned} (see {self.dataset_dir / WARNINGS_FILE})")
+    return (
+        f"built {counts}; failed {self.failed} (see {self.dataset_dir / FAILURES_FILE}); "
+        f"warned {self.warned} (see {self.dataset_dir / WARNINGS_FILE})"
+    )
 
 
 def prepare(builder: VideoBuilder, *, manual_dir=None, beam_options=None) -> BuildSummary:
@@ -238,26 +256,35 @@ def prepare(builder: VideoBuilder, *, manual_dir=None, beam_options=None) -> Bui
           file_format="array_record",
           download_config=tfds.download.DownloadConfig(
               manual_dir=str(manual_dir) if manual_dir is not None else None,
-              beam_options=beam_options))
+              beam_options=beam_options,
+          ),
+      )
     except Exception as error:  # TFDS's local and Beam writers refuse an empty split
-      if not any(text in str(error) for text in ("No examples were yielded",
-                                                 "number of generated examples is 0")):
+      if not any(
+          text in str(error)
+          for text in ("No examples were yielded", "number of generated examples is 0")
+      ):
         raise
       # TFDS removed the half-built directory; keep the reasons one level up.
       failures_path = dataset_dir.parent / FAILURES_FILE
       _write_records(failures_path, builder.failures)
       _write_records(dataset_dir.parent / WARNINGS_FILE, builder.warnings)
-      split = next((s for s in SPLITS if f"split {s}" in str(error)
-                    or f'split "{s}"' in str(error)), "?")
-      raise BuildError(f"every clip of split {split!r} failed to decode, and TFDS cannot write an "
-                       f"empty split; the reasons known to this process are in {failures_path}, "
-                       "the others in the Beam workers' log") from None
+      split = next(
+          (s for s in SPLITS if f"split {s}" in str(error) or f'split "{s}"' in str(error)), "?"
+      )
+      raise BuildError(
+          f"every clip of split {split!r} failed to decode, and TFDS cannot write an "
+          f"empty split; the reasons known to this process are in {failures_path}, "
+          "the others in the Beam workers' log"
+      ) from None
     finally:
       builder.close_decode_processes()  # also when TFDS stopped before the last split
-    _write_records(dataset_dir / FAILURES_FILE,
-                   builder.failures + _collect_beam_files(dataset_dir, "failures"))
-    _write_records(dataset_dir / WARNINGS_FILE,
-                   builder.warnings + _collect_beam_files(dataset_dir, "warnings"))
+    _write_records(
+        dataset_dir / FAILURES_FILE, builder.failures + _collect_beam_files(dataset_dir, "failures")
+    )
+    _write_records(
+        dataset_dir / WARNINGS_FILE, builder.warnings + _collect_beam_files(dataset_dir, "warnings")
+    )
     for path in dataset_dir.glob("tasks-*"):  # the task lists a Beam build read
       path.unlink()
   return summary_of_built(dataset_dir, reused)
@@ -280,10 +307,16 @@ def summary_of_built(dataset_dir, reused: bool) -> BuildSummary:
   warnings.jsonl."""
   dataset_dir = epath.Path(dataset_dir)
   info = tfds.builder_from_directory(str(dataset_dir)).info
-  built = {split: info.splits[split].num_examples if split in info.splits else 0
-           for split in SPLITS}
-  return BuildSummary(dataset_dir, built, _count_lines(dataset_dir / FAILURES_FILE), reused,
-                      warned=_count_lines(dataset_dir / WARNINGS_FILE))
+  built = {
+      split: info.splits[split].num_examples if split in info.splits else 0 for split in SPLITS
+  }
+  return BuildSummary(
+      dataset_dir,
+      built,
+      _count_lines(dataset_dir / FAILURES_FILE),
+      reused,
+      warned=_count_lines(dataset_dir / WARNINGS_FILE),
+  )
 
 
 def _collect_beam_files(dataset_dir: epath.Path, kind: str) -> list[dict]:

@@ -32,15 +32,24 @@ def free_port() -> int:
     return sock.getsockname()[1]
 
 
-def process_environment(process_id: int, num_processes: int, devices_per_process: int,
-                        port: int, base=os.environ) -> dict:
+def process_environment(
+    process_id: int, num_processes: int, devices_per_process: int, port: int, base=os.environ
+) -> dict:
   """The environment of process `process_id`: coordinator, rank and its CPU device count."""
-  xla_flags = [flag for flag in base.get("XLA_FLAGS", "").split()
-               if not flag.startswith("--xla_force_host_platform_device_count")]
+  xla_flags = [
+      flag
+      for flag in base.get("XLA_FLAGS", "").split()
+      if not flag.startswith("--xla_force_host_platform_device_count")
+  ]
   xla_flags.append(f"--xla_force_host_platform_device_count={devices_per_process}")
-  return dict(base, STT_COORDINATOR_ADDRESS=f"localhost:{port}",
-              STT_NUM_PROCESSES=str(num_processes), STT_PROCESS_ID=str(process_id),
-              XLA_FLAGS=" ".join(xla_flags), JAX_PLATFORMS=base.get("JAX_PLATFORMS", "cpu"))
+  return dict(
+      base,
+      STT_COORDINATOR_ADDRESS=f"localhost:{port}",
+      STT_NUM_PROCESSES=str(num_processes),
+      STT_PROCESS_ID=str(process_id),
+      XLA_FLAGS=" ".join(xla_flags),
+      JAX_PLATFORMS=base.get("JAX_PLATFORMS", "cpu"),
+  )
 
 
 def _relay(prefix: str, stream, sink):
@@ -49,17 +58,23 @@ def _relay(prefix: str, stream, sink):
     sink.flush()
 
 
-def launch(command: list[str], num_processes: int, devices_per_process: int,
-           port: int | None = None) -> int:
+def launch(
+    command: list[str], num_processes: int, devices_per_process: int, port: int | None = None
+) -> int:
   """Starts the processes, relays their output, waits; returns the launcher's exit status."""
   port = port or free_port()
   processes, relays = [], []
   for process_id in range(num_processes):
     process = subprocess.Popen(
-        command, env=process_environment(process_id, num_processes, devices_per_process, port),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    relay = threading.Thread(target=_relay, args=(f"[p{process_id}]", process.stdout,
-                                                  sys.stdout), daemon=True)
+        command,
+        env=process_environment(process_id, num_processes, devices_per_process, port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    relay = threading.Thread(
+        target=_relay, args=(f"[p{process_id}]", process.stdout, sys.stdout), daemon=True
+    )
     relay.start()
     processes.append(process)
     relays.append(relay)
@@ -92,19 +107,34 @@ def launch(command: list[str], num_processes: int, devices_per_process: int,
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
   """Splits `[options] -- COMMAND...` into the parsed options and the command."""
   parser = argparse.ArgumentParser(
-      prog="launch/local.py", usage="%(prog)s [options] -- COMMAND...",
-      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--num_processes", type=int, default=2, metavar="N",
-                      help="how many processes to start (default: %(default)s)")
-  parser.add_argument("--devices_per_process", type=int, default=1, metavar="M",
-                      help="CPU devices each process sees, through XLA_FLAGS "
-                           "(default: %(default)s)")
-  parser.add_argument("--port", type=int, default=None,
-                      help="port of the coordinator (process 0) on localhost "
-                           "(default: a free port)")
+      prog="launch/local.py",
+      usage="%(prog)s [options] -- COMMAND...",
+      description=__doc__,
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
+  parser.add_argument(
+      "--num_processes",
+      type=int,
+      default=2,
+      metavar="N",
+      help="how many processes to start (default: %(default)s)",
+  )
+  parser.add_argument(
+      "--devices_per_process",
+      type=int,
+      default=1,
+      metavar="M",
+      help="CPU devices each process sees, through XLA_FLAGS " "(default: %(default)s)",
+  )
+  parser.add_argument(
+      "--port",
+      type=int,
+      default=None,
+      help="port of the coordinator (process 0) on localhost " "(default: a free port)",
+  )
   split = argv.index("--") if "--" in argv else len(argv)
   args = parser.parse_args(argv[:split])  # --help prints the text above and exits
-  command = argv[split + 1:]
+  command = argv[split + 1 :]
   if not command:
     parser.error("give the command to run after --")
   if args.num_processes < 1 or args.devices_per_process < 1:

@@ -39,15 +39,26 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int, process_co
   """Raises ConfigError for the first problem found."""
   for key in ("batch_size", "eval_batch_size"):
     size = config[key]
-    _require(size > 0 and size % device_count == 0,
-             f"{key}={size} must be a positive multiple of the device count ({device_count})")
-    _require(size % process_count == 0,
-             f"{key}={size} must be divisible by the number of processes ({process_count})")
+    _require(
+        size > 0 and size % device_count == 0,
+        f"{key}={size} must be a positive multiple of the device count ({device_count})",
+    )
+    _require(
+        size % process_count == 0,
+        f"{key}={size} must be divisible by the number of processes ({process_count})",
+    )
   fsdp = config.mesh.fsdp
-  _require(fsdp >= 1 and device_count % fsdp == 0,
-           f"mesh.fsdp={fsdp} must be a positive divisor of the device count ({device_count})")
-  for key in ("num_train_steps", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
-              "keep_checkpoints"):
+  _require(
+      fsdp >= 1 and device_count % fsdp == 0,
+      f"mesh.fsdp={fsdp} must be a positive divisor of the device count ({device_count})",
+  )
+  for key in (
+      "num_train_steps",
+      "log_every_steps",
+      "eval_every_steps",
+      "checkpoint_every_steps",
+      "keep_checkpoints",
+  ):
     _require(config[key] >= 1, f"{key}={config[key]} must be >= 1")
   _require(config.optimizer.learning_rate > 0, "optimizer.learning_rate must be > 0")
   _require(config.optimizer.warmup_steps >= 0, "optimizer.warmup_steps must be >= 0")
@@ -70,20 +81,28 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int, process_co
     _require(model[key] >= 1, f"model.{key}={model[key]} must be >= 1")
   _require(model.num_layers >= 0, f"model.num_layers={model.num_layers} must be >= 0")
   _require(0 <= model.dropout < 1, f"model.dropout={model.dropout} must be in [0, 1)")
-  _require(model.width % model.num_heads == 0,
-           f"model.width={model.width} must be divisible by model.num_heads={model.num_heads}")
-  _require(model.num_segments == config.dataset.num_segments,
-           f"model.num_segments={model.num_segments} must equal "
-           f"dataset.num_segments={config.dataset.num_segments}")
+  _require(
+      model.width % model.num_heads == 0,
+      f"model.width={model.width} must be divisible by model.num_heads={model.num_heads}",
+  )
+  _require(
+      model.num_segments == config.dataset.num_segments,
+      f"model.num_segments={model.num_segments} must equal "
+      f"dataset.num_segments={config.dataset.num_segments}",
+  )
   stride = backbones.VISUAL_BACKBONES[model.visual_backbone].stride
   if stride is not None and model.grid_size is not None:  # None: derived from these two
     side = math.ceil(config.dataset.frame_size / stride)
-    _require(tuple(model.grid_size) == (side, side),
-             f"model.grid_size={tuple(model.grid_size)} does not match {model.visual_backbone} on "
-             f"{config.dataset.frame_size}px frames; set it to ({side}, {side}) or leave it "
-             "unset to derive it")
-  _require(config.loss.segment_weight == 0 or model.segment_head,
-           "loss.segment_weight > 0 needs model.segment_head=True")
+    _require(
+        tuple(model.grid_size) == (side, side),
+        f"model.grid_size={tuple(model.grid_size)} does not match {model.visual_backbone} on "
+        f"{config.dataset.frame_size}px frames; set it to ({side}, {side}) or leave it "
+        "unset to derive it",
+    )
+  _require(
+      config.loss.segment_weight == 0 or model.segment_head,
+      "loss.segment_weight > 0 needs model.segment_head=True",
+  )
   _validate_explain(config)
 
 
@@ -91,12 +110,15 @@ def _validate_explain(config: ml_collections.ConfigDict):
   """The explainers and perturbation settings of --mode=explain."""
   explain = config.explain
   names = explain.explainers
-  _require(isinstance(names, (tuple, list)) and len(names) > 0,
-           "explain.explainers must be a non-empty tuple of names, e.g. "
-           "--config.explain.explainers='(\"attention\",\"random\")'")
+  _require(
+      isinstance(names, (tuple, list)) and len(names) > 0,
+      "explain.explainers must be a non-empty tuple of names, e.g. "
+      '--config.explain.explainers=\'("attention","random")\'',
+  )
   unknown = [name for name in names if name not in explainers.EXPLAINERS]
-  _require(not unknown,
-           f"explain.explainers: unknown {unknown}; known: {list(explainers.EXPLAINERS)}")
+  _require(
+      not unknown, f"explain.explainers: unknown {unknown}; known: {list(explainers.EXPLAINERS)}"
+  )
   _require(explain.pointing_tolerance_px >= 0, "explain.pointing_tolerance_px must be >= 0")
   _require(explain.num_panels >= 0, "explain.num_panels must be >= 0")
   _one_of(explain.perturbation_mode, perturbation.MODES, "explain.perturbation_mode")
@@ -106,29 +128,39 @@ def _validate_explain(config: ml_collections.ConfigDict):
   _one_of(explain.annotated_frame, vggss_format.ANNOTATED_FRAMES, "explain.annotated_frame")
   _one_of(explain.gt_geometry, sound_localization.GT_GEOMETRIES, "explain.gt_geometry")
   _one_of(explain.median_rule, sound_localization.MEDIAN_RULES, "explain.median_rule")
-  _require(explain.perturbation_mode == "feature" or config.dataset.input == "raw",
-           "explain.perturbation_mode='pixel' removes pixels and log-mel bins: it needs "
-           "dataset.input='raw' (precomputed features can only be removed in 'feature' mode)")
+  _require(
+      explain.perturbation_mode == "feature" or config.dataset.input == "raw",
+      "explain.perturbation_mode='pixel' removes pixels and log-mel bins: it needs "
+      "dataset.input='raw' (precomputed features can only be removed in 'feature' mode)",
+  )
 
 
 def _validate_input(config: ml_collections.ConfigDict):
   """dataset.input must exist for the dataset and match the backbones."""
   kind, model = config.dataset.input, config.model
   _one_of(kind, datasets.INPUTS, "dataset.input")
-  _require(config.dataset.name in datasets.INPUTS[kind],
-           f"dataset.input={kind!r} is not available for dataset.name={config.dataset.name!r} "
-           f"(it is for {list(datasets.INPUTS[kind])})")
+  _require(
+      config.dataset.name in datasets.INPUTS[kind],
+      f"dataset.input={kind!r} is not available for dataset.name={config.dataset.name!r} "
+      f"(it is for {list(datasets.INPUTS[kind])})",
+  )
   for key in ("visual_backbone", "audio_backbone"):
     backbone = model[key]
     if kind == "features":
-      _require(backbone == "features",
-               f"dataset.input='features' needs model.{key}='features', not {backbone!r}")
+      _require(
+          backbone == "features",
+          f"dataset.input='features' needs model.{key}='features', not {backbone!r}",
+      )
     else:
-      _require(backbone != "features",
-               f"model.{key}='features' needs precomputed features: set dataset.input='features'")
+      _require(
+          backbone != "features",
+          f"model.{key}='features' needs precomputed features: set dataset.input='features'",
+      )
   if kind == "features":
-    _require(not config.input.random_flip,
-             "input.random_flip=True has no effect on precomputed features; set it False")
+    _require(
+        not config.input.random_flip,
+        "input.random_flip=True has no effect on precomputed features; set it False",
+    )
 
 
 def _validate_task(config: ml_collections.ConfigDict):
@@ -136,15 +168,23 @@ def _validate_task(config: ml_collections.ConfigDict):
   task = config.task
   _one_of(task, tasks.TASKS, "task")
   if task == "localization":
-    _require(config.model.segment_head and config.loss.segment_weight > 0,
-             "task='localization' trains on segment labels: set model.segment_head=True and "
-             "loss.segment_weight > 0")
+    _require(
+        config.model.segment_head and config.loss.segment_weight > 0,
+        "task='localization' trains on segment labels: set model.segment_head=True and "
+        "loss.segment_weight > 0",
+    )
   elif task == "weak":
-    _require("when" in models.explanations_of(config.model),
-             f"task='weak' reads the model's own 'when'; model.name="
-             f"{config.model.get('name', 'stan')!r} has none (use stan, or task='localization')")
-    _require(config.loss.segment_weight == 0,
-             "task='weak' trains on video labels only: set loss.segment_weight=0")
-    _require(config.localization.event_threshold > 0,
-             "localization.event_threshold must be > 0 (1.0: a segment is an event where the "
-             "model's 'when' exceeds uniform)")
+    _require(
+        "when" in models.explanations_of(config.model),
+        f"task='weak' reads the model's own 'when'; model.name="
+        f"{config.model.get('name', 'stan')!r} has none (use stan, or task='localization')",
+    )
+    _require(
+        config.loss.segment_weight == 0,
+        "task='weak' trains on video labels only: set loss.segment_weight=0",
+    )
+    _require(
+        config.localization.event_threshold > 0,
+        "localization.event_threshold must be > 0 (1.0: a segment is an event where the "
+        "model's 'when' exceeds uniform)",
+    )

@@ -23,11 +23,11 @@ import dataclasses
 import math
 import os
 
-import jax
-import ml_collections
 from etils import epath
-import tensorflow_datasets as tfds
+import jax
 from jax.experimental import multihost_utils
+import ml_collections
+import tensorflow_datasets as tfds
 
 from data_pipelines import ave_builder
 from data_pipelines import ave_features
@@ -68,9 +68,13 @@ def prepare_synthetic(config: ml_collections.ConfigDict, data_dir: epath.Path) -
   """Generates and builds the config's synthetic set unless it is cached; returns its directory."""
   d = config.dataset
   return synthetic_dataset.prepare(
-      data_dir, config.synthetic.to_dict(), num_segments=d.num_segments,
-      frames_per_segment=d.frames_per_segment, frame_size=d.frame_size,
-      num_workers=d.build_workers)
+      data_dir,
+      config.synthetic.to_dict(),
+      num_segments=d.num_segments,
+      frames_per_segment=d.frames_per_segment,
+      frame_size=d.frame_size,
+      num_workers=d.build_workers,
+  )
 
 
 def load(config: ml_collections.ConfigDict) -> Dataset:
@@ -87,25 +91,33 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
       multihost_utils.sync_global_devices("stt_prepare_synthetic")
     dataset_dir = prepare_synthetic(config, data_dir)
   elif name == "ave" or name in MANIFEST_DATASETS:
-    dataset_dir, build_command = (_ave_dataset_dir(config, data_dir) if name == "ave"
-                                  else _manifest_dataset_dir(config, data_dir))
+    dataset_dir, build_command = (
+        _ave_dataset_dir(config, data_dir)
+        if name == "ave"
+        else _manifest_dataset_dir(config, data_dir)
+    )
     if not data_dir.is_dir():
-      raise DatasetError(f"data dir {data_dir} does not exist; build the dataset into it with: "
-                         f"{build_command}")
+      raise DatasetError(
+          f"data dir {data_dir} does not exist; build the dataset into it with: " f"{build_command}"
+      )
     if not (dataset_dir / "dataset_info.json").exists():
       raise DatasetError(f"no built dataset at {dataset_dir}; build it with: {build_command}")
   else:
-    raise DatasetError(f"unknown dataset.name {name!r}; known: synthetic, ave, "
-                       f"{', '.join(MANIFEST_DATASETS)}")
+    raise DatasetError(
+        f"unknown dataset.name {name!r}; known: synthetic, ave, " f"{', '.join(MANIFEST_DATASETS)}"
+    )
   if not (dataset_dir / "dataset_info.json").exists():
     raise DatasetError(
         f"no built dataset at {dataset_dir} (data dir {data_dir} holds none for "
-        f"dataset.name={name!r} with these segment/frame settings); build it first")
+        f"dataset.name={name!r} with these segment/frame settings); build it first"
+    )
   builder = tfds.builder_from_directory(str(dataset_dir))
   missing = [split for split in SPLITS if split not in builder.info.splits]
   if missing:
-    raise DatasetError(f"dataset at {dataset_dir} lacks splits {missing}: its source had no "
-                       "example for them (a manifest needs rows of every split)")
+    raise DatasetError(
+        f"dataset at {dataset_dir} lacks splits {missing}: its source had no "
+        "example for them (a manifest needs rows of every split)"
+    )
   if config.dataset.input == "features":
     _take_feature_shapes(config, builder.info.features, dataset_dir)
   else:
@@ -114,41 +126,52 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
   return Dataset(sources, list(builder.info.features["label"].names), dataset_dir)
 
 
-def _ave_dataset_dir(config: ml_collections.ConfigDict,
-                     data_dir: epath.Path) -> tuple[epath.Path, str]:
+def _ave_dataset_dir(
+    config: ml_collections.ConfigDict, data_dir: epath.Path
+) -> tuple[epath.Path, str]:
   """(built dataset directory, the command that builds it) for dataset.name='ave'."""
   if config.dataset.input == "features":
-    return (ave_features.dataset_dir(data_dir, config.dataset.visual_dtype),
-            "python -m data_pipelines.build --dataset=ave_features "
-            f"--manual_dir=<AVE feature release dir> --data_dir={data_dir} "
-            f"--visual_dtype={config.dataset.visual_dtype}")
+    return (
+        ave_features.dataset_dir(data_dir, config.dataset.visual_dtype),
+        "python -m data_pipelines.build --dataset=ave_features "
+        f"--manual_dir=<AVE feature release dir> --data_dir={data_dir} "
+        f"--visual_dtype={config.dataset.visual_dtype}",
+    )
   d = config.dataset
   name = ave_builder.config_name("ave", d.num_segments, d.frames_per_segment, d.frame_size)
-  return (data_dir / "ave_videos" / name / str(ave_builder.AveVideos.VERSION),
-          "python -m data_pipelines.build --dataset=ave --manual_dir=<AVE-format video dir> "
-          f"--data_dir={data_dir} --num_segments={d.num_segments} "
-          f"--frames_per_segment={d.frames_per_segment} --frame_size={d.frame_size}")
+  return (
+      data_dir / "ave_videos" / name / str(ave_builder.AveVideos.VERSION),
+      "python -m data_pipelines.build --dataset=ave --manual_dir=<AVE-format video dir> "
+      f"--data_dir={data_dir} --num_segments={d.num_segments} "
+      f"--frames_per_segment={d.frames_per_segment} --frame_size={d.frame_size}",
+  )
 
 
-def _manifest_dataset_dir(config: ml_collections.ConfigDict,
-                          data_dir: epath.Path) -> tuple[epath.Path, str]:
+def _manifest_dataset_dir(
+    config: ml_collections.ConfigDict, data_dir: epath.Path
+) -> tuple[epath.Path, str]:
   """(built dataset directory, the command that builds it) for a clip-manifest dataset."""
   d = config.dataset
   if d.name == "manifest":
     tag = d.get("tag")
     if not tag:
-      raise DatasetError("dataset.name='manifest' needs dataset.tag, the --tag the manifest was "
-                         "built with (python -m data_pipelines.build --dataset=manifest "
-                         "--manual_dir=DIR --tag=NAME)")
+      raise DatasetError(
+          "dataset.name='manifest' needs dataset.tag, the --tag the manifest was "
+          "built with (python -m data_pipelines.build --dataset=manifest "
+          "--manual_dir=DIR --tag=NAME)"
+      )
     source = f"--dataset=manifest --manual_dir=<dir of manifest.csv> --tag={tag}"
   else:
     tag = d.name
     source = f"--dataset={d.name} --manual_dir=<downloaded {d.name} dir>"
-  return (manifest_builder.dataset_dir(data_dir, tag, d.num_segments, d.frames_per_segment,
-                                       d.frame_size),
-          f"python -m data_pipelines.build {source} --data_dir={data_dir} "
-          f"--num_segments={d.num_segments} --frames_per_segment={d.frames_per_segment} "
-          f"--frame_size={d.frame_size}")
+  return (
+      manifest_builder.dataset_dir(
+          data_dir, tag, d.num_segments, d.frames_per_segment, d.frame_size
+      ),
+      f"python -m data_pipelines.build {source} --data_dir={data_dir} "
+      f"--num_segments={d.num_segments} --frames_per_segment={d.frames_per_segment} "
+      f"--frame_size={d.frame_size}",
+  )
 
 
 def _take_feature_shapes(config: ml_collections.ConfigDict, features, dataset_dir: epath.Path):
@@ -161,17 +184,24 @@ def _take_feature_shapes(config: ml_collections.ConfigDict, features, dataset_di
   num_segments, height, width, visual_dim = features["visual_features"].shape
   audio_dim = features["audio_features"].shape[-1]
   if num_segments != config.dataset.num_segments:
-    raise DatasetError(f"the dataset at {dataset_dir} has {num_segments} segments but "
-                       f"dataset.num_segments={config.dataset.num_segments}")
-  from_data = {"grid_size": (height, width), "visual_feature_dim": visual_dim,
-               "audio_feature_dim": audio_dim}
+    raise DatasetError(
+        f"the dataset at {dataset_dir} has {num_segments} segments but "
+        f"dataset.num_segments={config.dataset.num_segments}"
+    )
+  from_data = {
+      "grid_size": (height, width),
+      "visual_feature_dim": visual_dim,
+      "audio_feature_dim": audio_dim,
+  }
   for key, value in from_data.items():
     configured = config.model[key]
     if configured is None:
       config.model[key] = value
     elif (tuple(configured) if key == "grid_size" else configured) != value:
-      raise DatasetError(f"model.{key}={configured} but the features at {dataset_dir} give "
-                         f"{value}; leave model.{key} unset to take it from the data")
+      raise DatasetError(
+          f"model.{key}={configured} but the features at {dataset_dir} give "
+          f"{value}; leave model.{key} unset to take it from the data"
+      )
 
 
 def derive_grid_size(config: ml_collections.ConfigDict):

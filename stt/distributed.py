@@ -28,16 +28,22 @@ class ProcessSpec:
 
 def from_environment(environ=os.environ) -> ProcessSpec:
   """The explicit spec that `launch/local.py` passes through environment variables."""
+
   def _int(name):
     return int(environ[name]) if environ.get(name) else None
-  return ProcessSpec(environ.get("STT_COORDINATOR_ADDRESS") or None,
-                     _int("STT_NUM_PROCESSES"), _int("STT_PROCESS_ID"))
+
+  return ProcessSpec(
+      environ.get("STT_COORDINATOR_ADDRESS") or None,
+      _int("STT_NUM_PROCESSES"),
+      _int("STT_PROCESS_ID"),
+  )
 
 
 def _on_cloud_tpu_vm() -> bool:
   """Whether this is a Cloud TPU VM (jax's own check: TPU chips on the PCI bus)."""
   try:
     from jax._src.clusters import cloud_tpu_cluster  # pylint: disable=g-import-not-at-top
+
     return bool(cloud_tpu_cluster.running_in_cloud_tpu_vm)
   except (ImportError, AttributeError):  # a jax without it: rely on --distributed=on
     return False
@@ -53,7 +59,7 @@ def cluster_kind(environ=os.environ, on_cloud_tpu_vm=None) -> str | None:
   workers = environ.get("TPU_WORKER_HOSTNAMES", "")
   if len([w for w in workers.split(",") if w]) > 1:
     return "tpu"
-  if (_on_cloud_tpu_vm() if on_cloud_tpu_vm is None else on_cloud_tpu_vm):
+  if _on_cloud_tpu_vm() if on_cloud_tpu_vm is None else on_cloud_tpu_vm:
     return "tpu"
   return None
 
@@ -78,6 +84,12 @@ def initialize(spec: ProcessSpec, environ=os.environ, mode: str = "auto") -> str
     jax.distributed.initialize(spec.coordinator_address, spec.num_processes, spec.process_id)
   else:
     jax.distributed.initialize()
-  logging.info("Process %d of %d (%s), %d local / %d global devices", jax.process_index(),
-               jax.process_count(), kind, jax.local_device_count(), jax.device_count())
+  logging.info(
+      "Process %d of %d (%s), %d local / %d global devices",
+      jax.process_index(),
+      jax.process_count(),
+      kind,
+      jax.local_device_count(),
+      jax.device_count(),
+  )
   return kind

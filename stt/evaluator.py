@@ -10,23 +10,23 @@ from __future__ import annotations
 
 import functools
 
+from flax import nnx
 import jax
 import ml_collections
 import numpy as np
 import optax
-from flax import nnx
 
 from stt import input_pipeline
 from stt import sharding
 from stt import tasks
 from stt.explain import pointing
 
-
 INTRINSIC_MAPS = ("where", "when", "when_audio", "when_visual")
 
 
-def eval_step(graphdef, state, batch, *, task: str = "recognition",
-              event_threshold: float = 1.0) -> dict:
+def eval_step(
+    graphdef, state, batch, *, task: str = "recognition", event_threshold: float = 1.0
+) -> dict:
   """Per-example outputs of the model in inference mode; shapes [B,...]."""
   model, _ = nnx.merge(graphdef, state)
   outputs = model(input_pipeline.model_inputs(batch), train=False)
@@ -34,8 +34,9 @@ def eval_step(graphdef, state, batch, *, task: str = "recognition",
   explanations = outputs["explanations"]
   extra = {}
   if task in tasks.SEGMENT_TASKS:
-    extra["segment_prediction"] = tasks.segment_predictions(outputs, batch["segment_mask"], task,
-                                                            event_threshold)
+    extra["segment_prediction"] = tasks.segment_predictions(
+        outputs, batch["segment_mask"], task, event_threshold
+    )
     extra["segment_labels"] = batch["segment_labels"]
   return {
       **extra,
@@ -53,16 +54,23 @@ class Evaluator:
     self._mesh = mesh
     self._config = config
     self._step = jax.jit(
-        functools.partial(eval_step, graphdef, task=config.task,
-                          event_threshold=config.localization.event_threshold),
-        out_shardings=sharding.replicated(mesh))
+        functools.partial(
+            eval_step,
+            graphdef,
+            task=config.task,
+            event_threshold=config.localization.event_threshold,
+        ),
+        out_shardings=sharding.replicated(mesh),
+    )
 
   def predict(self, state, source) -> dict:
     """Outputs (and annotations) of every example of `source`, in split order: {key: [N,...]}."""
     return input_pipeline.gather_split(
-        functools.partial(self._step, state), source,
+        functools.partial(self._step, state),
+        source,
         global_batch_size=self._config.eval_batch_size,
-        batch_sharding=sharding.batch_sharding(self._mesh))
+        batch_sharding=sharding.batch_sharding(self._mesh),
+    )
 
   def evaluate(self, state, source, split: str, *, explain: bool = False) -> dict:
     """Flat metrics `{split}/accuracy`, `{split}/loss`, `{split}/num_examples` (+ pointing)."""

@@ -24,12 +24,24 @@ import math
 
 import grain
 import jax
-import numpy as np
 from jax.experimental import multihost_utils
+import numpy as np
 
 NUMERIC_FEATURES = (
-    "frames", "visual_features", "log_mel", "audio_features", "segment_mask", "label",
-    "segment_labels", "boxes", "box_mask", "frame_size", "event_start", "event_end", "has_audio")
+    "frames",
+    "visual_features",
+    "log_mel",
+    "audio_features",
+    "segment_mask",
+    "label",
+    "segment_labels",
+    "boxes",
+    "box_mask",
+    "frame_size",
+    "event_start",
+    "event_end",
+    "has_audio",
+)
 
 
 def to_numeric_example(record: dict, index: int) -> dict:
@@ -70,8 +82,13 @@ class _ProcessRowsOfGlobalBatches(grain.MapDataset):
   same however many processes share it.
   """
 
-  def __init__(self, parent: grain.MapDataset, per_host_batch_size: int, process_index: int,
-               process_count: int):
+  def __init__(
+      self,
+      parent: grain.MapDataset,
+      per_host_batch_size: int,
+      process_index: int,
+      process_count: int,
+  ):
     super().__init__(parent)
     self._per_host = per_host_batch_size
     self._offset = process_index * per_host_batch_size
@@ -87,9 +104,17 @@ class _ProcessRowsOfGlobalBatches(grain.MapDataset):
     return self._parent[batch * self._global + self._offset + row]
 
 
-def train_dataset(source, *, per_host_batch_size: int, seed: int, random_flip: bool,
-                  num_workers: int, prefetch_buffer_size: int, process_index: int | None = None,
-                  process_count: int | None = None) -> grain.IterDataset:
+def train_dataset(
+    source,
+    *,
+    per_host_batch_size: int,
+    seed: int,
+    random_flip: bool,
+    num_workers: int,
+    prefetch_buffer_size: int,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> grain.IterDataset:
   """An endless, shuffled, augmented stream of per-host batches; its iterator is checkpointable.
 
   The shuffled, augmented example stream is global (the same on every process); global batch i
@@ -102,13 +127,13 @@ def train_dataset(source, *, per_host_batch_size: int, seed: int, random_flip: b
   if len(source) < per_host_batch_size * process_count:
     raise ValueError(
         f"the train split has {len(source)} examples, fewer than one global batch of "
-        f"{per_host_batch_size} x {process_count} host(s)")
+        f"{per_host_batch_size} x {process_count} host(s)"
+    )
   dataset = grain.MapDataset.source(source).map_with_index(_ToNumeric(len(source)))
   dataset = dataset.shuffle(seed=seed).repeat(None)
   if random_flip:
     dataset = dataset.random_map(_RandomFlip(), seed=seed + 1)
-  dataset = _ProcessRowsOfGlobalBatches(dataset, per_host_batch_size, process_index,
-                                        process_count)
+  dataset = _ProcessRowsOfGlobalBatches(dataset, per_host_batch_size, process_index, process_count)
   dataset = dataset.batch(per_host_batch_size, drop_remainder=True)
   return _prefetched(dataset.to_iter_dataset(), num_workers, prefetch_buffer_size)
 
@@ -116,8 +141,9 @@ def train_dataset(source, *, per_host_batch_size: int, seed: int, random_flip: b
 def _prefetched(dataset: grain.IterDataset, num_workers: int, buffer_size: int):
   if num_workers <= 0:
     return dataset
-  return dataset.mp_prefetch(grain.MultiprocessingOptions(
-      num_workers=num_workers, per_worker_buffer_size=buffer_size))
+  return dataset.mp_prefetch(
+      grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=buffer_size)
+  )
 
 
 def num_eval_batches(num_examples: int, global_batch_size: int) -> int:
@@ -131,7 +157,7 @@ def eval_batches(source, *, per_host_batch_size: int):
   Padding examples are copies of a real one with `valid=False`; metrics must weight by `valid`.
   """
   dataset = grain.MapDataset.source(source).map_with_index(_ToNumeric(len(source)))
-  dataset = dataset[jax.process_index()::jax.process_count()]
+  dataset = dataset[jax.process_index() :: jax.process_count()]
   num_batches = num_eval_batches(len(source), per_host_batch_size * jax.process_count())
   batched = dataset.batch(per_host_batch_size, drop_remainder=False)
   template = dataset[0] if len(dataset) else to_numeric_example(source[0], 0)
@@ -145,8 +171,9 @@ def _pad_batch(batch: dict | None, template: dict, batch_size: int) -> dict:
   size = 0 if batch is None else len(batch["valid"])
   if size == batch_size:
     return batch
-  padding = {key: np.repeat(value[None], batch_size - size, axis=0)
-             for key, value in template.items()}
+  padding = {
+      key: np.repeat(value[None], batch_size - size, axis=0) for key, value in template.items()
+  }
   padding["valid"][:] = False
   if batch is None:
     return padding
@@ -155,8 +182,17 @@ def _pad_batch(batch: dict | None, template: dict, batch_size: int) -> dict:
 
 # The batch schema: what the model reads, and the annotations the metrics read.
 MODEL_INPUT_KEYS = ("frames", "visual_features", "log_mel", "audio_features", "segment_mask")
-ANNOTATION_KEYS = ("valid", "index", "label", "segment_mask", "boxes", "box_mask", "frame_size",
-                   "event_start", "event_end")
+ANNOTATION_KEYS = (
+    "valid",
+    "index",
+    "label",
+    "segment_mask",
+    "boxes",
+    "box_mask",
+    "frame_size",
+    "event_start",
+    "event_end",
+)
 
 
 def model_inputs(batch: dict) -> dict:
@@ -167,7 +203,8 @@ def model_inputs(batch: dict) -> dict:
 def make_global_batch(local_batch: dict, sharding: jax.sharding.Sharding) -> dict:
   """Per-host numpy batch → global jax.Arrays sharded along the batch axis."""
   return jax.tree.map(
-      lambda array: jax.make_array_from_process_local_data(sharding, array), local_batch)
+      lambda array: jax.make_array_from_process_local_data(sharding, array), local_batch
+  )
 
 
 def gather_split(step, source, *, global_batch_size: int, batch_sharding) -> dict:

@@ -10,10 +10,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (used by TFDS/clu) start-up noise.
 
-import jax  # pylint: disable=g-import-not-at-top
 from absl import app
 from absl import flags
 from absl import logging
+import jax  # pylint: disable=g-import-not-at-top
 from ml_collections import config_flags
 
 from stt import checkpoint
@@ -28,18 +28,27 @@ from stt.models import pretrained
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/synthetic.py")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.json.")
 _MODE = flags.DEFINE_enum(
-    "mode", "train", ["train", "explain"],
+    "mode",
+    "train",
+    ["train", "explain"],
     "train: train (or resume), then evaluate. explain: evaluate every configured explainer on "
-    "the best checkpoint (pointing, localisation, perturbation AUCs, tables and curves).")
+    "the best checkpoint (pointing, localisation, perturbation AUCs, tables and curves).",
+)
 _COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", None, "host:port of process 0, for an explicit multi-process run "
-    "(default $STT_COORDINATOR_ADDRESS). TPU pods and SLURM are detected without it.")
+    "coordinator_address",
+    None,
+    "host:port of process 0, for an explicit multi-process run "
+    "(default $STT_COORDINATOR_ADDRESS). TPU pods and SLURM are detected without it.",
+)
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "default $STT_NUM_PROCESSES")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "default $STT_PROCESS_ID")
 _DISTRIBUTED = flags.DEFINE_enum(
-    "distributed", "auto", ["auto", "on", "off"],
+    "distributed",
+    "auto",
+    ["auto", "on", "off"],
     "auto: join a multi-process run when flags/env, SLURM or a Cloud TPU VM say so; on: always "
-    "call jax.distributed.initialize(); off: one process.")
+    "call jax.distributed.initialize(); off: one process.",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -63,8 +72,7 @@ def parse_flags(argv):
     if isinstance(cause, KeyError) and cause.args:
       lines = [line.strip() for line in str(cause.args[0]).splitlines() if line.strip()]
       key = lines[0].strip("'\"") if lines else "?"
-      fail(f"bad --config: unknown key {key!r}" + (f"; {' '.join(lines[1:])}" if lines[1:]
-                                                    else ""))
+      fail(f"bad --config: unknown key {key!r}" + (f"; {' '.join(lines[1:])}" if lines[1:] else ""))
     fail(f"bad --config: {' '.join(str(error).split())}")
   except SyntaxError as error:
     fail(f"--config {error.filename}:{error.lineno} is not a Python config file: {error.msg}")
@@ -74,8 +82,10 @@ def parse_flags(argv):
 
 def fail_to_load_config(error: OSError):
   lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-  fail(f"cannot load --config: {lines[-1]} (a relative path is taken from the current "
-       "directory: run from the repository root, or give an absolute path)")
+  fail(
+      f"cannot load --config: {lines[-1]} (a relative path is taken from the current "
+      "directory: run from the repository root, or give an absolute path)"
+  )
 
 
 def load_config():
@@ -102,11 +112,14 @@ def main(argv):
   config = load_config()
   from_env = distributed.from_environment()
   try:
-    distributed.initialize(distributed.ProcessSpec(
-        _COORDINATOR.value or from_env.coordinator_address,
-        _NUM_PROCESSES.value if _NUM_PROCESSES.value is not None else from_env.num_processes,
-        _PROCESS_ID.value if _PROCESS_ID.value is not None else from_env.process_id),
-        mode=_DISTRIBUTED.value)
+    distributed.initialize(
+        distributed.ProcessSpec(
+            _COORDINATOR.value or from_env.coordinator_address,
+            _NUM_PROCESSES.value if _NUM_PROCESSES.value is not None else from_env.num_processes,
+            _PROCESS_ID.value if _PROCESS_ID.value is not None else from_env.process_id,
+        ),
+        mode=_DISTRIBUTED.value,
+    )
   except ValueError as error:
     fail(str(error))
   if jax.process_index() != 0:  # Process 0 logs progress; the others only warnings and errors.
@@ -115,14 +128,20 @@ def main(argv):
     if path and "://" not in str(path) and os.path.exists(path) and not os.path.isdir(path):
       fail(f"{flag}={path} is a file; it must be a directory (created if absent)")
   try:
-    config_validation.validate(config, device_count=jax.device_count(),
-                               process_count=jax.process_count())
+    config_validation.validate(
+        config, device_count=jax.device_count(), process_count=jax.process_count()
+    )
     if _MODE.value == "train":
       train.train_and_evaluate(config, _WORKDIR.value)
     else:
       train.explain_best(config, _WORKDIR.value)
-  except (config_validation.ConfigError, datasets.DatasetError, trained_run.RunInfoError,
-          checkpoint.NoUsableCheckpointError, pretrained.WeightsError) as error:
+  except (
+      config_validation.ConfigError,
+      datasets.DatasetError,
+      trained_run.RunInfoError,
+      checkpoint.NoUsableCheckpointError,
+      pretrained.WeightsError,
+  ) as error:
     fail(str(error))
   except train.NonFiniteLossError as error:
     fail(str(error), code=3)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import signal
 
 import jax
-import numpy as np
 from jax.experimental import multihost_utils
+import numpy as np
 
 # Exit status of a run stopped by SIGTERM after saving: 128 + 15, as if killed by the signal,
 # so that the job counts as unfinished. Requeueing is the launcher's business (SLURM does not

@@ -65,24 +65,49 @@ def _model_rows(config: str, names=COMPARED_MODELS) -> tuple[Row, ...]:
 
 
 SUITES = {
-    "smoke": Suite(_model_rows("configs/synthetic.py:smoke", ("stan", "late_fusion")),
-                   explainers=("attention", "gradient", "random"),
-                   extra=("--config.explain.num_panels=0",)),
+    "smoke": Suite(
+        _model_rows("configs/synthetic.py:smoke", ("stan", "late_fusion")),
+        explainers=("attention", "gradient", "random"),
+        extra=("--config.explain.num_panels=0",),
+    ),
     "synthetic": Suite(_model_rows("configs/synthetic.py")),
-    "synthetic_ablations": Suite((
-        Row("stan", "configs/synthetic.py"),
-        Row("stan_spatial_query_none", "configs/synthetic.py", (("model.spatial_query", "none"),)),
-        Row("stan_spatial_query_learned", "configs/synthetic.py",
-            (("model.spatial_query", "learned"),)),
-        Row("stan_temporal_pool_mean", "configs/synthetic.py", (("model.temporal_pool", "mean"),)),
-        Row("stan_pool_values_contextual", "configs/synthetic.py",
-            (("model.pool_values", "contextual"),)),
-    )),
+    "synthetic_ablations": Suite(
+        (
+            Row("stan", "configs/synthetic.py"),
+            Row(
+                "stan_spatial_query_none",
+                "configs/synthetic.py",
+                (("model.spatial_query", "none"),),
+            ),
+            Row(
+                "stan_spatial_query_learned",
+                "configs/synthetic.py",
+                (("model.spatial_query", "learned"),),
+            ),
+            Row(
+                "stan_temporal_pool_mean",
+                "configs/synthetic.py",
+                (("model.temporal_pool", "mean"),),
+            ),
+            Row(
+                "stan_pool_values_contextual",
+                "configs/synthetic.py",
+                (("model.pool_values", "contextual"),),
+            ),
+        )
+    ),
     "ave_features": Suite(
         _model_rows("configs/ave.py:features")
-        + tuple(Row(f"{name}_localization", "configs/ave.py:features,localization",
-                    (("model.name", name),)) for name in COMPARED_MODELS)
-        + (Row("stan_weak", "configs/ave.py:features,weak"),)),
+        + tuple(
+            Row(
+                f"{name}_localization",
+                "configs/ave.py:features,localization",
+                (("model.name", name),),
+            )
+            for name in COMPARED_MODELS
+        )
+        + (Row("stan_weak", "configs/ave.py:features,weak"),)
+    ),
     "kinetics_sounds": Suite(_model_rows("configs/kinetics_sounds.py")),
     "vggsound": Suite(_model_rows("configs/vggsound.py")),
 }
@@ -111,10 +136,17 @@ def plan(suite: Suite, workdir: epath.Path, seeds: int, only_rows=None, extra=()
       continue
     for seed in range(seeds):
       directory = workdir / row.name / f"seed{seed}"
-      common = (sys.executable, "-m", "stt.main", f"--config={REPO / row.config}",
-                f"--workdir={directory}", f"--config.seed={seed}",
-                *(f"--config.{key}={value}" for key, value in row.overrides),
-                *suite.extra, *extra)
+      common = (
+          sys.executable,
+          "-m",
+          "stt.main",
+          f"--config={REPO / row.config}",
+          f"--workdir={directory}",
+          f"--config.seed={seed}",
+          *(f"--config.{key}={value}" for key, value in row.overrides),
+          *suite.extra,
+          *extra,
+      )
       names = ",".join(f'"{e}"' for e in explainers_for(row, suite.explainers))
       explain = (*common, "--mode=explain", f"--config.explain.explainers=({names},)")
       runs.append(Run(row, seed, directory, (common, explain)))
@@ -132,10 +164,13 @@ def run_one(run: Run, execute: Callable[[tuple[str, ...], epath.Path], int]) -> 
   for command in run.commands:
     status = execute(command, run.directory)
     if status != 0:
-      raise RuntimeError(f"{run.row.name} seed {run.seed}: `{shlex.join(command)}` exited with "
-                         f"{status}; see {run.directory / 'log.txt'}; re-run to resume")
-  (run.directory / DONE_FILE).write_text(json.dumps({"commands": [list(c) for c in run.commands],
-                                                     "seconds": time.time() - start}))
+      raise RuntimeError(
+          f"{run.row.name} seed {run.seed}: `{shlex.join(command)}` exited with "
+          f"{status}; see {run.directory / 'log.txt'}; re-run to resume"
+      )
+  (run.directory / DONE_FILE).write_text(
+      json.dumps({"commands": [list(c) for c in run.commands], "seconds": time.time() - start})
+  )
   return time.time() - start
 
 
@@ -162,15 +197,22 @@ def run_all(runs: list[Run], jobs: int, execute=execute_logged, log=print) -> in
       except RuntimeError as error:
         failures += 1
         status = f"FAILED: {error}"
-      log(f"[{finished}/{len(todo)}] {run.row.name} seed {run.seed}: {status}; elapsed "
-          f"{elapsed:.0f} s, ETA {eta:.0f} s")
+      log(
+          f"[{finished}/{len(todo)}] {run.row.name} seed {run.seed}: {status}; elapsed "
+          f"{elapsed:.0f} s, ETA {eta:.0f} s"
+      )
   return failures
 
 
 def _commit() -> str:
   try:
-    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True, cwd=epath.Path(__file__).parent).stdout.strip()
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=epath.Path(__file__).parent,
+    ).stdout.strip()
   except (OSError, subprocess.CalledProcessError):
     return "unknown"
 
@@ -181,33 +223,50 @@ def aggregate(suite_name: str, runs: list[Run], workdir: epath.Path, wall_time_s
   for run in runs:
     by_row.setdefault(run.row.name, []).append(run.directory)
   rows = reproduce_tables.summary_rows(reproduce_tables.read_results(by_row))
-  summary = {"suite": suite_name, "commit": _commit(),
-             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-             "machine": f"{platform.node()} {platform.machine()} {platform.processor()}".strip(),
-             "wall_time_s": wall_time_s, "rows": rows}
+  summary = {
+      "suite": suite_name,
+      "commit": _commit(),
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "machine": f"{platform.node()} {platform.machine()} {platform.processor()}".strip(),
+      "wall_time_s": wall_time_s,
+      "rows": rows,
+  }
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
-  header = (f"# Suite `{suite_name}`\n\nCommit {summary['commit']}, {summary['date']}, "
-            f"{summary['machine']}" + (f", {wall_time_s:.0f} s" if wall_time_s else "") + ".")
+  header = (
+      f"# Suite `{suite_name}`\n\nCommit {summary['commit']}, {summary['date']}, "
+      f"{summary['machine']}" + (f", {wall_time_s:.0f} s" if wall_time_s else "") + "."
+  )
   (workdir / "tables.md").write_text(reproduce_tables.markdown(rows, header))
   (workdir / "tables.csv").write_text(reproduce_tables.csv_text(rows))
   return summary
 
 
 def _parse_args(argv):
-  parser = argparse.ArgumentParser(prog="python -m stt.reproduce", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+      prog="python -m stt.reproduce",
+      description=__doc__,
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
   parser.add_argument("--suite", required=True, choices=sorted(SUITES))
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--seeds", type=int, default=3)
   parser.add_argument("--models", default="", help="comma-separated rows to run (default: all)")
   parser.add_argument("--jobs", type=int, default=1, help="runs at a time on this machine")
-  parser.add_argument("--dry_run", action="store_true",
-                      help="print each run's commands, one per line, and stop")
-  parser.add_argument("--aggregate_only", action="store_true",
-                      help="only build the tables from the runs already in --workdir")
-  parser.add_argument("--config_override", action="append", default=[],
-                      help="a --config.KEY=VALUE added to every run, e.g. --config.data_dir=D")
+  parser.add_argument(
+      "--dry_run", action="store_true", help="print each run's commands, one per line, and stop"
+  )
+  parser.add_argument(
+      "--aggregate_only",
+      action="store_true",
+      help="only build the tables from the runs already in --workdir",
+  )
+  parser.add_argument(
+      "--config_override",
+      action="append",
+      default=[],
+      help="a --config.KEY=VALUE added to every run, e.g. --config.data_dir=D",
+  )
   return parser.parse_args(argv)
 
 
@@ -217,9 +276,13 @@ def main(argv=None) -> int:
   only = [m for m in args.models.split(",") if m]
   unknown = sorted(set(only) - {row.name for row in suite.rows})
   if unknown or args.seeds < 1 or args.jobs < 1:
-    print(f"stt.reproduce: error: unknown rows {unknown} of suite {args.suite} (known: "
-          f"{[row.name for row in suite.rows]})" if unknown else
-          "stt.reproduce: error: --seeds and --jobs must be >= 1", file=sys.stderr)
+    print(
+        f"stt.reproduce: error: unknown rows {unknown} of suite {args.suite} (known: "
+        f"{[row.name for row in suite.rows]})"
+        if unknown
+        else "stt.reproduce: error: --seeds and --jobs must be >= 1",
+        file=sys.stderr,
+    )
     return 2
   workdir = epath.Path(args.workdir).resolve()
   runs = plan(suite, workdir, args.seeds, only, extra=tuple(args.config_override))
@@ -230,10 +293,13 @@ def main(argv=None) -> int:
     return 0
   start = time.time()
   failures = 0 if args.aggregate_only else run_all(runs, args.jobs)
-  summary = aggregate(args.suite, runs, workdir,
-                      None if args.aggregate_only else time.time() - start)
-  print(f"reproduce: {len(summary['rows'])} table cells -> {workdir / 'tables.md'}"
-        + (f"; {failures} runs failed (re-run to resume them)" if failures else ""))
+  summary = aggregate(
+      args.suite, runs, workdir, None if args.aggregate_only else time.time() - start
+  )
+  print(
+      f"reproduce: {len(summary['rows'])} table cells -> {workdir / 'tables.md'}"
+      + (f"; {failures} runs failed (re-run to resume them)" if failures else "")
+  )
   return 1 if failures else 0
 
 

@@ -19,14 +19,24 @@ import io
 import json
 import math
 
-import numpy as np
 from etils import epath
+import numpy as np
 
 RECOGNITION_METRICS = ("accuracy", "segment_accuracy")
-PERTURBATION_METRICS = ("spatial/positive_auc", "spatial/negative_auc", "temporal/positive_auc",
-                        "temporal/negative_auc")
-POINTING_METRICS = ("pointing_spatial", "pointing_spatial_class_mean", "pointing_temporal",
-                    "relevance_mass", "ciou", "ciou_mean")
+PERTURBATION_METRICS = (
+    "spatial/positive_auc",
+    "spatial/negative_auc",
+    "temporal/positive_auc",
+    "temporal/negative_auc",
+)
+POINTING_METRICS = (
+    "pointing_spatial",
+    "pointing_spatial_class_mean",
+    "pointing_temporal",
+    "relevance_mass",
+    "ciou",
+    "ciou_mean",
+)
 # Rows of the pointing table computed on the annotations alone (stt/explain/suite.py).
 REFERENCE_ROWS = ("chance", "center_prior")
 CSV_FIELDS = ("table", "model", "explainer", "metric", "split", "randomised", "mean", "std", "n")
@@ -57,8 +67,19 @@ def summary_rows(results_by_model: dict[str, list[dict]]) -> list[dict]:
   def add(table, model, explainer, metric, split, key):
     mean, std, n = _cell([result.get(key) for result in results])
     if n:
-      rows.append(dict(table=table, model=model, explainer=explainer, metric=metric, split=split,
-                       randomised=None, mean=mean, std=std, n=n))
+      rows.append(
+          dict(
+              table=table,
+              model=model,
+              explainer=explainer,
+              metric=metric,
+              split=split,
+              randomised=None,
+              mean=mean,
+              std=std,
+              n=n,
+          )
+      )
 
   for model, results in results_by_model.items():
     for split in ("test", "val"):
@@ -83,30 +104,50 @@ def markdown(rows: list[dict], header: str) -> str:
   index = {(r["table"], r["model"], r["explainer"], r["metric"], r["split"]): r for r in rows}
   models = list(dict.fromkeys(r["model"] for r in rows))
   lines = [header, ""]
-  lines += ["## Table 1: recognition (test; model selected on val)", "",
-            "| model | test accuracy | val accuracy | test segment accuracy | n |",
-            "|---|---|---|---|---|"]
+  lines += [
+      "## Table 1: recognition (test; model selected on val)",
+      "",
+      "| model | test accuracy | val accuracy | test segment accuracy | n |",
+      "|---|---|---|---|---|",
+  ]
   for model in models:
-    cells = [index.get(("recognition", model, None, metric, split)) for metric, split in
-             (("accuracy", "test"), ("accuracy", "val"), ("segment_accuracy", "test"))]
+    cells = [
+        index.get(("recognition", model, None, metric, split))
+        for metric, split in (
+            ("accuracy", "test"),
+            ("accuracy", "val"),
+            ("segment_accuracy", "test"),
+        )
+    ]
     n = cells[0]["n"] if cells[0] else 0
     lines.append(f"| {model} | " + " | ".join(_format(c) for c in cells) + f" | {n} |")
   for table, metrics, title in (
-      ("perturbation", PERTURBATION_METRICS,
-       "## Table 2: perturbation tests (AUC x100 over p = 0..0.9; positive lower is better, "
-       "negative higher)"),
-      ("pointing", POINTING_METRICS, "## Table 3: pointing games and localisation (test)")):
+      (
+          "perturbation",
+          PERTURBATION_METRICS,
+          "## Table 2: perturbation tests (AUC x100 over p = 0..0.9; positive lower is better, "
+          "negative higher)",
+      ),
+      ("pointing", POINTING_METRICS, "## Table 3: pointing games and localisation (test)"),
+  ):
     explainers = list(dict.fromkeys(r["explainer"] for r in rows if r["table"] == table))
-    lines += ["", title, "", "| model | explainer | " + " | ".join(metrics) + " |",
-              "|---" * (len(metrics) + 2) + "|"]
+    lines += [
+        "",
+        title,
+        "",
+        "| model | explainer | " + " | ".join(metrics) + " |",
+        "|---" * (len(metrics) + 2) + "|",
+    ]
     for model in models:
       for explainer in explainers:
         cells = [index.get((table, model, explainer, metric, "test")) for metric in metrics]
         if any(cells) or explainer not in REFERENCE_ROWS:
-          lines.append(f"| {model} | {explainer} | "
-                       + " | ".join(_format(c) for c in cells) + " |")
-  lines += ["", "Each cell: mean ± sample std over seeds; — : not applicable to that model or "
-            "not measured. Perturbation AUCs are on the scale 0..90."]
+          lines.append(f"| {model} | {explainer} | " + " | ".join(_format(c) for c in cells) + " |")
+  lines += [
+      "",
+      "Each cell: mean ± sample std over seeds; — : not applicable to that model or "
+      "not measured. Perturbation AUCs are on the scale 0..90.",
+  ]
   return "\n".join(lines) + "\n"
 
 

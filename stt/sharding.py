@@ -11,10 +11,10 @@ parameters, having the same shapes). Shardings are derived from the abstract sta
 from __future__ import annotations
 
 import jax
-import ml_collections
-import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+import ml_collections
+import numpy as np
 
 DATA_AXIS = "data"
 FSDP_AXIS = "fsdp"
@@ -26,8 +26,11 @@ def make_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
   fsdp = config.mesh.fsdp
   if fsdp < 1 or jax.device_count() % fsdp:
     raise ValueError(f"mesh.fsdp={fsdp} must divide the device count ({jax.device_count()})")
-  return jax.make_mesh((jax.device_count() // fsdp, fsdp), (DATA_AXIS, FSDP_AXIS),
-                       axis_types=(jax.sharding.AxisType.Auto,) * 2)
+  return jax.make_mesh(
+      (jax.device_count() // fsdp, fsdp),
+      (DATA_AXIS, FSDP_AXIS),
+      axis_types=(jax.sharding.AxisType.Auto,) * 2,
+  )
 
 
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
@@ -51,11 +54,12 @@ def array_spec(shape: tuple[int, ...], fsdp: int, min_size: int) -> P:
   return P()
 
 
-def state_shardings(abstract_state, mesh: jax.sharding.Mesh,
-                    config: ml_collections.ConfigDict):
+def state_shardings(abstract_state, mesh: jax.sharding.Mesh, config: ml_collections.ConfigDict):
   """Shardings for every array of an abstract (eval_shape'd) state, same tree structure."""
   fsdp = mesh.shape[FSDP_AXIS]
   return jax.tree.map(
-      lambda leaf: NamedSharding(mesh, array_spec(tuple(leaf.shape), fsdp,
-                                                  config.mesh.fsdp_min_size)),
-      abstract_state)
+      lambda leaf: NamedSharding(
+          mesh, array_spec(tuple(leaf.shape), fsdp, config.mesh.fsdp_min_size)
+      ),
+      abstract_state,
+  )

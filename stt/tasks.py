@@ -25,8 +25,9 @@ def selection_metric(config: ml_collections.ConfigDict) -> str:
   return "val/segment_accuracy" if config.task in SEGMENT_TASKS else "val/accuracy"
 
 
-def segment_predictions(outputs: dict, segment_mask: jax.Array, task: str,
-                        event_threshold: float) -> jax.Array:
+def segment_predictions(
+    outputs: dict, segment_mask: jax.Array, task: str, event_threshold: float
+) -> jax.Array:
   """[B,T] int32 per-segment labels in 0..C (C = background); see the module docstring.
 
   outputs: the model's outputs (stt.models.ModelOutputs); segment_mask [B,T].

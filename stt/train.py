@@ -11,15 +11,15 @@ from __future__ import annotations
 import functools
 import logging
 
+from clu import metric_writers
+from clu import periodic_actions
+from etils import epath
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from clu import metric_writers
-from clu import periodic_actions
-from etils import epath
-from flax import nnx
 
 from stt import checkpoint
 from stt import config_validation
@@ -43,8 +43,9 @@ def loss_and_metrics(outputs: dict, batch: dict, config) -> tuple[jax.Array, dic
   """Cross-entropy on the video label (+ weighted per-segment loss), averaged over valid rows."""
   logits = outputs["logits"].astype(jnp.float32)
   num_classes = logits.shape[-1]
-  labels = optax.smooth_labels(jax.nn.one_hot(batch["label"], num_classes),
-                               config.loss.label_smoothing)
+  labels = optax.smooth_labels(
+      jax.nn.one_hot(batch["label"], num_classes), config.loss.label_smoothing
+  )
   weights = batch["valid"].astype(jnp.float32)
   per_example = optax.softmax_cross_entropy(logits, labels)
   loss = jnp.sum(per_example * weights) / jnp.maximum(weights.sum(), 1.0)
@@ -52,9 +53,11 @@ def loss_and_metrics(outputs: dict, batch: dict, config) -> tuple[jax.Array, dic
     segment_logits = outputs["segment_logits"].astype(jnp.float32)
     segment_weights = weights[:, None] * batch["segment_mask"]
     per_segment = optax.softmax_cross_entropy_with_integer_labels(
-        segment_logits, batch["segment_labels"])
+        segment_logits, batch["segment_labels"]
+    )
     loss += config.loss.segment_weight * (
-        jnp.sum(per_segment * segment_weights) / jnp.maximum(segment_weights.sum(), 1.0))
+        jnp.sum(per_segment * segment_weights) / jnp.maximum(segment_weights.sum(), 1.0)
+    )
   correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
   accuracy = jnp.sum(correct * weights) / jnp.maximum(weights.sum(), 1.0)
   return loss, {"loss": loss, "accuracy": accuracy}
@@ -80,27 +83,35 @@ def stop_on_divergence(manager, window: list, workdir) -> None:
   The loss of step s is computed with the state saved at step s-1, so when step s is the first
   non-finite one, the checkpoints from step s-1 on are renamed `<step>.diverged`.
   """
-  first_bad = next(step for step, metrics in window
-                   if not np.isfinite(jax.device_get(metrics["loss"])))
+  first_bad = next(
+      step for step, metrics in window if not np.isfinite(jax.device_get(metrics["loss"]))
+  )
   loss = float(jax.device_get(dict(window)[first_bad]["loss"]))
   manager.wait_until_finished()
-  checkpoint.set_aside(manager, [s for s in manager.all_steps() if s >= first_bad - 1],
-                       suffix="diverged")
-  kept = (f"the last good checkpoint (step {manager.latest_step()}) is kept in "
-          f"{workdir / 'checkpoints'}" if manager.latest_step() is not None
-          else "no good checkpoint had been written")
+  checkpoint.set_aside(
+      manager, [s for s in manager.all_steps() if s >= first_bad - 1], suffix="diverged"
+  )
+  kept = (
+      f"the last good checkpoint (step {manager.latest_step()}) is kept in "
+      f"{workdir / 'checkpoints'}"
+      if manager.latest_step() is not None
+      else "no good checkpoint had been written"
+  )
   raise NonFiniteLossError(
       f"training loss is {loss} at step {first_bad}; stopping ({kept}). "
-      "Lower optimizer.learning_rate or check the input data.")
+      "Lower optimizer.learning_rate or check the input data."
+  )
 
 
 def write_panels(writer, step: int, outputs: dict, dataset: datasets.Dataset, count: int):
   """Explanation panels of the first `count` val examples, as TensorBoard images."""
   positions = range(min(count, len(outputs["label"])))
-  images = panels.panels_for_examples(outputs, dataset.sources["val"], positions,
-                                      dataset.class_names)
-  writer.write_images(step, {f"val_explanations/{video_id}": image[None]
-                             for video_id, image in images.items()})
+  images = panels.panels_for_examples(
+      outputs, dataset.sources["val"], positions, dataset.class_names
+  )
+  writer.write_images(
+      step, {f"val_explanations/{video_id}": image[None] for video_id, image in images.items()}
+  )
 
 
 def explain_best(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -113,22 +124,28 @@ def explain_best(config: ml_collections.ConfigDict, workdir: str) -> dict:
   workdir = epath.Path(workdir)
   if not (workdir / trained_run.RESULTS_FILE).exists():
     raise checkpoint.NoUsableCheckpointError(
-        f"{workdir} has no finished run (no results.json); train first with --mode=train")
+        f"{workdir} has no finished run (no results.json); train first with --mode=train"
+    )
   config, differences = trained_run.with_trained_model(config, workdir)
   if differences:
-    logging.warning("--mode=explain evaluates the model the run in %s was trained with "
-                    "(its config.json); the given config differs in %s", workdir,
-                    "; ".join(differences))
-  config_validation.validate(config, device_count=jax.device_count(),
-                             process_count=jax.process_count())
+    logging.warning(
+        "--mode=explain evaluates the model the run in %s was trained with "
+        "(its config.json); the given config differs in %s",
+        workdir,
+        "; ".join(differences),
+    )
+  config_validation.validate(
+      config, device_count=jax.device_count(), process_count=jax.process_count()
+  )
   dataset = datasets.load(config)
   mesh = sharding.make_mesh(config)
 
   step, graphdef, state = state_lib.restore_best(workdir, config, dataset.num_classes, mesh)
   source = explain_sets.explain_source(config, dataset)  # the test split, or explain.dataset
   metrics = suite.run(graphdef, state, source, mesh, config, workdir, dataset.class_names)
-  return trained_run.write_results(workdir, {"best_step": step, **metrics},
-                                   write=jax.process_index() == 0)
+  return trained_run.write_results(
+      workdir, {"best_step": step, **metrics}, write=jax.process_index() == 0
+  )
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -138,8 +155,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     workdir = workdir.resolve()
   workdir.mkdir(parents=True, exist_ok=True)
   is_chief = jax.process_index() == 0
-  writer = metric_writers.create_default_writer(str(workdir / "tensorboard"),
-                                                just_logging=not is_chief)
+  writer = metric_writers.create_default_writer(
+      str(workdir / "tensorboard"), just_logging=not is_chief
+  )
 
   # --- Data ---
   dataset = datasets.load(config)
@@ -147,21 +165,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     trained_run.save(workdir, config, dataset.class_names)
   mesh = sharding.make_mesh(config)
   per_host_batch = config.batch_size // jax.process_count()
-  train_iter = iter(input_pipeline.train_dataset(
-      dataset.sources["train"], per_host_batch_size=per_host_batch, seed=config.seed,
-      random_flip=config.input.random_flip, num_workers=config.input.num_workers,
-      prefetch_buffer_size=config.input.prefetch_buffer_size))
+  train_iter = iter(
+      input_pipeline.train_dataset(
+          dataset.sources["train"],
+          per_host_batch_size=per_host_batch,
+          seed=config.seed,
+          random_flip=config.input.random_flip,
+          num_workers=config.input.num_workers,
+          prefetch_buffer_size=config.input.prefetch_buffer_size,
+      )
+  )
 
   # --- Model and optimizer, created directly in their shardings ---
   graphdef, state, state_shardings = state_lib.create_state(config, dataset.num_classes, mesh)
   if config.mesh.fsdp > 1:
     split = [s for s in jax.tree.leaves(state_shardings) if s.spec != jax.sharding.PartitionSpec()]
-    logging.info("fsdp-sharded state arrays: %d of %d", len(split),
-                 len(jax.tree.leaves(state_shardings)))
+    logging.info(
+        "fsdp-sharded state arrays: %d of %d", len(split), len(jax.tree.leaves(state_shardings))
+    )
   batch_sharding = sharding.batch_sharding(mesh)
   jit_train_step = jax.jit(
-      functools.partial(train_step, graphdef, config=config), donate_argnums=(0,),
-      out_shardings=(state_shardings, sharding.replicated(mesh)))
+      functools.partial(train_step, graphdef, config=config),
+      donate_argnums=(0,),
+      out_shardings=(state_shardings, sharding.replicated(mesh)),
+  )
   evaluator = evaluator_lib.Evaluator(graphdef, mesh, config)
 
   # --- Resume ---
@@ -175,7 +202,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   # --- Train loop ---
   report_progress = periodic_actions.ReportProgress(
-      num_train_steps=config.num_train_steps, writer=writer, every_steps=config.log_every_steps)
+      num_train_steps=config.num_train_steps, writer=writer, every_steps=config.log_every_steps
+  )
   window, last_train_loss = [], None
   preemption_flag = preemption.PreemptionFlag()
   for step in range(first_step, config.num_train_steps + 1):
@@ -190,8 +218,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     preempted = preemption_flag.requested()
     # The loss is checked before anything is saved, so no checkpoint holds a diverged state.
     if step % config.log_every_steps == 0 or save_now or preempted:
-      summary = {f"train/{k}": float(np.mean([jax.device_get(m[k]) for _, m in window]))
-                 for k in window[0][1]}
+      summary = {
+          f"train/{k}": float(np.mean([jax.device_get(m[k]) for _, m in window]))
+          for k in window[0][1]
+      }
       if not np.isfinite(summary["train/loss"]):
         stop_on_divergence(manager, window, workdir)
       last_train_loss = summary["train/loss"]
@@ -206,15 +236,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       preemption_flag.restore()
       raise preemption.Preempted(
           f"SIGTERM: saved a checkpoint at step {step} in {workdir / 'checkpoints'} and "
-          "stopped; run the same command again to resume.")
+          "stopped; run the same command again to resume."
+      )
     if evaluate_now:
       val_outputs = evaluator.predict(state, dataset.sources["val"])
       val = evaluator_lib.split_metrics(val_outputs, "val")
       writer.write_scalars(step, val)
       if is_chief and config.explain.num_panels > 0 and {"where", "when"} <= val_outputs.keys():
         write_panels(writer, step, val_outputs, dataset, config.explain.num_panels)
-      checkpoint.save(manager, step, state, train_iter,
-                      metrics={**val, "train/loss": last_train_loss})
+      checkpoint.save(
+          manager, step, state, train_iter, metrics={**val, "train/loss": last_train_loss}
+      )
     elif save_now:
       checkpoint.save(manager, step, state, train_iter)  # no metrics: never "best"
   manager.wait_until_finished()
@@ -225,12 +257,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if last_train_loss is None:  # Resumed a finished run: report the saved figure.
     last_train_loss = manager.metrics(manager.latest_step())["train/loss"]
   state = checkpoint.restore(manager, best_step, state)
-  results = {"best_step": best_step, "train/loss": last_train_loss,
-             "train/num_steps": config.num_train_steps}
+  results = {
+      "best_step": best_step,
+      "train/loss": last_train_loss,
+      "train/num_steps": config.num_train_steps,
+  }
   results.update(evaluator.evaluate(state, dataset.sources["val"], "val"))
   results.update(evaluator.evaluate(state, dataset.sources["test"], "test", explain=True))
-  writer.write_scalars(config.num_train_steps, {k: v for k, v in results.items()
-                                               if isinstance(v, float)})
+  writer.write_scalars(
+      config.num_train_steps, {k: v for k, v in results.items() if isinstance(v, float)}
+  )
   writer.flush()
   # A metric without trials (e.g. spatial pointing on a set without boxes) is NaN in memory
   # and null in the file.

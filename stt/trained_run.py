@@ -14,9 +14,9 @@ import copy
 import dataclasses
 import json
 
+from etils import epath
 import ml_collections
 import numpy as np
-from etils import epath
 
 CONFIG_FILE = "config.json"
 CLASS_NAMES_FILE = "class_names.json"
@@ -35,8 +35,9 @@ class RunInfo:
   class_names: list[str]
 
 
-def save(workdir: epath.PathLike, config: ml_collections.ConfigDict,
-         class_names: list[str]) -> None:
+def save(
+    workdir: epath.PathLike, config: ml_collections.ConfigDict, class_names: list[str]
+) -> None:
   """Writes config.json and class_names.json into `workdir` (call on process 0 only)."""
   workdir = epath.Path(workdir)
   (workdir / CONFIG_FILE).write_text(config.to_json(indent=1, sort_keys=True))
@@ -58,8 +59,10 @@ def read(workdir: epath.PathLike) -> RunInfo:
   paths = [workdir / CONFIG_FILE, workdir / CLASS_NAMES_FILE]
   missing = [path.name for path in paths if not path.exists()]
   if missing:
-    raise RunInfoError(f"{workdir} has no {' or '.join(missing)}: it is not the workdir of a "
-                       "run trained with `python -m stt.main --mode=train`")
+    raise RunInfoError(
+        f"{workdir} has no {' or '.join(missing)}: it is not the workdir of a "
+        "run trained with `python -m stt.main --mode=train`"
+    )
   try:
     config = ml_collections.ConfigDict(_lists_to_tuples(json.loads(paths[0].read_text())))
     class_names = json.loads(paths[1].read_text())
@@ -72,8 +75,11 @@ def read(workdir: epath.PathLike) -> RunInfo:
 
 def _flatten(value, prefix: str = "") -> dict:
   if isinstance(value, dict):
-    return {key: leaf for name, item in value.items()
-            for key, leaf in _flatten(item, f"{prefix}{name}.").items()}
+    return {
+        key: leaf
+        for name, item in value.items()
+        for key, leaf in _flatten(item, f"{prefix}{name}.").items()
+    }
   return {prefix.rstrip("."): value}
 
 
@@ -83,8 +89,9 @@ def _is_set(given: dict, saved: dict, key: str) -> bool:
   return given.get(key) is not None and key in saved
 
 
-def with_trained_model(config: ml_collections.ConfigDict, workdir: epath.PathLike
-                       ) -> tuple[ml_collections.ConfigDict, list[str]]:
+def with_trained_model(
+    config: ml_collections.ConfigDict, workdir: epath.PathLike
+) -> tuple[ml_collections.ConfigDict, list[str]]:
   """(config with TRAINED_SECTIONS taken from the run's config.json, the keys that differed).
 
   Evaluating a checkpoint needs the model and data it was trained with, whatever overrides the
@@ -101,9 +108,11 @@ def with_trained_model(config: ml_collections.ConfigDict, workdir: epath.PathLik
         continue
       given = _flatten(given_dict.get(section), section + ".")
       saved = _flatten(recorded_dict[section], section + ".")
-      differences += [f"{key}: {given.get(key)!r} -> {saved.get(key)!r}"
-                      for key in sorted(given.keys() | saved.keys())
-                      if given.get(key) != saved.get(key) and _is_set(given, saved, key)]
+      differences += [
+          f"{key}: {given.get(key)!r} -> {saved.get(key)!r}"
+          for key in sorted(given.keys() | saved.keys())
+          if given.get(key) != saved.get(key) and _is_set(given, saved, key)
+      ]
       merged[section] = recorded[section]
   return merged, differences
 
@@ -126,7 +135,9 @@ def write_results(workdir: epath.PathLike, results: dict, *, write: bool = True)
     if earlier.get("best_step") == results.get("best_step") or "best_step" not in results:
       merged = {**earlier, **results}
   if write:
-    strict = {key: None if isinstance(value, float) and not np.isfinite(value) else value
-              for key, value in merged.items()}
+    strict = {
+        key: None if isinstance(value, float) and not np.isfinite(value) else value
+        for key, value in merged.items()
+    }
     path.write_text(json.dumps(strict, indent=1, sort_keys=True, allow_nan=False))
   return merged

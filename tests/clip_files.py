@@ -50,18 +50,18 @@ def write_manifest_dir(root: pathlib.Path) -> pathlib.Path:
   (clips / "broken.mp4").write_text("this is not a video\n")
   lines = [
       "path,label,start,end,split",
-      "clips/dog_0.mp4,dog,1,3,train",           # line 2: event segments 1, 2
-      "clips/dog_1.mp4,dog,,,train",             # line 3: whole clip, 3 s -> segments 0..2
-      "clips/cat_0.mp4,cat,0.5,2.2,val",         # line 4: floor/ceil -> segments 0..2
-      "clips/cat_1.mp4,cat,2,,test",             # line 5: from 2 s to the end -> 2, 3
-      f"{clips / 'dog_2.mp4'},dog,,,test",       # line 6: absolute path
-      "clips/broken.mp4,cat,,,train",            # line 7: undecodable
-      "clips/missing.mp4,dog,,,val",             # line 8: file not found
-      "clips/dog_0.mp4,dog,3,1,train",           # line 9: refused, end before start
-      "clips/dog_0.mp4,dog,,,holdout",           # line 10: refused, unknown split
-      "clips/dog_0.mp4,dog",                     # line 11: refused, 2 fields
+      "clips/dog_0.mp4,dog,1,3,train",  # line 2: event segments 1, 2
+      "clips/dog_1.mp4,dog,,,train",  # line 3: whole clip, 3 s -> segments 0..2
+      "clips/cat_0.mp4,cat,0.5,2.2,val",  # line 4: floor/ceil -> segments 0..2
+      "clips/cat_1.mp4,cat,2,,test",  # line 5: from 2 s to the end -> 2, 3
+      f"{clips / 'dog_2.mp4'},dog,,,test",  # line 6: absolute path
+      "clips/broken.mp4,cat,,,train",  # line 7: undecodable
+      "clips/missing.mp4,dog,,,val",  # line 8: file not found
+      "clips/dog_0.mp4,dog,3,1,train",  # line 9: refused, end before start
+      "clips/dog_0.mp4,dog,,,holdout",  # line 10: refused, unknown split
+      "clips/dog_0.mp4,dog",  # line 11: refused, 2 fields
       "",
-      "clips/cat_2.mp4,cat,,,",                  # line 13: default split
+      "clips/cat_2.mp4,cat,,,",  # line 13: default split
   ]
   (root / "manifest.csv").write_text("\n".join(lines) + "\n")
   return root / "manifest.csv"

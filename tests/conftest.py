@@ -18,8 +18,14 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 # The real AVE release metadata (tests/data/ave/README.md); STT_AVE_METADATA_DIR points elsewhere.
 AVE_METADATA_DIR = pathlib.Path(os.environ.get("STT_AVE_METADATA_DIR", REPO / "tests/data/ave"))
 SMOKE = "--config=configs/synthetic.py:smoke"
-REQUIRED_KEYS = ("test/accuracy", "test/num_examples", "val/accuracy", "train/loss",
-                 "explain/attention/pointing_spatial", "explain/attention/pointing_temporal")
+REQUIRED_KEYS = (
+    "test/accuracy",
+    "test/num_examples",
+    "val/accuracy",
+    "train/loss",
+    "explain/attention/pointing_spatial",
+    "explain/attention/pointing_temporal",
+)
 
 _COMPILATION_CACHE = None
 
@@ -36,8 +42,10 @@ def pytest_configure(config):
   if "jax" in sys.modules:  # imported before this hook: it has read the environment already
     jax = sys.modules["jax"]
     jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs",
-                      float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+    jax.config.update(
+        "jax_persistent_cache_min_compile_time_secs",
+        float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
+    )
 
 
 def pytest_unconfigure(config):
@@ -47,19 +55,32 @@ def pytest_unconfigure(config):
 
 
 def main_command(workdir, data_dir, *overrides, config=SMOKE):
-  return [sys.executable, "-m", "stt.main", config, f"--workdir={workdir}",
-          f"--config.data_dir={data_dir}", *overrides]
+  return [
+      sys.executable,
+      "-m",
+      "stt.main",
+      config,
+      f"--workdir={workdir}",
+      f"--config.data_dir={data_dir}",
+      *overrides,
+  ]
 
 
 def subprocess_env(num_devices: int = 1):
   return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}")
 
 
-def run_main(workdir, data_dir, *overrides, num_devices: int = 1, expect_rc: int = 0,
-             timeout: int = 900) -> subprocess.CompletedProcess:
-  result = subprocess.run(main_command(workdir, data_dir, *overrides), cwd=REPO,
-                          env=subprocess_env(num_devices), capture_output=True, text=True,
-                          timeout=timeout)
+def run_main(
+    workdir, data_dir, *overrides, num_devices: int = 1, expect_rc: int = 0, timeout: int = 900
+) -> subprocess.CompletedProcess:
+  result = subprocess.run(
+      main_command(workdir, data_dir, *overrides),
+      cwd=REPO,
+      env=subprocess_env(num_devices),
+      capture_output=True,
+      text=True,
+      timeout=timeout,
+  )
   assert result.returncode == expect_rc, result.stderr[-3000:]
   return result
 

@@ -20,8 +20,9 @@ def built(tmp_path_factory):
   train_ids = [line.split("&")[1] for line in (raw / "trainSet.txt").read_text().splitlines()]
   (raw / "AVE" / f"{train_ids[0]}.mp4").write_bytes(b"this is not a video")
   (raw / "AVE" / f"{train_ids[1]}.mp4").unlink()
-  summary = ave_builder.build(raw, root / "tfds", tag="tiny", num_segments=4, frame_size=32,
-                              num_workers=2)
+  summary = ave_builder.build(
+      raw, root / "tfds", tag="tiny", num_segments=4, frame_size=32, num_workers=2
+  )
   return raw, summary, train_ids
 
 
@@ -34,7 +35,9 @@ def test_summary_counts_built_and_failed(built):
 
 def test_failures_are_listed_with_reasons(built):
   _, summary, train_ids = built
-  failures = [json.loads(l) for l in (summary.dataset_dir / "failures.jsonl").read_text().splitlines()]
+  failures = [
+      json.loads(line) for line in (summary.dataset_dir / "failures.jsonl").read_text().splitlines()
+  ]
   reasons = {f["video_id"]: f["reason"] for f in failures}
   assert set(reasons) == set(train_ids[:2])
   assert reasons[train_ids[1]] == "file not found"
@@ -46,7 +49,10 @@ def test_examples_hold_labels_events_frames_audio_and_boxes(built):
   builder = tfds.builder_from_directory(str(summary.dataset_dir))
   names = builder.info.features["label"].names
   assert set(names) <= set((raw / "classes.txt").read_text().split())
-  truths = {json.loads(l)["video_id"]: json.loads(l) for l in (raw / "scenes.jsonl").read_text().splitlines()}
+  truths = {
+      json.loads(line)["video_id"]: json.loads(line)
+      for line in (raw / "scenes.jsonl").read_text().splitlines()
+  }
   source = builder.as_data_source("test")
   assert len(source) == 2
   for example in source:
@@ -67,6 +73,7 @@ def test_examples_hold_labels_events_frames_audio_and_boxes(built):
 
 def test_rebuild_is_cached(built, tmp_path):
   raw, summary, _ = built
-  again = ave_builder.build(raw, summary.dataset_dir.parents[2], tag="tiny", num_segments=4,
-                            frame_size=32)
+  again = ave_builder.build(
+      raw, summary.dataset_dir.parents[2], tag="tiny", num_segments=4, frame_size=32
+  )
   assert again.built == summary.built and again.failed == summary.failed

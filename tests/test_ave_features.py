@@ -27,10 +27,17 @@ from stt import config_validation
 from stt import datasets
 from stt import input_pipeline
 from tests.conftest import AVE_METADATA_DIR as METADATA_DIR
-from tests.conftest import REPO, subprocess_env
+from tests.conftest import REPO
+from tests.conftest import subprocess_env
 
-METADATA_FILES = ("Annotations.txt", "train_order.h5", "val_order.h5", "test_order.h5",
-                  "mil_labels.h5", "labels_closs.h5")
+METADATA_FILES = (
+    "Annotations.txt",
+    "train_order.h5",
+    "val_order.h5",
+    "test_order.h5",
+    "mil_labels.h5",
+    "labels_closs.h5",
+)
 REAL_VGGISH_FILE = "audio_feature_noisy.h5"
 VISUAL_SHAPE = (10, 2, 2, 4)  # T,h,w,Cv: tiny
 
@@ -58,8 +65,10 @@ def release(tmp_path_factory) -> pathlib.Path:
   _write(directory / "labels.h5", np.eye(background + 1, dtype=np.float32)[segment_labels])
   num_rows = len(video_class)
   rng = np.random.default_rng(0)
-  _write(directory / "visual_feature.h5",
-         rng.gamma(1.0, 5.0, size=(num_rows,) + VISUAL_SHAPE).astype(np.float32))
+  _write(
+      directory / "visual_feature.h5",
+      rng.gamma(1.0, 5.0, size=(num_rows,) + VISUAL_SHAPE).astype(np.float32),
+  )
   vggish = _read(METADATA_DIR / REAL_VGGISH_FILE)  # [178,T,128] float64
   _write(directory / "audio_feature.h5", vggish[np.arange(num_rows) % len(vggish)])
   return directory
@@ -70,9 +79,20 @@ def built(release, tmp_path_factory):
   """(data_dir, dataset_dir, stdout) of `python -m data_pipelines.build --dataset=ave_features`."""
   data_dir = tmp_path_factory.mktemp("tfds")
   result = subprocess.run(
-      [sys.executable, "-m", "data_pipelines.build", "--dataset=ave_features",
-       f"--manual_dir={release}", f"--data_dir={data_dir}"],
-      cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=900)
+      [
+          sys.executable,
+          "-m",
+          "data_pipelines.build",
+          "--dataset=ave_features",
+          f"--manual_dir={release}",
+          f"--data_dir={data_dir}",
+      ],
+      cwd=REPO,
+      env=subprocess_env(),
+      capture_output=True,
+      text=True,
+      timeout=900,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   return data_dir, ave_features.dataset_dir(data_dir), result.stdout
 
@@ -87,13 +107,17 @@ def test_splits_come_from_the_order_files(built, release):
   _, dataset_dir, stdout = built
   assert stdout.strip().splitlines()[-1] == (
       "ave_features: built 4143 (train=3339, val=402, test=402), skipped 0, failed 0 -> "
-      f"{dataset_dir}")
+      f"{dataset_dir}"
+  )
   examples = _all_examples(dataset_dir)
   for split, name in ave_features.ORDER_FILES.items():
     rows = sorted(int(e["row"]) for e in examples[split])
     assert rows == sorted(_read(release / name, "order").tolist())
   assert {split: len(e) for split, e in examples.items()} == {
-      "train": 3339, "val": 402, "test": 402}
+      "train": 3339,
+      "val": 402,
+      "test": 402,
+  }
 
 
 def test_labels_and_events_match_annotations(built, release):
@@ -156,12 +180,17 @@ def _blur_one_segment(labels):  # row 77, segment 0: not one-hot
   labels[77, 0] = 0.5
 
 
-@pytest.mark.parametrize("corrupt, message", [
-    (_shift_one_segment,
-     r"labels.h5 disagrees with Annotations.txt at row 1234 \(counting from 0; Annotations.txt: "
-     r".*\(1 mismatching row\(s\) in all\)"),
-    (_blur_one_segment, r"at row 77 .* non-one-hot"),
-])
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (
+            _shift_one_segment,
+            r"labels.h5 disagrees with Annotations.txt at row 1234 \(counting from 0; Annotations.txt: "
+            r".*\(1 mismatching row\(s\) in all\)",
+        ),
+        (_blur_one_segment, r"at row 77 .* non-one-hot"),
+    ],
+)
 def test_a_corrupted_label_row_is_named(release, tmp_path, corrupt, message):
   directory = _copy_release(release, tmp_path / "release")
   labels = _read(release / "labels.h5")
@@ -179,16 +208,28 @@ def test_a_corrupted_event_mask_row_is_named(release, tmp_path):
   closs[4000] = 1 - closs[4000]
   (directory / "labels_closs.h5").unlink()
   _write(directory / "labels_closs.h5", closs)
-  with pytest.raises(ave_features.ReleaseError,
-                     match=f"labels_closs.h5 .* row 4000 .*{row.video_id}"):
+  with pytest.raises(
+      ave_features.ReleaseError, match=f"labels_closs.h5 .* row 4000 .*{row.video_id}"
+  ):
     ave_features.check_release(directory)
 
 
 def test_missing_files_say_where_to_download_and_put_them(tmp_path):
   result = subprocess.run(
-      [sys.executable, "-m", "data_pipelines.build", "--dataset=ave_features",
-       f"--manual_dir={tmp_path}", f"--data_dir={tmp_path / 'out'}"],
-      cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=600)
+      [
+          sys.executable,
+          "-m",
+          "data_pipelines.build",
+          "--dataset=ave_features",
+          f"--manual_dir={tmp_path}",
+          f"--data_dir={tmp_path / 'out'}",
+      ],
+      cwd=REPO,
+      env=subprocess_env(),
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
   assert result.returncode == 2
   assert "lacks visual_feature.h5, audio_feature.h5, labels.h5" in result.stderr
   assert f"download them into {tmp_path}" in result.stderr
@@ -228,11 +269,17 @@ def test_load_takes_shapes_from_the_data_and_names_the_build_command(built, tmp_
   config.data_dir = str(data_dir)
   dataset = datasets.load(config)
   assert dataset.num_classes == 28 and len(dataset.sources["val"]) == 402
-  assert (tuple(config.model.grid_size), config.model.visual_feature_dim,
-          config.model.audio_feature_dim) == ((2, 2), 4, 128)
+  assert (
+      tuple(config.model.grid_size),
+      config.model.visual_feature_dim,
+      config.model.audio_feature_dim,
+  ) == ((2, 2), 4, 128)
   batch = input_pipeline.to_numeric_example(dataset.sources["test"][0], 0)
   assert set(input_pipeline.model_inputs(batch)) == {
-      "visual_features", "audio_features", "segment_mask"}
+      "visual_features",
+      "audio_features",
+      "segment_mask",
+  }
 
   config = ave_config.get_config("features,smoke")
   config.data_dir = str(data_dir)
@@ -241,8 +288,11 @@ def test_load_takes_shapes_from_the_data_and_names_the_build_command(built, tmp_
     datasets.load(config)
   (tmp_path / "empty").mkdir()
   config.data_dir = str(tmp_path / "empty")
-  with pytest.raises(datasets.DatasetError, match="no built dataset at .* build it with: "
-                     "python -m data_pipelines.build --dataset=ave_features --manual_dir="):
+  with pytest.raises(
+      datasets.DatasetError,
+      match="no built dataset at .* build it with: "
+      "python -m data_pipelines.build --dataset=ave_features --manual_dir=",
+  ):
     datasets.load(config)
 
 
@@ -251,16 +301,30 @@ def test_localization_tasks_report_and_select_on_segment_accuracy(built, tmp_pat
   data_dir, _, _ = built
   workdir = tmp_path / "work"
   result = subprocess.run(
-      [sys.executable, "-m", "stt.main", f"--config=configs/ave.py:features,{task},smoke",
-       f"--config.data_dir={data_dir}", f"--workdir={workdir}"],
-      cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=900)
+      [
+          sys.executable,
+          "-m",
+          "stt.main",
+          f"--config=configs/ave.py:features,{task},smoke",
+          f"--config.data_dir={data_dir}",
+          f"--workdir={workdir}",
+      ],
+      cwd=REPO,
+      env=subprocess_env(),
+      capture_output=True,
+      text=True,
+      timeout=900,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   results = json.loads((workdir / "results.json").read_text())
   for split in ("val", "test"):
     assert 0.0 <= results[f"{split}/segment_accuracy"] <= 1.0
   # Selection: the best step is the one with the highest val/segment_accuracy saved.
-  saved = {int(step.name): json.loads((step / "metrics" / "metrics").read_text())
-           for step in (workdir / "checkpoints").iterdir() if (step / "metrics").exists()}
+  saved = {
+      int(step.name): json.loads((step / "metrics" / "metrics").read_text())
+      for step in (workdir / "checkpoints").iterdir()
+      if (step / "metrics").exists()
+  }
   highest = max(metrics["val/segment_accuracy"] for metrics in saved.values())
   assert saved[results["best_step"]]["val/segment_accuracy"] == highest
   assert results["val/segment_accuracy"] == pytest.approx(highest)
@@ -269,17 +333,29 @@ def test_localization_tasks_report_and_select_on_segment_accuracy(built, tmp_pat
 def test_training_on_features_writes_results(built, tmp_path):
   data_dir, _, _ = built
   result = subprocess.run(
-      [sys.executable, "-m", "stt.main", "--config=configs/ave.py:features,smoke",
-       f"--config.data_dir={data_dir}", f"--workdir={tmp_path / 'work'}"],
-      cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=900)
+      [
+          sys.executable,
+          "-m",
+          "stt.main",
+          "--config=configs/ave.py:features,smoke",
+          f"--config.data_dir={data_dir}",
+          f"--workdir={tmp_path / 'work'}",
+      ],
+      cwd=REPO,
+      env=subprocess_env(),
+      capture_output=True,
+      text=True,
+      timeout=900,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   results = json.loads((tmp_path / "work" / "results.json").read_text())
   assert results["test/num_examples"] == 402 and results["val/num_examples"] == 402
   assert results["train/num_steps"] == 4 and np.isfinite(results["train/loss"])
   # A share of the 402 test videos.
   assert 0.0 <= results["test/accuracy"] <= 1.0
-  assert results["test/accuracy"] * 402 == pytest.approx(round(results["test/accuracy"] * 402),
-                                                         abs=1e-6)
+  assert results["test/accuracy"] * 402 == pytest.approx(
+      round(results["test/accuracy"] * 402), abs=1e-6
+  )
   # No boxes in the release: no spatial pointing trials; the temporal game still runs.
   assert results["explain/attention/pointing_spatial_trials"] == 0
   assert results["explain/attention/pointing_spatial"] is None  # strict JSON: null, not NaN

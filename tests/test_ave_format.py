@@ -33,7 +33,9 @@ def test_segment_labels_agree_with_release_labels():
 
 def test_header_is_optional_and_bad_lines_are_clear(tmp_path):
   path = tmp_path / "Annotations.txt"
-  path.write_text("Category&VideoID&Quality&StartTime&EndTime\nDog&abc&good&2&5\n\nCat&x&good&0&10\n")
+  path.write_text(
+      "Category&VideoID&Quality&StartTime&EndTime\nDog&abc&good&2&5\n\nCat&x&good&0&10\n"
+  )
   rows = ave_format.parse_annotation_lines(path)
   assert [r.video_id for r in rows] == ["abc", "x"]
   path.write_text("Dog&abc&good&2\n")
@@ -49,7 +51,8 @@ def test_header_is_optional_and_bad_lines_are_clear(tmp_path):
 
 def test_boxes_jsonl(tmp_path):
   (tmp_path / "boxes.jsonl").write_text(
-      '{"video_id": "v1", "segment": 3, "frame_size": [320, 240], "boxes": [[1, 2, 30, 40]]}\n')
+      '{"video_id": "v1", "segment": 3, "frame_size": [320, 240], "boxes": [[1, 2, 30, 40]]}\n'
+  )
   boxes = ave_format.read_boxes(tmp_path)
   assert boxes["v1"][3].frame_size == (320, 240)
   assert boxes["v1"][3].boxes == ((1.0, 2.0, 30.0, 40.0),)

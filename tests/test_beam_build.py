@@ -31,9 +31,16 @@ def local_and_beam(tmp_path_factory):
     manifest_file.write("clips/corrupt.mp4,dog,,,test\n")  # line 14
   local = manifest_builder.build(manifest, root / "local", tag="m", num_segments=T, frame_size=S)
   status, stdout, stderr = run_build(
-      "--dataset=manifest", f"--manual_dir={root / 'raw'}", f"--data_dir={root / 'beam'}",
-      "--tag=m", f"--num_segments={T}", f"--frame_size={S}", "--beam_runner=DirectRunner",
-      "--beam_num_workers=2", "--job_name=stt-beam-test")  # a pass-through Beam flag
+      "--dataset=manifest",
+      f"--manual_dir={root / 'raw'}",
+      f"--data_dir={root / 'beam'}",
+      "--tag=m",
+      f"--num_segments={T}",
+      f"--frame_size={S}",
+      "--beam_runner=DirectRunner",
+      "--beam_num_workers=2",
+      "--job_name=stt-beam-test",
+  )  # a pass-through Beam flag
   assert status == 0, stderr[-3000:]
   return local, manifest_builder.dataset_dir(root / "beam", "m", T, 1, S), stdout, stderr
 
@@ -42,22 +49,29 @@ def test_summary_and_failures_equal_the_local_build(local_and_beam):
   local, beam_dir, stdout, stderr = local_and_beam
   assert "on Beam (DirectRunner): 12 rows" in stderr
   assert stdout.strip().splitlines()[-1] == (
-      f"manifest: built 7 (train=3, val=1, test=3), skipped 0, failed 5, warned 1 -> {beam_dir}")
+      f"manifest: built 7 (train=3, val=1, test=3), skipped 0, failed 5, warned 1 -> {beam_dir}"
+  )
   assert local.built == {"train": 3, "val": 1, "test": 3} and local.failed == 5
   assert local.warned == 1
   local_failures = (local.dataset_dir / "failures.jsonl").read_text().splitlines()
   beam_failures = (beam_dir / "failures.jsonl").read_text().splitlines()
   assert beam_failures == local_failures  # same records, same order
   assert [json.loads(line)["key"][:7] for line in beam_failures] == [
-      "0000007", "0000009", "0000008", "0000010", "0000011"]
+      "0000007",
+      "0000009",
+      "0000008",
+      "0000010",
+      "0000011",
+  ]
   local_warnings = (local.dataset_dir / "warnings.jsonl").read_text().splitlines()
   assert (beam_dir / "warnings.jsonl").read_text().splitlines() == local_warnings
   (warning,) = map(json.loads, local_warnings)
   assert (warning["video_id"], warning["split"]) == ("corrupt", "test")
   assert any("undecodable packets" in note for note in warning["warnings"])
   # Nothing of the Beam run is left next to the dataset but the dataset and the two lists.
-  assert not [p.name for p in beam_dir.iterdir()
-              if p.name.startswith(("tasks-", "failures-", "warnings-"))]
+  assert not [
+      p.name for p in beam_dir.iterdir() if p.name.startswith(("tasks-", "failures-", "warnings-"))
+  ]
 
 
 def test_examples_equal_the_local_build(local_and_beam):
@@ -79,12 +93,19 @@ def test_examples_equal_the_local_build(local_and_beam):
 
 def test_pipeline_options_map_workers_and_pass_flags_through():
   from data_pipelines import video_beam  # pylint: disable=g-import-not-at-top
+
   direct = video_beam.pipeline_options("DirectRunner", 3, []).get_all_options()
   assert (direct["runner"], direct["direct_num_workers"], direct["direct_running_mode"]) == (
-      "DirectRunner", 3, "multi_processing")
+      "DirectRunner",
+      3,
+      "multi_processing",
+  )
   dataflow = video_beam.pipeline_options(
       "DataflowRunner", 64, ["--project=p", "--region=europe-west4", "--max_num_workers=128"]
   ).get_all_options()
   assert (dataflow["runner"], dataflow["num_workers"], dataflow["max_num_workers"]) == (
-      "DataflowRunner", 64, 128)
+      "DataflowRunner",
+      64,
+      128,
+  )
   assert (dataflow["project"], dataflow["region"]) == ("p", "europe-west4")

@@ -19,9 +19,15 @@ W, H = 64, 48
 
 # (video_id, split) of the rows that must be built ...
 GOOD = {
-    "good": "train", "burst6": "train", "vfr": "train", "corrupt": "train",
-    "mpeg2": "val", "odd": "val", "noaudio": "val",
-    "stereo48k": "test", "short": "test",
+    "good": "train",
+    "burst6": "train",
+    "vfr": "train",
+    "corrupt": "train",
+    "mpeg2": "val",
+    "odd": "val",
+    "noaudio": "val",
+    "stereo48k": "test",
+    "short": "test",
 }
 # ... and of those that must fail, with what their reason says.
 BAD = {
@@ -38,8 +44,10 @@ BAD = {
 # The built rows the decoder had notes about (warnings.jsonl), with what the notes say.
 WARNED = {
     "corrupt": r"video: skipped \d+ undecodable packets .*audio: skipped \d+ undecodable packets",
-    **{video_id: "no audio stream; using log-mel of silence"
-       for video_id in ("vfr", "mpeg2", "odd", "noaudio")},
+    **{
+        video_id: "no audio stream; using log-mel of silence"
+        for video_id in ("vfr", "mpeg2", "odd", "noaudio")
+    },
 }
 
 
@@ -47,32 +55,59 @@ def _write_videos(video_dir):
   """One file per row of GOOD and BAD (none for 'missing') in `video_dir`, all named .mp4."""
   clip = media_files.write_colour_clip
   clip(video_dir / "good.mp4", T, width=W, height=H, fps=4)
-  burst = clip(video_dir / "burst6.mp4", T, width=W, height=H, fps=4, tone_hz=1500.0,
-               bursts_s=(6.25,), burst_length_s=0.5)
+  burst = clip(
+      video_dir / "burst6.mp4",
+      T,
+      width=W,
+      height=H,
+      fps=4,
+      tone_hz=1500.0,
+      bursts_s=(6.25,),
+      burst_length_s=0.5,
+  )
   vfr_times = media_files.VFR_FRAME_TIMES_S
-  media_files.write_media(video_dir / "vfr.mp4", media_files.second_colour_frames(vfr_times, W, H),
-                          frame_times_s=vfr_times)
+  media_files.write_media(
+      video_dir / "vfr.mp4",
+      media_files.second_colour_frames(vfr_times, W, H),
+      frame_times_s=vfr_times,
+  )
   media_files.corrupt_packets(burst, video_dir / "corrupt.mp4", 3.0, 3.5)
   media_files.write_mpeg2_program_stream(video_dir / "mpeg2.mp4", T, width=W, height=H)
   odd_frames = np.stack([media_files.quadrant_picture(97, 31)] * 30)
   media_files.write_media(video_dir / "odd.mp4", odd_frames, pix_fmt="yuv444p")
   clip(video_dir / "noaudio.mp4", T, width=W, height=H, fps=4, tone_hz=None)
-  clip(video_dir / "stereo48k.mp4", 3, width=W, height=H, fps=4, audio_rate=48000,
-       tone_hz=2500.0, bursts_s=(1,))
+  clip(
+      video_dir / "stereo48k.mp4",
+      3,
+      width=W,
+      height=H,
+      fps=4,
+      audio_rate=48000,
+      tone_hz=2500.0,
+      bursts_s=(1,),
+  )
   clip(video_dir / "short.mp4", 4, width=W, height=H, fps=4)
 
   (video_dir / "text.mp4").write_text("Category&VideoID&Quality&StartTime&EndTime\n" * 30)
   (video_dir / "random.mp4").write_bytes(
-      np.random.default_rng(1).integers(0, 256, 30000, np.uint8).tobytes())
+      np.random.default_rng(1).integers(0, 256, 30000, np.uint8).tobytes()
+  )
   media_files.corrupt_packets(burst, video_dir / "mostlycorrupt.mp4", 2.0, 8.0)
-  faststart = clip(video_dir / "faststart.tmp", T, width=W, height=H, fps=4,
-                   container_options={"movflags": "faststart"})
+  faststart = clip(
+      video_dir / "faststart.tmp",
+      T,
+      width=W,
+      height=H,
+      fps=4,
+      container_options={"movflags": "faststart"},
+  )
   media_files.truncate(faststart, video_dir / "truncated.mp4", keep_fraction=0.5)
   faststart.unlink()
   (video_dir / "image.mp4").write_bytes(media_files.png_bytes(media_files.quadrant_picture(W, H)))
   (video_dir / "empty.mp4").write_bytes(b"")
-  media_files.write_media(video_dir / "audioonly.mp4",
-                          audio=media_files.tone_bursts(3, 44100, 440.0, [0]))
+  media_files.write_media(
+      video_dir / "audioonly.mp4", audio=media_files.tone_bursts(3, 44100, 440.0, [0])
+  )
   media_files.truncate(burst, video_dir / "nomoov.mp4", keep_fraction=0.7)
 
 
@@ -83,9 +118,13 @@ def _write_ave_directory(root):
   for index, (video_id, split) in enumerate(splits.items()):
     rows[split].append(f"{('Bark', 'Speech')[index % 2]}&{video_id}&good&0&{T}")
   (root / "Annotations.txt").write_text(
-      "\n".join(row for split_rows in rows.values() for row in split_rows) + "\n")
-  for split, file_name in (("train", "trainSet.txt"), ("val", "valSet.txt"),
-                           ("test", "testSet.txt")):
+      "\n".join(row for split_rows in rows.values() for row in split_rows) + "\n"
+  )
+  for split, file_name in (
+      ("train", "trainSet.txt"),
+      ("val", "valSet.txt"),
+      ("test", "testSet.txt"),
+  ):
     (root / file_name).write_text("\n".join(rows[split]) + "\n")
   return root
 
@@ -93,8 +132,11 @@ def _write_ave_directory(root):
 def _examples(summary):
   """{video_id: example} over all splits of the built dataset."""
   builder = tfds.builder_from_directory(str(summary.dataset_dir))
-  return {example["video_id"].decode(): example
-          for split in builder.info.splits for example in builder.as_data_source(split)}
+  return {
+      example["video_id"].decode(): example
+      for split in builder.info.splits
+      for example in builder.as_data_source(split)
+  }
 
 
 def _failures(summary, file_name="failures.jsonl"):
@@ -110,15 +152,22 @@ def raw_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def built(raw_dir, tmp_path_factory):
   """The build in this process (num_workers=1)."""
-  return ave_builder.build(raw_dir, tmp_path_factory.mktemp("tfds_one"), tag="bad",
-                           num_segments=T, frame_size=SIZE, num_workers=1)
+  return ave_builder.build(
+      raw_dir,
+      tmp_path_factory.mktemp("tfds_one"),
+      tag="bad",
+      num_segments=T,
+      frame_size=SIZE,
+      num_workers=1,
+  )
 
 
 def test_every_row_is_built_or_listed_with_a_reason(built):
   examples, failures = _examples(built), _failures(built)
   assert sum(built.built.values()) + built.failed == len(GOOD) + len(BAD)
-  assert built.built == {split: list(GOOD.values()).count(split)
-                         for split in ("train", "val", "test")}
+  assert built.built == {
+      split: list(GOOD.values()).count(split) for split in ("train", "val", "test")
+  }
   assert built.failed == len(failures) == len(BAD)
   assert set(examples) == set(GOOD)
   assert sorted(failure["video_id"] for failure in failures) == sorted(BAD)
@@ -152,7 +201,8 @@ def test_mpeg2_program_stream_without_audio_is_built(built):
   np.testing.assert_allclose(example["log_mel"], SILENCE, rtol=1e-6)
   assert tuple(example["frame_size"]) == (W, H)
   assert example["frames"][3, 0, 4:8].reshape(-1, 3).mean(axis=0) == pytest.approx(
-      media_files.SECOND_COLOURS[3], abs=15)
+      media_files.SECOND_COLOURS[3], abs=15
+  )
 
 
 def test_burst_inside_second_6_is_in_segment_6(built):
@@ -183,17 +233,31 @@ def test_odd_short_vfr_and_no_audio_examples(built):
 
 @pytest.mark.slow
 def test_worker_processes_build_the_same(raw_dir, built, tmp_path_factory):
-  again = ave_builder.build(raw_dir, tmp_path_factory.mktemp("tfds_two"), tag="bad",
-                            num_segments=T, frame_size=SIZE, num_workers=2)
+  again = ave_builder.build(
+      raw_dir,
+      tmp_path_factory.mktemp("tfds_two"),
+      tag="bad",
+      num_segments=T,
+      frame_size=SIZE,
+      num_workers=2,
+  )
   assert again.built == built.built and again.failed == built.failed
   assert again.warned == built.warned
   assert [(f["video_id"], f["reason"]) for f in _failures(again)] == [
-      (f["video_id"], f["reason"]) for f in _failures(built)]
+      (f["video_id"], f["reason"]) for f in _failures(built)
+  ]
   assert [(w["video_id"], w["warnings"]) for w in _failures(again, "warnings.jsonl")] == [
-      (w["video_id"], w["warnings"]) for w in _failures(built, "warnings.jsonl")]
+      (w["video_id"], w["warnings"]) for w in _failures(built, "warnings.jsonl")
+  ]
   examples, expected = _examples(again), _examples(built)
   assert set(examples) == set(expected)
   for video_id, example in examples.items():
-    for name in ("frames", "log_mel", "segment_mask", "has_audio", "frame_size",
-                 "damaged_segments"):
+    for name in (
+        "frames",
+        "log_mel",
+        "segment_mask",
+        "has_audio",
+        "frame_size",
+        "damaged_segments",
+    ):
       np.testing.assert_array_equal(example[name], expected[video_id][name], err_msg=video_id)

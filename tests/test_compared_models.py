@@ -1,10 +1,10 @@
 """Every model in MODELS follows the model interface (stt/models/__init__.py) and learns."""
 
+from flax import nnx
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from flax import nnx
 
 from configs import synthetic
 from configs.common import default_model_config
@@ -18,17 +18,29 @@ B, T, C, GRID, CV, CA = 4, 5, 3, (3, 3), 6, 5
 
 def _config(name):
   config = default_model_config()
-  config.update(name=name, visual_backbone="features", audio_backbone="features",
-                visual_feature_dim=CV, audio_feature_dim=CA, grid_size=GRID, width=8,
-                num_heads=2, num_segments=T, segment_head=True, dropout=0.0)
+  config.update(
+      name=name,
+      visual_backbone="features",
+      audio_backbone="features",
+      visual_feature_dim=CV,
+      audio_feature_dim=CA,
+      grid_size=GRID,
+      width=8,
+      num_heads=2,
+      num_segments=T,
+      segment_head=True,
+      dropout=0.0,
+  )
   return config
 
 
 def _inputs(seed=0):
   rng = np.random.default_rng(seed)
-  return {"visual_features": jnp.asarray(rng.normal(size=(B, T) + GRID + (CV,)), jnp.float32),
-          "audio_features": jnp.asarray(rng.normal(size=(B, T, CA)), jnp.float32),
-          "segment_mask": jnp.asarray(np.arange(T)[None] < np.array([[5], [5], [3], [2]]))}
+  return {
+      "visual_features": jnp.asarray(rng.normal(size=(B, T) + GRID + (CV,)), jnp.float32),
+      "audio_features": jnp.asarray(rng.normal(size=(B, T, CA)), jnp.float32),
+      "segment_mask": jnp.asarray(np.arange(T)[None] < np.array([[5], [5], [3], [2]])),
+  }
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
@@ -49,25 +61,31 @@ def test_padded_segments_do_not_change_the_prediction(name):
   model = models.create_model(_config(name), C, rngs=nnx.Rngs(0))
   inputs, noisy = _inputs(0), _inputs(1)
   padded = ~inputs["segment_mask"]
-  changed = {**inputs,
-             "visual_features": jnp.where(padded[:, :, None, None, None],
-                                          noisy["visual_features"], inputs["visual_features"]),
-             "audio_features": jnp.where(padded[:, :, None], noisy["audio_features"],
-                                         inputs["audio_features"])}
+  changed = {
+      **inputs,
+      "visual_features": jnp.where(
+          padded[:, :, None, None, None], noisy["visual_features"], inputs["visual_features"]
+      ),
+      "audio_features": jnp.where(
+          padded[:, :, None], noisy["audio_features"], inputs["audio_features"]
+      ),
+  }
   np.testing.assert_allclose(model(changed)["logits"], model(inputs)["logits"], atol=1e-5)
   assert not np.allclose(model(noisy)["logits"], model(inputs)["logits"], atol=1e-3)
 
 
-@pytest.mark.parametrize("name, ignored", [("audio_only", "visual_features"),
-                                           ("visual_only", "audio_features")])
+@pytest.mark.parametrize(
+    "name, ignored", [("audio_only", "visual_features"), ("visual_only", "audio_features")]
+)
 def test_a_single_modality_model_ignores_the_other(name, ignored):
   model = models.create_model(_config(name), C, rngs=nnx.Rngs(0))
   inputs = _inputs(0)
   other = {**inputs, ignored: _inputs(1)[ignored]}
   np.testing.assert_array_equal(model(other)["logits"], model(inputs)["logits"])
   kept = "audio_features" if ignored == "visual_features" else "visual_features"
-  assert not np.allclose(model({**inputs, kept: _inputs(1)[kept]})["logits"],
-                         model(inputs)["logits"], atol=1e-3)
+  assert not np.allclose(
+      model({**inputs, kept: _inputs(1)[kept]})["logits"], model(inputs)["logits"], atol=1e-3
+  )
 
 
 def test_avel_where_is_a_distribution_over_cells_on_valid_segments():
@@ -90,6 +108,7 @@ def test_each_model_fits_a_fixed_batch(name):
     def loss_fn(model):
       logits = model(inputs, train=True)["logits"]
       return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
     loss, grads = nnx.value_and_grad(loss_fn)(model)
     optimizer.update(model, grads)
     return loss
@@ -106,8 +125,9 @@ def test_post_hoc_explainers_and_perturbation_tests_run_on_the_interface(name):
   assert maps["where"].shape == (B, T) + GRID and maps["when"].shape == (B, T)
   assert float(jnp.abs(maps["where"]).sum()) > 0
   labels = jnp.argmax(model(inputs)["logits"], -1)
-  curves = perturbation.perturbation_curves(model, inputs, labels, maps["where"], maps["when"],
-                                            test="temporal", order="positive")
+  curves = perturbation.perturbation_curves(
+      model, inputs, labels, maps["where"], maps["when"], test="temporal", order="positive"
+  )
   assert curves["correct"].shape == (len(perturbation.FRACTIONS), B)
   assert bool(curves["correct"][0].all())  # nothing removed: every prediction is its own label
 
@@ -130,8 +150,10 @@ def test_each_model_runs_its_backbones_on_raw_frames_and_log_mel(name):
   config.update(visual_backbone="resnet_tiny", audio_backbone="vggish_tiny", grid_size=(2, 2))
   model = models.create_model(config, C, rngs=nnx.Rngs(0))
   rng = np.random.default_rng(0)
-  inputs = {"frames": jnp.asarray(rng.integers(0, 255, (2, T, 1, 16, 16, 3)), jnp.uint8),
-            "log_mel": jnp.asarray(rng.normal(size=(2, T, 96, 64)), jnp.float32),
-            "segment_mask": jnp.ones((2, T), bool)}
+  inputs = {
+      "frames": jnp.asarray(rng.integers(0, 255, (2, T, 1, 16, 16, 3)), jnp.uint8),
+      "log_mel": jnp.asarray(rng.normal(size=(2, T, 96, 64)), jnp.float32),
+      "segment_mask": jnp.ones((2, T), bool),
+  }
   out = nnx.jit(lambda model, inputs: model(inputs, train=True))(model, inputs)
   assert out["logits"].shape == (2, C) and bool(jnp.isfinite(out["logits"]).all())

@@ -29,25 +29,28 @@ def test_default_configs_are_valid():
   config_validation.validate(synthetic.get_config("smoke"), device_count=8)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"batch_size": 6}, "batch_size=6 must be a positive multiple of the device count"),
-    ({"eval_batch_size": 0}, "eval_batch_size=0"),
-    ({"num_train_steps": 0}, "num_train_steps=0 must be >= 1"),
-    ({"dataset.name": "imagenet"}, "dataset.name='imagenet' is not one of"),
-    ({"model.visual_backbone": "vit"}, "model.visual_backbone='vit'"),
-    ({"model.grid_size": (7, 7)}, r"set it to \(8, 8\)"),
-    ({"model.num_segments": 5}, "must equal dataset.num_segments=10"),
-    ({"loss.segment_weight": 1.0}, "needs model.segment_head=True"),
-    ({"model.width": 30}, "divisible by model.num_heads"),
-    ({"mesh.fsdp": 3}, r"mesh.fsdp=3 must be a positive divisor of the device count \(4\)"),
-    ({"model.num_heads": 0}, "model.num_heads=0 must be >= 1"),
-    ({"model.dropout": 1.0}, r"model.dropout=1.0 must be in \[0, 1\)"),
-    ({"model.pool_values": "max"}, "model.pool_values='max' is not one of"),
-    ({"explain.explainers": ("attention", "lime")}, r"explain.explainers: unknown \['lime'\]"),
-    ({"explain.explainers": ()}, "explain.explainers must be a non-empty tuple"),
-    ({"explain.perturbation_mode": "blur"}, "explain.perturbation_mode='blur' is not one of"),
-    ({"explain.temporal_modality": "text"}, "explain.temporal_modality='text' is not one of"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"batch_size": 6}, "batch_size=6 must be a positive multiple of the device count"),
+        ({"eval_batch_size": 0}, "eval_batch_size=0"),
+        ({"num_train_steps": 0}, "num_train_steps=0 must be >= 1"),
+        ({"dataset.name": "imagenet"}, "dataset.name='imagenet' is not one of"),
+        ({"model.visual_backbone": "vit"}, "model.visual_backbone='vit'"),
+        ({"model.grid_size": (7, 7)}, r"set it to \(8, 8\)"),
+        ({"model.num_segments": 5}, "must equal dataset.num_segments=10"),
+        ({"loss.segment_weight": 1.0}, "needs model.segment_head=True"),
+        ({"model.width": 30}, "divisible by model.num_heads"),
+        ({"mesh.fsdp": 3}, r"mesh.fsdp=3 must be a positive divisor of the device count \(4\)"),
+        ({"model.num_heads": 0}, "model.num_heads=0 must be >= 1"),
+        ({"model.dropout": 1.0}, r"model.dropout=1.0 must be in \[0, 1\)"),
+        ({"model.pool_values": "max"}, "model.pool_values='max' is not one of"),
+        ({"explain.explainers": ("attention", "lime")}, r"explain.explainers: unknown \['lime'\]"),
+        ({"explain.explainers": ()}, "explain.explainers must be a non-empty tuple"),
+        ({"explain.perturbation_mode": "blur"}, "explain.perturbation_mode='blur' is not one of"),
+        ({"explain.temporal_modality": "text"}, "explain.temporal_modality='text' is not one of"),
+    ],
+)
 def test_bad_values_are_named(overrides, message):
   with pytest.raises(config_validation.ConfigError, match=message):
     config_validation.validate(_config(**overrides), device_count=4)
@@ -57,9 +60,21 @@ def _run_main(*args, tmp_path):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
   return subprocess.run(
       # The default data dir comes first so that an explicit one in `args` wins.
-      [sys.executable, "-m", "stt.main", f"--workdir={tmp_path / 'w'}", *args[:1],
-       f"--config.data_dir={tmp_path / 'default_tfds'}", *args[1:]],
-      capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+      [
+          sys.executable,
+          "-m",
+          "stt.main",
+          f"--workdir={tmp_path / 'w'}",
+          *args[:1],
+          f"--config.data_dir={tmp_path / 'default_tfds'}",
+          *args[1:],
+      ],
+      capture_output=True,
+      text=True,
+      timeout=600,
+      env=env,
+      cwd=REPO,
+  )
 
 
 def test_every_explainer_that_exists_is_accepted_and_no_other():
@@ -80,35 +95,60 @@ def test_pixel_perturbation_needs_raw_input():
     config_validation.validate(config, device_count=1)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--config=configs/synthetic.py:smoke", "--config.batch_sizee=3"],
-     "unknown key 'batch_sizee'; Did you mean \"batch_size\""),
-    (["--config=configs/synthetic.py:smoke", "--config.no_such_key=3"],
-     "bad --config: unknown key 'no_such_key'"),
-    (["--config=configs/no_such_config.py"],
-     "cannot load --config: [Errno 2] No such file or directory: 'configs/no_such_config.py'"),
-    (["--config=README.md"], "--config README.md:"),
-    (["--config=configs/synthetic.py:smoke", "--config.data_dir=README.md"],
-     "--config.data_dir=README.md is a file; it must be a directory"),
-    (["--config=configs/synthetic.py:smok"], "unknown arguments ['smok']"),
-    (["--config=configs/synthetic.py:smoke", "--config.batch_size=7"],
-     "batch_size=7 must be a positive multiple"),
-    (["--config=configs/synthetic.py:smoke", "--config.dataset.name=ave",
-      "--config.data_dir=/nonexistent/tfds"], "data dir /nonexistent/tfds does not exist"),
-    (["--config=configs/synthetic.py:smoke", "--config.model.temporal_pool=max"],
-     "model.temporal_pool='max' is not one of"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--config=configs/synthetic.py:smoke", "--config.batch_sizee=3"],
+            "unknown key 'batch_sizee'; Did you mean \"batch_size\"",
+        ),
+        (
+            ["--config=configs/synthetic.py:smoke", "--config.no_such_key=3"],
+            "bad --config: unknown key 'no_such_key'",
+        ),
+        (
+            ["--config=configs/no_such_config.py"],
+            "cannot load --config: [Errno 2] No such file or directory: 'configs/no_such_config.py'",
+        ),
+        (["--config=README.md"], "--config README.md:"),
+        (
+            ["--config=configs/synthetic.py:smoke", "--config.data_dir=README.md"],
+            "--config.data_dir=README.md is a file; it must be a directory",
+        ),
+        (["--config=configs/synthetic.py:smok"], "unknown arguments ['smok']"),
+        (
+            ["--config=configs/synthetic.py:smoke", "--config.batch_size=7"],
+            "batch_size=7 must be a positive multiple",
+        ),
+        (
+            [
+                "--config=configs/synthetic.py:smoke",
+                "--config.dataset.name=ave",
+                "--config.data_dir=/nonexistent/tfds",
+            ],
+            "data dir /nonexistent/tfds does not exist",
+        ),
+        (
+            ["--config=configs/synthetic.py:smoke", "--config.model.temporal_pool=max"],
+            "model.temporal_pool='max' is not one of",
+        ),
+    ],
+)
 def test_command_line_errors_are_one_line(args, message, tmp_path):
   result = _run_main(*args, tmp_path=tmp_path)
   assert result.returncode == 2, result.stderr[-2000:]
-  lines = [l for l in result.stderr.splitlines() if l.startswith("stt: error:")]
+  lines = [line for line in result.stderr.splitlines() if line.startswith("stt: error:")]
   assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
   assert "Traceback" not in result.stderr
 
 
 def test_empty_data_dir_is_a_clear_error(tmp_path):
   (tmp_path / "tfds").mkdir()
-  result = _run_main("--config=configs/synthetic.py:smoke", "--config.dataset.name=ave",
-                     f"--config.data_dir={tmp_path / 'tfds'}", tmp_path=tmp_path)
+  result = _run_main(
+      "--config=configs/synthetic.py:smoke",
+      "--config.dataset.name=ave",
+      f"--config.data_dir={tmp_path / 'tfds'}",
+      tmp_path=tmp_path,
+  )
   assert result.returncode == 2
   assert "no built dataset at" in result.stderr and "Traceback" not in result.stderr

@@ -15,11 +15,19 @@ from stt import datasets
 def test_parse_arg_reads_groups_flags_and_keys():
   groups = {"input": ("features", "raw"), "task": ("recognition", "weak")}
   assert common.parse_arg(" raw , smoke", "c.py", groups=groups) == {
-      "input": "raw", "task": None, "smoke": True}
-  assert common.parse_arg("tag=my_clips", "c.py", keys=("tag",)) == {"smoke": False,
-                                                                     "tag": "my_clips"}
-  with pytest.raises(ValueError, match=r"c.py: unknown arguments \['bogus', 'size'\]; known: "
-                     r"input features\|raw, task recognition\|weak, smoke"):
+      "input": "raw",
+      "task": None,
+      "smoke": True,
+  }
+  assert common.parse_arg("tag=my_clips", "c.py", keys=("tag",)) == {
+      "smoke": False,
+      "tag": "my_clips",
+  }
+  with pytest.raises(
+      ValueError,
+      match=r"c.py: unknown arguments \['bogus', 'size'\]; known: "
+      r"input features\|raw, task recognition\|weak, smoke",
+  ):
     common.parse_arg("bogus,size=3", "c.py", groups=groups)
   with pytest.raises(ValueError, match=r"c.py: give one input, got \['raw', 'features'\]"):
     common.parse_arg("raw,features", "c.py", groups=groups)
@@ -64,7 +72,8 @@ def test_synthetic_settings_have_one_owner():
     config = synthetic.get_config(preset)
     assert config.synthetic.to_dict() == synthetic_data.default_settings(preset)
     assert synthetic_dataset.tag(config.synthetic.to_dict()) == synthetic_dataset.tag(
-        synthetic_data.default_settings(preset))
+        synthetic_data.default_settings(preset)
+    )
   # The tag of the default smoke set at generator version 2 (the event object takes a random
   # square; version 1's sets were synthetic_ee3fd53b and are not reused).
   assert synthetic_data.GENERATOR_VERSION == 2

@@ -14,7 +14,11 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
 from stt.explain import evaluate as explain_evaluate
-from tests.conftest import REPO, REQUIRED_KEYS, main_command, run_main, subprocess_env
+from tests.conftest import REPO
+from tests.conftest import REQUIRED_KEYS
+from tests.conftest import main_command
+from tests.conftest import run_main
+from tests.conftest import subprocess_env
 
 
 def test_smoke_run_writes_results(smoke_run):
@@ -27,9 +31,12 @@ def test_smoke_run_writes_results(smoke_run):
   # Accuracies and pointing scores are shares of their trials: 8 videos, or the spatial trials.
   spatial_trials = results["explain/attention/pointing_spatial_trials"]
   assert spatial_trials >= 8
-  for key, trials in (("test/accuracy", 8), ("val/accuracy", 8),
-                      ("explain/attention/pointing_temporal", 8),
-                      ("explain/attention/pointing_spatial", spatial_trials)):
+  for key, trials in (
+      ("test/accuracy", 8),
+      ("val/accuracy", 8),
+      ("explain/attention/pointing_temporal", 8),
+      ("explain/attention/pointing_spatial", spatial_trials),
+  ):
     assert 0.0 <= results[key] <= 1.0, key
     assert results[key] * trials == pytest.approx(round(results[key] * trials), abs=1e-6), key
   # 6 classes: the untrained loss is ~ln 6; a finite value that is not wildly off.
@@ -41,8 +48,11 @@ def test_smoke_run_writes_results(smoke_run):
   assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
   # The log is stt's progress and metrics, not Orbax's ~40 INFO lines per checkpoint.
   assert "Setting work unit notes" in stderr and "train/loss=" in stderr
-  assert not [line for line in stderr.splitlines()
-              if line.startswith("I") and "checkpoint_manager.py" in line]
+  assert not [
+      line
+      for line in stderr.splitlines()
+      if line.startswith("I") and "checkpoint_manager.py" in line
+  ]
 
 
 def test_a_relative_workdir_resumes_and_explains(smoke_run, tmp_path):
@@ -61,21 +71,34 @@ def test_a_relative_workdir_resumes_and_explains(smoke_run, tmp_path):
   results = json.loads((tmp_path / "w" / "results.json").read_text())
   trained = json.loads((finished / "results.json").read_text())
   assert results["explain/attention/pointing_spatial"] == pytest.approx(
-      trained["explain/attention/pointing_spatial"], abs=1e-6)
+      trained["explain/attention/pointing_spatial"], abs=1e-6
+  )
   assert "explain/attention/spatial/positive_auc" in results
 
 
 def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
-    smoke_run, tmp_path):
+    smoke_run, tmp_path
+):
   """lr 0 at step 1, then a huge update at step 2: step 3's loss (of the state saved at 2) is
   NaN, so checkpoint 2 is set aside and checkpoint 1 is the last good one."""
   data_dir, _, _ = smoke_run
   workdir = tmp_path / "w"
   result = subprocess.run(
-      main_command(workdir, data_dir, "--config.optimizer.learning_rate=1e30",
-                   "--config.optimizer.warmup_steps=4", "--config.optimizer.grad_clip_norm=1e30",
-                   "--config.checkpoint_every_steps=1", "--config.log_every_steps=100"),
-      cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=900)
+      main_command(
+          workdir,
+          data_dir,
+          "--config.optimizer.learning_rate=1e30",
+          "--config.optimizer.warmup_steps=4",
+          "--config.optimizer.grad_clip_norm=1e30",
+          "--config.checkpoint_every_steps=1",
+          "--config.log_every_steps=100",
+      ),
+      cwd=REPO,
+      env=subprocess_env(),
+      capture_output=True,
+      text=True,
+      timeout=900,
+  )
   assert result.returncode == 3, result.stderr[-3000:]
   last_line = result.stderr.strip().splitlines()[-1]
   assert last_line.startswith("stt: error: training loss is nan at step 3"), last_line
@@ -91,20 +114,33 @@ def test_explain_mode_adds_every_explainer_and_writes_reports(smoke_run, tmp_pat
   shutil.copytree(finished, workdir)
   before = json.loads((workdir / "results.json").read_text())
   # A model override the training did not have: explain uses the trained model (config.json).
-  result = run_main(workdir, data_dir, "--config.explain.explainers=('attention','random','center')",
-                    "--config.model.width=16", "--mode=explain")
+  result = run_main(
+      workdir,
+      data_dir,
+      "--config.explain.explainers=('attention','random','center')",
+      "--config.model.width=16",
+      "--mode=explain",
+  )
   assert "the given config differs in model.width: 16 -> " in result.stderr
   results = json.loads((workdir / "results.json").read_text())
   assert results["test/accuracy"] == before["test/accuracy"]  # training results are kept
   for name in ("attention", "random", "center"):
-    for key in ("pointing_spatial", "pointing_temporal", "relevance_mass", "ciou",
-                "spatial/positive_auc", "spatial/negative_auc", "temporal/positive_auc",
-                "temporal/negative_auc"):
+    for key in (
+        "pointing_spatial",
+        "pointing_temporal",
+        "relevance_mass",
+        "ciou",
+        "spatial/positive_auc",
+        "spatial/negative_auc",
+        "temporal/positive_auc",
+        "temporal/negative_auc",
+    ):
       value = results[f"explain/{name}/{key}"]
       assert value is not None and 0.0 <= value <= (90.0 if "auc" in key else 1.0), (name, key)
   # The intrinsic explainer's pointing equals what training's final evaluation reported.
   assert results["explain/attention/pointing_spatial"] == pytest.approx(
-      before["explain/attention/pointing_spatial"])
+      before["explain/attention/pointing_spatial"]
+  )
   # Chance levels of the pointing games on these annotations and the centre prior, in results
   # and as the last rows.
   for key in ("pointing_spatial", "pointing_temporal"):
@@ -121,22 +157,42 @@ def test_explain_mode_adds_every_explainer_and_writes_reports(smoke_run, tmp_pat
   panel_dirs = sorted((workdir / "explain" / "panels").iterdir())
   assert len(panel_dirs) == 4
   for directory in panel_dirs:
-    assert sorted(p.name for p in directory.iterdir()) == ["attention.png", "center.png",
-                                                           "random.png"]
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "attention.png",
+        "center.png",
+        "random.png",
+    ]
     image = matplotlib.image.imread(directory / "attention.png")
     assert image.shape[0] > 200 and image.shape[1] > 600
 
   # The maps, in stt.explain.evaluate's format: rescored alone, they give the same figures.
   maps = np.load(workdir / "explain" / "maps" / "attention.npz")
   assert maps["where"].shape == (8, 10, 8, 8) and maps["when"].shape == (8, 10)
-  assert sorted(maps.files) == ["explained_class", "frame_size", "segment_mask", "video_id",
-                                "when", "where"]
+  assert sorted(maps.files) == [
+      "explained_class",
+      "frame_size",
+      "segment_mask",
+      "video_id",
+      "when",
+      "where",
+  ]
   assert (maps["explained_class"] == -1).all()  # attention is class-agnostic
   (annotations,) = data_dir.glob("downloads/manual/synthetic_*/Annotations.txt")
-  assert explain_evaluate.main([
-      "--maps", str(workdir / "explain" / "maps" / "attention.npz"),
-      "--events", str(annotations), "--boxes", str(annotations.parent / "boxes.jsonl"),
-      "--out", str(tmp_path / "metrics.json")]) == 0
+  assert (
+      explain_evaluate.main(
+          [
+              "--maps",
+              str(workdir / "explain" / "maps" / "attention.npz"),
+              "--events",
+              str(annotations),
+              "--boxes",
+              str(annotations.parent / "boxes.jsonl"),
+              "--out",
+              str(tmp_path / "metrics.json"),
+          ]
+      )
+      == 0
+  )
   rescored = json.loads((tmp_path / "metrics.json").read_text())
   for key in ("pointing_spatial", "pointing_temporal", "relevance_mass", "ciou_mean"):
     assert rescored[key] == pytest.approx(results[f"explain/attention/{key}"], abs=1e-6), key
@@ -144,22 +200,32 @@ def test_explain_mode_adds_every_explainer_and_writes_reports(smoke_run, tmp_pat
   # Re-running the finished training keeps the explain figures of its (same) best checkpoint.
   run_main(workdir, data_dir)
   again = json.loads((workdir / "results.json").read_text())
-  assert again["explain/random/spatial/positive_auc"] == results[
-      "explain/random/spatial/positive_auc"]
+  assert (
+      again["explain/random/spatial/positive_auc"] == results["explain/random/spatial/positive_auc"]
+  )
 
 
 def test_explain_mode_perturbs_pixels_and_one_modality_when_configured(smoke_run, tmp_path):
   data_dir, finished, _ = smoke_run
   workdir = tmp_path / "w"
   shutil.copytree(finished, workdir)
-  run_main(workdir, data_dir, "--config.explain.explainers=('attention',)",
-           "--config.explain.perturbation_mode=pixel",
-           "--config.explain.temporal_modality=audio", "--mode=explain")
+  run_main(
+      workdir,
+      data_dir,
+      "--config.explain.explainers=('attention',)",
+      "--config.explain.perturbation_mode=pixel",
+      "--config.explain.temporal_modality=audio",
+      "--mode=explain",
+  )
   pixel = json.loads((workdir / "results.json").read_text())
   run_main(workdir, data_dir, "--config.explain.explainers=('attention',)", "--mode=explain")
   feature = json.loads((workdir / "results.json").read_text())
-  for key in ("spatial/positive_auc", "spatial/negative_auc", "temporal/positive_auc",
-              "temporal/negative_auc"):
+  for key in (
+      "spatial/positive_auc",
+      "spatial/negative_auc",
+      "temporal/positive_auc",
+      "temporal/negative_auc",
+  ):
     assert 0.0 <= pixel[f"explain/attention/{key}"] <= 90.0, key
   # Removing grey pixel blocks through the backbone is not removing backbone features, and
   # removing audio alone is not removing both modalities: the probability curves differ
@@ -183,10 +249,10 @@ def test_training_writes_explanation_panels_to_tensorboard_at_each_evaluation(sm
   _, workdir, _ = smoke_run
   # The directory, not one file: a re-run of the workdir adds a second event file to it.
   accumulator = event_accumulator.EventAccumulator(
-      str(workdir / "tensorboard"), size_guidance={"tensors": 0})
+      str(workdir / "tensorboard"), size_guidance={"tensors": 0}
+  )
   accumulator.Reload()
-  panel_tags = [tag for tag in accumulator.Tags()["tensors"]
-                if tag.startswith("val_explanations/")]
+  panel_tags = [tag for tag in accumulator.Tags()["tensors"] if tag.startswith("val_explanations/")]
   assert len(panel_tags) == 4  # config.explain.num_panels val videos
   # Smoke: evaluations at steps 3 and 6; each writes every panel once.
   assert [event.step for event in accumulator.Tensors(panel_tags[0])] == [3, 6]

@@ -37,8 +37,9 @@ def test_box_mask_covers_integer_pixels_and_follows_the_crop():
   np.testing.assert_array_equal(mask, expected)
   # A 200x100 frame is seen through the crop x in [50, 150): a box [0,0,60,10] covers crop
   # columns 0-9 only; two boxes are united.
-  mask = localization.box_mask_over_crop(np.array([[0, 0, 60, 10], [140, 90, 400, 400]]),
-                                         (200, 100))
+  mask = localization.box_mask_over_crop(
+      np.array([[0, 0, 60, 10], [140, 90, 400, 400]]), (200, 100)
+  )
   assert mask.shape == (100, 100)
   assert mask[:10, :10].all() and mask.sum() == 100 + 100
 
@@ -77,19 +78,25 @@ def test_ciou_auc_and_localization_scores():
   where = np.stack([TOP_HALF_MAP] * 2)[None]  # [V=1,T=2,2,2]
   boxes = np.zeros((1, 2, 1, 4), np.float32)
   boxes[0, 0, 0], boxes[0, 1, 0] = TOP_HALF_BOX, BOTTOM_HALF_BOX
-  result = localization.localization_scores(where, boxes, np.ones((1, 2, 1), bool),
-                                            np.array([[100, 100]]))
+  result = localization.localization_scores(
+      where, boxes, np.ones((1, 2, 1), bool), np.array([[100, 100]])
+  )
   assert result.num_trials == 2
   assert result.relevance_mass == pytest.approx(0.5, abs=1e-5)
   assert result.ciou == 0.5
   assert result.ciou_mean == pytest.approx(0.99 / 2, abs=0.01 / 2)
-  empty = localization.localization_scores(where, boxes, np.zeros((1, 2, 1), bool),
-                                           np.array([[100, 100]]))
+  empty = localization.localization_scores(
+      where, boxes, np.zeros((1, 2, 1), bool), np.array([[100, 100]])
+  )
   assert empty.num_trials == 0 and np.isnan(empty.ciou)
   # Padded segments (segment_mask false) are no trials: only segment 0 (cIoU ~0.99) is left.
-  masked = localization.localization_scores(where, boxes, np.ones((1, 2, 1), bool),
-                                            np.array([[100, 100]]),
-                                            segment_mask=np.array([[True, False]]))
+  masked = localization.localization_scores(
+      where,
+      boxes,
+      np.ones((1, 2, 1), bool),
+      np.array([[100, 100]]),
+      segment_mask=np.array([[True, False]]),
+  )
   assert masked.num_trials == 1 and masked.ciou == 1.0
   assert masked.relevance_mass == pytest.approx(0.875, abs=1e-5)
 
@@ -100,59 +107,79 @@ Cat&vidB&good&0&2
 Dog&vidC&good&2&4
 """
 BOXES = [  # vidA: segment 0 top half (hit), segment 2 bottom-right corner (miss)
-    {'video_id': 'vidA', 'segment': 0, 'frame_size': [100, 100], 'boxes': [[0, 0, 100, 50]]},
-    {'video_id': 'vidA', 'segment': 2, 'frame_size': [100, 100], 'boxes': [[90, 90, 100, 100]]},
-    {'video_id': 'vidB', 'segment': 1, 'frame_size': [100, 100], 'boxes': [[0, 50, 100, 100]]},
-    {'video_id': 'vidZ', 'segment': 0, 'frame_size': [100, 100], 'boxes': [[0, 0, 9, 9]]},
+    {"video_id": "vidA", "segment": 0, "frame_size": [100, 100], "boxes": [[0, 0, 100, 50]]},
+    {"video_id": "vidA", "segment": 2, "frame_size": [100, 100], "boxes": [[90, 90, 100, 100]]},
+    {"video_id": "vidB", "segment": 1, "frame_size": [100, 100], "boxes": [[0, 50, 100, 100]]},
+    {"video_id": "vidZ", "segment": 0, "frame_size": [100, 100], "boxes": [[0, 0, 9, 9]]},
 ]
 
 
-def _write_inputs(directory: pathlib.Path, video_ids=('vidA', 'vidB', 'vidC'), num_when=4):
+def _write_inputs(directory: pathlib.Path, video_ids=("vidA", "vidB", "vidC"), num_when=4):
   when = np.full((3, num_when), 0.1, np.float32)
   when[0, 2] = when[1, 3] = when[2, 3] = 0.9  # hit [1,3), miss [0,2), hit [2,4)
-  np.savez(directory / 'maps.npz', video_id=np.array(video_ids),
-           where=np.broadcast_to(TOP_HALF_MAP, (3, 4, 2, 2)), when=when)
-  (directory / 'Annotations.txt').write_text(ANNOTATIONS)
-  (directory / 'boxes.jsonl').write_text('\n'.join(json.dumps(record) for record in BOXES))
-  return ['--maps', str(directory / 'maps.npz'), '--events', str(directory / 'Annotations.txt'),
-          '--boxes', str(directory / 'boxes.jsonl'), '--out', str(directory / 'metrics.json')]
+  np.savez(
+      directory / "maps.npz",
+      video_id=np.array(video_ids),
+      where=np.broadcast_to(TOP_HALF_MAP, (3, 4, 2, 2)),
+      when=when,
+  )
+  (directory / "Annotations.txt").write_text(ANNOTATIONS)
+  (directory / "boxes.jsonl").write_text("\n".join(json.dumps(record) for record in BOXES))
+  return [
+      "--maps",
+      str(directory / "maps.npz"),
+      "--events",
+      str(directory / "Annotations.txt"),
+      "--boxes",
+      str(directory / "boxes.jsonl"),
+      "--out",
+      str(directory / "metrics.json"),
+  ]
 
 
 def test_cli_round_trip(tmp_path):
   args = _write_inputs(tmp_path)
-  result = subprocess.run([sys.executable, '-m', 'stt.explain.evaluate', *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+  result = subprocess.run(
+      [sys.executable, "-m", "stt.explain.evaluate", *args],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
   assert result.returncode == 0, result.stderr
-  metrics = json.loads((tmp_path / 'metrics.json').read_text())
+  metrics = json.loads((tmp_path / "metrics.json").read_text())
   # Temporal: Dog 2/2, Cat 0/1. Spatial trials: vidA/0 hit, vidA/2 miss, vidB/1 miss.
-  assert metrics['pointing_temporal'] == pytest.approx(2 / 3)
-  assert metrics['pointing_temporal_class_mean'] == pytest.approx(0.5)
-  assert metrics['pointing_spatial'] == pytest.approx(1 / 3)
-  assert metrics['pointing_spatial_class_mean'] == pytest.approx(0.25)
-  assert metrics['pointing_spatial_trials'] == metrics['localization_trials'] == 3
-  assert metrics['relevance_mass'] == pytest.approx((0.875 + 0.0 + 0.125) / 3, abs=1e-5)
-  assert metrics['ciou'] == pytest.approx(1 / 3)
-  assert metrics['ciou_mean'] == pytest.approx(0.99 / 3, abs=0.01 / 3)  # [0.98, 1) / 3
-  assert metrics['ciou_auc'] == pytest.approx(0.05 * ((1 + 1 / 3) / 2 + 18 / 3 + 1 / 6))
-  assert metrics['num_videos'] == 3
+  assert metrics["pointing_temporal"] == pytest.approx(2 / 3)
+  assert metrics["pointing_temporal_class_mean"] == pytest.approx(0.5)
+  assert metrics["pointing_spatial"] == pytest.approx(1 / 3)
+  assert metrics["pointing_spatial_class_mean"] == pytest.approx(0.25)
+  assert metrics["pointing_spatial_trials"] == metrics["localization_trials"] == 3
+  assert metrics["relevance_mass"] == pytest.approx((0.875 + 0.0 + 0.125) / 3, abs=1e-5)
+  assert metrics["ciou"] == pytest.approx(1 / 3)
+  assert metrics["ciou_mean"] == pytest.approx(0.99 / 3, abs=0.01 / 3)  # [0.98, 1) / 3
+  assert metrics["ciou_auc"] == pytest.approx(0.05 * ((1 + 1 / 3) / 2 + 18 / 3 + 1 / 6))
+  assert metrics["num_videos"] == 3
 
 
 def test_cli_without_boxes_reports_null_spatial_scores(tmp_path, capsys):
   args = _write_inputs(tmp_path)
   del args[4:6]  # no --boxes
   assert evaluate.main(args) == 0
-  metrics = json.loads((tmp_path / 'metrics.json').read_text())
-  assert metrics['pointing_spatial'] is None and metrics['ciou'] is None
-  assert metrics['pointing_temporal'] == pytest.approx(2 / 3)
+  metrics = json.loads((tmp_path / "metrics.json").read_text())
+  assert metrics["pointing_spatial"] is None and metrics["ciou"] is None
+  assert metrics["pointing_temporal"] == pytest.approx(2 / 3)
 
 
-@pytest.mark.parametrize('problem, message', [
-    ({'video_ids': ('vidA', 'vidQ', 'vidC')}, "'vidQ'"),
-    ({'num_when': 5}, 'when has shape'),
-])
+@pytest.mark.parametrize(
+    "problem, message",
+    [
+        ({"video_ids": ("vidA", "vidQ", "vidC")}, "'vidQ'"),
+        ({"num_when": 5}, "when has shape"),
+    ],
+)
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, problem, message):
   args = _write_inputs(tmp_path, **problem)
   assert evaluate.main(args) == evaluate.EXIT_BAD_INPUT
   stderr = capsys.readouterr().err
-  assert stderr.count('\n') == 1 and message in stderr
-  assert not (tmp_path / 'metrics.json').exists()
+  assert stderr.count("\n") == 1 and message in stderr
+  assert not (tmp_path / "metrics.json").exists()

@@ -17,8 +17,10 @@ def test_default_is_the_runs_test_split_and_unknown_values_are_errors(tmp_path):
   config = synthetic.get_config("smoke")
   assert explain_sets.explain_source(config, _dataset()) == ["the run's test split"]
   config.explain.median_rule = "above"
-  with pytest.raises(config_validation.ConfigError,
-                     match=r"explain.median_rule='above' is not one of \['ge', 'gt'\]"):
+  with pytest.raises(
+      config_validation.ConfigError,
+      match=r"explain.median_rule='above' is not one of \['ge', 'gt'\]",
+  ):
     config_validation.validate(config, device_count=1)
   config.explain.median_rule = "gt"
   config.explain.dataset = "flickr"
@@ -31,8 +33,13 @@ def test_default_is_the_runs_test_split_and_unknown_values_are_errors(tmp_path):
 
 
 def test_relabelled_source_uses_the_runs_class_indices():
-  example = {"label": np.int64(0), "segment_labels": np.full(4, 2, np.int32),
-             "event_start": np.int32(1), "event_end": np.int32(3), "video_id": "v"}
+  example = {
+      "label": np.int64(0),
+      "segment_labels": np.full(4, 2, np.int32),
+      "event_start": np.int32(1),
+      "event_end": np.int32(3),
+      "video_id": "v",
+  }
   source = explain_sets.RelabelledSource([example], np.array([5, 2]), num_classes=7)
   relabelled = source[0]
   assert len(source) == 1 and relabelled["label"] == 5 and relabelled["video_id"] == "v"

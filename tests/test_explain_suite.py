@@ -30,8 +30,12 @@ def _boxes_at_argmax_cells(where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   for video in range(B):
     for segment in range(T):
       row, col = np.unravel_index(np.argmax(where[video, segment]), GRID)
-      boxes[video, segment, 0] = (col * CELL_PX, row * CELL_PX, (col + 1) * CELL_PX,
-                                  (row + 1) * CELL_PX)
+      boxes[video, segment, 0] = (
+          col * CELL_PX,
+          row * CELL_PX,
+          (col + 1) * CELL_PX,
+          (row + 1) * CELL_PX,
+      )
   return boxes, MASK[:, :, None].copy()
 
 
@@ -41,55 +45,83 @@ def _references(model, inputs, label):
   positive perturbation curves of the prediction's maps), in one jitted program."""
   for_label = explainers.gradient(model, inputs, label)
   for_prediction = explainers.gradient(model, inputs, None)
-  curves = perturbation.curves(model, inputs, label, for_prediction['where'],
-                               for_prediction['when'], test='spatial', order='positive')
-  return jnp.argmax(model(inputs)['logits'], -1), for_label, for_prediction, curves
+  curves = perturbation.curves(
+      model,
+      inputs,
+      label,
+      for_prediction["where"],
+      for_prediction["when"],
+      test="spatial",
+      order="positive",
+  )
+  return jnp.argmax(model(inputs)["logits"], -1), for_label, for_prediction, curves
 
 
 def test_pointing_explains_the_label_and_perturbation_the_prediction(monkeypatch):
-  monkeypatch.setattr(suite, 'TESTS', (('spatial', 'positive'),))  # one test: one compilation
+  monkeypatch.setattr(suite, "TESTS", (("spatial", "positive"),))  # one test: one compilation
   model, inputs = make_model(), make_inputs()
   predicted = np.asarray(_references(model, inputs, jnp.zeros(B, jnp.int32))[0])
   label = (predicted + 1) % C  # both videos misclassified
-  batch = {**inputs, 'label': jnp.asarray(label)}
-  step = nnx.jit(functools.partial(suite._explain_batch, name='gradient', mode='feature',  # pylint: disable=protected-access
-                                   temporal_modality='both'))
+  batch = {**inputs, "label": jnp.asarray(label)}
+  step = nnx.jit(
+      functools.partial(
+          suite._explain_batch,
+          name="gradient",
+          mode="feature",  # pylint: disable=protected-access
+          temporal_modality="both",
+      )
+  )
   out = jax.tree.map(np.asarray, step(model, batch))
   _, for_label, for_prediction, curves = jax.tree.map(
-      np.asarray, _references(model, inputs, jnp.asarray(label)))
-  np.testing.assert_allclose(out['where'], for_label['where'], rtol=1e-5, atol=1e-7)
-  np.testing.assert_allclose(out['when'], for_label['when'], rtol=1e-5, atol=1e-7)
-  np.testing.assert_array_equal(out['explained_class'], label)
+      np.asarray, _references(model, inputs, jnp.asarray(label))
+  )
+  np.testing.assert_allclose(out["where"], for_label["where"], rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(out["when"], for_label["when"], rtol=1e-5, atol=1e-7)
+  np.testing.assert_array_equal(out["explained_class"], label)
   # Boxes where the label's maps point: the label's maps hit every trial, the prediction's
   # maps (what was scored before) miss some.
-  boxes, box_mask = _boxes_at_argmax_cells(for_label['where'])
+  boxes, box_mask = _boxes_at_argmax_cells(for_label["where"])
   frame_size = np.full((B, 2), 3 * CELL_PX)
-  score = lambda where: pointing.spatial_pointing(where, boxes, box_mask, frame_size, label,
-                                                  tolerance_px=1, segment_mask=MASK).overall
-  assert score(out['where']) == 1.0
-  assert score(for_prediction['where']) < 0.9
+  score = lambda where: pointing.spatial_pointing(
+      where, boxes, box_mask, frame_size, label, tolerance_px=1, segment_mask=MASK
+  ).overall
+  assert score(out["where"]) == 1.0
+  assert score(for_prediction["where"]) < 0.9
   # Perturbation removes what the predicted class's maps rank first.
-  np.testing.assert_allclose(out['spatial/positive/probability'], curves['probability'].T,
-                             rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(
+      out["spatial/positive/probability"], curves["probability"].T, rtol=1e-4, atol=1e-6
+  )
 
 
 def test_class_agnostic_explainers_ignore_the_target_and_are_recorded_as_such(monkeypatch):
-  monkeypatch.setattr(suite, 'TESTS', (('spatial', 'positive'),))
+  monkeypatch.setattr(suite, "TESTS", (("spatial", "positive"),))
   model, inputs = make_model(), make_inputs()
   target = jnp.asarray([1, 3])
-  both = nnx.jit(lambda m, x, y: {name: (explainers.EXPLAINERS[name](m, x),
-                                         explainers.EXPLAINERS[name](m, x, target_class=y))
-                                  for name in explainers.CLASS_AGNOSTIC})
+  both = nnx.jit(
+      lambda m, x, y: {
+          name: (
+              explainers.EXPLAINERS[name](m, x),
+              explainers.EXPLAINERS[name](m, x, target_class=y),
+          )
+          for name in explainers.CLASS_AGNOSTIC
+      }
+  )
   for name, (default, targeted) in both(model, inputs, target).items():
-    np.testing.assert_array_equal(np.asarray(default['where']), np.asarray(targeted['where']),
-                                  err_msg=name)
+    np.testing.assert_array_equal(
+        np.asarray(default["where"]), np.asarray(targeted["where"]), err_msg=name
+    )
   sensitive = set(explainers.EXPLAINERS) - explainers.CLASS_AGNOSTIC
-  assert sensitive == {'gradient', 'grad_x_input', 'gradcam', 'integrated_gradients',
-                       'occlusion'}
-  step = nnx.jit(functools.partial(suite._explain_batch, name='attention', mode='feature',  # pylint: disable=protected-access
-                                   temporal_modality='both'))
-  out = step(model, {**inputs, 'label': target})
-  np.testing.assert_array_equal(np.asarray(out['explained_class']), [-1, -1])
+  assert sensitive == {"gradient", "grad_x_input", "gradcam", "integrated_gradients", "occlusion"}
+  step = nnx.jit(
+      functools.partial(
+          suite._explain_batch,
+          name="attention",
+          mode="feature",  # pylint: disable=protected-access
+          temporal_modality="both",
+      )
+  )
+  out = step(model, {**inputs, "label": target})
+  np.testing.assert_array_equal(np.asarray(out["explained_class"]), [-1, -1])
 
 
 def _fake_out(rng) -> dict:
@@ -97,37 +129,46 @@ def _fake_out(rng) -> dict:
   v, p = 3, len(perturbation.FRACTIONS)
   boxes = np.zeros((v, T, 1, 4), np.float32)
   boxes[..., :] = (0, 0, 10, 10)
-  out = {'where': rng.random((v, T) + GRID), 'when': rng.random((v, T)), 'boxes': boxes,
-         'box_mask': np.ones((v, T, 1), bool), 'frame_size': np.full((v, 2), 30),
-         'label': np.array([0, 1, 1]), 'segment_mask': np.ones((v, T), bool),
-         'event_start': np.array([0, 1, 2]), 'event_end': np.array([2, 3, 4])}
+  out = {
+      "where": rng.random((v, T) + GRID),
+      "when": rng.random((v, T)),
+      "boxes": boxes,
+      "box_mask": np.ones((v, T, 1), bool),
+      "frame_size": np.full((v, 2), 30),
+      "label": np.array([0, 1, 1]),
+      "segment_mask": np.ones((v, T), bool),
+      "event_start": np.array([0, 1, 2]),
+      "event_end": np.array([2, 3, 4]),
+  }
   for test, order in suite.TESTS:
-    out[f'{test}/{order}/correct'] = rng.random((v, p)) < 0.5
-    out[f'{test}/{order}/probability'] = rng.random((v, p))
+    out[f"{test}/{order}/correct"] = rng.random((v, p)) < 0.5
+    out[f"{test}/{order}/probability"] = rng.random((v, p))
   return out
 
 
 def test_rollout_spatial_scores_are_attentions_and_not_reported(tmp_path):
   # By construction: rollout's where is attention's alpha times a per-frame constant.
   model, inputs = make_model(), make_inputs()
-  maps = jax.tree.map(np.asarray, nnx.jit(
-      lambda m, x: (explainers.attention(m, x), explainers.rollout(m, x)))(model, inputs))
-  ratio = maps[1]['where'][MASK] / maps[0]['where'][MASK]  # [valid segments, h, w]
+  maps = jax.tree.map(
+      np.asarray,
+      nnx.jit(lambda m, x: (explainers.attention(m, x), explainers.rollout(m, x)))(model, inputs),
+  )
+  ratio = maps[1]["where"][MASK] / maps[0]["where"][MASK]  # [valid segments, h, w]
   np.testing.assert_allclose(ratio, ratio[:, :1, :1] * np.ones_like(ratio), rtol=1e-4)
-  assert explainers.SPATIAL_IS_ATTENTION == {'rollout'}
+  assert explainers.SPATIAL_IS_ATTENTION == {"rollout"}
   # So the suite reports them as not applicable; the temporal scores are rollout's own.
   out = _fake_out(np.random.default_rng(0))
-  metrics, curves = suite.metrics_of('rollout', out, 15.0)
-  reference, _ = suite.metrics_of('attention', out, 15.0)
+  metrics, curves = suite.metrics_of("rollout", out, 15.0)
+  reference, _ = suite.metrics_of("attention", out, 15.0)
   for key in suite.SPATIAL_METRICS:
-    assert np.isnan(metrics[f'explain/rollout/{key}']), key
-    assert np.isfinite(reference[f'explain/attention/{key}']), key
-  for key in ('pointing_temporal', 'temporal/positive_auc', 'temporal/negative_auc'):
-    assert metrics[f'explain/rollout/{key}'] == reference[f'explain/attention/{key}'], key
-  assert np.isnan(curves['spatial/positive']).all()
-  suite.write_reports(epath.Path(tmp_path), metrics, {'rollout': curves}, ['rollout'])
-  row = (tmp_path / 'tables.md').read_text().splitlines()[2].split(' | ')
+    assert np.isnan(metrics[f"explain/rollout/{key}"]), key
+    assert np.isfinite(reference[f"explain/attention/{key}"]), key
+  for key in ("pointing_temporal", "temporal/positive_auc", "temporal/negative_auc"):
+    assert metrics[f"explain/rollout/{key}"] == reference[f"explain/attention/{key}"], key
+  assert np.isnan(curves["spatial/positive"]).all()
+  suite.write_reports(epath.Path(tmp_path), metrics, {"rollout": curves}, ["rollout"])
+  row = (tmp_path / "tables.md").read_text().splitlines()[2].split(" | ")
   # pointing_spatial, relevance_mass, ciou, ciou_mean, the field's cIoU and AUC and the spatial
   # AUCs; not the temporal.
-  assert row[0] == '| rollout' and [row[i] for i in (1, 3, 4, 5, 6, 7, 8, 9)] == ['—'] * 8
-  assert '—' not in (row[2], row[10], row[11])
+  assert row[0] == "| rollout" and [row[i] for i in (1, 3, 4, 5, 6, 7, 8, 9)] == ["—"] * 8
+  assert "—" not in (row[2], row[10], row[11])

@@ -3,11 +3,11 @@
 import json
 
 import av
+from etils import epath
 import jax
 import matplotlib.image
 import numpy as np
 import pytest
-from etils import epath
 
 from stt import datasets
 from stt import input_pipeline
@@ -27,7 +27,7 @@ def _write_silent_video(path, seconds: float, fps: int = 5, size=(80, 48)):
     for i in range(round(seconds * fps)):
       image = np.full((size[1], size[0], 3), 90, np.uint8)
       x = (i * 3) % (size[0] - 10)
-      image[19:29, x:x + 10] = 255
+      image[19:29, x : x + 10] = 255
       container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
     container.mux(stream.encode())
 
@@ -66,8 +66,9 @@ def _record_of(config, data_dir, video_id):
   raise AssertionError(video_id)
 
 
-def test_generated_mp4_is_explained_exactly_as_the_dataset_pipeline_sees_it(trained, tmp_path,
-                                                                             capsys):
+def test_generated_mp4_is_explained_exactly_as_the_dataset_pipeline_sees_it(
+    trained, tmp_path, capsys
+):
   data_dir, workdir, config, class_names, model = trained
   path = _synthetic_mp4(data_dir, "syn00005")
   rc = video.main([f"--workdir={workdir}", f"--video={path}", f"--out={tmp_path}"])
@@ -76,7 +77,8 @@ def test_generated_mp4_is_explained_exactly_as_the_dataset_pipeline_sees_it(trai
   assert explanation["num_seconds"] == 10 and explanation["has_audio"] is True
   top = explanation["top_k"]
   assert len(top) == 5 and [e["probability"] for e in top] == sorted(
-      [e["probability"] for e in top], reverse=True)
+      [e["probability"] for e in top], reverse=True
+  )
   assert explanation["explained_class"] == top[0]["class"]
 
   # The same video through the builder's record and the model gives the same numbers.
@@ -89,8 +91,9 @@ def test_generated_mp4_is_explained_exactly_as_the_dataset_pipeline_sees_it(trai
   maps = explainers.attention(model, inputs)  # the command's default explainer
   np.testing.assert_allclose(explanation["when"], maps["when"][0], atol=1e-5)
   np.testing.assert_allclose(explanation["where"], maps["where"][0], atol=1e-5)
-  np.testing.assert_allclose(explanation["when_audio"], outputs["explanations"]["when_audio"][0],
-                             atol=1e-5)
+  np.testing.assert_allclose(
+      explanation["when_audio"], outputs["explanations"]["when_audio"][0], atol=1e-5
+  )
   assert np.asarray(explanation["where"]).shape == (10, 8, 8)
   assert sum(explanation["when"]) == pytest.approx(1.0, abs=1e-4)
   assert explanation["where_region"]["box_xyxy"] == [0, 0, 128, 128]  # square source video
@@ -102,15 +105,24 @@ def test_generated_mp4_is_explained_exactly_as_the_dataset_pipeline_sees_it(trai
   assert panel.ndim == 3 and panel.shape[1] > 600
 
 
-def test_video_without_audio_longer_than_the_model_window(trained, tmp_path, capsys,
-                                                          reuse_model):
+def test_video_without_audio_longer_than_the_model_window(trained, tmp_path, capsys, reuse_model):
   _, workdir, _, class_names, _ = trained
   path = tmp_path / "silent.mp4"
   _write_silent_video(path, seconds=13)
   out = tmp_path / "out"
-  assert video.main([f"--workdir={workdir}", f"--video={path}", f"--out={out}",
-                     "--explainer=gradcam", f"--class_name={class_names[2]}",
-                     "--top_k=3"]) == 0
+  assert (
+      video.main(
+          [
+              f"--workdir={workdir}",
+              f"--video={path}",
+              f"--out={out}",
+              "--explainer=gradcam",
+              f"--class_name={class_names[2]}",
+              "--top_k=3",
+          ]
+      )
+      == 0
+  )
   explanation = json.loads((out / "explanation.json").read_text())
   summary = capsys.readouterr().out
   if explanation["top_k"][0]["class"] != class_names[2]:  # the summary names both
@@ -130,8 +142,7 @@ def test_video_without_audio_longer_than_the_model_window(trained, tmp_path, cap
   assert kinds == ["video"] and frames == 13 * 5
 
 
-def test_a_last_part_shorter_than_a_segment_is_reported_unexplained(trained, tmp_path,
-                                                                    reuse_model):
+def test_a_last_part_shorter_than_a_segment_is_reported_unexplained(trained, tmp_path, reuse_model):
   _, workdir, _, _, _ = trained
   path = tmp_path / "short.mp4"
   _write_silent_video(path, seconds=3.4)  # the frame at 3.5 s, segment 3's centre, is missing
@@ -144,19 +155,27 @@ def test_a_last_part_shorter_than_a_segment_is_reported_unexplained(trained, tmp
 def test_an_out_path_that_is_a_file_gets_a_one_line_error(trained, tmp_path, capsys):
   _, workdir, _, _, _ = trained
   (tmp_path / "o").write_text("a file")
-  assert video.main([f"--workdir={workdir}", f"--video={tmp_path / 'v.mp4'}",
-                     f"--out={tmp_path / 'o'}"]) == 2
+  assert (
+      video.main(
+          [f"--workdir={workdir}", f"--video={tmp_path / 'v.mp4'}", f"--out={tmp_path / 'o'}"]
+      )
+      == 2
+  )
   error = capsys.readouterr().err.strip()
   assert "is a file; give a directory" in error and len(error.splitlines()) == 1
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: p.write_text("not a video\n"), "cannot"),
-    (lambda p: None, "no such file"),
-    (lambda p: p.mkdir(), "is a directory; --video takes one video file"),
-])
-def test_unreadable_video_gets_a_one_line_error(trained, tmp_path, capsys, make, message,
-                                                reuse_model):
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.write_text("not a video\n"), "cannot"),
+        (lambda p: None, "no such file"),
+        (lambda p: p.mkdir(), "is a directory; --video takes one video file"),
+    ],
+)
+def test_unreadable_video_gets_a_one_line_error(
+    trained, tmp_path, capsys, make, message, reuse_model
+):
   _, workdir, _, _, _ = trained
   path = tmp_path / "clip.mp4"
   make(path)
@@ -168,7 +187,11 @@ def test_unreadable_video_gets_a_one_line_error(trained, tmp_path, capsys, make,
 
 
 def test_workdir_without_a_trained_run_gets_a_one_line_error(tmp_path, capsys):
-  assert video.main([f"--workdir={tmp_path}", f"--video={tmp_path / 'v.mp4'}",
-                     f"--out={tmp_path / 'o'}"]) == 2
+  assert (
+      video.main(
+          [f"--workdir={tmp_path}", f"--video={tmp_path / 'v.mp4'}", f"--out={tmp_path / 'o'}"]
+      )
+      == 2
+  )
   error = capsys.readouterr().err.strip()
   assert "has no config.json or class_names.json" in error and len(error.splitlines()) == 1

@@ -12,11 +12,19 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from tests.conftest import REPO, REQUIRED_KEYS, main_command, run_main, subprocess_env
+from tests.conftest import REPO
+from tests.conftest import REQUIRED_KEYS
+from tests.conftest import main_command
+from tests.conftest import run_main
+from tests.conftest import subprocess_env
 
 # Long enough to interrupt: checkpoints every 2 steps, validation (and "best") every 6.
-LONGER = ("--config.num_train_steps=24", "--config.eval_every_steps=6",
-          "--config.checkpoint_every_steps=2", "--config.log_every_steps=2")
+LONGER = (
+    "--config.num_train_steps=24",
+    "--config.eval_every_steps=6",
+    "--config.checkpoint_every_steps=2",
+    "--config.log_every_steps=2",
+)
 
 
 def _checkpoint_steps(workdir: pathlib.Path) -> list[int]:
@@ -26,9 +34,14 @@ def _checkpoint_steps(workdir: pathlib.Path) -> list[int]:
 
 
 def _start_and_wait_for_checkpoint(workdir, data_dir, min_step: int, num_devices: int = 1):
-  process = subprocess.Popen(main_command(workdir, data_dir, *LONGER), cwd=REPO,
-                             env=subprocess_env(num_devices), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
+  process = subprocess.Popen(
+      main_command(workdir, data_dir, *LONGER),
+      cwd=REPO,
+      env=subprocess_env(num_devices),
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE,
+      text=True,
+  )
   deadline = time.monotonic() + 600
   while max(_checkpoint_steps(workdir), default=0) < min_step:
     assert process.poll() is None, process.stderr.read()[-3000:]
@@ -54,15 +67,20 @@ def read_state(workdir: pathlib.Path, step: int) -> dict:
   checkpointer = ocp.StandardCheckpointer()
   directory = workdir / "checkpoints" / str(step) / "state"
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                        checkpointer.metadata(directory).item_metadata)
+  target = jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+      checkpointer.metadata(directory).item_metadata,
+  )
   restored = checkpointer.restore(directory, target)
-  return {jax.tree_util.keystr(path): np.asarray(leaf)
-          for path, leaf in jax.tree_util.tree_leaves_with_path(restored)}
+  return {
+      jax.tree_util.keystr(path): np.asarray(leaf)
+      for path, leaf in jax.tree_util.tree_leaves_with_path(restored)
+  }
 
 
-def assert_same_state(got_dir: pathlib.Path, expected_dir: pathlib.Path, step: int,
-                      tolerance: float):
+def assert_same_state(
+    got_dir: pathlib.Path, expected_dir: pathlib.Path, step: int, tolerance: float
+):
   got, expected = read_state(got_dir, step), read_state(expected_dir, step)
   assert got.keys() == expected.keys() and len(got) > 100
   for name, array in expected.items():

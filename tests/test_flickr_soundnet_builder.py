@@ -60,8 +60,9 @@ def built(tmp_path_factory):
   annotations = vggss_files.write_flickr(raw, ("1001", "1002", "1003", "1005"))
   for path in annotations.glob("*.xml"):
     path.write_text(path.read_text().replace("<xmax>256</xmax>", "<xmax>192</xmax>"))
-  (raw / "metadata" / "flickr_test.csv").write_bytes(b"1001\r\n1002\r\n1003\r\n1004\r\n1005\r\n"
-                                                     b"1001\r\n")
+  (raw / "metadata" / "flickr_test.csv").write_bytes(
+      b"1001\r\n1002\r\n1003\r\n1004\r\n1005\r\n" b"1001\r\n"
+  )
   for image_id in ("1001", "1002", "1003", "1004"):
     _write_image(raw / "frames" / f"{image_id}.jpg")
   _write_wav(raw / "audio" / "1001.wav", 3)
@@ -70,24 +71,34 @@ def built(tmp_path_factory):
   clip_files.write_clip(raw / "videos" / "1005.mp4", 4)
   data_dir = root / "tfds"
   status, stdout, stderr = run_build(
-      "--dataset=flickr_soundnet", f"--manual_dir={raw}", f"--data_dir={data_dir}",
-      f"--num_segments={T}", f"--frame_size={S}")
+      "--dataset=flickr_soundnet",
+      f"--manual_dir={raw}",
+      f"--data_dir={data_dir}",
+      f"--num_segments={T}",
+      f"--frame_size={S}",
+  )
   assert status == 0, stderr
   dataset_dir = flickr_soundnet_builder.dataset_dir(data_dir, T, 1, S)
-  examples = {example["video_id"].decode(): example for example in
-              tfds.builder_from_directory(str(dataset_dir)).as_data_source("test")}
+  examples = {
+      example["video_id"].decode(): example
+      for example in tfds.builder_from_directory(str(dataset_dir)).as_data_source("test")
+  }
   return dataset_dir, stdout, examples
 
 
 def test_summary_lists_every_defect(built):
   dataset_dir, stdout, _ = built
   lines = stdout.strip().splitlines()
-  assert lines[-1] == (f"flickr_soundnet: built 3 (train=0, val=0, test=3), skipped 0, failed 2 "
-                       f"-> {dataset_dir}")
-  assert lines[-2] == ("flickr_test.csv: 5 ids (duplicate ids 1, ids without annotation 1, ids "
-                       "without media 1, from video 1, degenerate boxes 0, more than max boxes 0)")
-  failures = [json.loads(line) for line in (dataset_dir / "failures.jsonl").read_text()
-              .splitlines()]
+  assert lines[-1] == (
+      f"flickr_soundnet: built 3 (train=0, val=0, test=3), skipped 0, failed 2 " f"-> {dataset_dir}"
+  )
+  assert lines[-2] == (
+      "flickr_test.csv: 5 ids (duplicate ids 1, ids without annotation 1, ids "
+      "without media 1, from video 1, degenerate boxes 0, more than max boxes 0)"
+  )
+  failures = [
+      json.loads(line) for line in (dataset_dir / "failures.jsonl").read_text().splitlines()
+  ]
   reasons = {failure["video_id"]: failure["reason"] for failure in failures}
   assert set(reasons) == {"1003", "1004"}
   assert "no audio file" in reasons["1003"] and "1004.xml" in reasons["1004"]
@@ -130,21 +141,24 @@ def test_a_map_equal_to_the_consensus_scores_ciou_1(built):
   assert sorted(np.unique(consensus)) == [0.0, 0.5, 1.0]  # the references' consensus map
   where = np.zeros((len(names), T, 224, 224), np.float32)
   where[box_mask.any(-1)] = consensus
-  result = sound_localization.box_field_scores(where, boxes, box_mask, frame_size,
-                                               ground_truth="consensus")
+  result = sound_localization.box_field_scores(
+      where, boxes, box_mask, frame_size, ground_truth="consensus"
+  )
   assert (result.ciou, result.ciou_mean, result.num_images) == (1.0, 1.0, 3)
   # A map of the first box only (two annotators: consensus 1, 112 x 112 px at 224) against the
   # consensus (+ the third box, 56 x 112 px, at 0.5): 12544 / (12544 + 0.5 * 6272) = 0.8;
   # against the union of the boxes 12544 / 18816 = 2/3.
   where[box_mask.any(-1)] = consensus == 1.0
-  result = sound_localization.box_field_scores(where, boxes, box_mask, frame_size,
-                                               ground_truth="consensus")
+  result = sound_localization.box_field_scores(
+      where, boxes, box_mask, frame_size, ground_truth="consensus"
+  )
   assert result.ciou_mean == pytest.approx(0.8)
   union = sound_localization.box_field_scores(where, boxes, box_mask, frame_size)
   assert union.ciou_mean == pytest.approx(2 / 3)
 
 
 def test_missing_list_says_what_to_download(tmp_path):
-  status, _, stderr = run_build("--dataset=flickr_soundnet", f"--manual_dir={tmp_path}",
-                                f"--data_dir={tmp_path / 'out'}")
+  status, _, stderr = run_build(
+      "--dataset=flickr_soundnet", f"--manual_dir={tmp_path}", f"--data_dir={tmp_path / 'out'}"
+  )
   assert status == 2 and "flickr_test.csv" in stderr and "Localizing-Visual-Sounds" in stderr

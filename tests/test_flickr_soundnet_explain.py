@@ -19,8 +19,10 @@ from stt.explain import evaluate as explain_evaluate
 from tests.conftest import run_main
 
 SEGMENT = 5  # the middle of the synthetic 10 s clips: the segment the build annotates
-BOX_XML = ("<object><bbox><name>s</name><xmin>{}</xmin><ymin>{}</ymin><xmax>{}</xmax>"
-           "<ymax>{}</ymax></bbox></object>")
+BOX_XML = (
+    "<object><bbox><name>s</name><xmin>{}</xmin><ymin>{}</ymin><xmax>{}</xmax>"
+    "<ymax>{}</ymax></bbox></object>"
+)
 
 
 def _write_flickr_from_synthetic(raw, out) -> list[str]:
@@ -34,11 +36,17 @@ def _write_flickr_from_synthetic(raw, out) -> list[str]:
     if record is None:
       continue
     width, height = record.frame_size
-    scaled = [(round(x0 * 256 / width), round(y0 * 256 / height), round(x1 * 256 / width),
-               round(y1 * 256 / height)) for x0, y0, x1, y1 in record.boxes[:4]]
+    scaled = [
+        (
+            round(x0 * 256 / width),
+            round(y0 * 256 / height),
+            round(x1 * 256 / width),
+            round(y1 * 256 / height),
+        )
+        for x0, y0, x1, y1 in record.boxes[:4]
+    ]
     objects = "".join(BOX_XML.format(*box) for box in scaled for _ in range(2))
-    (out / "Annotations" / f"{row.video_id}.xml").write_text(
-        f"<annotation>{objects}</annotation>")
+    (out / "Annotations" / f"{row.video_id}.xml").write_text(f"<annotation>{objects}</annotation>")
     (out / "videos" / f"{row.video_id}.mp4").symlink_to(raw / "AVE" / f"{row.video_id}.mp4")
     ids.append(row.video_id)
   (out / "metadata").mkdir()
@@ -53,24 +61,51 @@ def test_explain_on_flickr_soundnet(smoke_run, tmp_path):
   (raw,) = data_dir.glob("downloads/manual/synthetic_*/")
   ids = _write_flickr_from_synthetic(raw, tmp_path / "flickr")
   assert len(ids) >= 2
-  assert build.main(["--dataset=flickr_soundnet", f"--manual_dir={tmp_path / 'flickr'}",
-                     f"--data_dir={data_dir}", "--frame_size=64"]) == 0
-  run_main(workdir, data_dir, "--config.explain.explainers=('attention',)",
-           "--config.explain.dataset=flickr_soundnet", "--mode=explain")
+  assert (
+      build.main(
+          [
+              "--dataset=flickr_soundnet",
+              f"--manual_dir={tmp_path / 'flickr'}",
+              f"--data_dir={data_dir}",
+              "--frame_size=64",
+          ]
+      )
+      == 0
+  )
+  run_main(
+      workdir,
+      data_dir,
+      "--config.explain.explainers=('attention',)",
+      "--config.explain.dataset=flickr_soundnet",
+      "--mode=explain",
+  )
   results = json.loads((workdir / "results.json").read_text())
   prefix = "explain_flickr_soundnet/attention"
   assert results[f"{prefix}/pointing_spatial_trials"] == len(ids)
-  assert (results[f"{prefix}/pointing_spatial_class_mean"]
-          == pytest.approx(results[f"{prefix}/pointing_spatial"]))  # one label: class-agnostic
+  assert results[f"{prefix}/pointing_spatial_class_mean"] == pytest.approx(
+      results[f"{prefix}/pointing_spatial"]
+  )  # one label: class-agnostic
   for key in ("spatial/positive_auc", "temporal/negative_auc"):  # no labels: not reported
     value = results[f"{prefix}/{key}"]
     assert value is None or math.isnan(value), key
 
   # The standalone scorer on the run's maps, with the annotations: the same field columns.
   maps_path = workdir / "explain_flickr_soundnet" / "maps" / "attention.npz"
-  assert explain_evaluate.main([
-      "--maps", str(maps_path), "--flickr_annotations", str(tmp_path / "flickr" / "Annotations"),
-      "--segment", str(SEGMENT), "--out", str(tmp_path / "flickr.json")]) == 0
+  assert (
+      explain_evaluate.main(
+          [
+              "--maps",
+              str(maps_path),
+              "--flickr_annotations",
+              str(tmp_path / "flickr" / "Annotations"),
+              "--segment",
+              str(SEGMENT),
+              "--out",
+              str(tmp_path / "flickr.json"),
+          ]
+      )
+      == 0
+  )
   rescored = json.loads((tmp_path / "flickr.json").read_text())
   assert rescored["field_trials"] == len(ids)
   for key in ("field_ciou", "field_auc"):

@@ -16,8 +16,14 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 def test_gpu_check_cpu_smoke_writes_every_figure(tmp_path):
   out = tmp_path / "gpu_check.json"
   env = dict(os.environ, PYTHON=sys.executable, GPU_CHECK_TIMEOUT_S="600")
-  result = subprocess.run([str(REPO / "benchmarks/gpu_check.sh"), "--cpu_smoke", str(out)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+  result = subprocess.run(
+      [str(REPO / "benchmarks/gpu_check.sh"), "--cpu_smoke", str(out)],
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=900,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   figures = json.loads(out.read_text())
 
@@ -27,8 +33,11 @@ def test_gpu_check_cpu_smoke_writes_every_figure(tmp_path):
     assert figures["peak"]["peak_flops"][dtype] > 0
   assert figures["peak"]["copy_bytes_per_s"] > 0
   fractions = dict(figures["mfu"])
-  assert set(fractions) == {f"{size}/{dtype}" for size in ("synthetic", "features", "raw")
-                            for dtype in ("float32", "bfloat16")}
+  assert set(fractions) == {
+      f"{size}/{dtype}"
+      for size in ("synthetic", "features", "raw")
+      for dtype in ("float32", "bfloat16")
+  }
   fractions["ave_suite"] = figures["ave_suite"]["perturbation_roofline"]["fraction_of_peak"]
   for name, fraction in fractions.items():
     assert math.isfinite(fraction) and 0 < fraction < 1.5, (name, fraction)

@@ -27,8 +27,10 @@ MAY_IMPORT = {
     "trainer": {"data_pipelines", "core", "explain", "trainer"},
 }
 # (importer, imported): apache-beam is the optional [beam] extra, imported when a build asks.
-FUNCTION_LEVEL_ALLOWED = {("data_pipelines.build", "data_pipelines.video_beam"),
-                          ("data_pipelines.video_examples", "data_pipelines.video_beam")}
+FUNCTION_LEVEL_ALLOWED = {
+    ("data_pipelines.build", "data_pipelines.video_beam"),
+    ("data_pipelines.video_examples", "data_pipelines.video_beam"),
+}
 
 
 def layer_of(module: str) -> str:
@@ -72,8 +74,9 @@ def imports_of(path: pathlib.Path, known: set[str]) -> list[tuple[str, bool]]:
       visit(child, nested)
 
   visit(tree, False)
-  return [(name, nested) for name, nested in found if name.split(".")[0] in PACKAGES
-          and name in known]
+  return [
+      (name, nested) for name, nested in found if name.split(".")[0] in PACKAGES and name in known
+  ]
 
 
 def import_graph(root: pathlib.Path) -> dict[str, list[tuple[str, bool]]]:
@@ -82,15 +85,20 @@ def import_graph(root: pathlib.Path) -> dict[str, list[tuple[str, bool]]]:
 
 
 def layer_violations(graph) -> list[str]:
-  return [f"{importer} ({layer_of(importer)}) imports {imported} ({layer_of(imported)})"
-          for importer, imports in graph.items() for imported, _ in imports
-          if layer_of(imported) not in MAY_IMPORT[layer_of(importer)]]
+  return [
+      f"{importer} ({layer_of(importer)}) imports {imported} ({layer_of(imported)})"
+      for importer, imports in graph.items()
+      for imported, _ in imports
+      if layer_of(imported) not in MAY_IMPORT[layer_of(importer)]
+  ]
 
 
 def cycles(graph) -> list[list[str]]:
   """The import cycles (each as a list of modules), by depth-first search."""
-  edges = {name: sorted({imported for imported, _ in imports if imported != name})
-           for name, imports in graph.items()}
+  edges = {
+      name: sorted({imported for imported, _ in imports if imported != name})
+      for name, imports in graph.items()
+  }
   state, stack, found = {}, [], []
 
   def visit(name):
@@ -98,7 +106,7 @@ def cycles(graph) -> list[list[str]]:
     stack.append(name)
     for imported in edges.get(name, ()):
       if state.get(imported) == "open":
-        found.append(stack[stack.index(imported):] + [imported])
+        found.append(stack[stack.index(imported) :] + [imported])
       elif imported not in state:
         visit(imported)
     stack.pop()
@@ -111,8 +119,12 @@ def cycles(graph) -> list[list[str]]:
 
 
 def function_level_imports(graph) -> set[tuple[str, str]]:
-  return {(importer, imported) for importer, imports in graph.items()
-          for imported, nested in imports if nested}
+  return {
+      (importer, imported)
+      for importer, imports in graph.items()
+      for imported, nested in imports
+      if nested
+  }
 
 
 def test_the_project_imports_follow_the_layers():
@@ -137,20 +149,23 @@ def _write(root: pathlib.Path, files: dict[str, str]):
 @pytest.fixture
 def bad_tree(tmp_path):
   """A tree that breaks each rule once."""
-  _write(tmp_path, {
-      "data_pipelines/__init__.py": "",
-      "data_pipelines/build.py": "def f():\n  from stt import datasets\n",
-      "configs/__init__.py": "",
-      "configs/common.py": "from stt.models import stan\n",
-      "stt/__init__.py": "",
-      "stt/datasets.py": "from stt import state\n",
-      "stt/state.py": "import stt.datasets\n",
-      "stt/train.py": "",
-      "stt/models/__init__.py": "",
-      "stt/models/stan.py": "",
-      "stt/explain/__init__.py": "",
-      "stt/explain/video.py": "from stt import train\n",
-  })
+  _write(
+      tmp_path,
+      {
+          "data_pipelines/__init__.py": "",
+          "data_pipelines/build.py": "def f():\n  from stt import datasets\n",
+          "configs/__init__.py": "",
+          "configs/common.py": "from stt.models import stan\n",
+          "stt/__init__.py": "",
+          "stt/datasets.py": "from stt import state\n",
+          "stt/state.py": "import stt.datasets\n",
+          "stt/train.py": "",
+          "stt/models/__init__.py": "",
+          "stt/models/stan.py": "",
+          "stt/explain/__init__.py": "",
+          "stt/explain/video.py": "from stt import train\n",
+      },
+  )
   return tmp_path
 
 

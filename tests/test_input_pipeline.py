@@ -1,7 +1,7 @@
 """The grain pipeline: epochs cover every example once, order is seeded, state resumes exactly."""
 
-import jax
 from absl import flags
+import jax
 import numpy as np
 import pytest
 
@@ -18,37 +18,60 @@ def _frames(i):
 
 
 def _source(num_examples):
-  return [{
-      "video_id": f"v{i}".encode(),
-      "frames": _frames(i),
-      "log_mel": np.zeros((T, 96, 64), np.float32),
-      "segment_mask": np.ones((T,), bool),
-      "label": np.int64(i % 3),
-      "segment_labels": np.zeros((T,), np.int32),
-      "boxes": np.zeros((T, K, 4), np.float32),
-      "box_mask": np.zeros((T, K), bool),
-      "frame_size": np.array([8, 8], np.int32),
-      "event_start": np.int32(0),
-      "event_end": np.int32(1),
-      "has_audio": np.bool_(True),
-  } for i in range(num_examples)]
+  return [
+      {
+          "video_id": f"v{i}".encode(),
+          "frames": _frames(i),
+          "log_mel": np.zeros((T, 96, 64), np.float32),
+          "segment_mask": np.ones((T,), bool),
+          "label": np.int64(i % 3),
+          "segment_labels": np.zeros((T,), np.int32),
+          "boxes": np.zeros((T, K, 4), np.float32),
+          "box_mask": np.zeros((T, K), bool),
+          "frame_size": np.array([8, 8], np.int32),
+          "event_start": np.int32(0),
+          "event_end": np.int32(1),
+          "has_audio": np.bool_(True),
+      }
+      for i in range(num_examples)
+  ]
 
 
-def _train(source, seed=0, flip=False, per_host_batch_size=4, process_index=None,
-           process_count=None):
+def _train(
+    source, seed=0, flip=False, per_host_batch_size=4, process_index=None, process_count=None
+):
   return input_pipeline.train_dataset(
-      source, per_host_batch_size=per_host_batch_size, seed=seed, random_flip=flip,
-      num_workers=0, prefetch_buffer_size=1, process_index=process_index,
-      process_count=process_count)
+      source,
+      per_host_batch_size=per_host_batch_size,
+      seed=seed,
+      random_flip=flip,
+      num_workers=0,
+      prefetch_buffer_size=1,
+      process_index=process_index,
+      process_count=process_count,
+  )
 
 
 @pytest.mark.parametrize("num_examples", [12, 10])
 def test_hosts_split_global_batches_and_read_each_example_once_per_epoch(num_examples):
   """3 hosts x 2 rows read exactly the global batches of 1 host x 6 rows, disjointly."""
-  single = iter(_train(_source(num_examples), flip=True, per_host_batch_size=6,
-                       process_index=0, process_count=1))
-  hosts = [iter(_train(_source(num_examples), flip=True, per_host_batch_size=2,
-                       process_index=p, process_count=3)) for p in range(3)]
+  single = iter(
+      _train(
+          _source(num_examples), flip=True, per_host_batch_size=6, process_index=0, process_count=1
+      )
+  )
+  hosts = [
+      iter(
+          _train(
+              _source(num_examples),
+              flip=True,
+              per_host_batch_size=2,
+              process_index=p,
+              process_count=3,
+          )
+      )
+      for p in range(3)
+  ]
   stream = []
   for _ in range(4):
     expected = next(single)
@@ -61,8 +84,9 @@ def test_hosts_split_global_batches_and_read_each_example_once_per_epoch(num_exa
   # The global stream is a sequence of epochs, each a permutation of the split: every example
   # is read once per epoch, by exactly one host.
   for epoch in range(len(stream) // num_examples):
-    assert sorted(stream[epoch * num_examples:(epoch + 1) * num_examples]) == list(
-        range(num_examples))
+    assert sorted(stream[epoch * num_examples : (epoch + 1) * num_examples]) == list(
+        range(num_examples)
+    )
 
 
 def test_each_epoch_covers_every_example_once_in_a_new_order():
@@ -124,10 +148,17 @@ def test_mp_prefetch_workers_yield_the_same_batches_and_resume():
   """With grain worker processes (mp_prefetch) the stream, and its checkpoint, are unchanged."""
   if not flags.FLAGS.is_parsed():  # grain reads its absl flags; stt.main parses them
     flags.FLAGS.mark_as_parsed()
+
   def make(num_workers):
-    return input_pipeline.train_dataset(_source(10), per_host_batch_size=4, seed=0,
-                                        random_flip=True, num_workers=num_workers,
-                                        prefetch_buffer_size=2)
+    return input_pipeline.train_dataset(
+        _source(10),
+        per_host_batch_size=4,
+        seed=0,
+        random_flip=True,
+        num_workers=num_workers,
+        prefetch_buffer_size=2,
+    )
+
   in_process = iter(make(0))
   expected = [next(in_process) for _ in range(6)]
   workers = iter(make(2))

@@ -14,9 +14,13 @@ import pytest
 
 from data_pipelines import log_mel
 from data_pipelines import media_streams
-from data_pipelines.media import DecodedClip, MediaError, decode_clip, read_audio_16k_mono
+from data_pipelines.media import DecodedClip
+from data_pipelines.media import MediaError
+from data_pipelines.media import decode_clip
+from data_pipelines.media import read_audio_16k_mono
 from tests import media_files
-from tests.media_files import SECOND_COLOURS, frame_grey
+from tests.media_files import SECOND_COLOURS
+from tests.media_files import frame_grey
 
 WIDTH, HEIGHT, FPS = 160, 96, 10
 TONE_SECOND, TONE_HZ = 2, 1000.0
@@ -44,8 +48,15 @@ def video_4s(media_dir):
 def burst_clip(media_dir):
   """10 s of 64x48 @ 5 fps whose only sound is a 1.5 kHz burst over [6.25, 6.75) s."""
   return media_files.write_colour_clip(
-      media_dir / "burst.mp4", 10, width=64, height=48, fps=5, tone_hz=BURST_HZ,
-      bursts_s=(BURST_START_S,), burst_length_s=0.5)
+      media_dir / "burst.mp4",
+      10,
+      width=64,
+      height=48,
+      fps=5,
+      tone_hz=BURST_HZ,
+      bursts_s=(BURST_START_S,),
+      burst_length_s=0.5,
+  )
 
 
 def _nearest_colour_index(rgb):
@@ -54,12 +65,12 @@ def _nearest_colour_index(rgb):
 
 def _top_colour(image):  # image [S, S, 3]
   s = image.shape[0]
-  return image[s // 8:s // 4, s // 4:3 * s // 4].reshape(-1, 3).mean(axis=0)
+  return image[s // 8 : s // 4, s // 4 : 3 * s // 4].reshape(-1, 3).mean(axis=0)
 
 
 def _bottom_grey(image):
   s = image.shape[0]
-  return image[3 * s // 4:7 * s // 8, s // 4:3 * s // 4].mean()
+  return image[3 * s // 4 : 7 * s // 8, s // 4 : 3 * s // 4].mean()
 
 
 def _segment_energy(clip):
@@ -127,18 +138,26 @@ def test_variable_frame_rate_picks_the_frame_shown_at_each_sample_time(media_dir
     assert abs(_bottom_grey(clip.frames[1, slot]) - frame_grey(index)) < 8
 
 
-@pytest.mark.parametrize("width, height, codec, pix_fmt, container_format", [
-    (98, 32, "libx264", "yuv420p", "mp4"),  # wide
-    (30, 202, "libx264", "yuv420p", "mp4"),  # tall and narrower than S: upscaled
-    (97, 31, "libx264", "yuv444p", "mp4"),  # odd sizes: H.264 needs 4:4:4 for them
-    (31, 201, "mpeg4", "yuv420p", "avi"),  # odd sizes in MPEG-4 part 2
-])
-def test_odd_sizes_are_resized_and_centre_cropped(media_dir, width, height, codec, pix_fmt,
-                                                  container_format):
+@pytest.mark.parametrize(
+    "width, height, codec, pix_fmt, container_format",
+    [
+        (98, 32, "libx264", "yuv420p", "mp4"),  # wide
+        (30, 202, "libx264", "yuv420p", "mp4"),  # tall and narrower than S: upscaled
+        (97, 31, "libx264", "yuv444p", "mp4"),  # odd sizes: H.264 needs 4:4:4 for them
+        (31, 201, "mpeg4", "yuv420p", "avi"),  # odd sizes in MPEG-4 part 2
+    ],
+)
+def test_odd_sizes_are_resized_and_centre_cropped(
+    media_dir, width, height, codec, pix_fmt, container_format
+):
   picture = media_files.quadrant_picture(width, height)
   path = media_files.write_media(
-      media_dir / f"size_{width}x{height}.{container_format}", np.stack([picture] * 10),
-      video_codec=codec, pix_fmt=pix_fmt, container_format=container_format)
+      media_dir / f"size_{width}x{height}.{container_format}",
+      np.stack([picture] * 10),
+      video_codec=codec,
+      pix_fmt=pix_fmt,
+      container_format=container_format,
+  )
   clip = decode_clip(path, num_segments=1, frame_size=32)
   assert clip.frames.shape == (1, 1, 32, 32, 3) and clip.frame_size == (width, height)
   image = clip.frames[0, 0].astype(np.int32)
@@ -184,12 +203,12 @@ def test_burst_inside_second_6_is_in_segment_6_only(burst_clip):
 def test_read_audio_16k_mono_resamples_44k_stereo(video_10s):
   waveform, has_audio = read_audio_16k_mono(video_10s, 4.0)
   assert has_audio and waveform.shape == (64000,) and waveform.dtype == np.float32
-  tone = waveform[TONE_SECOND * 16000 + 800:(TONE_SECOND + 1) * 16000 - 800]
+  tone = waveform[TONE_SECOND * 16000 + 800 : (TONE_SECOND + 1) * 16000 - 800]
   # Mono is the channel mean, so amplitude stays 0.5 (AAC is lossy: loose tolerance).
   assert np.sqrt(np.mean(tone**2)) == pytest.approx(0.5 / math.sqrt(2), rel=0.05)
   spectrum = np.abs(np.fft.rfft(tone))
   assert np.argmax(spectrum) * 16000 / tone.size == pytest.approx(TONE_HZ, abs=3)
-  assert np.abs(waveform[:TONE_SECOND * 16000 - 800]).max() < 0.02
+  assert np.abs(waveform[: TONE_SECOND * 16000 - 800]).max() < 0.02
 
 
 @pytest.mark.parametrize("sample_rate, frequency_hz", [(44100, 700.0), (48000, 2500.0)])
@@ -199,17 +218,19 @@ def test_stereo_audio_is_resampled_to_16k_mono(media_dir, sample_rate, frequency
   audio = media_files.tone_bursts(3, sample_rate, frequency_hz, [1])
   audio[1] = 0.0
   frames = media_files.second_colour_frames(np.arange(30) / 10, 32, 32)
-  path = media_files.write_media(media_dir / f"stereo_{sample_rate}.mp4", frames, audio=audio,
-                                 audio_rate=sample_rate)
+  path = media_files.write_media(
+      media_dir / f"stereo_{sample_rate}.mp4", frames, audio=audio, audio_rate=sample_rate
+  )
   with av.open(str(path)) as container:
     stream = container.streams.audio[0]
     assert (stream.rate, stream.layout.name) == (sample_rate, "stereo")
   waveform, has_audio = read_audio_16k_mono(path, 3.0)
   assert has_audio and waveform.shape == (48000,)
-  tone = waveform[16000 + 800:32000 - 800]
+  tone = waveform[16000 + 800 : 32000 - 800]
   assert np.sqrt(np.mean(tone**2)) == pytest.approx(0.25 / math.sqrt(2), rel=0.05)
   assert np.argmax(np.abs(np.fft.rfft(tone))) * 16000 / tone.size == pytest.approx(
-      frequency_hz, abs=3)
+      frequency_hz, abs=3
+  )
   clip = decode_clip(path, num_segments=3, frame_size=16)
   energy = _segment_energy(clip)
   assert energy[1] > 0.3 and abs(energy[0]) < 0.02 and abs(energy[2]) < 0.02
@@ -270,18 +291,26 @@ def test_long_video_short_horizon_is_all_valid(video_4s):
 
 
 def test_audio_only_file_raises(media_dir):
-  path = media_files.write_media(media_dir / "audio_only.mp4",
-                                 audio=media_files.tone_bursts(2, 44100, 440.0, [0]))
+  path = media_files.write_media(
+      media_dir / "audio_only.mp4", audio=media_files.tone_bursts(2, 44100, 440.0, [0])
+  )
   with pytest.raises(MediaError, match="no video stream"):
     decode_clip(path, num_segments=2)
 
 
-@pytest.mark.parametrize("name, content, reason", [
-    ("notes.txt", b"this is a plain text file, certainly not a video\n" * 20, "not a video"),
-    ("random.mp4", np.random.default_rng(0).integers(0, 256, 20000, np.uint8).tobytes(), "open"),
-    ("picture.mp4", media_files.png_bytes(media_files.quadrant_picture(64, 48)), "png_pipe"),
-    ("empty.mp4", b"", "open"),
-])
+@pytest.mark.parametrize(
+    "name, content, reason",
+    [
+        ("notes.txt", b"this is a plain text file, certainly not a video\n" * 20, "not a video"),
+        (
+            "random.mp4",
+            np.random.default_rng(0).integers(0, 256, 20000, np.uint8).tobytes(),
+            "open",
+        ),
+        ("picture.mp4", media_files.png_bytes(media_files.quadrant_picture(64, 48)), "png_pipe"),
+        ("empty.mp4", b"", "open"),
+    ],
+)
 def test_non_video_files_raise(media_dir, name, content, reason):
   path = media_dir / name
   path.write_bytes(content)
@@ -296,15 +325,19 @@ def test_missing_file_raises(media_dir):
     decode_clip(path)
 
 
-@pytest.mark.parametrize("writer_options, reason", [
-    ({}, "cannot open"),  # the index (moov) is at the end: gone
-    ({"container_options": {"movflags": "faststart"}}, "truncated"),  # index first
-    ({"container_format": "matroska"}, "truncated"),  # per-track DURATION tag
-])
+@pytest.mark.parametrize(
+    "writer_options, reason",
+    [
+        ({}, "cannot open"),  # the index (moov) is at the end: gone
+        ({"container_options": {"movflags": "faststart"}}, "truncated"),  # index first
+        ({"container_format": "matroska"}, "truncated"),  # per-track DURATION tag
+    ],
+)
 def test_truncated_files_raise(media_dir, writer_options, reason):
   name = reason.replace(" ", "_") + str(len(writer_options))
-  source = media_files.write_colour_clip(media_dir / f"{name}.full", 10, width=64, height=48,
-                                         **writer_options)
+  source = media_files.write_colour_clip(
+      media_dir / f"{name}.full", 10, width=64, height=48, **writer_options
+  )
   path = media_files.truncate(source, media_dir / f"{name}.truncated", keep_fraction=0.6)
   with pytest.raises(MediaError, match=reason) as info:
     decode_clip(path, num_segments=10, frame_size=32)
@@ -347,8 +380,9 @@ def test_corrupt_middle_never_crashes_or_hangs(media_dir, container_format, frac
     codecs = {"fps": 5}
     if container_format == "mpeg":  # MPEG-2 needs a standard frame rate
       codecs = {"fps": 25, "video_codec": "mpeg2video", "audio_codec": "mp2"}
-    media_files.write_colour_clip(source, 6, width=64, height=48,
-                                  container_format=container_format, **codecs)
+    media_files.write_colour_clip(
+        source, 6, width=64, height=48, container_format=container_format, **codecs
+    )
   path = media_files.corrupt_middle(source, media_dir / "middle_corrupt", fraction=fraction)
   started = time.monotonic()
   try:
@@ -383,15 +417,19 @@ class _DemuxFailsAfter:
 def test_read_error_ends_the_stream_and_keeps_the_frames_read(video_10s):
   with av.open(str(video_10s)) as container:
     damage = media_streams.StreamDamage("video")
-    frames = list(media_streams.decoded_frames(
-        _DemuxFailsAfter(container, 40), container.streams.video[0], video_10s, 10.0, damage))
+    frames = list(
+        media_streams.decoded_frames(
+            _DemuxFailsAfter(container, 40), container.streams.video[0], video_10s, 10.0, damage
+        )
+    )
   times = [frame.time for frame in frames]
   # One frame per packet read: the decoder's delayed frames are flushed, not lost.
   assert len(frames) == 40 and times == sorted(times) and times[-1] < 4.5
   assert damage.num_packets == 40 and damage.undecodable_at_s == []
   assert damage.read_error.startswith("InvalidDataError") and 2.0 < damage.read_error_at_s < 4.5
-  assert damage.warnings() == [f"video: reading stopped after {damage.read_error_at_s:.2f} s "
-                               f"({damage.read_error})"]
+  assert damage.warnings() == [
+      f"video: reading stopped after {damage.read_error_at_s:.2f} s " f"({damage.read_error})"
+  ]
 
 
 def test_reading_budget_stops_runaway_decoding(video_4s, monkeypatch):

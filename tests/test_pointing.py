@@ -52,18 +52,22 @@ def test_torchray_hit_rule_at_the_boundary():
   """TorchRay's PointingGame: hit iff (x - px)² + (y - py)² < tolerance² for a mask pixel."""
   where = np.stack([_one_hot_map(0, 0)] * 6)[None]  # [V=1,T=6,2,2] → point (0, 0)
   boxes = np.zeros((1, 6, 1, 4), np.float32)
-  boxes[0, 0, 0] = (15, 0, 30, 10)      # exactly 15 px away: miss (strict <)
-  boxes[0, 1, 0] = (14, 0, 30, 10)      # 14 px away: hit
-  boxes[0, 2, 0] = (14.9, 0, 30, 10)    # pixel 14's centre 14.5 is outside: 15 px, miss
-  boxes[0, 3, 0] = (14.4, 0, 30, 10)    # pixel 14's centre is inside: 14 px, hit
-  boxes[0, 4, 0] = (9, 12, 30, 30)      # corner pixel (9, 12): 81 + 144 = 225, miss
-  boxes[0, 5, 0] = (9, 11, 30, 30)      # corner pixel (9, 11): 81 + 121 = 202, hit
+  boxes[0, 0, 0] = (15, 0, 30, 10)  # exactly 15 px away: miss (strict <)
+  boxes[0, 1, 0] = (14, 0, 30, 10)  # 14 px away: hit
+  boxes[0, 2, 0] = (14.9, 0, 30, 10)  # pixel 14's centre 14.5 is outside: 15 px, miss
+  boxes[0, 3, 0] = (14.4, 0, 30, 10)  # pixel 14's centre is inside: 14 px, hit
+  boxes[0, 4, 0] = (9, 12, 30, 30)  # corner pixel (9, 12): 81 + 144 = 225, miss
+  boxes[0, 5, 0] = (9, 11, 30, 30)  # corner pixel (9, 11): 81 + 121 = 202, hit
   box_mask = np.ones((1, 6, 1), bool)
-  result = pointing.spatial_pointing(where, boxes, box_mask, np.array([[100, 100]]),
-                                     labels=np.array([0]), tolerance_px=15)
-  hits = [pointing.spatial_pointing(where[:, [t]], boxes[:, [t]], box_mask[:, [t]],
-                                    np.array([[100, 100]]), np.array([0]), 15).overall
-          for t in range(6)]
+  result = pointing.spatial_pointing(
+      where, boxes, box_mask, np.array([[100, 100]]), labels=np.array([0]), tolerance_px=15
+  )
+  hits = [
+      pointing.spatial_pointing(
+          where[:, [t]], boxes[:, [t]], box_mask[:, [t]], np.array([[100, 100]]), np.array([0]), 15
+      ).overall
+      for t in range(6)
+  ]
   assert hits == [0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
   assert result.overall == pytest.approx(3 / 6)
   # Tolerance 1 hits only on the mask itself; tolerance 0 never hits (TorchRay's rule).
@@ -77,14 +81,15 @@ def test_spatial_pointing_tolerance_and_class_mean():
   where = np.concatenate([where, where])  # V=2
   boxes = np.zeros((2, 4, 1, 4), np.float32)
   box_mask = np.zeros((2, 4, 1), bool)
-  boxes[0, 0, 0] = (0, 0, 10, 10)    # inside: hit
-  boxes[0, 1, 0] = (14, 0, 30, 10)   # 14 px away: hit
-  boxes[0, 2, 0] = (16, 0, 30, 10)   # 16 px away: miss
+  boxes[0, 0, 0] = (0, 0, 10, 10)  # inside: hit
+  boxes[0, 1, 0] = (14, 0, 30, 10)  # 14 px away: hit
+  boxes[0, 2, 0] = (16, 0, 30, 10)  # 16 px away: miss
   boxes[1, 3, 0] = (20, 20, 30, 30)  # 28.3 px away: miss
   box_mask[0, :3, 0] = True
   box_mask[1, 3, 0] = True
-  result = pointing.spatial_pointing(where, boxes, box_mask, np.array([[100, 100]] * 2),
-                                     labels=np.array([0, 1]), tolerance_px=15)
+  result = pointing.spatial_pointing(
+      where, boxes, box_mask, np.array([[100, 100]] * 2), labels=np.array([0, 1]), tolerance_px=15
+  )
   assert result.num_trials == 4
   assert result.overall == pytest.approx(2 / 4)
   assert result.class_mean == pytest.approx((2 / 3 + 0) / 2)
@@ -100,8 +105,9 @@ def test_temporal_pointing_respects_mask_and_event():
   assert result.class_mean == pytest.approx((1.0 + 0.0) / 2)
   assert result.num_trials == 3
   # A video whose annotated event is empty (start == end) is not a trial.
-  result = pointing.temporal_pointing(when, mask, np.array([1, 2, 0]), np.array([3, 3, 0]),
-                                      labels=np.array([0, 0, 1]))
+  result = pointing.temporal_pointing(
+      when, mask, np.array([1, 2, 0]), np.array([3, 3, 0]), labels=np.array([0, 0, 1])
+  )
   assert result.num_trials == 2 and result.overall == 1.0
 
 
@@ -111,19 +117,31 @@ def test_padded_segments_are_no_trials():
   boxes[0, :, 0] = (0, 0, 10, 10)
   box_mask = np.ones((1, 3, 1), bool)
   segment_mask = np.array([[True, False, True]])
-  result = pointing.spatial_pointing(where, boxes, box_mask, np.array([[100, 100]]),
-                                     np.array([0]), segment_mask=segment_mask)
+  result = pointing.spatial_pointing(
+      where, boxes, box_mask, np.array([[100, 100]]), np.array([0]), segment_mask=segment_mask
+  )
   assert result.num_trials == 2 and result.overall == 1.0
-  assert pointing.spatial_pointing(where, boxes, box_mask, np.array([[100, 100]]),
-                                   np.array([0])).num_trials == 3  # no mask: every segment
-  none_valid = pointing.spatial_pointing(where, boxes, box_mask, np.array([[100, 100]]),
-                                         np.array([0]), segment_mask=np.zeros((1, 3), bool))
+  assert (
+      pointing.spatial_pointing(
+          where, boxes, box_mask, np.array([[100, 100]]), np.array([0])
+      ).num_trials
+      == 3
+  )  # no mask: every segment
+  none_valid = pointing.spatial_pointing(
+      where,
+      boxes,
+      box_mask,
+      np.array([[100, 100]]),
+      np.array([0]),
+      segment_mask=np.zeros((1, 3), bool),
+  )
   assert none_valid.num_trials == 0 and np.isnan(none_valid.overall)
   # Temporal: a video without a valid segment is no trial (it used to score a miss at 0).
   when = np.array([[0.1, 0.9, 0.2], [0.1, 0.9, 0.2]])
   mask = np.array([[1, 1, 1], [0, 0, 0]], bool)
-  result = pointing.temporal_pointing(when, mask, np.array([1, 1]), np.array([2, 2]),
-                                      labels=np.array([0, 1]))
+  result = pointing.temporal_pointing(
+      when, mask, np.array([1, 1]), np.array([2, 2]), labels=np.array([0, 1])
+  )
   assert result.num_trials == 1 and result.overall == 1.0 and result.class_mean == 1.0
 
 
@@ -132,16 +150,17 @@ def test_chance_levels_are_the_shares_of_cells_and_segments_that_hit():
   # pixel of the other plateaus: (75, 0), (0, 75), (75, 75).
   boxes = np.zeros((2, 3, 1, 4), np.float32)
   box_mask = np.zeros((2, 3, 1), bool)
-  boxes[0, 0, 0] = (0, 0, 50, 50)     # only the top-left point: 1/4
-  boxes[0, 1, 0] = (0, 0, 100, 10)    # the two top points: 2/4
-  boxes[1, 2, 0] = (0, 0, 100, 100)   # all four: 4/4, but segment 2 of video 1 is padded
-  boxes[1, 0, 0] = (40, 40, 60, 60)   # none on the box
+  boxes[0, 0, 0] = (0, 0, 50, 50)  # only the top-left point: 1/4
+  boxes[0, 1, 0] = (0, 0, 100, 10)  # the two top points: 2/4
+  boxes[1, 2, 0] = (0, 0, 100, 100)  # all four: 4/4, but segment 2 of video 1 is padded
+  boxes[1, 0, 0] = (40, 40, 60, 60)  # none on the box
   box_mask[0, :2, 0] = box_mask[1, [0, 2], 0] = True
   segment_mask = np.array([[True, True, True], [True, True, False]])
   labels = np.array([0, 1])
   frame_size = np.full((2, 2), 100)
-  spatial = pointing.chance_spatial_pointing(boxes, box_mask, frame_size, labels, (2, 2),
-                                             tolerance_px=1.0, segment_mask=segment_mask)
+  spatial = pointing.chance_spatial_pointing(
+      boxes, box_mask, frame_size, labels, (2, 2), tolerance_px=1.0, segment_mask=segment_mask
+  )
   assert spatial.num_trials == 3
   assert spatial.overall == pytest.approx((0.25 + 0.5 + 0.0) / 3)
   assert spatial.class_mean == pytest.approx((0.375 + 0.0) / 2)
@@ -149,7 +168,10 @@ def test_chance_levels_are_the_shares_of_cells_and_segments_that_hit():
   # 2 valid segments → 1/2 (the padded third is no segment); an empty event is no trial.
   temporal = pointing.chance_temporal_pointing(
       np.array([[True, True, True], [True, True, False], [True, True, True]]),
-      np.array([0, 1, 2]), np.array([2, 3, 2]), np.array([0, 1, 1]))
+      np.array([0, 1, 2]),
+      np.array([2, 3, 2]),
+      np.array([0, 1, 1]),
+  )
   assert temporal.num_trials == 2
   assert temporal.overall == pytest.approx((2 / 3 + 1 / 2) / 2)
 
@@ -162,30 +184,39 @@ def test_center_prior_points_at_the_exact_frame_centre():
   boxes[0, 2, 0] = (73, 73, 90, 90)  # 9.5² + 9.5² = 180.5 < 225: hit
   boxes[0, 3, 0] = (20, 20, 40, 40)  # far: miss
   box_mask = np.ones((1, 4, 1), bool)
-  result = pointing.center_prior_spatial_pointing(boxes, box_mask, np.array([[128, 128]]),
-                                                  np.array([0]), tolerance_px=15)
+  result = pointing.center_prior_spatial_pointing(
+      boxes, box_mask, np.array([[128, 128]]), np.array([0]), tolerance_px=15
+  )
   assert result.num_trials == 4 and result.overall == pytest.approx(2 / 4)
   # The `center` explainer's 8×8 Gaussian points at (56, 56), the first pixel of the central
   # plateau of its resize: box 0 is 22 px and box 2 17 px (in x and y) away from it, misses.
-  where = np.asarray(explainers.center(_Grid((8, 8)), {'segment_mask': np.ones((1, 4), bool)})
-                     ['where'])
+  where = np.asarray(
+      explainers.center(_Grid((8, 8)), {"segment_mask": np.ones((1, 4), bool)})["where"]
+  )
   assert pointing.point_of_map(where[0, 0], (128, 128)) == (56, 56)
-  explained = pointing.spatial_pointing(where, boxes, box_mask, np.array([[128, 128]]),
-                                        np.array([0]), tolerance_px=15)
+  explained = pointing.spatial_pointing(
+      where, boxes, box_mask, np.array([[128, 128]]), np.array([0]), tolerance_px=15
+  )
   assert explained.overall == 0.0
 
 
 def test_suite_reports_the_center_prior_row(tmp_path):
   boxes = np.zeros((1, 2, 1, 4), np.float32)
   boxes[0, :, 0] = (78, 60, 90, 70)
-  out = {'boxes': boxes, 'box_mask': np.ones((1, 2, 1), bool),
-         'frame_size': np.array([[128, 128]]), 'label': np.array([0]),
-         'where': np.zeros((1, 2, 8, 8), np.float32), 'segment_mask': np.ones((1, 2), bool),
-         'event_start': np.array([0]), 'event_end': np.array([1])}
+  out = {
+      "boxes": boxes,
+      "box_mask": np.ones((1, 2, 1), bool),
+      "frame_size": np.array([[128, 128]]),
+      "label": np.array([0]),
+      "where": np.zeros((1, 2, 8, 8), np.float32),
+      "segment_mask": np.ones((1, 2), bool),
+      "event_start": np.array([0]),
+      "event_end": np.array([1]),
+  }
   metrics = suite.chance_metrics(out, 15.0)
-  assert metrics['explain/center_prior/pointing_spatial'] == 1.0
-  assert metrics['explain/chance/pointing_spatial'] < 0.5
+  assert metrics["explain/center_prior/pointing_spatial"] == 1.0
+  assert metrics["explain/chance/pointing_spatial"] < 0.5
   suite.write_reports(epath.Path(tmp_path), metrics, {}, [])
-  lines = (tmp_path / 'tables.md').read_text().splitlines()
-  assert lines[2].startswith('| chance |')
-  assert lines[3].startswith('| center_prior | 1.000 | — |')
+  lines = (tmp_path / "tables.md").read_text().splitlines()
+  assert lines[2].startswith("| chance |")
+  assert lines[3].startswith("| center_prior | 1.000 | — |")

@@ -6,9 +6,9 @@ import shlex
 import subprocess
 import sys
 
+from etils import epath
 import numpy as np
 import pytest
-from etils import epath
 
 from stt import reproduce
 from stt import reproduce_tables
@@ -16,8 +16,14 @@ from tests.conftest import REPO
 
 SMOKE = reproduce.SUITES["smoke"]
 # What each stand-in run reports: accuracy and an AUC that depend on (row, seed).
-FAKE = {("stan", 0): 1.0, ("stan", 1): 0.8, ("stan", 2): 0.9,
-        ("late_fusion", 0): 0.5, ("late_fusion", 1): 0.7, ("late_fusion", 2): 0.6}
+FAKE = {
+    ("stan", 0): 1.0,
+    ("stan", 1): 0.8,
+    ("stan", 2): 0.9,
+    ("late_fusion", 0): 0.5,
+    ("late_fusion", 1): 0.7,
+    ("late_fusion", 2): 0.6,
+}
 
 
 def _fake_execute(calls: list, fail: set = frozenset()):
@@ -46,20 +52,22 @@ def test_plan_has_a_run_per_row_and_seed_and_only_the_explainers_a_model_has(tmp
   runs = reproduce.plan(SMOKE, epath.Path(tmp_path), seeds=3)
   assert [(r.row.name, r.seed) for r in runs] == sorted(FAKE, key=lambda k: (k[0] != "stan", k))
   train, explain = runs[0].commands
-  assert explain[:len(train)] == train and "--mode=explain" in explain
+  assert explain[: len(train)] == train and "--mode=explain" in explain
   assert "--config.seed=0" in train and f"--workdir={tmp_path}/stan/seed0" in train
   late_fusion_explain = [r for r in runs if r.row.name == "late_fusion"][0].commands[1]
   assert '--config.explain.explainers=("gradient","random",)' in late_fusion_explain
-  assert reproduce.explainers_for(reproduce.Row("avel", "c", (("model.name", "avel"),)),
-                                  reproduce.EXPLAINERS)[:2] == ("gradient", "gradcam")
+  assert reproduce.explainers_for(
+      reproduce.Row("avel", "c", (("model.name", "avel"),)), reproduce.EXPLAINERS
+  )[:2] == ("gradient", "gradcam")
 
 
 def test_tables_are_mean_and_sample_std_over_seeds(tmp_path):
   runs = reproduce.plan(SMOKE, epath.Path(tmp_path), seeds=3)
   assert reproduce.run_all(runs, jobs=2, execute=_fake_execute([]), log=lambda _: None) == 0
   summary = reproduce.aggregate("smoke", runs, epath.Path(tmp_path))
-  cells = {(r["table"], r["model"], r["explainer"], r["metric"], r["split"]): r
-           for r in summary["rows"]}
+  cells = {
+      (r["table"], r["model"], r["explainer"], r["metric"], r["split"]): r for r in summary["rows"]
+  }
   stan = cells[("recognition", "stan", None, "accuracy", "test")]
   assert stan["n"] == 3 and stan["mean"] == pytest.approx(0.9)
   assert stan["std"] == pytest.approx(np.std([1.0, 0.8, 0.9], ddof=1))
@@ -71,14 +79,16 @@ def test_tables_are_mean_and_sample_std_over_seeds(tmp_path):
   assert "| stan | 0.900 ± 0.100 | 0.900 ± 0.100 | — | 3 |" in tables
   assert "| late_fusion | attention | — |" in tables
   assert (tmp_path / "tables.csv").read_text().splitlines()[0] == ",".join(
-      reproduce_tables.CSV_FIELDS)
+      reproduce_tables.CSV_FIELDS
+  )
 
 
 def test_a_killed_suite_reruns_only_what_did_not_finish(tmp_path):
   runs = reproduce.plan(SMOKE, epath.Path(tmp_path), seeds=3)
   calls, lines = [], []
-  failures = reproduce.run_all(runs, jobs=1, execute=_fake_execute(calls, {("late_fusion", 1)}),
-                               log=lines.append)
+  failures = reproduce.run_all(
+      runs, jobs=1, execute=_fake_execute(calls, {("late_fusion", 1)}), log=lines.append
+  )
   assert failures == 1 and "FAILED" in " ".join(lines)
   first = reproduce.aggregate("smoke", runs, epath.Path(tmp_path))["rows"]
   calls.clear()
@@ -94,8 +104,18 @@ def test_a_killed_suite_reruns_only_what_did_not_finish(tmp_path):
 
 
 def test_cli_dry_run_and_bad_arguments(tmp_path, capsys):
-  assert reproduce.main(["--suite=smoke", f"--workdir={tmp_path}", "--seeds=2",
-                         "--models=late_fusion", "--dry_run"]) == 0
+  assert (
+      reproduce.main(
+          [
+              "--suite=smoke",
+              f"--workdir={tmp_path}",
+              "--seeds=2",
+              "--models=late_fusion",
+              "--dry_run",
+          ]
+      )
+      == 0
+  )
   lines = capsys.readouterr().out.strip().splitlines()
   assert len(lines) == 4 and all(shlex.split(line)[1:3] == ["-m", "stt.main"] for line in lines)
   assert reproduce.main(["--suite=smoke", f"--workdir={tmp_path}", "--models=mbt"]) == 2
@@ -106,9 +126,13 @@ def test_cli_dry_run_and_bad_arguments(tmp_path, capsys):
 def test_smoke_suite_end_to_end_and_its_dry_run_commands(tmp_path, smoke_run):
   """The real suite (1 seed), then its dry-run commands run one by one give the same tables."""
   override = f"--config_override=--config.data_dir={smoke_run[0]}"
-  run = lambda *args: subprocess.run([sys.executable, "-m", "stt.reproduce", "--suite=smoke",
-                                      "--seeds=1", override, *args], capture_output=True,
-                                     text=True, cwd=REPO, timeout=3600)
+  run = lambda *args: subprocess.run(
+      [sys.executable, "-m", "stt.reproduce", "--suite=smoke", "--seeds=1", override, *args],
+      capture_output=True,
+      text=True,
+      cwd=REPO,
+      timeout=3600,
+  )
   done = run(f"--workdir={tmp_path / 'a'}")
   assert done.returncode == 0, done.stderr[-3000:]
   summary = json.loads((tmp_path / "a" / "summary.json").read_text())

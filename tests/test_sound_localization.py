@@ -20,12 +20,17 @@ def _reference_ciou_auc(heatmaps, gts, strict=True):
     resized = np.zeros((224, 224))
     for r in range(224):
       y = min(max((r + 0.5) * h / 224 - 0.5, 0), h - 1)
-      y0 = int(np.floor(y)); y1 = min(y0 + 1, h - 1); fy = y - y0
+      y0 = int(np.floor(y))
+      y1 = min(y0 + 1, h - 1)
+      fy = y - y0
       for c in range(224):
         x = min(max((c + 0.5) * w / 224 - 0.5, 0), w - 1)
-        x0 = int(np.floor(x)); x1 = min(x0 + 1, w - 1); fx = x - x0
-        resized[r, c] = ((1 - fy) * ((1 - fx) * heatmap[y0, x0] + fx * heatmap[y0, x1])
-                         + fy * ((1 - fx) * heatmap[y1, x0] + fx * heatmap[y1, x1]))
+        x0 = int(np.floor(x))
+        x1 = min(x0 + 1, w - 1)
+        fx = x - x0
+        resized[r, c] = (1 - fy) * ((1 - fx) * heatmap[y0, x0] + fx * heatmap[y0, x1]) + fy * (
+            (1 - fx) * heatmap[y1, x0] + fx * heatmap[y1, x1]
+        )
     resized_maps.append(resized)
     pred = (resized - resized.min()) / (resized.max() - resized.min())
     threshold = np.sort(pred.flatten())[int(224 * 224 / 2)]
@@ -70,8 +75,11 @@ def test_vggss_gt_clamps_the_sentinel_and_maps_boxes():
   reference = sl.vggss_gt_map(np.array([[0.25, 0.0, 0.5, 0.5]]))
   assert reference[:112, 56:112].all() and reference.sum() == 112 * 56
   np.testing.assert_array_equal(
-      sl.vggss_gt_map(np.array([[0.25, 0.0, 0.5, 0.5]]), (200, 100), gt_geometry="aligned",
-                      map_covers="frame"), reference)
+      sl.vggss_gt_map(
+          np.array([[0.25, 0.0, 0.5, 0.5]]), (200, 100), gt_geometry="aligned", map_covers="frame"
+      ),
+      reference,
+  )
   with pytest.raises(ValueError, match="frame size"):
     sl.vggss_gt_map(boxes, gt_geometry="aligned")
   with pytest.raises(ValueError, match="gt_geometry='x'"):
@@ -106,11 +114,18 @@ def test_success_rates_and_auc_hand_case():
 def test_field_scores_match_an_independent_loop(rule):
   rng = np.random.default_rng(0)
   heatmaps = [rng.normal(size=(7, 7)) for _ in range(6)]
-  gts = [sl.vggss_gt_map(np.sort(rng.uniform(size=(1, 2, 2)), axis=1).transpose(0, 2, 1)
-                         .reshape(1, 4)[:, [0, 2, 1, 3]]) for _ in range(5)]
+  gts = [
+      sl.vggss_gt_map(
+          np.sort(rng.uniform(size=(1, 2, 2)), axis=1)
+          .transpose(0, 2, 1)
+          .reshape(1, 4)[:, [0, 2, 1, 3]]
+      )
+      for _ in range(5)
+  ]
   gts.append(sl.flickr_gt_map(np.array([[10, 20, 200, 150], [30, 30, 120, 250]])))
-  resized, expected_cious, expected_ciou, expected_auc = _reference_ciou_auc(heatmaps, gts,
-                                                                            rule == "gt")
+  resized, expected_cious, expected_ciou, expected_auc = _reference_ciou_auc(
+      heatmaps, gts, rule == "gt"
+  )
   # The resize agrees to float32 precision (a pixel at the median may then tie differently, so
   # the scores are compared on the float64 resize).
   for heatmap, expected in zip(heatmaps, resized):
@@ -126,7 +141,11 @@ def test_field_scores_match_an_independent_loop(rule):
 def test_published_rows_name_their_sources():
   rows = sl.published_rows("vggss")
   assert [(method, ciou, auc) for method, ciou, auc, _ in rows] == [
-      ("EZ-VSL", 39.34, 39.78), ("SSL-alignment", 41.42, None)]
+      ("EZ-VSL", 39.34, 39.78),
+      ("SSL-alignment", 41.42, None),
+  ]
   assert all(source.startswith("https://github.com/") for *_, source in rows)
   assert [row[:3] for row in sl.published_rows("flickr_soundnet")] == [
-      ("EZ-VSL", 83.94, 63.60), ("SSL-alignment", 86.00, None)]
+      ("EZ-VSL", 83.94, 63.60),
+      ("SSL-alignment", 86.00, None),
+  ]

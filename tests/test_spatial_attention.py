@@ -1,10 +1,10 @@
 """The folded spatial attention equals the textbook form (keys and values of every cell)."""
 
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from stt.models import layers
 
@@ -17,8 +17,11 @@ def _textbook(module: layers.AudioGuidedSpatialAttention, audio_tokens, visual_c
   if module.spatial_query == "none":
     alpha = jnp.full((b, t, heads, n), 1.0 / n)
   else:
-    query_in = audio_tokens if module.spatial_query == "audio" else jnp.broadcast_to(
-        module.learned_query[...], audio_tokens.shape)
+    query_in = (
+        audio_tokens
+        if module.spatial_query == "audio"
+        else jnp.broadcast_to(module.learned_query[...], audio_tokens.shape)
+    )
     q = module.query(query_in).reshape(b, t, heads, dh)
     k = module.key(visual_cells).reshape(b, t, n, heads, dh)
     alpha = jax.nn.softmax(jnp.einsum("bthd,btnhd->bthn", q, k) / np.sqrt(dh), axis=-1)
@@ -51,10 +54,9 @@ def test_folded_attention_gradients_equal_textbook_form():
 
   def loss(fn, module, cells):
     attended, alpha = fn(module, audio, cells)
-    return jnp.sum(jnp.sin(attended)) + jnp.sum(alpha ** 2)
+    return jnp.sum(jnp.sin(attended)) + jnp.sum(alpha**2)
 
-  folded = nnx.grad(lambda m, c: loss(lambda m, a, c: m(a, c), m, c), argnums=(0, 1))(
-      module, cells)
+  folded = nnx.grad(lambda m, c: loss(lambda m, a, c: m(a, c), m, c), argnums=(0, 1))(module, cells)
   textbook = nnx.grad(lambda m, c: loss(_textbook, m, c), argnums=(0, 1))(module, cells)
   for got, want in zip(jax.tree.leaves(folded), jax.tree.leaves(textbook)):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -35,9 +35,18 @@ def test_train_step_lowers_the_loss_on_a_fixed_batch(smoke_run):
   config.num_train_steps = 8  # the learning-rate schedule's length
   dataset = datasets.load(config)
   mesh = sharding.make_mesh(config)
-  local_batch = next(iter(input_pipeline.train_dataset(
-      dataset.sources["train"], per_host_batch_size=config.batch_size, seed=0,
-      random_flip=False, num_workers=0, prefetch_buffer_size=1)))
+  local_batch = next(
+      iter(
+          input_pipeline.train_dataset(
+              dataset.sources["train"],
+              per_host_batch_size=config.batch_size,
+              seed=0,
+              random_flip=False,
+              num_workers=0,
+              prefetch_buffer_size=1,
+          )
+      )
+  )
   batch = input_pipeline.make_global_batch(local_batch, sharding.batch_sharding(mesh))
   graphdef, state, _ = state_lib.create_state(config, dataset.num_classes, mesh)
   step = jax.jit(functools.partial(train.train_step, graphdef, config=config))
@@ -67,8 +76,9 @@ def test_train_and_evaluate_in_process_equals_the_command_line_run(smoke_run, tm
     assert results[key] == pytest.approx(written[key], abs=1e-6), key
 
 
-def test_rerunning_a_finished_run_in_process_resumes_and_reports_the_same(smoke_run, tmp_path,
-                                                                          caplog):
+def test_rerunning_a_finished_run_in_process_resumes_and_reports_the_same(
+    smoke_run, tmp_path, caplog
+):
   data_dir, finished, _ = smoke_run
   workdir = tmp_path / "w"
   shutil.copytree(finished, workdir)
@@ -88,8 +98,9 @@ def test_trained_attention_points_better_than_random_and_chance(smoke_run, tmp_p
   chance 0.17; temporal 0.88 against 0.38 and 0.48)."""
   data_dir, _, _ = smoke_run
   config = _smoke_config(data_dir)
-  config.update(num_train_steps=150, eval_every_steps=150, checkpoint_every_steps=150,
-                log_every_steps=50)
+  config.update(
+      num_train_steps=150, eval_every_steps=150, checkpoint_every_steps=150, log_every_steps=50
+  )
   config.optimizer.warmup_steps = 10
   config.explain.explainers = ("attention", "random")
   trained = train.train_and_evaluate(config, str(tmp_path))

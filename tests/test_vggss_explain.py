@@ -33,17 +33,32 @@ def _write_vggss_from_synthetic(raw, out):
     if record is None:
       continue
     width, height = record.frame_size
-    entries.append({"file": f"{row.video_id}_000000", "class": row.category,
-                    "bbox": [[x0 / width, y0 / height, x1 / width, y1 / height]
-                             for x0, y0, x1, y1 in record.boxes]})
-    own_boxes.append(json.dumps({"video_id": row.video_id, "segment": SEGMENT,
-                                 "frame_size": [width, height],
-                                 "boxes": [list(box) for box in record.boxes]}))
+    entries.append(
+        {
+            "file": f"{row.video_id}_000000",
+            "class": row.category,
+            "bbox": [
+                [x0 / width, y0 / height, x1 / width, y1 / height]
+                for x0, y0, x1, y1 in record.boxes
+            ],
+        }
+    )
+    own_boxes.append(
+        json.dumps(
+            {
+                "video_id": row.video_id,
+                "segment": SEGMENT,
+                "frame_size": [width, height],
+                "boxes": [list(box) for box in record.boxes],
+            }
+        )
+    )
     (out / "clips" / f"{row.video_id}_000000.mp4").symlink_to(raw / "AVE" / f"{row.video_id}.mp4")
   (out / "metadata").mkdir()
   (out / "metadata" / "vggss.json").write_text(json.dumps(entries))
   (out / "metadata" / "vggss_test.csv").write_bytes(
-      b"".join(f"{entry['file']}\r\n".encode() for entry in entries))
+      b"".join(f"{entry['file']}\r\n".encode() for entry in entries)
+  )
   with (out / "vggsound.csv").open("w", newline="") as file:
     writer = csv.writer(file)
     for index, name in enumerate(ave_format.read_class_names(raw)):
@@ -58,10 +73,24 @@ def test_explain_on_vggss_matches_the_synthetic_boxes(smoke_run, tmp_path):
   (raw,) = data_dir.glob("downloads/manual/synthetic_*/")
   own_boxes = _write_vggss_from_synthetic(raw, tmp_path / "vggss")
   assert len(own_boxes) >= 2
-  assert build.main(["--dataset=vggss", f"--manual_dir={tmp_path / 'vggss'}",
-                     f"--data_dir={data_dir}", "--frame_size=64"]) == 0
-  run_main(workdir, data_dir, "--config.explain.explainers=('attention',)",
-           "--config.explain.dataset=vggss", "--mode=explain")
+  assert (
+      build.main(
+          [
+              "--dataset=vggss",
+              f"--manual_dir={tmp_path / 'vggss'}",
+              f"--data_dir={data_dir}",
+              "--frame_size=64",
+          ]
+      )
+      == 0
+  )
+  run_main(
+      workdir,
+      data_dir,
+      "--config.explain.explainers=('attention',)",
+      "--config.explain.dataset=vggss",
+      "--mode=explain",
+  )
   results = json.loads((workdir / "results.json").read_text())
   prefix = "explain_vggss/attention"
   assert results[f"{prefix}/pointing_spatial_trials"] == len(own_boxes)
@@ -74,20 +103,42 @@ def test_explain_on_vggss_matches_the_synthetic_boxes(smoke_run, tmp_path):
   # The same maps against the synthetic set's own boxes of segment 5: the same pointing.
   maps_path = workdir / "explain_vggss" / "maps" / "attention.npz"
   maps = dict(np.load(maps_path))
-  maps["video_id"] = np.asarray([v[:-len("_000000")] for v in maps["video_id"]])
+  maps["video_id"] = np.asarray([v[: -len("_000000")] for v in maps["video_id"]])
   own_maps = tmp_path / "own.npz"
   np.savez(own_maps, **maps)
   (tmp_path / "own_boxes.jsonl").write_text("\n".join(own_boxes) + "\n")
-  assert explain_evaluate.main([
-      "--maps", str(own_maps), "--events", str(raw / "Annotations.txt"),
-      "--boxes", str(tmp_path / "own_boxes.jsonl"), "--out", str(tmp_path / "own.json")]) == 0
+  assert (
+      explain_evaluate.main(
+          [
+              "--maps",
+              str(own_maps),
+              "--events",
+              str(raw / "Annotations.txt"),
+              "--boxes",
+              str(tmp_path / "own_boxes.jsonl"),
+              "--out",
+              str(tmp_path / "own.json"),
+          ]
+      )
+      == 0
+  )
   own = json.loads((tmp_path / "own.json").read_text())
   for key in ("pointing_spatial", "pointing_spatial_class_mean", "pointing_spatial_trials"):
     assert own[key] == pytest.approx(results[f"{prefix}/{key}"], abs=1e-9), key
   # And the standalone scorer, given vggss.json, gives the run's field columns.
-  assert explain_evaluate.main([
-      "--maps", str(maps_path), "--vggss", str(tmp_path / "vggss" / "metadata" / "vggss.json"),
-      "--out", str(tmp_path / "vggss.json")]) == 0
+  assert (
+      explain_evaluate.main(
+          [
+              "--maps",
+              str(maps_path),
+              "--vggss",
+              str(tmp_path / "vggss" / "metadata" / "vggss.json"),
+              "--out",
+              str(tmp_path / "vggss.json"),
+          ]
+      )
+      == 0
+  )
   rescored = json.loads((tmp_path / "vggss.json").read_text())
   for key in ("field_ciou", "field_auc", "pointing_spatial"):
     assert rescored[key] == pytest.approx(results[f"{prefix}/{key}"], abs=1e-9), key

@@ -24,17 +24,26 @@ def test_vggss_reads_entries_and_counts_the_defects(tmp_path):
   test_ids = vggss_format.read_test_list(test_csv)
   assert test_ids == vggss_files.VGGSS_TEST_IDS  # CRLF stripped
   annotations = vggss_format.read(json_path, test_ids)
-  assert [e.file for e in annotations.entries] == ["abc_000010", "x-y_Z_000030", "def_000000",
-                                                   "noclip_000050"]
+  assert [e.file for e in annotations.entries] == [
+      "abc_000010",
+      "x-y_Z_000030",
+      "def_000000",
+      "noclip_000050",
+  ]
   cat = annotations.entries[1]
   assert (cat.youtube_id, cat.start_s, cat.class_name) == ("x-y_Z", 30, "cat meowing")
   assert cat.boxes == ((0.5, 0.25, 1.0, 0.75),)  # the sentinel box clamps to empty
   assert annotations.entries[2].boxes == ()
   assert vggss_format.no_box_reason(annotations.entries[2]) == (
-      "no usable box (0 with the sentinel coordinate, 1 degenerate)")
-  assert annotations.counts == {"sentinel_boxes": 1, "degenerate_boxes": 1,
-                                "entries_without_box": 1, "not_in_test_list": 1,
-                                "test_ids_without_entry": 1}
+      "no usable box (0 with the sentinel coordinate, 1 degenerate)"
+  )
+  assert annotations.counts == {
+      "sentinel_boxes": 1,
+      "degenerate_boxes": 1,
+      "entries_without_box": 1,
+      "not_in_test_list": 1,
+      "test_ids_without_entry": 1,
+  }
   assert len(vggss_format.read(json_path).entries) == 5
 
 
@@ -58,7 +67,9 @@ def test_vggss_annotated_frame_option_and_bad_files(tmp_path):
 def test_flickr_reads_every_annotators_box(tmp_path):
   annotation_dir = vggss_files.write_flickr(tmp_path)
   assert flickr_soundnet_format.read_test_list(tmp_path / "metadata" / "flickr_test.csv") == [
-      "1001", "1002"]
+      "1001",
+      "1002",
+  ]
   annotation = flickr_soundnet_format.read_annotation(annotation_dir / "1001.xml")
   assert annotation.boxes == ((0, 0, 128, 128), (0, 0, 128, 128), (128, 128, 256, 256))
   found, missing = flickr_soundnet_format.read_annotations(annotation_dir, ["1001", "9"])
@@ -92,23 +103,26 @@ def _run(tmp_path, capsys, *args):
 def test_evaluate_scores_vggss_maps(tmp_path, capsys):
   json_path, test_csv = vggss_files.write_vggss(tmp_path)
   maps = _vggss_maps(tmp_path / "maps.npz")
-  code, metrics = _run(tmp_path, capsys, "--maps", maps, "--vggss", json_path,
-                       "--vggss_test_list", test_csv)
+  code, metrics = _run(
+      tmp_path, capsys, "--maps", maps, "--vggss", json_path, "--vggss_test_list", test_csv
+  )
   assert code == 0
   assert (metrics["field_ciou"], metrics["field_auc"], metrics["field_ciou_mean"]) == (1, 1, 1)
   assert metrics["field_trials"] == 2  # def_000000 has no usable box
   assert (metrics["pointing_spatial"], metrics["pointing_spatial_trials"]) == (1.0, 2)
   assert metrics["pointing_temporal"] is None and metrics["localization_trials"] == 2
   # The 125th frame is in segment 4, whose maps are 0: constant maps predict nothing.
-  code, metrics = _run(tmp_path, capsys, "--maps", maps, "--vggss", json_path,
-                       "--annotated_frame", "frame125")
+  code, metrics = _run(
+      tmp_path, capsys, "--maps", maps, "--vggss", json_path, "--annotated_frame", "frame125"
+  )
   assert code == 0 and (metrics["field_ciou"], metrics["field_trials"]) == (0.0, 2)
   # Without frame_size, maps of the crop cannot be placed; maps of the whole frame can.
   maps = _vggss_maps(tmp_path / "no_size.npz", with_frame_size=False)
   code, error = _run(tmp_path, capsys, "--maps", maps, "--vggss", json_path)
   assert code == 2 and "lacks frame_size" in error
-  code, metrics = _run(tmp_path, capsys, "--maps", maps, "--vggss", json_path,
-                       "--map_covers", "frame")
+  code, metrics = _run(
+      tmp_path, capsys, "--maps", maps, "--vggss", json_path, "--map_covers", "frame"
+  )
   assert code == 0 and metrics["field_ciou"] == 1 and metrics["pointing_spatial"] == 1.0
 
 
@@ -117,18 +131,26 @@ def test_evaluate_scores_flickr_maps_with_both_median_rules(tmp_path, capsys):
   gt = sl.flickr_gt_map(np.array([[0, 0, 128, 128], [0, 0, 128, 128], [128, 128, 256, 256]]))
   where = np.stack([gt, np.zeros_like(gt)])[:, None].astype(np.float32)  # [2,1,224,224]
   maps = tmp_path / "maps.npz"
-  np.savez(maps, video_id=np.asarray(["1001", "1002"]), where=where,
-           when=np.zeros((2, 1), np.float32))
+  np.savez(
+      maps, video_id=np.asarray(["1001", "1002"]), where=where, when=np.zeros((2, 1), np.float32)
+  )
   code, metrics = _run(tmp_path, capsys, "--maps", maps, "--flickr_annotations", annotation_dir)
   assert code == 0
   assert metrics["field_ciou_mean"] == pytest.approx((2 / 3 + 0) / 2)
   assert (metrics["field_ciou"], metrics["field_trials"]) == (0.5, 2)
-  code, metrics = _run(tmp_path, capsys, "--maps", maps, "--flickr_annotations", annotation_dir,
-                       "--median_rule", "ge")
+  code, metrics = _run(
+      tmp_path,
+      capsys,
+      "--maps",
+      maps,
+      "--flickr_annotations",
+      annotation_dir,
+      "--median_rule",
+      "ge",
+  )
   # `>=` keeps both blocks of 1001 (cIoU 1) and every pixel of the constant map of 1002:
   # 18816 / (18816 + 25088) of its gt.
   assert code == 0 and metrics["field_ciou_mean"] == pytest.approx((1 + 18816 / 43904) / 2)
-  np.savez(maps, video_id=np.asarray(["1001", "7"]), where=where,
-           when=np.zeros((2, 1), np.float32))
+  np.savez(maps, video_id=np.asarray(["1001", "7"]), where=where, when=np.zeros((2, 1), np.float32))
   code, error = _run(tmp_path, capsys, "--maps", maps, "--flickr_annotations", annotation_dir)
   assert code == 2 and "1 video ids of the maps have no" in error and "'7'" in error

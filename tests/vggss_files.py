@@ -7,10 +7,16 @@ import pathlib
 # only box is degenerate (no usable box left), one not in the test list, one whose clip the tests
 # never write. The test list (CRLF) also names an id without an entry.
 VGGSS_ENTRIES = [
-    {"file": "abc_000010", "class": "dog barking",
-     "bbox": [[0.25, 0.5, 0.5, 1.0], [0.0, 0.0, 0.1, 0.1]]},
-    {"file": "x-y_Z_000030", "class": "cat meowing",
-     "bbox": [[0.1, 0.2, -2.8823037615171174e16, 0.5], [0.5, 0.25, 1.0, 0.75]]},
+    {
+        "file": "abc_000010",
+        "class": "dog barking",
+        "bbox": [[0.25, 0.5, 0.5, 1.0], [0.0, 0.0, 0.1, 0.1]],
+    },
+    {
+        "file": "x-y_Z_000030",
+        "class": "cat meowing",
+        "bbox": [[0.1, 0.2, -2.8823037615171174e16, 0.5], [0.5, 0.25, 1.0, 0.75]],
+    },
     {"file": "def_000000", "class": "dog barking", "bbox": [[0.3, 0.3, 0.3, 0.6]]},
     {"file": "ghi_000020", "class": "bird chirping", "bbox": [[0.0, 0.0, 1.0, 1.0]]},
     {"file": "noclip_000050", "class": "cat meowing", "bbox": [[0.2, 0.2, 0.4, 0.4]]},
@@ -48,6 +54,5 @@ def write_flickr(root: pathlib.Path, image_ids=("1001", "1002")) -> pathlib.Path
   for image_id in image_ids:
     (annotations / f"{image_id}.xml").write_text(FLICKR_XML.format(image_id=image_id))
   (root / "metadata").mkdir(exist_ok=True)
-  (root / "metadata" / "flickr_test.csv").write_bytes(
-      "\r\n".join(image_ids).encode() + b"\r\n")
+  (root / "metadata" / "flickr_test.csv").write_bytes("\r\n".join(image_ids).encode() + b"\r\n")
   return annotations

@@ -36,31 +36,38 @@ def _segment_column(maps: dict, segment: int) -> np.ndarray:
   """[V] bool: videos whose `segment` is valid; AnnotationSetError if T <= segment."""
   num_segments = maps["where"].shape[1]
   if not 0 <= segment < num_segments:
-    raise AnnotationSetError(f"the annotated segment {segment} is not in the maps' "
-                             f"T={num_segments} segments")
+    raise AnnotationSetError(
+        f"the annotated segment {segment} is not in the maps' " f"T={num_segments} segments"
+    )
   return np.asarray(maps["segment_mask"], bool)[:, segment]
 
 
-def vggss_arrays(maps: dict, annotations: vggss_format.VggssAnnotations, segment: int,
-                 map_covers: str = "crop") -> tuple[dict, dict, list]:
+def vggss_arrays(
+    maps: dict, annotations: vggss_format.VggssAnnotations, segment: int, map_covers: str = "crop"
+) -> tuple[dict, dict, list]:
   """(events, boxes, normalised boxes per video) for `evaluate.score` and `field_metrics`.
 
   events: labels [V] (class index by first appearance in vggss.json), event_start = event_end = 0
   (VGG-SS has no temporal annotation: no temporal trial). boxes: boxes [V,T,K,4] in the pixels
   described in the module doc at `segment` only, box_mask [V,T,K], frame_size [V,2]."""
   by_file = {entry.file: entry for entry in annotations.entries}
-  class_index = {name: i for i, name in
-                 enumerate(dict.fromkeys(entry.class_name for entry in annotations.entries))}
+  class_index = {
+      name: i
+      for i, name in enumerate(dict.fromkeys(entry.class_name for entry in annotations.entries))
+  }
   video_ids = [str(v) for v in maps["video_id"]]
   unknown = [v for v in video_ids if v not in by_file]
   if unknown:
-    raise AnnotationSetError(f"{len(unknown)} video ids of the maps are not VGG-SS files, e.g. "
-                             f"{unknown[0]!r} (VGG-SS ids are <youtube_id>_<start:06d>)")
+    raise AnnotationSetError(
+        f"{len(unknown)} video ids of the maps are not VGG-SS files, e.g. "
+        f"{unknown[0]!r} (VGG-SS ids are <youtube_id>_<start:06d>)"
+    )
   if map_covers == "crop" and "frame_size" not in maps:
     raise AnnotationSetError(
         "maps.npz lacks frame_size [V,2] (original W, H), needed to place the normalised boxes "
         "on a map of the centre crop (--mode=explain writes it); for maps of the whole frame "
-        "pass --map_covers=frame")
+        "pass --map_covers=frame"
+    )
   valid = _segment_column(maps, segment)
   entries = [by_file[v] for v in video_ids]
   num_boxes = max([len(entry.boxes) for entry in entries] + [1])
@@ -77,10 +84,13 @@ def vggss_arrays(maps: dict, annotations: vggss_format.VggssAnnotations, segment
     normalised.append(np.asarray(entry.boxes, np.float64).reshape(-1, 4))
     if entry.boxes and valid[index]:
       scale = np.tile(frame_size[index], 2)
-      boxes[index, segment, :len(entry.boxes)] = normalised[-1] * scale
-      box_mask[index, segment, :len(entry.boxes)] = True
-  events = {"labels": np.asarray([class_index[entry.class_name] for entry in entries]),
-            "event_start": np.zeros(num_videos, int), "event_end": np.zeros(num_videos, int)}
+      boxes[index, segment, : len(entry.boxes)] = normalised[-1] * scale
+      box_mask[index, segment, : len(entry.boxes)] = True
+  events = {
+      "labels": np.asarray([class_index[entry.class_name] for entry in entries]),
+      "event_start": np.zeros(num_videos, int),
+      "event_end": np.zeros(num_videos, int),
+  }
   return events, {"boxes": boxes, "box_mask": box_mask, "frame_size": frame_size}, normalised
 
 
@@ -90,8 +100,10 @@ def flickr_arrays(maps: dict, annotation_dir, segment: int = 0) -> tuple[dict, d
   video_ids = [str(v) for v in maps["video_id"]]
   found, missing = flickr_soundnet_format.read_annotations(annotation_dir, video_ids)
   if missing:
-    raise AnnotationSetError(f"{len(missing)} video ids of the maps have no "
-                             f"{annotation_dir}/<id>.xml, e.g. {missing[0]!r}")
+    raise AnnotationSetError(
+        f"{len(missing)} video ids of the maps have no "
+        f"{annotation_dir}/<id>.xml, e.g. {missing[0]!r}"
+    )
   valid = _segment_column(maps, segment)
   num_videos, num_segments = maps["where"].shape[:2]
   num_boxes = max(len(annotation.boxes) for annotation in found.values())
@@ -101,17 +113,27 @@ def flickr_arrays(maps: dict, annotation_dir, segment: int = 0) -> tuple[dict, d
   for index, video_id in enumerate(video_ids):
     pixel_boxes.append(np.asarray(found[video_id].boxes, np.float64).reshape(-1, 4))
     if valid[index]:
-      boxes[index, segment, :len(pixel_boxes[-1])] = pixel_boxes[-1]
-      box_mask[index, segment, :len(pixel_boxes[-1])] = True
+      boxes[index, segment, : len(pixel_boxes[-1])] = pixel_boxes[-1]
+      box_mask[index, segment, : len(pixel_boxes[-1])] = True
   frame_size = np.full((num_videos, 2), flickr_soundnet_format.IMAGE_SIZE, np.int32)
-  events = {"labels": np.zeros(num_videos, int), "event_start": np.zeros(num_videos, int),
-            "event_end": np.zeros(num_videos, int)}
+  events = {
+      "labels": np.zeros(num_videos, int),
+      "event_start": np.zeros(num_videos, int),
+      "event_end": np.zeros(num_videos, int),
+  }
   return events, {"boxes": boxes, "box_mask": box_mask, "frame_size": frame_size}, pixel_boxes
 
 
-def field_metrics(maps: dict, gt_boxes: list, segment: int, dataset: str, *,
-                  gt_geometry: str = "reference", map_covers: str = "crop",
-                  median_rule: str = "gt") -> dict:
+def field_metrics(
+    maps: dict,
+    gt_boxes: list,
+    segment: int,
+    dataset: str,
+    *,
+    gt_geometry: str = "reference",
+    map_covers: str = "crop",
+    median_rule: str = "gt",
+) -> dict:
   """`field_ciou`, `field_auc`, `field_ciou_mean`, `field_trials` of where[:, segment] against
   the VGG-SS (normalised) or Flickr-SoundNet (256-px) boxes of each video; videos without a box
   or whose segment is padded are no trials."""
@@ -121,14 +143,20 @@ def field_metrics(maps: dict, gt_boxes: list, segment: int, dataset: str, *,
     if not len(video_boxes) or not valid[index]:
       continue
     if dataset == "vggss":
-      frame_size = (tuple(int(v) for v in maps["frame_size"][index])
-                    if "frame_size" in maps else None)
-      gt = sound_localization.vggss_gt_map(video_boxes, frame_size, gt_geometry=gt_geometry,
-                                           map_covers=map_covers)
+      frame_size = (
+          tuple(int(v) for v in maps["frame_size"][index]) if "frame_size" in maps else None
+      )
+      gt = sound_localization.vggss_gt_map(
+          video_boxes, frame_size, gt_geometry=gt_geometry, map_covers=map_covers
+      )
     else:
       gt = sound_localization.flickr_gt_map(video_boxes)
     scored.append(sound_localization.scored_map(maps["where"][index, segment]))
     gts.append(gt)
   result = sound_localization.field_scores(scored, gts, median_rule)
-  return {"field_ciou": result.ciou, "field_auc": result.auc,
-          "field_ciou_mean": result.ciou_mean, "field_trials": result.num_images}
+  return {
+      "field_ciou": result.ciou,
+      "field_auc": result.auc,
+      "field_ciou_mean": result.ciou_mean,
+      "field_trials": result.num_images,
+  }

@@ -57,9 +57,9 @@ from stt.explain import pointing
 from stt.explain import sound_localization
 
 EXIT_BAD_INPUT = 2
-MAP_KEYS = ('where', 'when', 'when_audio', 'when_visual')
-NPZ_MAGIC = (b'PK\x03\x04', b'PK\x05\x06')  # a zip file with members / an empty one
-NPY_MAGIC = b'\x93NUMPY'
+MAP_KEYS = ("where", "when", "when_audio", "when_visual")
+NPZ_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip file with members / an empty one
+NPY_MAGIC = b"\x93NUMPY"
 
 
 class InputError(ValueError):
@@ -68,13 +68,14 @@ class InputError(ValueError):
 
 def _read_npz(path: pathlib.Path) -> dict:
   """Every array of an .npz file, without unpickling; InputError naming `path` otherwise."""
-  with open(path, 'rb') as file:
+  with open(path, "rb") as file:
     magic = file.read(len(NPY_MAGIC))
   if magic.startswith(NPY_MAGIC):
-    raise InputError(f'{path}: a .npy file (one array); save video_id, where, when together '
-                     'with numpy.savez')
+    raise InputError(
+        f"{path}: a .npy file (one array); save video_id, where, when together " "with numpy.savez"
+    )
   if not magic.startswith(NPZ_MAGIC):
-    raise InputError(f'{path}: not a .npz file written by numpy.savez')
+    raise InputError(f"{path}: not a .npz file written by numpy.savez")
   maps = {}
   try:
     with np.load(path, allow_pickle=False) as data:
@@ -82,55 +83,66 @@ def _read_npz(path: pathlib.Path) -> dict:
         try:
           maps[key] = data[key]
         except ValueError as error:
-          if 'allow_pickle' not in str(error):
-            raise InputError(f'{path}: {key}: {error}') from None
-          hint = 'a str array, e.g. np.asarray(ids, str)' if key == 'video_id' else 'numbers'
-          raise InputError(f'{path}: {key} is an object array; save it as {hint}') from None
+          if "allow_pickle" not in str(error):
+            raise InputError(f"{path}: {key}: {error}") from None
+          hint = "a str array, e.g. np.asarray(ids, str)" if key == "video_id" else "numbers"
+          raise InputError(f"{path}: {key} is an object array; save it as {hint}") from None
         if not isinstance(maps[key], np.ndarray):
-          raise InputError(f'{path}: {key} is not a .npy array; write the file with numpy.savez')
+          raise InputError(f"{path}: {key} is not a .npy array; write the file with numpy.savez")
   except (zipfile.BadZipFile, zlib.error, EOFError) as error:
-    raise InputError(f'{path}: not a readable .npz file ({error})') from None
+    raise InputError(f"{path}: not a readable .npz file ({error})") from None
   return maps
 
 
 def load_maps(path: pathlib.Path) -> dict:
   """maps.npz as a dict of arrays, with shapes, dtypes and values checked."""
   maps = _read_npz(path)
-  missing = [key for key in ('video_id', 'where', 'when') if key not in maps]
+  missing = [key for key in ("video_id", "where", "when") if key not in maps]
   if missing:
-    raise InputError(f'{path}: missing arrays {missing} (need video_id, where, when)')
-  video_id = maps['video_id']
+    raise InputError(f"{path}: missing arrays {missing} (need video_id, where, when)")
+  video_id = maps["video_id"]
   if video_id.ndim != 1:
-    raise InputError(f'{path}: video_id must be a 1-D array [V], got shape {video_id.shape}')
-  if video_id.dtype.kind not in 'USiu':
-    raise InputError(f'{path}: video_id has dtype {video_id.dtype}; save it as a str array, '
-                     'e.g. np.asarray(ids, str)')
-  for key in MAP_KEYS + ('segment_mask',):
-    if key in maps and maps[key].dtype.kind not in 'biuf':
-      raise InputError(f'{path}: {key} has dtype {maps[key].dtype}, expected real numbers')
-  where, num_videos = maps['where'], len(video_id)
+    raise InputError(f"{path}: video_id must be a 1-D array [V], got shape {video_id.shape}")
+  if video_id.dtype.kind not in "USiu":
+    raise InputError(
+        f"{path}: video_id has dtype {video_id.dtype}; save it as a str array, "
+        "e.g. np.asarray(ids, str)"
+    )
+  for key in MAP_KEYS + ("segment_mask",):
+    if key in maps and maps[key].dtype.kind not in "biuf":
+      raise InputError(f"{path}: {key} has dtype {maps[key].dtype}, expected real numbers")
+  where, num_videos = maps["where"], len(video_id)
   if where.ndim != 4 or where.shape[0] != num_videos or 0 in where.shape[1:]:
-    raise InputError(f'{path}: where has shape {where.shape}, expected [V={num_videos},T,h,w] '
-                     'with T, h, w >= 1')
+    raise InputError(
+        f"{path}: where has shape {where.shape}, expected [V={num_videos},T,h,w] "
+        "with T, h, w >= 1"
+    )
   expected = where.shape[:2]
-  for key in ('when', 'segment_mask', 'when_audio', 'when_visual'):
+  for key in ("when", "segment_mask", "when_audio", "when_visual"):
     if key in maps and maps[key].shape != expected:
-      raise InputError(f'{path}: {key} has shape {maps[key].shape}, expected [V,T]={expected}')
-  maps['video_id'] = np.asarray(
-      [v.decode('utf-8', 'replace') if isinstance(v, bytes) else str(v) for v in video_id], str)
-  if 'frame_size' in maps and (maps['frame_size'].shape != (num_videos, 2)
-                               or maps['frame_size'].dtype.kind not in 'iuf'
-                               or not np.all(maps['frame_size'] >= 1)):
-    raise InputError(f'{path}: frame_size must be [V={num_videos},2] positive (W, H), got '
-                     f'shape {maps["frame_size"].shape}')
-  maps['segment_mask'] = maps.get('segment_mask', np.ones(expected, bool)).astype(bool)
+      raise InputError(f"{path}: {key} has shape {maps[key].shape}, expected [V,T]={expected}")
+  maps["video_id"] = np.asarray(
+      [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in video_id], str
+  )
+  if "frame_size" in maps and (
+      maps["frame_size"].shape != (num_videos, 2)
+      or maps["frame_size"].dtype.kind not in "iuf"
+      or not np.all(maps["frame_size"] >= 1)
+  ):
+    raise InputError(
+        f"{path}: frame_size must be [V={num_videos},2] positive (W, H), got "
+        f'shape {maps["frame_size"].shape}'
+    )
+  maps["segment_mask"] = maps.get("segment_mask", np.ones(expected, bool)).astype(bool)
   for key in MAP_KEYS:  # only valid segments are ever scored
     if key in maps:
-      values = maps[key][maps['segment_mask']]
+      values = maps[key][maps["segment_mask"]]
       bad = values.size - np.count_nonzero(np.isfinite(values))
       if bad:
-        raise InputError(f'{path}: {key} has {bad} non-finite value(s) (NaN or Inf) of '
-                         f'{values.size} in valid segments')
+        raise InputError(
+            f"{path}: {key} has {bad} non-finite value(s) (NaN or Inf) of "
+            f"{values.size} in valid segments"
+        )
   return maps
 
 
@@ -145,15 +157,19 @@ def event_arrays(video_ids: np.ndarray, rows: list) -> dict:
   for video_id in map(str, video_ids):  # str: np.str_ prints as np.str_('...')
     candidates = rows_by_video.get(video_id, [])
     if seen[video_id] >= len(candidates):
-      raise InputError(f'video id {video_id!r} (occurrence {seen[video_id] + 1}) is not in the '
-                       'events file')
+      raise InputError(
+          f"video id {video_id!r} (occurrence {seen[video_id] + 1}) is not in the " "events file"
+      )
     row = candidates[seen[video_id]]
     seen[video_id] += 1
     labels.append(class_index[row.category])
     starts.append(row.start)
     ends.append(row.end)
-  return {'labels': np.asarray(labels), 'event_start': np.asarray(starts),
-          'event_end': np.asarray(ends)}
+  return {
+      "labels": np.asarray(labels),
+      "event_start": np.asarray(starts),
+      "event_end": np.asarray(ends),
+  }
 
 
 def read_events(path: pathlib.Path) -> list:
@@ -161,22 +177,22 @@ def read_events(path: pathlib.Path) -> list:
   try:
     return ave_format.parse_annotation_lines(path)
   except UnicodeDecodeError:
-    raise InputError(f'{path}: not a UTF-8 text file') from None
+    raise InputError(f"{path}: not a UTF-8 text file") from None
 
 
 def read_boxes_file(path: pathlib.Path) -> dict:
   """`ave_format.read_boxes` for a boxes file of any name; its errors name `path`."""
   if not path.is_file():
     raise InputError(f'{path}: {"not a file" if path.exists() else "no such file"}')
-  if path.name == 'boxes.jsonl':
+  if path.name == "boxes.jsonl":
     return ave_format.read_boxes(path.parent)
   with tempfile.TemporaryDirectory() as directory:
-    link = pathlib.Path(directory) / 'boxes.jsonl'  # the only name read_boxes reads
+    link = pathlib.Path(directory) / "boxes.jsonl"  # the only name read_boxes reads
     link.symlink_to(path.resolve())
     try:
       return ave_format.read_boxes(directory)
     except UnicodeDecodeError:
-      raise InputError(f'{path}: not a UTF-8 text file') from None
+      raise InputError(f"{path}: not a UTF-8 text file") from None
     except ValueError as error:  # AnnotationError: '<link>:<line>: bad boxes record ...'
       raise InputError(str(error).replace(str(link), str(path))) from None
 
@@ -190,100 +206,143 @@ def box_arrays(video_ids: np.ndarray, boxes_by_video: dict, num_segments: int) -
   for index, video_id in enumerate(map(str, video_ids)):
     for segment, record in boxes_by_video.get(video_id, {}).items():
       if not 0 <= segment < num_segments:
-        raise InputError(f'boxes of {video_id!r} segment {segment}: maps have T={num_segments}')
+        raise InputError(f"boxes of {video_id!r} segment {segment}: maps have T={num_segments}")
       if min(record.frame_size) < 1:
-        raise InputError(f'boxes of {video_id!r} segment {segment}: frame_size '
-                         f'{list(record.frame_size)} must be positive [W,H]')
+        raise InputError(
+            f"boxes of {video_id!r} segment {segment}: frame_size "
+            f"{list(record.frame_size)} must be positive [W,H]"
+        )
       frame_size[index] = record.frame_size
-      boxes[index, segment, :len(record.boxes)] = record.boxes
-      box_mask[index, segment, :len(record.boxes)] = True
-  return {'boxes': boxes, 'box_mask': box_mask, 'frame_size': frame_size}
+      boxes[index, segment, : len(record.boxes)] = record.boxes
+      box_mask[index, segment, : len(record.boxes)] = True
+  return {"boxes": boxes, "box_mask": box_mask, "frame_size": frame_size}
 
 
 def score(maps: dict, events: dict, boxes: dict | None, tolerance_px: float = 15.0) -> dict:
   """All metrics as a flat dict (NaN where there is no trial)."""
-  metrics = {'num_videos': int(len(maps['video_id']))}
-  for key, suffix in (('when', ''), ('when_audio', '_audio'), ('when_visual', '_visual')):
+  metrics = {"num_videos": int(len(maps["video_id"]))}
+  for key, suffix in (("when", ""), ("when_audio", "_audio"), ("when_visual", "_visual")):
     if key in maps:
-      temporal = pointing.temporal_pointing(maps[key], maps['segment_mask'], events['event_start'],
-                                            events['event_end'], events['labels'])
-      metrics[f'pointing_temporal{suffix}'] = temporal.overall
-      metrics[f'pointing_temporal{suffix}_class_mean'] = temporal.class_mean
-      metrics[f'pointing_temporal{suffix}_trials'] = temporal.num_trials
-  nan = float('nan')
+      temporal = pointing.temporal_pointing(
+          maps[key],
+          maps["segment_mask"],
+          events["event_start"],
+          events["event_end"],
+          events["labels"],
+      )
+      metrics[f"pointing_temporal{suffix}"] = temporal.overall
+      metrics[f"pointing_temporal{suffix}_class_mean"] = temporal.class_mean
+      metrics[f"pointing_temporal{suffix}_trials"] = temporal.num_trials
+  nan = float("nan")
   spatial = pointing.PointingResult(nan, nan, 0)
   located = localization.LocalizationResult(nan, nan, nan, nan, 0)
   if boxes is not None:
-    spatial = pointing.spatial_pointing(maps['where'], boxes['boxes'], boxes['box_mask'],
-                                        boxes['frame_size'], events['labels'], tolerance_px,
-                                        segment_mask=maps['segment_mask'])
-    located = localization.localization_scores(maps['where'], boxes['boxes'], boxes['box_mask'],
-                                               boxes['frame_size'], maps['segment_mask'])
-  metrics.update({
-      'pointing_spatial': spatial.overall,
-      'pointing_spatial_class_mean': spatial.class_mean,
-      'pointing_spatial_trials': spatial.num_trials,
-      'relevance_mass': located.relevance_mass,
-      'ciou': located.ciou,
-      'ciou_auc': located.ciou_auc,
-      'ciou_mean': located.ciou_mean,
-      'localization_trials': located.num_trials,
-  })
+    spatial = pointing.spatial_pointing(
+        maps["where"],
+        boxes["boxes"],
+        boxes["box_mask"],
+        boxes["frame_size"],
+        events["labels"],
+        tolerance_px,
+        segment_mask=maps["segment_mask"],
+    )
+    located = localization.localization_scores(
+        maps["where"], boxes["boxes"], boxes["box_mask"], boxes["frame_size"], maps["segment_mask"]
+    )
+  metrics.update(
+      {
+          "pointing_spatial": spatial.overall,
+          "pointing_spatial_class_mean": spatial.class_mean,
+          "pointing_spatial_trials": spatial.num_trials,
+          "relevance_mass": located.relevance_mass,
+          "ciou": located.ciou,
+          "ciou_auc": located.ciou_auc,
+          "ciou_mean": located.ciou_mean,
+          "localization_trials": located.num_trials,
+      }
+  )
   return metrics
 
 
 def parse_args(argv):
-  parser = argparse.ArgumentParser(prog='python -m stt.explain.evaluate', description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--maps', type=pathlib.Path, required=True, help='maps.npz')
-  parser.add_argument('--events', type=pathlib.Path,
-                      help='Annotations.txt (not with --vggss / --flickr_annotations)')
-  parser.add_argument('--boxes', type=pathlib.Path, help='boxes.jsonl (spatial scores)')
-  parser.add_argument('--out', type=pathlib.Path, required=True, help='metrics.json to write')
-  parser.add_argument('--tolerance_px', type=float, default=15.0, help='pointing hit radius')
-  parser.add_argument('--vggss', type=pathlib.Path, help='VGG-SS metadata/vggss.json')
-  parser.add_argument('--vggss_test_list', type=pathlib.Path,
-                      help='VGG-SS metadata/vggss_test.csv (only its ids are read)')
-  parser.add_argument('--annotated_frame', choices=tuple(vggss_format.ANNOTATED_FRAMES),
-                      default=vggss_format.DEFAULT_ANNOTATED_FRAME,
-                      help='VGG-SS: the frame the boxes annotate (default: middle)')
-  parser.add_argument('--flickr_annotations', type=pathlib.Path,
-                      help='Flickr-SoundNet Annotations/ directory of <id>.xml')
-  parser.add_argument('--segment', type=int,
-                      help='the segment scored (default: the annotated frame\'s; Flickr: 0)')
-  parser.add_argument('--map_covers', choices=sound_localization.MAP_COVERS, default='crop')
-  parser.add_argument('--gt_geometry', choices=sound_localization.GT_GEOMETRIES,
-                      default='reference')
-  parser.add_argument('--median_rule', choices=sound_localization.MEDIAN_RULES, default='gt')
+  parser = argparse.ArgumentParser(
+      prog="python -m stt.explain.evaluate",
+      description=__doc__,
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
+  parser.add_argument("--maps", type=pathlib.Path, required=True, help="maps.npz")
+  parser.add_argument(
+      "--events",
+      type=pathlib.Path,
+      help="Annotations.txt (not with --vggss / --flickr_annotations)",
+  )
+  parser.add_argument("--boxes", type=pathlib.Path, help="boxes.jsonl (spatial scores)")
+  parser.add_argument("--out", type=pathlib.Path, required=True, help="metrics.json to write")
+  parser.add_argument("--tolerance_px", type=float, default=15.0, help="pointing hit radius")
+  parser.add_argument("--vggss", type=pathlib.Path, help="VGG-SS metadata/vggss.json")
+  parser.add_argument(
+      "--vggss_test_list",
+      type=pathlib.Path,
+      help="VGG-SS metadata/vggss_test.csv (only its ids are read)",
+  )
+  parser.add_argument(
+      "--annotated_frame",
+      choices=tuple(vggss_format.ANNOTATED_FRAMES),
+      default=vggss_format.DEFAULT_ANNOTATED_FRAME,
+      help="VGG-SS: the frame the boxes annotate (default: middle)",
+  )
+  parser.add_argument(
+      "--flickr_annotations",
+      type=pathlib.Path,
+      help="Flickr-SoundNet Annotations/ directory of <id>.xml",
+  )
+  parser.add_argument(
+      "--segment", type=int, help="the segment scored (default: the annotated frame's; Flickr: 0)"
+  )
+  parser.add_argument("--map_covers", choices=sound_localization.MAP_COVERS, default="crop")
+  parser.add_argument(
+      "--gt_geometry", choices=sound_localization.GT_GEOMETRIES, default="reference"
+  )
+  parser.add_argument("--median_rule", choices=sound_localization.MEDIAN_RULES, default="gt")
   args = parser.parse_args(argv)
-  given = [name for name in ('events', 'vggss', 'flickr_annotations') if getattr(args, name)]
+  given = [name for name in ("events", "vggss", "flickr_annotations") if getattr(args, name)]
   if len(given) != 1:
-    parser.error('give one of --events, --vggss, --flickr_annotations')
+    parser.error("give one of --events, --vggss, --flickr_annotations")
   if args.boxes is not None and not args.events:
-    parser.error('--boxes goes with --events; VGG-SS and Flickr-SoundNet bring their boxes')
+    parser.error("--boxes goes with --events; VGG-SS and Flickr-SoundNet bring their boxes")
   return args
 
 
 def annotation_set_metrics(args, maps: dict) -> dict:
   """All metrics of maps against VGG-SS (--vggss) or Flickr-SoundNet (--flickr_annotations)."""
   if args.vggss:
-    test_list = (vggss_format.read_test_list(args.vggss_test_list)
-                 if args.vggss_test_list else None)
-    segment = (args.segment if args.segment is not None
-               else vggss_format.annotated_segment(args.annotated_frame))
+    test_list = vggss_format.read_test_list(args.vggss_test_list) if args.vggss_test_list else None
+    segment = (
+        args.segment
+        if args.segment is not None
+        else vggss_format.annotated_segment(args.annotated_frame)
+    )
     annotations = vggss_format.read(args.vggss, test_list)
-    events, boxes, gt_boxes = annotation_sets.vggss_arrays(maps, annotations, segment,
-                                                           args.map_covers)
-    dataset = 'vggss'
+    events, boxes, gt_boxes = annotation_sets.vggss_arrays(
+        maps, annotations, segment, args.map_covers
+    )
+    dataset = "vggss"
   else:
     segment = args.segment if args.segment is not None else 0
-    events, boxes, gt_boxes = annotation_sets.flickr_arrays(maps, args.flickr_annotations,
-                                                            segment)
-    dataset = 'flickr_soundnet'
+    events, boxes, gt_boxes = annotation_sets.flickr_arrays(maps, args.flickr_annotations, segment)
+    dataset = "flickr_soundnet"
   metrics = score(maps, events, boxes, args.tolerance_px)
-  metrics.update(annotation_sets.field_metrics(
-      maps, gt_boxes, segment, dataset, gt_geometry=args.gt_geometry,
-      map_covers=args.map_covers, median_rule=args.median_rule))
+  metrics.update(
+      annotation_sets.field_metrics(
+          maps,
+          gt_boxes,
+          segment,
+          dataset,
+          gt_geometry=args.gt_geometry,
+          map_covers=args.map_covers,
+          median_rule=args.median_rule,
+      )
+  )
   return metrics
 
 
@@ -294,8 +353,10 @@ def prepare_out(path: pathlib.Path) -> None:
   try:
     path.parent.mkdir(parents=True, exist_ok=True)
   except OSError as error:
-    raise InputError(f'--out {path}: cannot create folder {error.filename or path.parent} '
-                     f'({error.strerror or error})') from None
+    raise InputError(
+        f"--out {path}: cannot create folder {error.filename or path.parent} "
+        f"({error.strerror or error})"
+    ) from None
 
 
 def _fail(error: Exception | str) -> int:
@@ -307,28 +368,30 @@ def main(argv=None) -> int:
   args = parse_args(argv)
   try:
     if not 0 <= args.tolerance_px < math.inf:
-      raise InputError(f'--tolerance_px must be a finite number >= 0, got {args.tolerance_px}')
+      raise InputError(f"--tolerance_px must be a finite number >= 0, got {args.tolerance_px}")
     maps = load_maps(args.maps)
     if args.events:
-      events = event_arrays(maps['video_id'], read_events(args.events))
+      events = event_arrays(maps["video_id"], read_events(args.events))
       boxes = None
       if args.boxes is not None:
-        boxes = box_arrays(maps['video_id'], read_boxes_file(args.boxes), maps['where'].shape[1])
+        boxes = box_arrays(maps["video_id"], read_boxes_file(args.boxes), maps["where"].shape[1])
       metrics = score(maps, events, boxes, args.tolerance_px)
     else:  # VggssError, FlickrSoundnetError, AnnotationSetError are ValueErrors
       metrics = annotation_set_metrics(args, maps)
     prepare_out(args.out)  # after the inputs: bad input leaves no new folders behind
   except (ValueError, OSError) as error:  # InputError, AnnotationError too
     return _fail(error)
-  clean = {key: None if isinstance(value, float) and math.isnan(value) else value
-           for key, value in metrics.items()}
+  clean = {
+      key: None if isinstance(value, float) and math.isnan(value) else value
+      for key, value in metrics.items()
+  }
   try:
-    args.out.write_text(json.dumps(clean, indent=2, sort_keys=True) + '\n')
+    args.out.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
   except OSError as error:
-    return _fail(f'--out {args.out}: cannot write ({error.strerror or error})')
+    return _fail(f"--out {args.out}: cannot write ({error.strerror or error})")
   print(json.dumps(clean, sort_keys=True))
   return 0
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
   sys.exit(main())

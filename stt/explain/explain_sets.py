@@ -30,7 +30,6 @@ from data_pipelines import flickr_soundnet_builder
 from data_pipelines import vggss_builder
 from data_pipelines import vggss_format
 from stt import datasets
-from stt.explain import sound_localization
 
 EXPLAIN_DATASETS = ("", "vggss", "flickr_soundnet")
 UNLABELLED_SETS = ("flickr_soundnet",)  # no class labels: no perturbation test (see above)
@@ -62,8 +61,9 @@ def explain_source(config: ml_collections.ConfigDict, dataset: datasets.Dataset)
   are checked before anything runs (stt/config_validation.py)."""
   name = config.explain.get("dataset", "")
   if name not in EXPLAIN_DATASETS:
-    raise datasets.DatasetError(f"explain.dataset={name!r}; known: "
-                                f"{', '.join(repr(n) for n in EXPLAIN_DATASETS)}")
+    raise datasets.DatasetError(
+        f"explain.dataset={name!r}; known: " f"{', '.join(repr(n) for n in EXPLAIN_DATASETS)}"
+    )
   if not name:
     return dataset.sources["test"]
   data_dir = datasets.resolve_data_dir(config)
@@ -71,18 +71,21 @@ def explain_source(config: ml_collections.ConfigDict, dataset: datasets.Dataset)
     return _flickr_source(config, data_dir, len(dataset.class_names))
   frame = config.explain.annotated_frame
   if frame not in vggss_format.ANNOTATED_FRAMES:
-    raise datasets.DatasetError(f"explain.annotated_frame={frame!r}; known: "
-                                f"{', '.join(vggss_format.ANNOTATED_FRAMES)}")
+    raise datasets.DatasetError(
+        f"explain.annotated_frame={frame!r}; known: " f"{', '.join(vggss_format.ANNOTATED_FRAMES)}"
+    )
   d = config.dataset
-  directory = vggss_builder.dataset_dir(data_dir, frame, d.num_segments, d.frames_per_segment,
-                                        d.frame_size)
+  directory = vggss_builder.dataset_dir(
+      data_dir, frame, d.num_segments, d.frames_per_segment, d.frame_size
+  )
   if not (directory / "dataset_info.json").exists():
     raise datasets.DatasetError(
         f"no VGG-SS build at {directory}; build it with: python -m data_pipelines.build "
         "--dataset=vggss --manual_dir=<dir of vggss.json, vggss_test.csv, vggsound.csv and the "
         f"clips> --data_dir={data_dir} --num_segments={d.num_segments} "
         f"--frames_per_segment={d.frames_per_segment} --frame_size={d.frame_size} "
-        f"--annotated_frame={frame}")
+        f"--annotated_frame={frame}"
+    )
   builder = tfds.builder_from_directory(str(directory))
   names = list(builder.info.features["label"].names)
   run_index = {class_name: i for i, class_name in enumerate(dataset.class_names)}
@@ -90,7 +93,8 @@ def explain_source(config: ml_collections.ConfigDict, dataset: datasets.Dataset)
   if unknown:
     raise datasets.DatasetError(
         f"the VGG-SS build at {directory} has {len(unknown)} classes the run was not trained "
-        f"on, e.g. {unknown[0]!r}; explain a run trained on VGGSound")
+        f"on, e.g. {unknown[0]!r}; explain a run trained on VGGSound"
+    )
   label_map = np.asarray([run_index[class_name] for class_name in names])
   return RelabelledSource(builder.as_data_source("test"), label_map, len(dataset.class_names))
 
@@ -98,14 +102,16 @@ def explain_source(config: ml_collections.ConfigDict, dataset: datasets.Dataset)
 def _flickr_source(config: ml_collections.ConfigDict, data_dir, num_classes: int):
   """The Flickr-SoundNet build of the run's decode settings, all labels 0 (no classes)."""
   d = config.dataset
-  directory = flickr_soundnet_builder.dataset_dir(data_dir, d.num_segments, d.frames_per_segment,
-                                                  d.frame_size)
+  directory = flickr_soundnet_builder.dataset_dir(
+      data_dir, d.num_segments, d.frames_per_segment, d.frame_size
+  )
   if not (directory / "dataset_info.json").exists():
     raise datasets.DatasetError(
         f"no Flickr-SoundNet build at {directory}; build it with: python -m "
         "data_pipelines.build --dataset=flickr_soundnet --manual_dir=<dir of flickr_test.csv, "
         f"Annotations/, frames/, audio/> --data_dir={data_dir} --num_segments={d.num_segments} "
-        f"--frames_per_segment={d.frames_per_segment} --frame_size={d.frame_size}")
+        f"--frames_per_segment={d.frames_per_segment} --frame_size={d.frame_size}"
+    )
   builder = tfds.builder_from_directory(str(directory))
   return RelabelledSource(builder.as_data_source("test"), np.zeros(1, np.int64), num_classes)
 

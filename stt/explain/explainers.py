@@ -27,23 +27,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_VISUAL_INPUTS = ('visual_features', 'frames')
-_AUDIO_INPUTS = ('audio_features', 'log_mel')
+_VISUAL_INPUTS = ("visual_features", "frames")
+_AUDIO_INPUTS = ("audio_features", "log_mel")
 
 
 def batch_shape(inputs: dict) -> tuple[int, int]:
   """(B, T) of an inputs dict."""
-  for key in _VISUAL_INPUTS + _AUDIO_INPUTS + ('segment_mask',):
+  for key in _VISUAL_INPUTS + _AUDIO_INPUTS + ("segment_mask",):
     if key in inputs:
       return tuple(inputs[key].shape[:2])
-  raise ValueError(f'inputs hold none of {_VISUAL_INPUTS + _AUDIO_INPUTS}')
+  raise ValueError(f"inputs hold none of {_VISUAL_INPUTS + _AUDIO_INPUTS}")
 
 
 def segment_mask_of(inputs: dict) -> jax.Array:
   """inputs['segment_mask'] [B,T] bool, all True when absent."""
-  if inputs.get('segment_mask') is None:
+  if inputs.get("segment_mask") is None:
     return jnp.ones(batch_shape(inputs), bool)
-  return jnp.asarray(inputs['segment_mask']).astype(bool)
+  return jnp.asarray(inputs["segment_mask"]).astype(bool)
 
 
 def target_classes(logits: jax.Array, target_class) -> jax.Array:
@@ -60,11 +60,12 @@ def normalise(where: jax.Array, when: jax.Array, segment_mask: jax.Array) -> dic
   when = jnp.where(segment_mask, when.astype(jnp.float32), 0.0)
   where = where / jnp.maximum(jnp.abs(where).sum(axis=(1, 2, 3), keepdims=True), tiny)
   when = when / jnp.maximum(jnp.abs(when).sum(axis=1, keepdims=True), tiny)
-  return {'where': where, 'when': when}
+  return {"where": where, "when": when}
 
 
-def maps_from_attributions(visual_attribution: jax.Array, audio_attribution: jax.Array,
-                           segment_mask: jax.Array) -> dict:
+def maps_from_attributions(
+    visual_attribution: jax.Array, audio_attribution: jax.Array, segment_mask: jax.Array
+) -> dict:
   """A_v [B,T,h,w,Cv], A_a [B,T,Ca] -> normalised {'where', 'when'} (module docstring)."""
   where = visual_attribution.sum(axis=-1)
   when = audio_attribution.sum(axis=-1) + where.sum(axis=(2, 3))
@@ -81,16 +82,16 @@ class _Encoded:
     self.audio_vec = audio_vec.astype(jnp.float32)  # [B,T,Ca]
     self.segment_mask = segment_mask_of(inputs)  # [B,T]
     self.outputs = model.head(self.visual_map, self.audio_vec, self.segment_mask, train=False)
-    self.target = target_classes(self.outputs['logits'], target_class)  # [B]
+    self.target = target_classes(self.outputs["logits"], target_class)  # [B]
 
   def target_logit(self, visual_map: jax.Array, audio_vec: jax.Array) -> jax.Array:
     """[B] logit of each video's target class for these backbone outputs."""
-    logits = self.model.head(visual_map, audio_vec, self.segment_mask, train=False)['logits']
+    logits = self.model.head(visual_map, audio_vec, self.segment_mask, train=False)["logits"]
     return jnp.take_along_axis(logits, self.target[:, None], axis=1)[:, 0]
 
   def target_probability(self, visual_map: jax.Array, audio_vec: jax.Array) -> jax.Array:
     """[B] softmax probability of each video's target class."""
-    logits = self.model.head(visual_map, audio_vec, self.segment_mask, train=False)['logits']
+    logits = self.model.head(visual_map, audio_vec, self.segment_mask, train=False)["logits"]
     probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
     return jnp.take_along_axis(probs, self.target[:, None], axis=1)[:, 0]
 
@@ -106,8 +107,8 @@ def attention(model, inputs: dict, target_class=None) -> dict:
   over the video), when = the model's joint beta^a * beta^v renormalised."""
   del target_class  # intrinsic: the same for every class
   encoded = _Encoded(model, inputs, None)
-  explanations = encoded.outputs['explanations']
-  return normalise(explanations['where'], explanations['when'], encoded.segment_mask)
+  explanations = encoded.outputs["explanations"]
+  return normalise(explanations["where"], explanations["when"], encoded.segment_mask)
 
 
 def rollout(model, inputs: dict, target_class=None) -> dict:
@@ -126,17 +127,17 @@ def rollout(model, inputs: dict, target_class=None) -> dict:
   """
   del target_class  # class-agnostic
   encoded = _Encoded(model, inputs, None)
-  explanations = encoded.outputs['explanations']
-  attention_maps = explanations['temporal_attention'].mean(axis=2)  # [L,B,2T,2T]
+  explanations = encoded.outputs["explanations"]
+  attention_maps = explanations["temporal_attention"].mean(axis=2)  # [L,B,2T,2T]
   identity = jnp.eye(attention_maps.shape[-1], dtype=attention_maps.dtype)
   augmented = attention_maps + identity
   augmented = augmented / augmented.sum(axis=-1, keepdims=True)
   relevance_map = functools.reduce(lambda r, a: a @ r, augmented[1:], augmented[0])  # [B,2T,2T]
-  pooling = 0.5 * jnp.concatenate([explanations['when_audio'], explanations['when_visual']], -1)
-  relevance = jnp.einsum('bi,bij->bj', pooling, relevance_map)  # [B,2T]
+  pooling = 0.5 * jnp.concatenate([explanations["when_audio"], explanations["when_visual"]], -1)
+  relevance = jnp.einsum("bi,bij->bj", pooling, relevance_map)  # [B,2T]
   t = relevance.shape[1] // 2
   when = relevance[:, :t] + relevance[:, t:]
-  where = explanations['where'] * relevance[:, t:, None, None]
+  where = explanations["where"] * relevance[:, t:, None, None]
   return normalise(where, when, encoded.segment_mask)
 
 
@@ -151,19 +152,21 @@ def grad_x_input(model, inputs: dict, target_class=None) -> dict:
   """Attributions x * d logit / d x (signed) for x = visual_map and audio_vec."""
   encoded = _Encoded(model, inputs, target_class)
   visual_grad, audio_grad = encoded.gradients(encoded.visual_map, encoded.audio_vec)
-  return maps_from_attributions(visual_grad * encoded.visual_map, audio_grad * encoded.audio_vec,
-                                encoded.segment_mask)
+  return maps_from_attributions(
+      visual_grad * encoded.visual_map, audio_grad * encoded.audio_vec, encoded.segment_mask
+  )
 
 
-def gradcam_maps(visual_grad: jax.Array, visual_map: jax.Array, audio_grad: jax.Array,
-                 audio_vec: jax.Array) -> tuple[jax.Array, jax.Array]:
+def gradcam_maps(
+    visual_grad: jax.Array, visual_map: jax.Array, audio_grad: jax.Array, audio_vec: jax.Array
+) -> tuple[jax.Array, jax.Array]:
   """Grad-CAM per segment: (visual cam [B,T,h,w], audio cam [B,T]).
 
   visual cam = ReLU(sum_c w_c F_c) with w_c = d logit / d F_c averaged over the h x w cells of
   the segment; the audio vector is a 1x1 map, so its cam is ReLU(sum_c g_c a_c).
   """
   weights = visual_grad.mean(axis=(2, 3))  # [B,T,Cv]
-  visual_cam = jax.nn.relu(jnp.einsum('btc,bthwc->bthw', weights, visual_map))
+  visual_cam = jax.nn.relu(jnp.einsum("btc,bthwc->bthw", weights, visual_map))
   audio_cam = jax.nn.relu((audio_grad * audio_vec).sum(axis=-1))
   return visual_cam, audio_cam
 
@@ -172,13 +175,15 @@ def gradcam(model, inputs: dict, target_class=None) -> dict:
   """Grad-CAM on the visual feature map; when[t] = audio cam[t] + sum of visual cam[t]."""
   encoded = _Encoded(model, inputs, target_class)
   visual_grad, audio_grad = encoded.gradients(encoded.visual_map, encoded.audio_vec)
-  visual_cam, audio_cam = gradcam_maps(visual_grad, encoded.visual_map, audio_grad,
-                                       encoded.audio_vec)
+  visual_cam, audio_cam = gradcam_maps(
+      visual_grad, encoded.visual_map, audio_grad, encoded.audio_vec
+  )
   return normalise(visual_cam, audio_cam + visual_cam.sum(axis=(2, 3)), encoded.segment_mask)
 
 
-def integrated_gradient_attributions(model, inputs: dict, target_class=None, *, steps: int = 50,
-                                     step_batch_size: int | None = None):
+def integrated_gradient_attributions(
+    model, inputs: dict, target_class=None, *, steps: int = 50, step_batch_size: int | None = None
+):
   """Integrated gradients from the zero baseline, Gauss-Legendre quadrature over `steps` points.
 
   A(x) = x * sum_k w_k d logit / d x at s_k * x, for x = visual_map and audio_vec jointly, with
@@ -202,11 +207,13 @@ def integrated_gradient_attributions(model, inputs: dict, target_class=None, *, 
   return encoded.visual_map * visual_path, encoded.audio_vec * audio_path
 
 
-def integrated_gradients(model, inputs: dict, target_class=None, *, steps: int = 50,
-                         step_batch_size: int | None = None) -> dict:
+def integrated_gradients(
+    model, inputs: dict, target_class=None, *, steps: int = 50, step_batch_size: int | None = None
+) -> dict:
   """Integrated gradients (zero baseline), reduced to where/when as in the module docstring."""
   visual_attribution, audio_attribution = integrated_gradient_attributions(
-      model, inputs, target_class, steps=steps, step_batch_size=step_batch_size)
+      model, inputs, target_class, steps=steps, step_batch_size=step_batch_size
+  )
   return maps_from_attributions(visual_attribution, audio_attribution, segment_mask_of(inputs))
 
 
@@ -232,15 +239,19 @@ def occlusion(model, inputs: dict, target_class=None, *, batch_size: int = 16) -
 
   def occluded_probability(patterns):
     cells, segment = patterns
-    return encoded.target_probability(jnp.where(cells[:, :, :, None], 0.0, visual_map),
-                                      jnp.where(segment[:, None], 0.0, audio_vec))
+    return encoded.target_probability(
+        jnp.where(cells[:, :, :, None], 0.0, visual_map),
+        jnp.where(segment[:, None], 0.0, audio_vec),
+    )
 
-  probs = jax.lax.map(occluded_probability, (jnp.asarray(cell_patterns),
-                                             jnp.asarray(segment_patterns)),
-                      batch_size=batch_size)  # [num_patterns, B]
+  probs = jax.lax.map(
+      occluded_probability,
+      (jnp.asarray(cell_patterns), jnp.asarray(segment_patterns)),
+      batch_size=batch_size,
+  )  # [num_patterns, B]
   drops = encoded.target_probability(visual_map, audio_vec)[None] - probs
   where = drops[:num_cells].T.reshape(b, t, h, w)
-  when = drops[num_cells:num_cells + t].T
+  when = drops[num_cells : num_cells + t].T
   return normalise(where, when, encoded.segment_mask)
 
 
@@ -269,30 +280,31 @@ def center(model, inputs: dict, target_class=None, *, sigma: float = 0.25) -> di
   rows = (jnp.arange(h) - (h - 1) / 2) / (sigma * h)
   cols = (jnp.arange(w) - (w - 1) / 2) / (sigma * w)
   gaussian = jnp.exp(-0.5 * (rows[:, None] ** 2 + cols[None, :] ** 2))
-  return normalise(jnp.broadcast_to(gaussian, (b, t, h, w)), jnp.ones((b, t)),
-                   segment_mask_of(inputs))
+  return normalise(
+      jnp.broadcast_to(gaussian, (b, t, h, w)), jnp.ones((b, t)), segment_mask_of(inputs)
+  )
 
 
 EXPLAINERS = {
-    'attention': attention,
-    'rollout': rollout,
-    'gradient': gradient,
-    'grad_x_input': grad_x_input,
-    'gradcam': gradcam,
-    'integrated_gradients': integrated_gradients,
-    'occlusion': occlusion,
-    'random': random,
-    'center': center,
+    "attention": attention,
+    "rollout": rollout,
+    "gradient": gradient,
+    "grad_x_input": grad_x_input,
+    "gradcam": gradcam,
+    "integrated_gradients": integrated_gradients,
+    "occlusion": occlusion,
+    "random": random,
+    "center": center,
 }
 
 # Explainers whose maps do not depend on `target_class`: the suite computes them once for both
 # the ground-truth class (pointing, localisation) and the predicted class (perturbation).
-CLASS_AGNOSTIC = frozenset({'attention', 'rollout', 'random', 'center'})
+CLASS_AGNOSTIC = frozenset({"attention", "rollout", "random", "center"})
 # Explainers whose "where" is attention's alpha times a per-frame constant, so every spatial
 # score (pointing, relevance mass, cIoU, the spatial perturbation test: all rank cells within a
 # frame) equals attention's by construction. Rollout: the visual cells reach the transformer
 # only through v_hat_t = sum_n alpha[t,n] cell[t,n] (no residual), so any rollout splits v_hat_t's
 # relevance over its cells by alpha; with pool_values='local' the pooled values bypass the
 # transformer as well. The suite reports their spatial scores as not applicable.
-SPATIAL_IS_ATTENTION = frozenset({'rollout'})
+SPATIAL_IS_ATTENTION = frozenset({"rollout"})
 assert CLASS_AGNOSTIC <= set(EXPLAINERS) and SPATIAL_IS_ATTENTION <= set(EXPLAINERS)

@@ -41,9 +41,9 @@ class LocalizationResult:
   num_trials: int
 
 
-@functools.partial(jax.jit, static_argnames='size')
+@functools.partial(jax.jit, static_argnames="size")
 def _resize(where_map: jax.Array, size: int) -> jax.Array:
-  return jax.image.resize(where_map.astype(np.float32), (size, size), method='linear')
+  return jax.image.resize(where_map.astype(np.float32), (size, size), method="linear")
 
 
 def resize_over_crop(where_map: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
@@ -87,9 +87,13 @@ def ciou_auc(cious: np.ndarray) -> float:
   return float(np.sum((success[1:] + success[:-1]) / 2 * np.diff(CIOU_THRESHOLDS)))
 
 
-def localization_scores(where: np.ndarray, boxes: np.ndarray, box_mask: np.ndarray,
-                        frame_size: np.ndarray,
-                        segment_mask: np.ndarray | None = None) -> LocalizationResult:
+def localization_scores(
+    where: np.ndarray,
+    boxes: np.ndarray,
+    box_mask: np.ndarray,
+    frame_size: np.ndarray,
+    segment_mask: np.ndarray | None = None,
+) -> LocalizationResult:
   """Relevance mass and cIoU over all trials.
 
   Args:
@@ -109,7 +113,12 @@ def localization_scores(where: np.ndarray, boxes: np.ndarray, box_mask: np.ndarr
       masses.append(relevance_mass(resized, mask))
       cious.append(ciou(resized, mask))
   if not cious:
-    return LocalizationResult(float('nan'), float('nan'), float('nan'), float('nan'), 0)
+    return LocalizationResult(float("nan"), float("nan"), float("nan"), float("nan"), 0)
   cious = np.asarray(cious)
-  return LocalizationResult(float(np.mean(masses)), float(np.mean(cious >= 0.5)),
-                            ciou_auc(cious), float(np.mean(cious)), int(cious.size))
+  return LocalizationResult(
+      float(np.mean(masses)),
+      float(np.mean(cious >= 0.5)),
+      ciou_auc(cious),
+      float(np.mean(cious)),
+      int(cious.size),
+  )

@@ -14,9 +14,9 @@ import os
 
 import av
 import matplotlib
-import numpy as np
 from matplotlib import figure as figure_lib
 from matplotlib.backends import backend_agg
+import numpy as np
 
 STRIP_HEIGHT = 24
 BANNER_HEIGHT = 22
@@ -53,8 +53,7 @@ def _heat_rgb(where: np.ndarray, size: int) -> np.ndarray:
 
 def _banner(text: str, width: int) -> np.ndarray:
   """[BANNER_HEIGHT,width,3] uint8 white text on black."""
-  figure = figure_lib.Figure(figsize=(width / 100, BANNER_HEIGHT / 100), dpi=100,
-                             facecolor="black")
+  figure = figure_lib.Figure(figsize=(width / 100, BANNER_HEIGHT / 100), dpi=100, facecolor="black")
   backend_agg.FigureCanvasAgg(figure)
   figure.text(0.01, 0.5, text, color="white", fontsize=9, va="center", ha="left")
   figure.canvas.draw()
@@ -73,7 +72,7 @@ def _when_strip(when: np.ndarray, window_start: int, second: int, width: int) ->
     current = window_start + segment == second
     colour = (255, 200, 0) if current else (0, 200, 255)
     if bar > 0:
-      strip[STRIP_HEIGHT - bar:, x0 + 1:max(x1 - 1, x0 + 2)] = colour
+      strip[STRIP_HEIGHT - bar :, x0 + 1 : max(x1 - 1, x0 + 2)] = colour
     if current:
       strip[:2, x0:x1] = (255, 255, 255)
   return strip
@@ -82,8 +81,15 @@ def _when_strip(when: np.ndarray, window_start: int, second: int, width: int) ->
 class _FrameDecorator:
   """Draws the explanation of second s on frames; caches the heatmap of the current second."""
 
-  def __init__(self, where: np.ndarray, when: np.ndarray, segments_per_window: int,
-               source_size: tuple[int, int], output_size: tuple[int, int], banner: str):
+  def __init__(
+      self,
+      where: np.ndarray,
+      when: np.ndarray,
+      segments_per_window: int,
+      source_size: tuple[int, int],
+      output_size: tuple[int, int],
+      banner: str,
+  ):
     self._where, self._when, self._t = where, when, segments_per_window
     out_w, out_h = output_size
     scale = out_w / source_size[0]
@@ -99,22 +105,29 @@ class _FrameDecorator:
     x0, y0, x1, y1 = self._box
     if self._cached_second != second:
       side = max(x1 - x0, y1 - y0)
-      self._cached_heat = _heat_rgb(self._where[second], side)[:y1 - y0, :x1 - x0]
+      self._cached_heat = _heat_rgb(self._where[second], side)[: y1 - y0, : x1 - x0]
       self._cached_second = second
     image = rgb.astype(np.float32) / 255.0
     image *= 0.55  # outside the crop: dimmed
     crop = rgb[y0:y1, x0:x1].astype(np.float32) / 255.0
     image[y0:y1, x0:x1] = (1 - _HEAT_ALPHA) * crop + _HEAT_ALPHA * self._cached_heat
     window_start = (second // self._t) * self._t
-    window_when = self._when[window_start:window_start + self._t]
+    window_when = self._when[window_start : window_start + self._t]
     strip = _when_strip(window_when, window_start, second, rgb.shape[1])
     body = (image * 255).round().astype(np.uint8)
     return np.concatenate([self._banner, body, strip], axis=0)
 
 
-def write_overlay(source_path: str | os.PathLike, output_path: str | os.PathLike, *,
-                  where: np.ndarray, when: np.ndarray, segments_per_window: int, banner: str,
-                  max_height: int = 480) -> dict:
+def write_overlay(
+    source_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    *,
+    where: np.ndarray,
+    when: np.ndarray,
+    segments_per_window: int,
+    banner: str,
+    max_height: int = 480,
+) -> dict:
   """Re-encodes `source_path` with the explanation drawn on every frame.
 
   Args:
@@ -132,8 +145,9 @@ def write_overlay(source_path: str | os.PathLike, output_path: str | os.PathLike
     out_w, out_h = _even(width * scale), _even(height * scale)
     rate = video_in.average_rate or video_in.guessed_rate or 25
     fps = max(1, min(60, int(round(float(rate)))))
-    decorate = _FrameDecorator(where, when, segments_per_window, (width, height), (out_w, out_h),
-                               banner)
+    decorate = _FrameDecorator(
+        where, when, segments_per_window, (width, height), (out_w, out_h), banner
+    )
     with av.open(os.fspath(output_path), mode="w") as output:
       video_out = output.add_stream("libx264", rate=fps)
       video_out.width, video_out.height = out_w, out_h + BANNER_HEIGHT + STRIP_HEIGHT
@@ -154,8 +168,9 @@ def write_overlay(source_path: str | os.PathLike, output_path: str | os.PathLike
             if pts <= last_pts:
               pts = last_pts + 1
             rgb = frame.to_ndarray(format="rgb24", width=out_w, height=out_h)
-            out_frame = av.VideoFrame.from_ndarray(decorate(rgb, int(math.floor(time))),
-                                                   format="rgb24")
+            out_frame = av.VideoFrame.from_ndarray(
+                decorate(rgb, int(math.floor(time))), format="rgb24"
+            )
             out_frame.pts, last_pts = pts, pts
             output.mux(video_out.encode(out_frame))
             frames_written += 1

@@ -11,18 +11,26 @@ TensorBoard (`clu` image summaries).
 
 from __future__ import annotations
 
-import numpy as np
 from etils import epath
 from matplotlib import figure as figure_lib
 from matplotlib.backends import backend_agg
+import numpy as np
 
 _INVALID_GREY = 0.85
 
 
-def render_panel(*, where: np.ndarray, when: np.ndarray, segment_mask: np.ndarray,
-                 frames: np.ndarray | None = None, log_mel: np.ndarray | None = None,
-                 when_audio: np.ndarray | None = None, when_visual: np.ndarray | None = None,
-                 title: str = "", dpi: int = 80) -> np.ndarray:
+def render_panel(
+    *,
+    where: np.ndarray,
+    when: np.ndarray,
+    segment_mask: np.ndarray,
+    frames: np.ndarray | None = None,
+    log_mel: np.ndarray | None = None,
+    when_audio: np.ndarray | None = None,
+    when_visual: np.ndarray | None = None,
+    title: str = "",
+    dpi: int = 80,
+) -> np.ndarray:
   """One video's explanation as an RGB image [H,W,3] uint8.
 
   Args:
@@ -55,14 +63,20 @@ def render_panel(*, where: np.ndarray, when: np.ndarray, segment_mask: np.ndarra
       extent = (0, size, size, 0)
     else:
       extent = (0, where.shape[2], where.shape[1], 0)
-    axis.imshow(where[segment], cmap="jet", alpha=0.5 if frames is not None else 1.0,
-                vmin=0.0, vmax=peak, interpolation="bilinear", extent=extent)
+    axis.imshow(
+        where[segment],
+        cmap="jet",
+        alpha=0.5 if frames is not None else 1.0,
+        vmin=0.0,
+        vmax=peak,
+        interpolation="bilinear",
+        extent=extent,
+    )
 
   axis = figure.add_subplot(grid[1, :])
   if log_mel is not None:
     spectrogram = np.concatenate(list(np.asarray(log_mel, np.float32)), axis=0).T  # [64, T*96]
-    axis.imshow(spectrogram, origin="lower", aspect="auto", cmap="magma",
-                extent=(0, t, 0, 1))
+    axis.imshow(spectrogram, origin="lower", aspect="auto", cmap="magma", extent=(0, t, 0, 1))
     axis.set_ylabel("mel", fontsize=7)
   axis.set_yticks([])
   when_axis = axis.twinx() if log_mel is not None else axis
@@ -75,8 +89,14 @@ def render_panel(*, where: np.ndarray, when: np.ndarray, segment_mask: np.ndarra
   when_axis.bar(centres, when, width=0.8, color="cyan", alpha=0.55, label="when")
   for values, colour, label in ((when_audio, "white", "audio"), (when_visual, "lime", "visual")):
     if values is not None:
-      when_axis.step(np.arange(t + 1), np.append(values, values[-1]), where="post",
-                     color=colour, linewidth=1.2, label=label)
+      when_axis.step(
+          np.arange(t + 1),
+          np.append(values, values[-1]),
+          where="post",
+          color=colour,
+          linewidth=1.2,
+          label=label,
+      )
   for segment in np.flatnonzero(~segment_mask):
     when_axis.axvspan(segment, segment + 1, color="grey", alpha=0.6)
   when_axis.set_ylim(0, top * 1.15)
@@ -109,8 +129,10 @@ def record_panel_inputs(record: dict) -> dict:
   Feature-input records have neither; their entries are None.
   """
   frames = record.get("frames")
-  return {"frames": None if frames is None else np.asarray(frames)[:, -1],
-          "log_mel": None if record.get("log_mel") is None else np.asarray(record["log_mel"])}
+  return {
+      "frames": None if frames is None else np.asarray(frames)[:, -1],
+      "log_mel": None if record.get("log_mel") is None else np.asarray(record["log_mel"]),
+  }
 
 
 def panels_for_examples(outputs: dict, source, positions, class_names) -> dict[str, np.ndarray]:
@@ -129,10 +151,15 @@ def panels_for_examples(outputs: dict, source, positions, class_names) -> dict[s
     title = f"{video_id}: {label}"
     if "prediction" in outputs:
       title += f" (predicted {class_names[int(outputs['prediction'][position])]})"
-    optional = {key: outputs[key][position] for key in ("when_audio", "when_visual")
-                if key in outputs}
+    optional = {
+        key: outputs[key][position] for key in ("when_audio", "when_visual") if key in outputs
+    }
     panels[video_id] = render_panel(
-        where=outputs["where"][position], when=outputs["when"][position],
-        segment_mask=outputs["segment_mask"][position], title=title,
-        **record_panel_inputs(record), **optional)
+        where=outputs["where"][position],
+        when=outputs["when"][position],
+        segment_mask=outputs["segment_mask"][position],
+        title=title,
+        **record_panel_inputs(record),
+        **optional,
+    )
   return panels

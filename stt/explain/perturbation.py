@@ -26,19 +26,19 @@ from __future__ import annotations
 
 import math
 
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from stt.explain.explainers import segment_mask_of
 from stt.models.encoders import IMAGENET_MEAN
 
 FRACTIONS = tuple(i / 10 for i in range(10))
-TESTS = ('spatial', 'temporal')
-ORDERS = ('positive', 'negative')
-MODALITIES = ('audio', 'visual', 'both')
-MODES = ('feature', 'pixel')
+TESTS = ("spatial", "temporal")
+ORDERS = ("positive", "negative")
+MODALITIES = ("audio", "visual", "both")
+MODES = ("feature", "pixel")
 PIXEL_MEAN = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)  # (124, 116, 104)
 _ROUNDING_SLACK = 1e-4
 
@@ -55,7 +55,7 @@ def removal_ranks(relevance: jax.Array, valid: jax.Array, order: str) -> jax.Arr
 
   Element m is removed at fraction p iff rank[m] < k(p). Invalid elements rank last.
   """
-  key = -relevance if order == 'positive' else relevance
+  key = -relevance if order == "positive" else relevance
   key = jnp.where(valid, key.astype(jnp.float32), jnp.inf)
   removal_order = jnp.argsort(key, axis=-1, stable=True)
   return jnp.argsort(removal_order, axis=-1, stable=True).astype(jnp.int32)
@@ -73,25 +73,27 @@ def cell_block_mask(cell_mask: jax.Array, frame_height: int, frame_width: int) -
 def _check_options(test, order, modality, mode, inputs):
   for value, allowed in ((test, TESTS), (order, ORDERS), (modality, MODALITIES), (mode, MODES)):
     if value not in allowed:
-      raise ValueError(f'{value!r} is not one of {allowed}')
-  if mode == 'pixel':
-    needs_frames = test == 'spatial' or modality in ('visual', 'both')
-    needs_log_mel = test == 'temporal' and modality in ('audio', 'both')
-    if (needs_frames and 'frames' not in inputs) or (needs_log_mel and 'log_mel' not in inputs):
+      raise ValueError(f"{value!r} is not one of {allowed}")
+  if mode == "pixel":
+    needs_frames = test == "spatial" or modality in ("visual", "both")
+    needs_log_mel = test == "temporal" and modality in ("audio", "both")
+    if (needs_frames and "frames" not in inputs) or (needs_log_mel and "log_mel" not in inputs):
       raise ValueError("mode 'pixel' needs inputs['frames'] (and 'log_mel' to remove audio)")
 
 
 def _removed_cells(removed: jax.Array, test: str, grid: tuple[int, int]) -> jax.Array:
   """[B,T,h,w] cells removed: `removed` itself (spatial) or whole removed [B,T] segments."""
-  if test == 'spatial':
+  if test == "spatial":
     return removed
   return jnp.broadcast_to(removed[:, :, None, None], removed.shape + tuple(grid))
 
 
 def _removes(test: str, modality: str) -> tuple[bool, bool]:
   """(visual, audio): which modalities a test removes from."""
-  return (test == 'spatial' or modality in ('visual', 'both'),
-          test == 'temporal' and modality in ('audio', 'both'))
+  return (
+      test == "spatial" or modality in ("visual", "both"),
+      test == "temporal" and modality in ("audio", "both"),
+  )
 
 
 def _swap_tokens(clean: tuple, removal: tuple, removed, *, test, modality, grid):
@@ -113,55 +115,74 @@ def _segment_swapped_attention(model, clean: tuple, removal: tuple, *, modality,
   segment clean [B,T,...] and removed [B,T,...]. A segment's attention depends on its own
   tokens only, so each fraction selects per segment instead of rerunning it."""
   all_removed = jnp.ones(clean[1].shape[:2], bool)  # [B,T]
-  removed_tokens = _swap_tokens(clean, removal, all_removed, test='temporal', modality=modality,
-                                grid=grid)
-  return tuple((tokens[1],) + tuple(model.spatial_attention(tokens[1], tokens[0]))
-               for tokens in (clean, removed_tokens))
+  removed_tokens = _swap_tokens(
+      clean, removal, all_removed, test="temporal", modality=modality, grid=grid
+  )
+  return tuple(
+      (tokens[1],) + tuple(model.spatial_attention(tokens[1], tokens[0]))
+      for tokens in (clean, removed_tokens)
+  )
 
 
-def _remove_pixels(model, inputs, visual_map, removed, *, test, modality, pixel_value,
-                   log_mel_value):
+def _remove_pixels(
+    model, inputs, visual_map, removed, *, test, modality, pixel_value, log_mel_value
+):
   """Pixel mode: backbone outputs (visual_map, audio_vec) of the inputs with `removed`
   ([B,T,h,w] cells or [B,T] segments) set to the pixel / log-mel values."""
   remove_visual, remove_audio = _removes(test, modality)
   cells = _removed_cells(removed, test, visual_map.shape[2:4])
   inputs = dict(inputs)
   if remove_visual:
-    frames = inputs['frames']  # [B,T,F,H,W,3]
+    frames = inputs["frames"]  # [B,T,F,H,W,3]
     pixels = cell_block_mask(cells, frames.shape[3], frames.shape[4])  # [B,T,H,W]
     value = jnp.asarray(pixel_value, frames.dtype)
-    inputs['frames'] = jnp.where(pixels[:, :, None, :, :, None], value, frames)
+    inputs["frames"] = jnp.where(pixels[:, :, None, :, :, None], value, frames)
   if remove_audio:
-    log_mel = inputs['log_mel']  # [B,T,96,64]
-    inputs['log_mel'] = jnp.where(removed[:, :, None, None],
-                                  jnp.asarray(log_mel_value, log_mel.dtype), log_mel)
+    log_mel = inputs["log_mel"]  # [B,T,96,64]
+    inputs["log_mel"] = jnp.where(
+        removed[:, :, None, None], jnp.asarray(log_mel_value, log_mel.dtype), log_mel
+    )
   return model.encode(inputs, train=False)
 
 
-def curves(model, inputs: dict, labels: jax.Array, where: jax.Array, when: jax.Array, *,
-           test: str = 'spatial', order: str = 'positive', modality: str = 'both',
-           mode: str = 'feature', fractions: tuple = FRACTIONS, visual_value=0.0,
-           audio_value=0.0, pixel_value=PIXEL_MEAN, log_mel_value=0.0) -> dict:
+def curves(
+    model,
+    inputs: dict,
+    labels: jax.Array,
+    where: jax.Array,
+    when: jax.Array,
+    *,
+    test: str = "spatial",
+    order: str = "positive",
+    modality: str = "both",
+    mode: str = "feature",
+    fractions: tuple = FRACTIONS,
+    visual_value=0.0,
+    audio_value=0.0,
+    pixel_value=PIXEL_MEAN,
+    log_mel_value=0.0,
+) -> dict:
   """`perturbation_curves` without its jit, for callers that are already inside one."""
   _check_options(test, order, modality, mode, inputs)
   segment_mask = segment_mask_of(inputs)
   visual_map, audio_vec = model.encode(inputs, train=False)
   grid = visual_map.shape[2:4]
   clean_tokens = model.embed(visual_map, audio_vec)
-  clean_logits = model.head_from_tokens(*clean_tokens, segment_mask)['logits']
-  if mode == 'feature':  # The removal value's tokens, once: [1,T,N,D] and [1,T,D].
+  clean_logits = model.head_from_tokens(*clean_tokens, segment_mask)["logits"]
+  if mode == "feature":  # The removal value's tokens, once: [1,T,N,D] and [1,T,D].
     removal_tokens = model.embed(
         jnp.broadcast_to(jnp.asarray(visual_value, jnp.float32), (1,) + visual_map.shape[1:]),
-        jnp.broadcast_to(jnp.asarray(audio_value, jnp.float32), (1,) + audio_vec.shape[1:]))
+        jnp.broadcast_to(jnp.asarray(audio_value, jnp.float32), (1,) + audio_vec.shape[1:]),
+    )
   # A model that splits its head after the per-segment spatial attention (STAN's
   # `head_from_attended`) lets the temporal test select segments instead of rerunning it.
-  swap_attention = mode == 'feature' and test == 'temporal' and hasattr(model,
-                                                                       'head_from_attended')
+  swap_attention = mode == "feature" and test == "temporal" and hasattr(model, "head_from_attended")
   if swap_attention:  # [B,T,...] of (audio, attended, alpha), twice
     clean_attention, removed_attention = _segment_swapped_attention(
-        model, clean_tokens, removal_tokens, modality=modality, grid=grid)
+        model, clean_tokens, removal_tokens, modality=modality, grid=grid
+    )
   predicted = jnp.argmax(clean_logits, axis=-1)  # [B]
-  if test == 'spatial':
+  if test == "spatial":
     b, t, h, w = where.shape
     ranks = removal_ranks(where.reshape(b, t, h * w), jnp.ones((b, t, h * w), bool), order)
     counts = jnp.full((b, 1, 1), h * w)
@@ -171,32 +192,42 @@ def curves(model, inputs: dict, labels: jax.Array, where: jax.Array, when: jax.A
 
   def at_fraction(fraction):
     removed = ranks < num_removed(fraction, counts)
-    if test == 'spatial':
+    if test == "spatial":
       removed = removed.reshape(where.shape)
     if swap_attention:
       select = lambda r, c: jnp.where(removed.reshape(removed.shape + (1,) * (r.ndim - 2)), r, c)
-      logits = model.head_from_attended(*map(select, removed_attention, clean_attention),
-                                        segment_mask)['logits']
-    elif mode == 'feature':
-      tokens = _swap_tokens(clean_tokens, removal_tokens, removed, test=test, modality=modality,
-                            grid=grid)
-      logits = model.head_from_tokens(*tokens, segment_mask)['logits']
+      logits = model.head_from_attended(
+          *map(select, removed_attention, clean_attention), segment_mask
+      )["logits"]
+    elif mode == "feature":
+      tokens = _swap_tokens(
+          clean_tokens, removal_tokens, removed, test=test, modality=modality, grid=grid
+      )
+      logits = model.head_from_tokens(*tokens, segment_mask)["logits"]
     else:
-      tokens = model.embed(*_remove_pixels(model, inputs, visual_map, removed, test=test,
-                                           modality=modality, pixel_value=pixel_value,
-                                           log_mel_value=log_mel_value))
-      logits = model.head_from_tokens(*tokens, segment_mask)['logits']
+      tokens = model.embed(
+          *_remove_pixels(
+              model,
+              inputs,
+              visual_map,
+              removed,
+              test=test,
+              modality=modality,
+              pixel_value=pixel_value,
+              log_mel_value=log_mel_value,
+          )
+      )
+      logits = model.head_from_tokens(*tokens, segment_mask)["logits"]
     probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
     return {
-        'correct': jnp.argmax(logits, axis=-1) == labels,
-        'probability': jnp.take_along_axis(probs, predicted[:, None], axis=1)[:, 0],
+        "correct": jnp.argmax(logits, axis=-1) == labels,
+        "probability": jnp.take_along_axis(probs, predicted[:, None], axis=1)[:, 0],
     }
 
   return jax.vmap(at_fraction)(jnp.asarray(fractions, jnp.float32))
 
 
-_jitted_curves = nnx.jit(curves, static_argnames=('test', 'order', 'modality', 'mode',
-                                                   'fractions'))
+_jitted_curves = nnx.jit(curves, static_argnames=("test", "order", "modality", "mode", "fractions"))
 
 
 def perturbation_curves(model, inputs: dict, labels, where, when, **options) -> dict:
@@ -208,8 +239,8 @@ def perturbation_curves(model, inputs: dict, labels, where, when, **options) -> 
     removal values visual_value, audio_value, pixel_value, log_mel_value.
   Returns {'correct': [P,B] bool, 'probability': [P,B] f32}; see the module docstring.
   """
-  if 'fractions' in options:
-    options['fractions'] = tuple(float(p) for p in options['fractions'])
+  if "fractions" in options:
+    options["fractions"] = tuple(float(p) for p in options["fractions"])
   return _jitted_curves(model, inputs, labels, where, when, **options)
 
 
@@ -219,11 +250,11 @@ def summarise(correct: np.ndarray, probability: np.ndarray, fractions=FRACTIONS)
   accuracy = np.asarray(correct, np.float64).mean(axis=1)
   probability = np.asarray(probability, np.float64).mean(axis=1)
   return {
-      'fractions': [float(p) for p in fractions],
-      'accuracy': accuracy.tolist(),
-      'probability': probability.tolist(),
-      'auc': trapezoid_auc(accuracy, fractions),
-      'probability_auc': trapezoid_auc(probability, fractions),
+      "fractions": [float(p) for p in fractions],
+      "accuracy": accuracy.tolist(),
+      "probability": probability.tolist(),
+      "auc": trapezoid_auc(accuracy, fractions),
+      "probability_auc": trapezoid_auc(probability, fractions),
   }
 
 
@@ -235,7 +266,7 @@ def trapezoid_auc(values, fractions=FRACTIONS) -> float:
 
 @nnx.jit
 def _reference_logits(model, visual_map, audio_vec, segment_mask):
-  return model.head(visual_map, audio_vec, segment_mask, train=False)['logits']
+  return model.head(visual_map, audio_vec, segment_mask, train=False)["logits"]
 
 
 @nnx.jit
@@ -243,10 +274,23 @@ def _reference_encode(model, inputs):
   return model.encode(inputs, train=False)
 
 
-def perturbation_reference(model, inputs: dict, labels, where, when, *, test: str = 'spatial',
-                           order: str = 'positive', modality: str = 'both',
-                           mode: str = 'feature', fractions: tuple = FRACTIONS, visual_value=0.0,
-                           audio_value=0.0, pixel_value=PIXEL_MEAN, log_mel_value=0.0) -> dict:
+def perturbation_reference(
+    model,
+    inputs: dict,
+    labels,
+    where,
+    when,
+    *,
+    test: str = "spatial",
+    order: str = "positive",
+    modality: str = "both",
+    mode: str = "feature",
+    fractions: tuple = FRACTIONS,
+    visual_value=0.0,
+    audio_value=0.0,
+    pixel_value=PIXEL_MEAN,
+    log_mel_value=0.0,
+) -> dict:
   """The same test as `perturbation_curves` as a plain loop over videos, fractions and removed
   cells/segments in numpy (one video at a time through the model). For tests.
 
@@ -260,51 +304,51 @@ def perturbation_reference(model, inputs: dict, labels, where, when, *, test: st
   correct = np.zeros((len(fractions), num_videos), bool)
   predicted = np.zeros(num_videos, np.int64)
   probability = np.zeros((len(fractions), num_videos), np.float32)
-  remove_visual = test == 'spatial' or modality in ('visual', 'both')
-  remove_audio = test == 'temporal' and modality in ('audio', 'both')
+  remove_visual = test == "spatial" or modality in ("visual", "both")
+  remove_audio = test == "temporal" and modality in ("audio", "both")
 
   for video in range(num_videos):
-    sample = {key: value[video:video + 1].copy() for key, value in inputs.items()}
-    mask = segment_mask[video:video + 1]
+    sample = {key: value[video : video + 1].copy() for key, value in inputs.items()}
+    mask = segment_mask[video : video + 1]
     visual_map, audio_vec = (np.asarray(x) for x in _reference_encode(model, sample))
     predicted[video] = np.argmax(_reference_logits(model, visual_map, audio_vec, mask)[0])
     for index, fraction in enumerate(fractions):
       perturbed = {key: value.copy() for key, value in sample.items()}
       visual, audio = visual_map.copy(), audio_vec.copy()
-      if test == 'spatial':
+      if test == "spatial":
         for segment in range(num_segments):
           relevance = where[video, segment].reshape(-1)
-          ranked = np.argsort(-relevance if order == 'positive' else relevance, kind='stable')
-          for cell in ranked[:num_removed(float(fraction), h * w)]:
+          ranked = np.argsort(-relevance if order == "positive" else relevance, kind="stable")
+          for cell in ranked[: num_removed(float(fraction), h * w)]:
             row, col = divmod(int(cell), w)
-            if mode == 'feature':
+            if mode == "feature":
               visual[0, segment, row, col] = visual_value
             else:
-              frames = perturbed['frames']
+              frames = perturbed["frames"]
               height, width = frames.shape[3:5]
               rows = [r for r in range(height) if r * h // height == row]
               cols = [c for c in range(width) if c * w // width == col]
-              frames[0, segment, :, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = pixel_value
+              frames[0, segment, :, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = pixel_value
       else:
         valid = np.flatnonzero(segment_mask[video])
         relevance = when[video, valid]
-        ranked = valid[np.argsort(-relevance if order == 'positive' else relevance, kind='stable')]
-        for segment in ranked[:num_removed(float(fraction), len(valid))]:
-          if mode == 'feature':
+        ranked = valid[np.argsort(-relevance if order == "positive" else relevance, kind="stable")]
+        for segment in ranked[: num_removed(float(fraction), len(valid))]:
+          if mode == "feature":
             if remove_visual:
               visual[0, segment] = visual_value
             if remove_audio:
               audio[0, segment] = audio_value
           else:
             if remove_visual:
-              perturbed['frames'][0, segment] = pixel_value
+              perturbed["frames"][0, segment] = pixel_value
             if remove_audio:
-              perturbed['log_mel'][0, segment] = log_mel_value
-      if mode == 'pixel':
+              perturbed["log_mel"][0, segment] = log_mel_value
+      if mode == "pixel":
         visual, audio = (np.asarray(x) for x in _reference_encode(model, perturbed))
       logits = np.asarray(_reference_logits(model, visual, audio, mask)[0], np.float64)
       probs = np.exp(logits - logits.max())
       probs /= probs.sum()
       correct[index, video] = np.argmax(logits) == labels[video]
       probability[index, video] = probs[predicted[video]]
-  return {'correct': correct, 'probability': probability, 'predicted': predicted}
+  return {"correct": correct, "probability": probability, "predicted": predicted}

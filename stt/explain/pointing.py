@@ -46,8 +46,9 @@ def point_of_map(where_map: np.ndarray, frame_size: tuple[int, int]) -> tuple[in
   """
   width, height = (int(v) for v in frame_size)
   side = max(1, min(width, height))
-  resized = np.asarray(jax.image.resize(
-      np.asarray(where_map, np.float32), (side, side), method="linear"))
+  resized = np.asarray(
+      jax.image.resize(np.asarray(where_map, np.float32), (side, side), method="linear")
+  )
   row, col = np.unravel_index(np.argmax(resized), resized.shape)  # first index on ties
   return (width - side) // 2 + int(col), (height - side) // 2 + int(row)
 
@@ -57,12 +58,15 @@ def box_pixels(box, frame_size: tuple[int, int]) -> tuple[int, int, int, int]:
   covers (centres inside it), clipped to the W x H frame; empty when last < first."""
   x0, y0, x1, y1 = (float(v) for v in box)
   width, height = (int(v) for v in frame_size)
-  return (max(math.ceil(x0 - 0.5), 0), max(math.ceil(y0 - 0.5), 0),
-          min(math.ceil(x1 - 0.5) - 1, width - 1), min(math.ceil(y1 - 0.5) - 1, height - 1))
+  return (
+      max(math.ceil(x0 - 0.5), 0),
+      max(math.ceil(y0 - 0.5), 0),
+      min(math.ceil(x1 - 0.5) - 1, width - 1),
+      min(math.ceil(y1 - 0.5) - 1, height - 1),
+  )
 
 
-def squared_distance_to_box(point: tuple[float, float], box,
-                            frame_size: tuple[int, int]) -> float:
+def squared_distance_to_box(point: tuple[float, float], box, frame_size: tuple[int, int]) -> float:
   """Squared distance from a pixel (x, y) (integer, or the frame centre) to the nearest pixel of a
   box's mask
   (`box_pixels`); 0 on it, inf for a box that covers no pixel of the frame."""
@@ -75,8 +79,9 @@ def squared_distance_to_box(point: tuple[float, float], box,
   return float(dx * dx + dy * dy)
 
 
-def is_hit(point: tuple[float, float], boxes, frame_size: tuple[int, int],
-           tolerance_px: float) -> bool:
+def is_hit(
+    point: tuple[float, float], boxes, frame_size: tuple[int, int], tolerance_px: float
+) -> bool:
   """TorchRay's hit: a pixel of the boxes' mask at squared distance < tolerance_px² (so a
   tolerance of 0 never hits, 1 hits only on the mask)."""
   return min(squared_distance_to_box(point, box, frame_size) for box in boxes) < tolerance_px**2
@@ -91,9 +96,15 @@ def trial_segments(box_mask: np.ndarray, segment_mask: np.ndarray | None = None)
   return trials
 
 
-def spatial_pointing(where: np.ndarray, boxes: np.ndarray, box_mask: np.ndarray,
-                     frame_size: np.ndarray, labels: np.ndarray, tolerance_px: float = 15.0,
-                     segment_mask: np.ndarray | None = None) -> PointingResult:
+def spatial_pointing(
+    where: np.ndarray,
+    boxes: np.ndarray,
+    box_mask: np.ndarray,
+    frame_size: np.ndarray,
+    labels: np.ndarray,
+    tolerance_px: float = 15.0,
+    segment_mask: np.ndarray | None = None,
+) -> PointingResult:
   """Spatial pointing game.
 
   Args:
@@ -117,8 +128,13 @@ def spatial_pointing(where: np.ndarray, boxes: np.ndarray, box_mask: np.ndarray,
   return _summarise(np.asarray(hits, bool), np.asarray(trial_labels, int))
 
 
-def temporal_pointing(when: np.ndarray, segment_mask: np.ndarray, event_start: np.ndarray,
-                      event_end: np.ndarray, labels: np.ndarray) -> PointingResult:
+def temporal_pointing(
+    when: np.ndarray,
+    segment_mask: np.ndarray,
+    event_start: np.ndarray,
+    event_end: np.ndarray,
+    labels: np.ndarray,
+) -> PointingResult:
   """Temporal pointing game.
 
   Args:
@@ -137,10 +153,15 @@ def temporal_pointing(when: np.ndarray, segment_mask: np.ndarray, event_start: n
   return _summarise(hits[trial], np.asarray(labels, int)[trial])
 
 
-def chance_spatial_pointing(boxes: np.ndarray, box_mask: np.ndarray, frame_size: np.ndarray,
-                            labels: np.ndarray, grid: tuple[int, int],
-                            tolerance_px: float = 15.0,
-                            segment_mask: np.ndarray | None = None) -> PointingResult:
+def chance_spatial_pointing(
+    boxes: np.ndarray,
+    box_mask: np.ndarray,
+    frame_size: np.ndarray,
+    labels: np.ndarray,
+    grid: tuple[int, int],
+    tolerance_px: float = 15.0,
+    segment_mask: np.ndarray | None = None,
+) -> PointingResult:
   """The expected spatial pointing of a map whose argmax is a uniformly random cell of the
   [h,w] `grid` (the chance level that the `random` explainer samples): per trial, the share of
   the h*w one-hot maps that hit. Arguments and trials as in `spatial_pointing`."""
@@ -154,8 +175,11 @@ def chance_spatial_pointing(boxes: np.ndarray, box_mask: np.ndarray, frame_size:
     if size not in points_by_size:
       points_by_size[size] = [point_of_map(one_hot, size) for one_hot in one_hot_maps]
     segment_boxes = boxes[video, segment][box_mask[video, segment]]
-    shares.append(np.mean([is_hit(point, segment_boxes, size, tolerance_px)
-                           for point in points_by_size[size]]))
+    shares.append(
+        np.mean(
+            [is_hit(point, segment_boxes, size, tolerance_px) for point in points_by_size[size]]
+        )
+    )
     trial_labels.append(int(labels[video]))
   return _summarise(np.asarray(shares, np.float64), np.asarray(trial_labels, int))
 
@@ -167,10 +191,14 @@ def frame_centre(frame_size: tuple[int, int]) -> tuple[float, float]:
   return (width - 1) / 2, (height - 1) / 2
 
 
-def center_prior_spatial_pointing(boxes: np.ndarray, box_mask: np.ndarray,
-                                  frame_size: np.ndarray, labels: np.ndarray,
-                                  tolerance_px: float = 15.0,
-                                  segment_mask: np.ndarray | None = None) -> PointingResult:
+def center_prior_spatial_pointing(
+    boxes: np.ndarray,
+    box_mask: np.ndarray,
+    frame_size: np.ndarray,
+    labels: np.ndarray,
+    tolerance_px: float = 15.0,
+    segment_mask: np.ndarray | None = None,
+) -> PointingResult:
   """The spatial pointing of the centre prior: the point is the exact frame centre
   (`frame_centre`) in every trial, scored with `is_hit`. A grid map cannot point there on an
   even grid (its bilinear resize peaks on a plateau whose first pixel is half a cell off), so
@@ -185,14 +213,18 @@ def center_prior_spatial_pointing(boxes: np.ndarray, box_mask: np.ndarray,
   return _summarise(np.asarray(hits, bool), np.asarray(trial_labels, int))
 
 
-def chance_temporal_pointing(segment_mask: np.ndarray, event_start: np.ndarray,
-                             event_end: np.ndarray, labels: np.ndarray) -> PointingResult:
+def chance_temporal_pointing(
+    segment_mask: np.ndarray, event_start: np.ndarray, event_end: np.ndarray, labels: np.ndarray
+) -> PointingResult:
   """The expected temporal pointing of a uniformly random valid segment: per trial, the share of
   the video's valid segments inside its event. Arguments and trials as in `temporal_pointing`."""
   segment_mask = np.asarray(segment_mask, bool)
   seconds = np.arange(segment_mask.shape[1])
-  inside = (seconds >= np.asarray(event_start)[:, None]) & (
-      seconds < np.asarray(event_end)[:, None]) & segment_mask  # [V,T]
+  inside = (
+      (seconds >= np.asarray(event_start)[:, None])
+      & (seconds < np.asarray(event_end)[:, None])
+      & segment_mask
+  )  # [V,T]
   valid = segment_mask.sum(1)
   trial = (np.asarray(event_end) > np.asarray(event_start)) & (valid > 0)
   shares = inside.sum(1)[trial] / valid[trial]
@@ -215,8 +247,15 @@ def pointing_metrics(out: dict, tolerance_px: float, explainer: str = "attention
   [V,T,h,w], when [V,T], boxes [V,T,K,4], box_mask [V,T,K], frame_size [V,2], label [V],
   segment_mask [V,T], event_start / event_end [V].
   """
-  spatial = spatial_pointing(out["where"], out["boxes"], out["box_mask"], out["frame_size"],
-                             out["label"], tolerance_px, segment_mask=out["segment_mask"])
+  spatial = spatial_pointing(
+      out["where"],
+      out["boxes"],
+      out["box_mask"],
+      out["frame_size"],
+      out["label"],
+      tolerance_px,
+      segment_mask=out["segment_mask"],
+  )
   prefix = f"explain/{explainer}"
   metrics = {
       f"{prefix}/pointing_spatial": spatial.overall,
@@ -227,8 +266,9 @@ def pointing_metrics(out: dict, tolerance_px: float, explainer: str = "attention
   for key, suffix in (("when", ""), ("when_audio", "_audio"), ("when_visual", "_visual")):
     if key not in out:
       continue
-    temporal = temporal_pointing(out[key], out["segment_mask"], out["event_start"],
-                                 out["event_end"], out["label"])
+    temporal = temporal_pointing(
+        out[key], out["segment_mask"], out["event_start"], out["event_end"], out["label"]
+    )
     metrics[f"{prefix}/pointing_temporal{suffix}"] = temporal.overall
     metrics[f"{prefix}/pointing_temporal{suffix}_class_mean"] = temporal.class_mean
   return metrics

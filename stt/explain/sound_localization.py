@@ -51,12 +51,22 @@ SET_GROUND_TRUTH = {"vggss": "union", "flickr_soundnet": "consensus"}
 # Published results to print beside ours: (dataset, method, cIoU@0.5 %, AUC % or None, source).
 # These methods are trained to localize sounds; STAN's maps explain a classifier's decision.
 PUBLISHED = (
-    ("vggss", "EZ-VSL", 39.34, 39.78,
-     "https://github.com/stoneMo/EZ-VSL README (VGG-Sound full, VGG-SS test)"),
+    (
+        "vggss",
+        "EZ-VSL",
+        39.34,
+        39.78,
+        "https://github.com/stoneMo/EZ-VSL README (VGG-Sound full, VGG-SS test)",
+    ),
     ("vggss", "SSL-alignment", 41.42, None, "https://github.com/kaistmm/SSLalignment README"),
     ("flickr_soundnet", "EZ-VSL", 83.94, 63.60, "https://github.com/stoneMo/EZ-VSL README"),
-    ("flickr_soundnet", "SSL-alignment", 86.00, None,
-     "https://github.com/kaistmm/SSLalignment README"),
+    (
+        "flickr_soundnet",
+        "SSL-alignment",
+        86.00,
+        None,
+        "https://github.com/kaistmm/SSLalignment README",
+    ),
 )
 
 
@@ -73,8 +83,9 @@ def _check_choice(value: str, choices: tuple[str, ...], name: str) -> None:
     raise ValueError(f"{name}={value!r}; known: {', '.join(choices)}")
 
 
-def map_region(frame_size: tuple[int, int], map_covers: str = "crop"
-               ) -> tuple[float, float, float, float]:
+def map_region(
+    frame_size: tuple[int, int], map_covers: str = "crop"
+) -> tuple[float, float, float, float]:
   """(x_offset, y_offset, width, height) of the part of a (W, H) frame a map covers, in pixels."""
   _check_choice(map_covers, MAP_COVERS, "map_covers")
   width, height = frame_size
@@ -94,9 +105,14 @@ def scored_map(where_map: np.ndarray, size: int = SCORED_SIZE) -> np.ndarray:
   return np.asarray(_resize(np.asarray(where_map, np.float32), size), np.float64)
 
 
-def vggss_gt_map(boxes: np.ndarray, frame_size: tuple[int, int] | None = None, *,
-                 gt_geometry: str = "reference", map_covers: str = "crop",
-                 size: int = SCORED_SIZE) -> np.ndarray:
+def vggss_gt_map(
+    boxes: np.ndarray,
+    frame_size: tuple[int, int] | None = None,
+    *,
+    gt_geometry: str = "reference",
+    map_covers: str = "crop",
+    size: int = SCORED_SIZE,
+) -> np.ndarray:
   """VGG-SS ground truth [S,S] float (0/1): the union of boxes [K,4] ([x0,y0,x1,y1] normalised
   to the whole frame; negative values count as 0, as the references clamp the sentinel).
 
@@ -115,7 +131,7 @@ def vggss_gt_map(boxes: np.ndarray, frame_size: tuple[int, int] | None = None, *
   for x0, y0, x1, y1 in np.maximum(np.asarray(boxes, np.float64).reshape(-1, 4), 0.0):
     columns = [int(np.clip((x * width - x_offset) / region_w * size, 0, size)) for x in (x0, x1)]
     rows = [int(np.clip((y * height - y_offset) / region_h * size, 0, size)) for y in (y0, y1)]
-    gt[rows[0]:rows[1], columns[0]:columns[1]] = 1.0
+    gt[rows[0] : rows[1], columns[0] : columns[1]] = 1.0
   return gt
 
 
@@ -164,12 +180,15 @@ def success_rates(cious) -> np.ndarray:
 
 def field_scores(scored_maps, gt_maps, median_rule: str = "gt") -> FieldResult:
   """cIoU@0.5, AUC and mean cIoU of [S,S] maps on the scored image against [S,S] gt maps."""
-  cious = np.asarray([ciou(binarise(scored, median_rule), gt)
-                      for scored, gt in zip(scored_maps, gt_maps)], np.float64)
+  cious = np.asarray(
+      [ciou(binarise(scored, median_rule), gt) for scored, gt in zip(scored_maps, gt_maps)],
+      np.float64,
+  )
   if cious.size == 0:
     return FieldResult(float("nan"), float("nan"), float("nan"), 0)
-  return FieldResult(float(np.mean(cious >= 0.5)), ciou_auc(cious), float(cious.mean()),
-                     int(cious.size))
+  return FieldResult(
+      float(np.mean(cious >= 0.5)), ciou_auc(cious), float(cious.mean()), int(cious.size)
+  )
 
 
 def published_rows(dataset: str) -> list[tuple[str, float, float | None, str]]:
@@ -177,10 +196,17 @@ def published_rows(dataset: str) -> list[tuple[str, float, float | None, str]]:
   return [row[1:] for row in PUBLISHED if row[0] == dataset]
 
 
-def box_field_scores(where: np.ndarray, boxes: np.ndarray, box_mask: np.ndarray,
-                     frame_size: np.ndarray, segment_mask: np.ndarray | None = None, *,
-                     gt_geometry: str = "reference", median_rule: str = "gt",
-                     ground_truth: str = "union") -> FieldResult:
+def box_field_scores(
+    where: np.ndarray,
+    boxes: np.ndarray,
+    box_mask: np.ndarray,
+    frame_size: np.ndarray,
+    segment_mask: np.ndarray | None = None,
+    *,
+    gt_geometry: str = "reference",
+    median_rule: str = "gt",
+    ground_truth: str = "union",
+) -> FieldResult:
   """The field's scores of maps of the centre crop on every trial of the pointing game (an
   annotated valid segment) of a built dataset, against the union of the boxes (VGG-SS) or,
   ground_truth='consensus', the annotators' consensus map (Flickr-SoundNet: the box masks of
@@ -201,12 +227,21 @@ def box_field_scores(where: np.ndarray, boxes: np.ndarray, box_mask: np.ndarray,
   scored, gts = [], []
   for video, segment in zip(*np.nonzero(trials)):
     width, height = (int(v) for v in frame_size[video])
-    normalised = (np.asarray(boxes[video, segment][box_mask[video, segment]], np.float64)
-                  / np.array([width, height, width, height], np.float64))
+    normalised = np.asarray(boxes[video, segment][box_mask[video, segment]], np.float64) / np.array(
+        [width, height, width, height], np.float64
+    )
     if ground_truth == "consensus":
-      gts.append(consensus_map(sum(
-          (vggss_gt_map(box, (width, height), gt_geometry=gt_geometry) for box in normalised),
-          np.zeros((SCORED_SIZE, SCORED_SIZE)))))
+      gts.append(
+          consensus_map(
+              sum(
+                  (
+                      vggss_gt_map(box, (width, height), gt_geometry=gt_geometry)
+                      for box in normalised
+                  ),
+                  np.zeros((SCORED_SIZE, SCORED_SIZE)),
+              )
+          )
+      )
     else:
       gts.append(vggss_gt_map(normalised, (width, height), gt_geometry=gt_geometry))
     scored.append(scored_map(where[video, segment]))

@@ -32,12 +32,12 @@ import csv
 import functools
 import io
 
+from etils import epath
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-from etils import epath
-from flax import nnx
 
 from stt import input_pipeline
 from stt import sharding
@@ -52,17 +52,41 @@ from stt.explain import sound_localization
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-TESTS = (("spatial", "positive"), ("spatial", "negative"), ("temporal", "positive"),
-         ("temporal", "negative"))
+TESTS = (
+    ("spatial", "positive"),
+    ("spatial", "negative"),
+    ("temporal", "positive"),
+    ("temporal", "negative"),
+)
 # The scores of "where" (NaN for explainers.SPATIAL_IS_ATTENTION, "—" in the tables).
-SPATIAL_METRICS = ("pointing_spatial", "pointing_spatial_class_mean", "relevance_mass", "ciou",
-                   "ciou_mean", "ciou_auc", "field_ciou", "field_auc", "spatial/positive_auc",
-                   "spatial/negative_auc",
-                   "spatial/positive_probability_auc", "spatial/negative_probability_auc")
+SPATIAL_METRICS = (
+    "pointing_spatial",
+    "pointing_spatial_class_mean",
+    "relevance_mass",
+    "ciou",
+    "ciou_mean",
+    "ciou_auc",
+    "field_ciou",
+    "field_auc",
+    "spatial/positive_auc",
+    "spatial/negative_auc",
+    "spatial/positive_probability_auc",
+    "spatial/negative_probability_auc",
+)
 BASELINE_ROWS = ("chance", "center_prior")  # computed on the annotations, no maps
-TABLE_COLUMNS = ("pointing_spatial", "pointing_temporal", "relevance_mass", "ciou", "ciou_mean",
-                 "field_ciou", "field_auc", "spatial/positive_auc", "spatial/negative_auc",
-                 "temporal/positive_auc", "temporal/negative_auc")
+TABLE_COLUMNS = (
+    "pointing_spatial",
+    "pointing_temporal",
+    "relevance_mass",
+    "ciou",
+    "ciou_mean",
+    "field_ciou",
+    "field_auc",
+    "spatial/positive_auc",
+    "spatial/negative_auc",
+    "temporal/positive_auc",
+    "temporal/negative_auc",
+)
 
 
 def _explain_batch(model, batch: dict, *, name: str, mode: str, temporal_modality: str) -> dict:
@@ -80,8 +104,16 @@ def _explain_batch(model, batch: dict, *, name: str, mode: str, temporal_modalit
   out = {"where": maps["where"], "when": maps["when"], "explained_class": explained_class}
   for test, order in TESTS:
     curves = perturbation.curves(
-        model, inputs, batch["label"], predicted_maps["where"], predicted_maps["when"],
-        test=test, order=order, modality=temporal_modality, mode=mode)
+        model,
+        inputs,
+        batch["label"],
+        predicted_maps["where"],
+        predicted_maps["when"],
+        test=test,
+        order=order,
+        modality=temporal_modality,
+        mode=mode,
+    )
     out[f"{test}/{order}/correct"] = curves["correct"].T  # [B,P]
     out[f"{test}/{order}/probability"] = curves["probability"].T
   return out
@@ -92,24 +124,42 @@ def explain_split(graphdef, state, source, mesh, config) -> dict[str, dict]:
   model, _ = nnx.merge(graphdef, state)
   results = {}
   for name in config.explain.explainers:
-    step = nnx.jit(functools.partial(
-        _explain_batch, name=name, mode=config.explain.perturbation_mode,
-        temporal_modality=config.explain.temporal_modality))
+    step = nnx.jit(
+        functools.partial(
+            _explain_batch,
+            name=name,
+            mode=config.explain.perturbation_mode,
+            temporal_modality=config.explain.temporal_modality,
+        )
+    )
     results[name] = input_pipeline.gather_split(
-        functools.partial(step, model), source, global_batch_size=config.eval_batch_size,
-        batch_sharding=sharding.batch_sharding(mesh))
+        functools.partial(step, model),
+        source,
+        global_batch_size=config.eval_batch_size,
+        batch_sharding=sharding.batch_sharding(mesh),
+    )
   return results
 
 
-def metrics_of(name: str, out: dict, tolerance_px: float,
-               field_options: dict | None = None, labelled: bool = True) -> tuple[dict, dict]:
+def metrics_of(
+    name: str,
+    out: dict,
+    tolerance_px: float,
+    field_options: dict | None = None,
+    labelled: bool = True,
+) -> tuple[dict, dict]:
   """(flat `explain/<name>/...` metrics, accuracy curves {test/order: [P]}); field_options:
   gt_geometry / median_rule / ground_truth of sound_localization.box_field_scores; labelled
   False (a set without classes): the perturbation scores, accuracies against the true class,
   are NaN."""
   metrics = pointing.pointing_metrics(out, tolerance_px, explainer=name)
-  scores = localization.localization_scores(out["where"], out["boxes"], out["box_mask"],
-                                            out["frame_size"], segment_mask=out["segment_mask"])
+  scores = localization.localization_scores(
+      out["where"],
+      out["boxes"],
+      out["box_mask"],
+      out["frame_size"],
+      segment_mask=out["segment_mask"],
+  )
   prefix = f"explain/{name}"
   metrics[f"{prefix}/relevance_mass"] = float(scores.relevance_mass)
   # LVS's `ciou` (share of trials with cIoU >= 0.5) is 0 by construction when objects cover
@@ -119,17 +169,26 @@ def metrics_of(name: str, out: dict, tolerance_px: float,
   metrics[f"{prefix}/ciou_auc"] = float(scores.ciou_auc)
   # The sound-localization field's protocol (224 px, min-max, whole-frame boxes): cIoU@0.5, AUC.
   field = sound_localization.box_field_scores(
-      out["where"], out["boxes"], out["box_mask"], out["frame_size"], out["segment_mask"],
-      **(field_options or {}))
+      out["where"],
+      out["boxes"],
+      out["box_mask"],
+      out["frame_size"],
+      out["segment_mask"],
+      **(field_options or {}),
+  )
   metrics[f"{prefix}/field_ciou"] = field.ciou
   metrics[f"{prefix}/field_auc"] = field.auc
   curves = {}
   for test, order in TESTS:
-    summary = perturbation.summarise(out[f"{test}/{order}/correct"].T,
-                                     out[f"{test}/{order}/probability"].T)
+    summary = perturbation.summarise(
+        out[f"{test}/{order}/correct"].T, out[f"{test}/{order}/probability"].T
+    )
     if not labelled:
-      summary = {"auc": float("nan"), "probability_auc": float("nan"),
-                 "accuracy": np.full(len(perturbation.FRACTIONS), np.nan)}
+      summary = {
+          "auc": float("nan"),
+          "probability_auc": float("nan"),
+          "accuracy": np.full(len(perturbation.FRACTIONS), np.nan),
+      }
     metrics[f"{prefix}/{test}/{order}_auc"] = summary["auc"]
     metrics[f"{prefix}/{test}/{order}_probability_auc"] = summary["probability_auc"]
     curves[f"{test}/{order}"] = summary["accuracy"]
@@ -146,51 +205,85 @@ def chance_metrics(out: dict, tolerance_px: float) -> dict:
   uniformly random cell, a uniformly random valid segment), and `explain/center_prior/
   pointing_spatial*`: pointing at the exact frame centre, to read every explainer against."""
   spatial = pointing.chance_spatial_pointing(
-      out["boxes"], out["box_mask"], out["frame_size"], out["label"], out["where"].shape[-2:],
-      tolerance_px, segment_mask=out["segment_mask"])
-  temporal = pointing.chance_temporal_pointing(out["segment_mask"], out["event_start"],
-                                               out["event_end"], out["label"])
+      out["boxes"],
+      out["box_mask"],
+      out["frame_size"],
+      out["label"],
+      out["where"].shape[-2:],
+      tolerance_px,
+      segment_mask=out["segment_mask"],
+  )
+  temporal = pointing.chance_temporal_pointing(
+      out["segment_mask"], out["event_start"], out["event_end"], out["label"]
+  )
   center = pointing.center_prior_spatial_pointing(
-      out["boxes"], out["box_mask"], out["frame_size"], out["label"], tolerance_px,
-      segment_mask=out["segment_mask"])
-  return {"explain/chance/pointing_spatial": spatial.overall,
-          "explain/chance/pointing_spatial_class_mean": spatial.class_mean,
-          "explain/chance/pointing_temporal": temporal.overall,
-          "explain/chance/pointing_temporal_class_mean": temporal.class_mean,
-          "explain/center_prior/pointing_spatial": center.overall,
-          "explain/center_prior/pointing_spatial_class_mean": center.class_mean}
+      out["boxes"],
+      out["box_mask"],
+      out["frame_size"],
+      out["label"],
+      tolerance_px,
+      segment_mask=out["segment_mask"],
+  )
+  return {
+      "explain/chance/pointing_spatial": spatial.overall,
+      "explain/chance/pointing_spatial_class_mean": spatial.class_mean,
+      "explain/chance/pointing_temporal": temporal.overall,
+      "explain/chance/pointing_temporal_class_mean": temporal.class_mean,
+      "explain/center_prior/pointing_spatial": center.overall,
+      "explain/center_prior/pointing_spatial_class_mean": center.class_mean,
+  }
 
 
-def write_reports(directory: epath.Path, metrics: dict, curves: dict[str, dict], names,
-                  published_dataset: str = ""):
+def write_reports(
+    directory: epath.Path,
+    metrics: dict,
+    curves: dict[str, dict],
+    names,
+    published_dataset: str = "",
+):
   """tables.md, tables.csv and curves.png in `directory`; the table ends with the chance and
   centre-prior rows, then, for an annotation set (VGG-SS), the published rows of
   sound-localization methods."""
   directory.mkdir(parents=True, exist_ok=True)
-  rows = [[name] + [metrics.get(f"explain/{name}/{column}") for column in TABLE_COLUMNS]
-          for name in [*names, *BASELINE_ROWS]]
-  fmt = lambda v: "—" if v is None or (isinstance(v, float) and not np.isfinite(v)) else (
-      f"{v:.3f}" if abs(v) <= 1 else f"{v:.1f}")
-  lines = ["| explainer | " + " | ".join(TABLE_COLUMNS) + " |",
-           "|---" * (len(TABLE_COLUMNS) + 1) + "|"]
+  rows = [
+      [name] + [metrics.get(f"explain/{name}/{column}") for column in TABLE_COLUMNS]
+      for name in [*names, *BASELINE_ROWS]
+  ]
+  fmt = (
+      lambda v: "—"
+      if v is None or (isinstance(v, float) and not np.isfinite(v))
+      else (f"{v:.3f}" if abs(v) <= 1 else f"{v:.1f}")
+  )
+  lines = [
+      "| explainer | " + " | ".join(TABLE_COLUMNS) + " |",
+      "|---" * (len(TABLE_COLUMNS) + 1) + "|",
+  ]
   lines += ["| " + " | ".join([row[0]] + [fmt(v) for v in row[1:]]) + " |" for row in rows]
-  note = ("\nPointing and localisation: higher is better; `chance` is the expected pointing of a "
-          "uniformly random cell and segment on these annotations; `center_prior` points at the "
-          "exact frame centre (spatial only). `rollout`'s spatial scores are attention's by "
-          "construction (its where is alpha scaled per frame) and are not reported. "
-          "Perturbation AUC (trapz of accuracy over p = 0..0.9, x100, max 90): positive (most "
-          "relevant removed first) lower is better, negative higher is better.\n")
+  note = (
+      "\nPointing and localisation: higher is better; `chance` is the expected pointing of a "
+      "uniformly random cell and segment on these annotations; `center_prior` points at the "
+      "exact frame centre (spatial only). `rollout`'s spatial scores are attention's by "
+      "construction (its where is alpha scaled per frame) and are not reported. "
+      "Perturbation AUC (trapz of accuracy over p = 0..0.9, x100, max 90): positive (most "
+      "relevant removed first) lower is better, negative higher is better.\n"
+  )
   published = sound_localization.published_rows(published_dataset)
   if published:
-    note += ("\nPublished on this set, field_ciou / field_auc in % (these methods are trained "
-             "to localize sounds; STAN's maps explain a classifier's decision):\n\n"
-             "| method | field_ciou | field_auc | source |\n|---|---|---|---|\n" + "".join(
-                 f"| {method} | {ciou:.2f} | {'—' if auc is None else f'{auc:.2f}'} | "
-                 f"{source} |\n" for method, ciou, auc, source in published))
+    note += (
+        "\nPublished on this set, field_ciou / field_auc in % (these methods are trained "
+        "to localize sounds; STAN's maps explain a classifier's decision):\n\n"
+        "| method | field_ciou | field_auc | source |\n|---|---|---|---|\n"
+        + "".join(
+            f"| {method} | {ciou:.2f} | {'—' if auc is None else f'{auc:.2f}'} | " f"{source} |\n"
+            for method, ciou, auc, source in published
+        )
+    )
   if published_dataset in explain_sets.UNLABELLED_SETS:
-    note += ("\nThis set has no class labels: the maps explain the predicted class; pointing and "
-             "the field's scores are class-agnostic (one label for all: class means = overall); "
-             "perturbation AUCs need the true class and are not reported (—).\n")
+    note += (
+        "\nThis set has no class labels: the maps explain the predicted class; pointing and "
+        "the field's scores are class-agnostic (one label for all: class means = overall); "
+        "perturbation AUCs need the true class and are not reported (—).\n"
+    )
   (directory / "tables.md").write_text("\n".join(lines) + "\n" + note)
   buffer = io.StringIO()
   writer = csv.writer(buffer)
@@ -201,8 +294,9 @@ def write_reports(directory: epath.Path, metrics: dict, curves: dict[str, dict],
   figure, axes = plt.subplots(1, len(TESTS), figsize=(4 * len(TESTS), 3.2), sharey=True)
   for axis, (test, order) in zip(axes, TESTS):
     for name in names:
-      axis.plot(perturbation.FRACTIONS, curves[name][f"{test}/{order}"], marker="o", ms=3,
-                label=name)
+      axis.plot(
+          perturbation.FRACTIONS, curves[name][f"{test}/{order}"], marker="o", ms=3, label=name
+      )
     axis.set_title(f"{test}, {order}")
     axis.set_xlabel("fraction removed")
   axes[0].set_ylabel("top-1 accuracy")
@@ -213,13 +307,13 @@ def write_reports(directory: epath.Path, metrics: dict, curves: dict[str, dict],
   plt.close(figure)
 
 
-def write_panels(directory: epath.Path, outputs: dict[str, dict], source, class_names,
-                 count: int) -> None:
+def write_panels(
+    directory: epath.Path, outputs: dict[str, dict], source, class_names, count: int
+) -> None:
   """`<directory>/<video_id>/<explainer>.png` for the first `count` examples of the split."""
   for name, out in outputs.items():
     positions = range(min(count, len(out["label"])))
-    for video_id, image in panels.panels_for_examples(out, source, positions,
-                                                      class_names).items():
+    for video_id, image in panels.panels_for_examples(out, source, positions, class_names).items():
       (directory / video_id).mkdir(parents=True, exist_ok=True)
       panels.save_png(directory / video_id / f"{name}.png", image)
 
@@ -235,12 +329,15 @@ def write_maps(directory: epath.Path, outputs: dict[str, dict], source) -> None:
   video_ids = np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in video_ids])
   for name, out in outputs.items():
     with (directory / f"{name}.npz").open("wb") as file:
-      np.savez_compressed(file, video_id=video_ids,
-                          where=np.asarray(out["where"], np.float32),
-                          when=np.asarray(out["when"], np.float32),
-                          segment_mask=np.asarray(out["segment_mask"], bool),
-                          frame_size=np.asarray(out["frame_size"], np.int32),
-                          explained_class=np.asarray(out["explained_class"], np.int32))
+      np.savez_compressed(
+          file,
+          video_id=video_ids,
+          where=np.asarray(out["where"], np.float32),
+          when=np.asarray(out["when"], np.float32),
+          segment_mask=np.asarray(out["segment_mask"], bool),
+          frame_size=np.asarray(out["frame_size"], np.int32),
+          explained_class=np.asarray(out["explained_class"], np.int32),
+      )
 
 
 def run(graphdef, state, source, mesh, config, workdir: epath.Path, class_names) -> dict:
@@ -249,15 +346,16 @@ def run(graphdef, state, source, mesh, config, workdir: epath.Path, class_names)
   metrics = chance_metrics(next(iter(outputs.values())), config.explain.pointing_tolerance_px)
   curves = {}
   annotation_set = config.explain.get("dataset", "")
-  field_options = {key: config.explain[key] for key in ("gt_geometry", "median_rule")
-                   if key in config.explain}
+  field_options = {
+      key: config.explain[key] for key in ("gt_geometry", "median_rule") if key in config.explain
+  }
   if annotation_set in sound_localization.SET_GROUND_TRUTH:
     field_options["ground_truth"] = sound_localization.SET_GROUND_TRUTH[annotation_set]
   labelled = annotation_set not in explain_sets.UNLABELLED_SETS
   for name, out in outputs.items():
     metrics_one, curves[name] = metrics_of(
-        name, out, config.explain.pointing_tolerance_px, field_options,
-        labelled=labelled)
+        name, out, config.explain.pointing_tolerance_px, field_options, labelled=labelled
+    )
     metrics.update(metrics_one)
   # An annotation set (explain.dataset, e.g. 'vggss') reports to explain_<set>/ and keys
   # explain_<set>/..., beside the run's own test split in explain/.
@@ -265,10 +363,16 @@ def run(graphdef, state, source, mesh, config, workdir: epath.Path, class_names)
   if jax.process_index() == 0:
     write_reports(report_dir, metrics, curves, list(outputs), annotation_set)
     write_maps(report_dir / "maps", outputs, source)
-    write_panels(report_dir / "panels", outputs, source,  # no made-up class on the panels
-                 class_names if labelled else ["unlabelled"] * len(class_names),
-                 config.explain.num_panels)
+    write_panels(
+        report_dir / "panels",
+        outputs,
+        source,  # no made-up class on the panels
+        class_names if labelled else ["unlabelled"] * len(class_names),
+        config.explain.num_panels,
+    )
   if annotation_set:
-    metrics = {key.replace("explain/", f"explain_{annotation_set}/", 1): value
-               for key, value in metrics.items()}
+    metrics = {
+        key.replace("explain/", f"explain_{annotation_set}/", 1): value
+        for key, value in metrics.items()
+    }
   return metrics

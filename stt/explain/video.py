@@ -32,11 +32,11 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import av  # pylint: disable=g-import-not-at-top,wrong-import-position
+from etils import epath  # pylint: disable=g-import-not-at-top,wrong-import-position
+from flax import nnx  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-from etils import epath  # pylint: disable=g-import-not-at-top,wrong-import-position
-from flax import nnx  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from data_pipelines import media  # pylint: disable=g-import-not-at-top,wrong-import-position
 from stt import checkpoint  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -53,15 +53,19 @@ class VideoExplainError(RuntimeError):
 
 
 def _parse_args(argv):
-  parser = argparse.ArgumentParser(prog="python -m stt.explain.video", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+      prog="python -m stt.explain.video",
+      description=__doc__,
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
   parser.add_argument("--workdir", required=True, help="workdir of a trained run")
   parser.add_argument("--video", required=True, help="the video file (any format FFmpeg reads)")
   parser.add_argument("--out", required=True, help="output directory")
   parser.add_argument("--explainer", default="attention", choices=sorted(explainer_lib.EXPLAINERS))
   parser.add_argument("--top_k", type=int, default=5)
-  parser.add_argument("--class_name", default=None,
-                      help="explain this class instead of the most probable one")
+  parser.add_argument(
+      "--class_name", default=None, help="explain this class instead of the most probable one"
+  )
   return parser.parse_args(argv)
 
 
@@ -72,9 +76,11 @@ def load_model(workdir: epath.Path):
   if config.model.visual_backbone == "features" or config.model.audio_backbone == "features":
     raise VideoExplainError(
         f"the model in {workdir} takes precomputed features (dataset.input="
-        f"{config.dataset.input!r}); explaining a video file needs a model trained on raw input")
-  mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1),
-                           (sharding.DATA_AXIS, sharding.FSDP_AXIS))
+        f"{config.dataset.input!r}); explaining a video file needs a model trained on raw input"
+    )
+  mesh = jax.sharding.Mesh(
+      np.asarray(jax.devices()[:1]).reshape(1, 1), (sharding.DATA_AXIS, sharding.FSDP_AXIS)
+  )
   config.mesh.fsdp = 1
   _, graphdef, state = state_lib.restore_best(workdir, config, len(info.class_names), mesh)
   model, _ = nnx.merge(graphdef, state)
@@ -98,9 +104,12 @@ def decode_windows(path: str, config) -> tuple[media.DecodedClip, dict, int]:
   t = config.model.num_segments
   seconds = max(1, math.ceil(duration / av.time_base)) if duration else t
   try:
-    clip = media.decode_clip(path, num_segments=seconds,
-                             frames_per_segment=config.dataset.frames_per_segment,
-                             frame_size=config.dataset.frame_size)
+    clip = media.decode_clip(
+        path,
+        num_segments=seconds,
+        frames_per_segment=config.dataset.frames_per_segment,
+        frame_size=config.dataset.frame_size,
+    )
   except media.MediaError as error:
     raise VideoExplainError(str(error)) from error
   valid = int(np.flatnonzero(clip.segment_mask).max()) + 1 if clip.segment_mask.any() else 0
@@ -114,8 +123,11 @@ def decode_windows(path: str, config) -> tuple[media.DecodedClip, dict, int]:
     array = np.concatenate([array, np.zeros((pad,) + array.shape[1:], array.dtype)])
     return array.reshape((windows, t) + array.shape[1:])
 
-  inputs = {"frames": windowed(clip.frames), "log_mel": windowed(clip.log_mel),
-            "segment_mask": windowed(clip.segment_mask)}
+  inputs = {
+      "frames": windowed(clip.frames),
+      "log_mel": windowed(clip.log_mel),
+      "segment_mask": windowed(clip.segment_mask),
+  }
   return clip, inputs, valid
 
 
@@ -139,13 +151,23 @@ def _explain(model, inputs: dict, target: jax.Array, explainer: str) -> dict:
 
 def _top_k(probabilities: np.ndarray, class_names, k: int) -> list[dict]:
   order = np.argsort(-probabilities, kind="stable")[:k]
-  return [{"class": class_names[i], "index": int(i), "probability": float(probabilities[i])}
-          for i in order]
+  return [
+      {"class": class_names[i], "index": int(i), "probability": float(probabilities[i])}
+      for i in order
+  ]
 
 
-def explain_video(model, config, class_names, video: str, out_dir: pathlib.Path, *,
-                  explainer: str = "attention", top_k: int = 5,
-                  class_name: str | None = None) -> dict:
+def explain_video(
+    model,
+    config,
+    class_names,
+    video: str,
+    out_dir: pathlib.Path,
+    *,
+    explainer: str = "attention",
+    top_k: int = 5,
+    class_name: str | None = None,
+) -> dict:
   """Writes explanation.json, panel.png and overlay.mp4 into `out_dir`; returns the JSON dict."""
   clip, inputs, seconds = decode_windows(video, config)
   windows, t = inputs["segment_mask"].shape
@@ -158,27 +180,42 @@ def explain_video(model, config, class_names, video: str, out_dir: pathlib.Path,
     target = class_names.index(class_name)
   else:
     raise VideoExplainError(f"--class_name={class_name!r} is not one of {class_names}")
-  result = jax.device_get(_explain(model, inputs, jnp.full((windows,), target, jnp.int32),
-                                   explainer))
-  per_second = {key: np.asarray(result[key]).reshape((windows * t,) + result[key].shape[2:])
-                [:seconds] for key in ("where", "when", "when_audio", "when_visual")
-                if key in result}
+  result = jax.device_get(
+      _explain(model, inputs, jnp.full((windows,), target, jnp.int32), explainer)
+  )
+  per_second = {
+      key: np.asarray(result[key]).reshape((windows * t,) + result[key].shape[2:])[:seconds]
+      for key in ("where", "when", "when_audio", "when_visual")
+      if key in result
+  }
   crop = overlay_video.centre_crop_box(*clip.frame_size)
   explanation = {
-      "video": str(video), "duration_s": clip.duration_s, "num_seconds": seconds,
+      "video": str(video),
+      "duration_s": clip.duration_s,
+      "num_seconds": seconds,
       # A last part shorter than a segment (no frame at its centre) is not explained.
       "unexplained_tail_s": round(max(0.0, float(clip.duration_s) - seconds), 3),
-      "has_audio": bool(clip.has_audio), "frame_size": list(clip.frame_size),
-      "explainer": explainer, "segments_per_window": t,
+      "has_audio": bool(clip.has_audio),
+      "frame_size": list(clip.frame_size),
+      "explainer": explainer,
+      "segments_per_window": t,
       "top_k": _top_k(video_probabilities, class_names, top_k),
       "explained_class": class_names[target],
       "explained_probability": float(video_probabilities[target]),
-      "windows": [{"start_s": w * t, "num_seconds": int(valid_per_window[w]),
-                   "top_k": _top_k(probabilities[w], class_names, top_k)}
-                  for w in range(windows)],
+      "windows": [
+          {
+              "start_s": w * t,
+              "num_seconds": int(valid_per_window[w]),
+              "top_k": _top_k(probabilities[w], class_names, top_k),
+          }
+          for w in range(windows)
+      ],
       "where_grid": list(per_second["where"].shape[1:]),
-      "where_region": {"box_xyxy": list(crop), "note": "the maps cover this centre square of "
-                       "the original frame (the crop the model sees)"},
+      "where_region": {
+          "box_xyxy": list(crop),
+          "note": "the maps cover this centre square of "
+          "the original frame (the crop the model sees)",
+      },
       **{key: value.round(6).tolist() for key, value in per_second.items()},
   }
   out_dir.mkdir(parents=True, exist_ok=True)
@@ -186,24 +223,34 @@ def explain_video(model, config, class_names, video: str, out_dir: pathlib.Path,
 
   best = int(np.argmax(probabilities[:, target]))
   window = slice(best * t, (best + 1) * t)
-  optional = {key: np.asarray(result[key][best]) for key in ("when_audio", "when_visual")
-              if key in result}
+  optional = {
+      key: np.asarray(result[key][best]) for key in ("when_audio", "when_visual") if key in result
+  }
   image = panels.render_panel(
-      where=np.asarray(result["where"][best]), when=np.asarray(result["when"][best]),
-      segment_mask=inputs["segment_mask"][best], frames=inputs["frames"][best][:, -1],
+      where=np.asarray(result["where"][best]),
+      when=np.asarray(result["when"][best]),
+      segment_mask=inputs["segment_mask"][best],
+      frames=inputs["frames"][best][:, -1],
       log_mel=inputs["log_mel"][best] if clip.has_audio else None,
       title=f"{pathlib.Path(video).name} [{window.start}s-{window.stop}s]: "
-            f"{class_names[target]} (p={probabilities[best, target]:.2f}), {explainer}",
-      **optional)
+      f"{class_names[target]} (p={probabilities[best, target]:.2f}), {explainer}",
+      **optional,
+  )
   panels.save_png(out_dir / "panel.png", image)
   try:
     overlay_video.write_overlay(
-        video, out_dir / "overlay.mp4", where=per_second["where"], when=per_second["when"],
+        video,
+        out_dir / "overlay.mp4",
+        where=per_second["where"],
+        when=per_second["when"],
         segments_per_window=t,
-        banner=f"{class_names[target]}  p={video_probabilities[target]:.2f}  ({explainer})")
+        banner=f"{class_names[target]}  p={video_probabilities[target]:.2f}  ({explainer})",
+    )
   except (av.FFmpegError, ValueError) as error:
-    raise VideoExplainError(f"cannot re-encode {video} ({type(error).__name__}: {error}); "
-                            "explanation.json and panel.png are written") from error
+    raise VideoExplainError(
+        f"cannot re-encode {video} ({type(error).__name__}: {error}); "
+        "explanation.json and panel.png are written"
+    ) from error
   return explanation
 
 
@@ -215,11 +262,17 @@ def main(argv=None) -> int:
     if pathlib.Path(args.out).exists() and not pathlib.Path(args.out).is_dir():
       raise VideoExplainError(f"--out={args.out} is a file; give a directory (created if absent)")
     config, class_names, model = load_model(epath.Path(args.workdir))
-    explanation = explain_video(model, config, class_names, args.video, pathlib.Path(args.out),
-                                explainer=args.explainer, top_k=args.top_k,
-                                class_name=args.class_name)
-  except (VideoExplainError, trained_run.RunInfoError,
-          checkpoint.NoUsableCheckpointError) as error:
+    explanation = explain_video(
+        model,
+        config,
+        class_names,
+        args.video,
+        pathlib.Path(args.out),
+        explainer=args.explainer,
+        top_k=args.top_k,
+        class_name=args.class_name,
+    )
+  except (VideoExplainError, trained_run.RunInfoError, checkpoint.NoUsableCheckpointError) as error:
     print(f"stt.explain.video: error: {error}", file=sys.stderr)
     return 2
   top = explanation["top_k"][0]

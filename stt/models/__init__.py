@@ -55,18 +55,30 @@ class AudioVisualModel(Protocol):
   def encode(self, inputs: dict, *, train: bool = False) -> tuple[jax.Array, jax.Array]:
     """Backbones: inputs -> (visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca])."""
 
-  def head(self, visual_map: jax.Array, audio_vec: jax.Array,
-           segment_mask: jax.Array | None = None, *, train: bool = False) -> ModelOutputs:
+  def head(
+      self,
+      visual_map: jax.Array,
+      audio_vec: jax.Array,
+      segment_mask: jax.Array | None = None,
+      *,
+      train: bool = False,
+  ) -> ModelOutputs:
     """Everything after the backbones: `embed`, then `head_from_tokens`."""
 
-  def embed(self, visual_map: jax.Array, audio_vec: jax.Array, *,
-            train: bool = False) -> tuple[jax.Array, jax.Array]:
+  def embed(
+      self, visual_map: jax.Array, audio_vec: jax.Array, *, train: bool = False
+  ) -> tuple[jax.Array, jax.Array]:
     """Per-token embedding -> (cells [B,T,N,D], audio [B,T,D]); a token depends only on its
     own input vector, so the perturbation tests can swap tokens."""
 
-  def head_from_tokens(self, cells: jax.Array, audio: jax.Array,
-                       segment_mask: jax.Array | None = None, *,
-                       train: bool = False) -> ModelOutputs:
+  def head_from_tokens(
+      self,
+      cells: jax.Array,
+      audio: jax.Array,
+      segment_mask: jax.Array | None = None,
+      *,
+      train: bool = False,
+  ) -> ModelOutputs:
     """cells [B,T,N,D], audio [B,T,D] -> ModelOutputs. (STAN also has `head_from_attended`,
     after its per-segment spatial attention; the temporal perturbation test uses it when a
     model has it, to swap segments instead of rerunning the attention.)"""

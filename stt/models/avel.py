@@ -19,10 +19,10 @@ head (a temporal mean) makes it a recognition model like the others. AVEL has a 
 
 from __future__ import annotations
 
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import ml_collections
-from flax import nnx
 
 from stt.models import encoders
 from stt.models import layers
@@ -41,32 +41,38 @@ class Avel(nnx.Module):
     if width % 2:
       raise ValueError(f"avel needs an even model.width (two LSTM directions), got {width}")
     linear = lambda d_in, d_out, dt=dtype, bias=True: nnx.Linear(
-        d_in, d_out, use_bias=bias, dtype=dt, param_dtype=jnp.float32, rngs=rngs)
+        d_in, d_out, use_bias=bias, dtype=dt, param_dtype=jnp.float32, rngs=rngs
+    )
     self.visual_backbone, visual_dim = encoders.make_visual_backbone(
-        config.visual_backbone, config.visual_feature_dim, dtype=dtype, rngs=rngs)
+        config.visual_backbone, config.visual_feature_dim, dtype=dtype, rngs=rngs
+    )
     self.audio_backbone, audio_dim = encoders.make_audio_backbone(
-        config.audio_backbone, config.audio_feature_dim, dtype=dtype, rngs=rngs)
+        config.audio_backbone, config.audio_feature_dim, dtype=dtype, rngs=rngs
+    )
     self.visual_projection = linear(visual_dim, width)
     self.audio_projection = linear(audio_dim, width)
     self.attention_visual = linear(width, width)
     self.attention_audio = linear(width, width, bias=False)
     self.attention_score = linear(width, 1, bias=False)
 
-    lstm_cell = lambda: nnx.OptimizedLSTMCell(width, width // 2, dtype=dtype,
-                                              param_dtype=jnp.float32, rngs=rngs)
+    lstm_cell = lambda: nnx.OptimizedLSTMCell(
+        width, width // 2, dtype=dtype, param_dtype=jnp.float32, rngs=rngs
+    )
     self.audio_lstm = nnx.List([lstm_cell(), lstm_cell()])  # [forward, backward]
     self.visual_lstm = nnx.List([lstm_cell(), lstm_cell()])
     self.temporal_mean = layers.TemporalAttentionPool(2 * width, "mean", dtype=dtype, rngs=rngs)
     self.classifier_hidden = linear(2 * width, width)
     self.classifier_dropout = nnx.Dropout(config.dropout, rngs=rngs)
     self.classifier_out = linear(width, num_classes, jnp.float32)
-    self.segment_classifier = (linear(2 * width, num_classes + 1, jnp.float32)
-                               if config.segment_head else None)
+    self.segment_classifier = (
+        linear(2 * width, num_classes + 1, jnp.float32) if config.segment_head else None
+    )
 
   def encode(self, inputs: dict, *, train: bool = False) -> tuple[jax.Array, jax.Array]:
     """Backbones (encoders.encode): (visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca])."""
-    return encoders.encode(self.visual_backbone, self.audio_backbone, inputs, dtype=self.dtype,
-                           train=train)
+    return encoders.encode(
+        self.visual_backbone, self.audio_backbone, inputs, dtype=self.dtype, train=train
+    )
 
   def embed(self, visual_map: jax.Array, audio_vec: jax.Array, *, train: bool = False):
     """Per token: (cells [B,T,N,D], audio [B,T,D])."""
@@ -75,15 +81,21 @@ class Avel(nnx.Module):
     flat = visual_map.reshape(b, t, -1, visual_map.shape[-1]).astype(self.dtype)
     return self.visual_projection(flat), self.audio_projection(audio_vec.astype(self.dtype))
 
-  def head_from_tokens(self, cells: jax.Array, audio: jax.Array,
-                       segment_mask: jax.Array | None = None, *, train: bool = False) -> dict:
+  def head_from_tokens(
+      self,
+      cells: jax.Array,
+      audio: jax.Array,
+      segment_mask: jax.Array | None = None,
+      *,
+      train: bool = False,
+  ) -> dict:
     """cells [B,T,N,D], audio [B,T,D] -> the model interface's outputs."""
     b, t = audio.shape[:2]
     h, w = self.grid_size
-    segment_mask = (jnp.ones((b, t), bool) if segment_mask is None
-                    else segment_mask.astype(bool))
-    scores = self.attention_score(jnp.tanh(
-        self.attention_visual(cells) + self.attention_audio(audio)[:, :, None, :]))[..., 0]
+    segment_mask = jnp.ones((b, t), bool) if segment_mask is None else segment_mask.astype(bool)
+    scores = self.attention_score(
+        jnp.tanh(self.attention_visual(cells) + self.attention_audio(audio)[:, :, None, :])
+    )[..., 0]
     alpha = jax.nn.softmax(scores.astype(jnp.float32), axis=-1)  # [B,T,N]
     visual = jnp.einsum("btn,btnd->btd", alpha.astype(cells.dtype), cells)
     hidden_audio = bidirectional_lstm(self.audio_lstm, audio, segment_mask)
@@ -96,13 +108,23 @@ class Avel(nnx.Module):
     if self.segment_classifier is not None:
       segment_logits = self.segment_classifier(fused.astype(jnp.float32))
     alpha = jnp.where(segment_mask[:, :, None], alpha, 0.0)
-    return {"logits": self.classifier_out(x.astype(jnp.float32)),
-            "segment_logits": segment_logits,
-            "explanations": {"where": alpha.reshape(b, t, h, w),
-                             "spatial_attention": alpha[:, :, None, :]}}
+    return {
+        "logits": self.classifier_out(x.astype(jnp.float32)),
+        "segment_logits": segment_logits,
+        "explanations": {
+            "where": alpha.reshape(b, t, h, w),
+            "spatial_attention": alpha[:, :, None, :],
+        },
+    }
 
-  def head(self, visual_map: jax.Array, audio_vec: jax.Array,
-           segment_mask: jax.Array | None = None, *, train: bool = False) -> dict:
+  def head(
+      self,
+      visual_map: jax.Array,
+      audio_vec: jax.Array,
+      segment_mask: jax.Array | None = None,
+      *,
+      train: bool = False,
+  ) -> dict:
     """Everything after the backbones: `embed`, then `head_from_tokens`."""
     cells, audio = self.embed(visual_map, audio_vec, train=train)
     return self.head_from_tokens(cells, audio, segment_mask, train=train)

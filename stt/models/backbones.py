@@ -11,28 +11,45 @@ import dataclasses
 import functools
 from typing import Callable, Sequence
 
+from flax import nnx
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 # torchvision's BatchNorm: momentum 0.1 in its convention = 0.9 decay here, eps 1e-5.
 _BN_DECAY = 0.9
-_CONV_INIT = nnx.initializers.variance_scaling(2.0, 'fan_out', 'normal')  # kaiming, fan_out
+_CONV_INIT = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")  # kaiming, fan_out
 
 
-def _conv(c_in: int, c_out: int, kernel: int, stride: int, dtype, rngs: nnx.Rngs,
-          use_bias: bool = False, pad: int | None = None) -> nnx.Conv:
+def _conv(
+    c_in: int,
+    c_out: int,
+    kernel: int,
+    stride: int,
+    dtype,
+    rngs: nnx.Rngs,
+    use_bias: bool = False,
+    pad: int | None = None,
+) -> nnx.Conv:
   """A conv with 'same'-style padding kernel//2 unless `pad` is given (0 for patchify)."""
   pad = kernel // 2 if pad is None else pad
   return nnx.Conv(
-      c_in, c_out, kernel_size=(kernel, kernel), strides=(stride, stride),
-      padding=((pad, pad), (pad, pad)), use_bias=use_bias, kernel_init=_CONV_INIT,
-      dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+      c_in,
+      c_out,
+      kernel_size=(kernel, kernel),
+      strides=(stride, stride),
+      padding=((pad, pad), (pad, pad)),
+      use_bias=use_bias,
+      kernel_init=_CONV_INIT,
+      dtype=dtype,
+      param_dtype=jnp.float32,
+      rngs=rngs,
+  )
 
 
 def _batch_norm(channels: int, dtype, rngs: nnx.Rngs) -> nnx.BatchNorm:
-  return nnx.BatchNorm(channels, momentum=_BN_DECAY, epsilon=1e-5, dtype=dtype,
-                       param_dtype=jnp.float32, rngs=rngs)
+  return nnx.BatchNorm(
+      channels, momentum=_BN_DECAY, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32, rngs=rngs
+  )
 
 
 def _norm(bn: nnx.BatchNorm, x: jax.Array, train: bool, mask: jax.Array | None) -> jax.Array:
@@ -42,8 +59,7 @@ def _norm(bn: nnx.BatchNorm, x: jax.Array, train: bool, mask: jax.Array | None) 
     return bn(x, use_running_average=not train)
   mask = jnp.asarray(mask, bool)
   mask = mask | ~mask.any()  # nothing valid: all images, rather than NaN statistics
-  return bn(x, use_running_average=False,
-            mask=jnp.broadcast_to(mask[:, None, None, None], x.shape))
+  return bn(x, use_running_average=False, mask=jnp.broadcast_to(mask[:, None, None, None], x.shape))
 
 
 class BasicBlock(nnx.Module):
@@ -106,14 +122,23 @@ class ResNet(nnx.Module):
   Stage i has stage_sizes[i] blocks of widths[i]; its first block has stride strides[i].
   """
 
-  def __init__(self, stage_sizes: Sequence[int], block: type, widths: Sequence[int],
-               strides: Sequence[int], *, stem: str = 'imagenet', stem_width: int = 64,
-               dtype=jnp.float32, rngs: nnx.Rngs):
-    if stem not in ('imagenet', 'patch4'):
-      raise ValueError(f'unknown stem {stem!r}')
+  def __init__(
+      self,
+      stage_sizes: Sequence[int],
+      block: type,
+      widths: Sequence[int],
+      strides: Sequence[int],
+      *,
+      stem: str = "imagenet",
+      stem_width: int = 64,
+      dtype=jnp.float32,
+      rngs: nnx.Rngs,
+  ):
+    if stem not in ("imagenet", "patch4"):
+      raise ValueError(f"unknown stem {stem!r}")
     self.stem = stem
     self.stage_sizes = tuple(stage_sizes)  # blocks per stage: torchvision's layer1..layer4
-    kernel, stride, pad = (7, 2, 3) if stem == 'imagenet' else (4, 4, 0)
+    kernel, stride, pad = (7, 2, 3) if stem == "imagenet" else (4, 4, 0)
     self.stem_conv = _conv(3, stem_width, kernel, stride, dtype, rngs, pad=pad)
     self.stem_bn = _batch_norm(stem_width, dtype, rngs)
     blocks = []
@@ -125,12 +150,11 @@ class ResNet(nnx.Module):
     self.blocks = nnx.List(blocks)
     self.out_channels = c_in
 
-  def __call__(self, images: jax.Array, *, train: bool, mask: jax.Array | None = None
-               ) -> jax.Array:
+  def __call__(self, images: jax.Array, *, train: bool, mask: jax.Array | None = None) -> jax.Array:
     """images [n,H,W,3] (normalised) -> [n,h,w,out_channels]. mask [n] bool: the images whose
     BatchNorm statistics count in training (None: all); padded frames are False."""
     x = nnx.relu(_norm(self.stem_bn, self.stem_conv(images), train, mask))
-    if self.stem == 'imagenet':
+    if self.stem == "imagenet":
       x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for block in self.blocks:
       x = block(x, train=train, mask=mask)
@@ -139,14 +163,12 @@ class ResNet(nnx.Module):
 
 def resnet18(*, dtype=jnp.float32, rngs: nnx.Rngs) -> ResNet:
   """224x224 -> 7x7x512; 11.18M parameters."""
-  return ResNet((2, 2, 2, 2), BasicBlock, (64, 128, 256, 512), (1, 2, 2, 2),
-                dtype=dtype, rngs=rngs)
+  return ResNet((2, 2, 2, 2), BasicBlock, (64, 128, 256, 512), (1, 2, 2, 2), dtype=dtype, rngs=rngs)
 
 
 def resnet50(*, dtype=jnp.float32, rngs: nnx.Rngs) -> ResNet:
   """224x224 -> 7x7x2048; 23.5M parameters."""
-  return ResNet((3, 4, 6, 3), Bottleneck, (64, 128, 256, 512), (1, 2, 2, 2),
-                dtype=dtype, rngs=rngs)
+  return ResNet((3, 4, 6, 3), Bottleneck, (64, 128, 256, 512), (1, 2, 2, 2), dtype=dtype, rngs=rngs)
 
 
 def resnet_tiny(*, dtype=jnp.float32, rngs: nnx.Rngs) -> ResNet:
@@ -155,8 +177,9 @@ def resnet_tiny(*, dtype=jnp.float32, rngs: nnx.Rngs) -> ResNet:
   A 4x4 stride-4 patchify stem (16 ch), then a stride-2 and a stride-1 BasicBlock of 32.
   About 10x cheaper than a stride-1 3x3 stem at the same output grid (benchmarks/RESULTS.md).
   """
-  return ResNet((1, 1), BasicBlock, (32, 32), (2, 1), stem='patch4', stem_width=16,
-                dtype=dtype, rngs=rngs)
+  return ResNet(
+      (1, 1), BasicBlock, (32, 32), (2, 1), stem="patch4", stem_width=16, dtype=dtype, rngs=rngs
+  )
 
 
 class VGGish(nnx.Module):
@@ -170,12 +193,14 @@ class VGGish(nnx.Module):
 
   def __init__(self, *, dtype=jnp.float32, rngs: nnx.Rngs):
     conv = functools.partial(_conv, kernel=3, stride=1, dtype=dtype, rngs=rngs, use_bias=True)
-    self.conv_groups = nnx.List([
-        nnx.List([conv(1, 64)]),
-        nnx.List([conv(64, 128)]),
-        nnx.List([conv(128, 256), conv(256, 256)]),
-        nnx.List([conv(256, 512), conv(512, 512)]),
-    ])
+    self.conv_groups = nnx.List(
+        [
+            nnx.List([conv(1, 64)]),
+            nnx.List([conv(64, 128)]),
+            nnx.List([conv(128, 256), conv(256, 256)]),
+            nnx.List([conv(256, 512), conv(512, 512)]),
+        ]
+    )
     dense = functools.partial(nnx.Linear, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
     self.fcs = nnx.List([dense(512 * 6 * 4, 4096), dense(4096, 4096), dense(4096, 128)])
     self.out_features = 128
@@ -201,14 +226,16 @@ class VGGishTiny(nnx.Module):
   because full-resolution 3x3 convs dominated the CPU step (benchmarks/RESULTS.md).
   """
 
-  def __init__(self, widths: Sequence[int] = (16, 32, 64), *, dtype=jnp.float32,
-               rngs: nnx.Rngs):
+  def __init__(self, widths: Sequence[int] = (16, 32, 64), *, dtype=jnp.float32, rngs: nnx.Rngs):
     c_ins = (1,) + tuple(widths[:-1])
-    self.convs = nnx.List([
-        _conv(c_in, c_out, 4, 4, dtype, rngs, use_bias=True, pad=0) if i == 0 else
-        _conv(c_in, c_out, 3, 2, dtype, rngs, use_bias=True)
-        for i, (c_in, c_out) in enumerate(zip(c_ins, widths))
-    ])
+    self.convs = nnx.List(
+        [
+            _conv(c_in, c_out, 4, 4, dtype, rngs, use_bias=True, pad=0)
+            if i == 0
+            else _conv(c_in, c_out, 3, 2, dtype, rngs, use_bias=True)
+            for i, (c_in, c_out) in enumerate(zip(c_ins, widths))
+        ]
+    )
     self.out_features = widths[-1]
 
   def __call__(self, log_mel: jax.Array, *, train: bool) -> jax.Array:
@@ -231,13 +258,13 @@ class Backbone:
 
 # The one list of backbone names (config model.visual_backbone / model.audio_backbone).
 VISUAL_BACKBONES = {
-    'resnet18': Backbone(resnet18, stride=32),
-    'resnet50': Backbone(resnet50, stride=32),
-    'resnet_tiny': Backbone(resnet_tiny, stride=8),
-    'features': Backbone(None),
+    "resnet18": Backbone(resnet18, stride=32),
+    "resnet50": Backbone(resnet50, stride=32),
+    "resnet_tiny": Backbone(resnet_tiny, stride=8),
+    "features": Backbone(None),
 }
 AUDIO_BACKBONES = {
-    'vggish': Backbone(VGGish),
-    'vggish_tiny': Backbone(VGGishTiny),
-    'features': Backbone(None),
+    "vggish": Backbone(VGGish),
+    "vggish_tiny": Backbone(VGGishTiny),
+    "features": Backbone(None),
 }

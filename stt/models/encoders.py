@@ -9,10 +9,10 @@ With precomputed features (backbone 'features') the inputs' `visual_features` [B
 
 from __future__ import annotations
 
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import ml_collections
-from flax import nnx
 
 from stt.models import backbones
 
@@ -45,9 +45,11 @@ def make_audio_backbone(name: str, feature_dim: int, *, dtype, rngs: nnx.Rngs):
 def grid_size_of(config: ml_collections.ConfigDict) -> tuple[int, int]:
   """(h, w) of `config.grid_size` (a model config); a clear error when it is still None."""
   if config.grid_size is None:
-    raise ValueError("model.grid_size is None: stt.datasets.load derives it from the backbone "
-                     "and the frame size (or the features); set it when building a model "
-                     "without a dataset")
+    raise ValueError(
+        "model.grid_size is None: stt.datasets.load derives it from the backbone "
+        "and the frame size (or the features); set it when building a model "
+        "without a dataset"
+    )
   return tuple(config.grid_size)
 
 
@@ -85,8 +87,11 @@ def encode_audio(audio_backbone, inputs: dict, *, dtype, train: bool = False) ->
   return vec.reshape(b, t, -1)
 
 
-def encode(visual_backbone, audio_backbone, inputs: dict, *, dtype,
-           train: bool = False) -> tuple[jax.Array, jax.Array]:
+def encode(
+    visual_backbone, audio_backbone, inputs: dict, *, dtype, train: bool = False
+) -> tuple[jax.Array, jax.Array]:
   """(visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca]): `encode_visual`, then `encode_audio`."""
-  return (encode_visual(visual_backbone, inputs, dtype=dtype, train=train),
-          encode_audio(audio_backbone, inputs, dtype=dtype, train=train))
+  return (
+      encode_visual(visual_backbone, inputs, dtype=dtype, train=train),
+      encode_audio(audio_backbone, inputs, dtype=dtype, train=train),
+  )

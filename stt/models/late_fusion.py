@@ -16,10 +16,10 @@ so nothing of that modality can reach the logits. These models have no intrinsic
 
 from __future__ import annotations
 
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import ml_collections
-from flax import nnx
 
 from stt.models import encoders
 from stt.models import layers
@@ -32,8 +32,14 @@ class LateFusion(nnx.Module):
 
   EXPLANATIONS = ()  # no intrinsic explanation
 
-  def __init__(self, config: ml_collections.ConfigDict, num_classes: int, *, rngs: nnx.Rngs,
-               modalities: tuple[str, ...] = MODALITIES):
+  def __init__(
+      self,
+      config: ml_collections.ConfigDict,
+      num_classes: int,
+      *,
+      rngs: nnx.Rngs,
+      modalities: tuple[str, ...] = MODALITIES,
+  ):
     if not modalities or set(modalities) - set(MODALITIES):
       raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {modalities}")
     self.modalities = tuple(m for m in MODALITIES if m in modalities)
@@ -42,18 +48,21 @@ class LateFusion(nnx.Module):
     self.grid_size = encoders.grid_size_of(config)
     dtype, width = self.dtype, config.width
     linear = lambda d_in, d_out, dt=dtype: nnx.Linear(
-        d_in, d_out, dtype=dt, param_dtype=jnp.float32, rngs=rngs)
+        d_in, d_out, dtype=dt, param_dtype=jnp.float32, rngs=rngs
+    )
     layer_norm = lambda: nnx.LayerNorm(width, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
 
     visual_backbone = audio_backbone = None  # each attribute is set once: module or None
     if "visual" in self.modalities:
       visual_backbone, visual_dim = encoders.make_visual_backbone(
-          config.visual_backbone, config.visual_feature_dim, dtype=dtype, rngs=rngs)
+          config.visual_backbone, config.visual_feature_dim, dtype=dtype, rngs=rngs
+      )
       self.visual_projection = linear(visual_dim, width)
       self.visual_norm = layer_norm()
     if "audio" in self.modalities:
       audio_backbone, audio_dim = encoders.make_audio_backbone(
-          config.audio_backbone, config.audio_feature_dim, dtype=dtype, rngs=rngs)
+          config.audio_backbone, config.audio_feature_dim, dtype=dtype, rngs=rngs
+      )
       self.audio_projection = linear(audio_dim, width)
       self.audio_norm = layer_norm()
     self.visual_backbone, self.audio_backbone = visual_backbone, audio_backbone
@@ -62,15 +71,17 @@ class LateFusion(nnx.Module):
     self.classifier_hidden = linear(fused, width)
     self.classifier_dropout = nnx.Dropout(config.dropout, rngs=rngs)
     self.classifier_out = linear(width, num_classes, jnp.float32)
-    self.segment_classifier = (linear(fused, num_classes + 1, jnp.float32)
-                               if config.segment_head else None)
+    self.segment_classifier = (
+        linear(fused, num_classes + 1, jnp.float32) if config.segment_head else None
+    )
 
   def encode(self, inputs: dict, *, train: bool = False) -> tuple[jax.Array, jax.Array]:
     """(visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca]); zeros for a modality the model lacks."""
     b, t = _batch_shape(inputs)
     if "visual" in self.modalities:
-      visual_map = encoders.encode_visual(self.visual_backbone, inputs, dtype=self.dtype,
-                                          train=train)
+      visual_map = encoders.encode_visual(
+          self.visual_backbone, inputs, dtype=self.dtype, train=train
+      )
     else:
       visual_map = jnp.zeros((b, t, 1, 1, 1), jnp.float32)
     if "audio" in self.modalities:
@@ -93,12 +104,17 @@ class LateFusion(nnx.Module):
       audio = self.audio_norm(self.audio_projection(audio_vec.astype(self.dtype)))
     return cells, audio
 
-  def head_from_tokens(self, cells: jax.Array, audio: jax.Array,
-                       segment_mask: jax.Array | None = None, *, train: bool = False) -> dict:
+  def head_from_tokens(
+      self,
+      cells: jax.Array,
+      audio: jax.Array,
+      segment_mask: jax.Array | None = None,
+      *,
+      train: bool = False,
+  ) -> dict:
     """cells, audio (from `embed`) -> the model interface's outputs (no explanations)."""
     b, t = audio.shape[:2]
-    segment_mask = (jnp.ones((b, t), bool) if segment_mask is None
-                    else segment_mask.astype(bool))
+    segment_mask = jnp.ones((b, t), bool) if segment_mask is None else segment_mask.astype(bool)
     per_segment = []
     if "audio" in self.modalities:
       per_segment.append(audio)
@@ -110,11 +126,20 @@ class LateFusion(nnx.Module):
     segment_logits = None
     if self.segment_classifier is not None:
       segment_logits = self.segment_classifier(per_segment.astype(jnp.float32))
-    return {"logits": self.classifier_out(x.astype(jnp.float32)),
-            "segment_logits": segment_logits, "explanations": {}}
+    return {
+        "logits": self.classifier_out(x.astype(jnp.float32)),
+        "segment_logits": segment_logits,
+        "explanations": {},
+    }
 
-  def head(self, visual_map: jax.Array, audio_vec: jax.Array,
-           segment_mask: jax.Array | None = None, *, train: bool = False) -> dict:
+  def head(
+      self,
+      visual_map: jax.Array,
+      audio_vec: jax.Array,
+      segment_mask: jax.Array | None = None,
+      *,
+      train: bool = False,
+  ) -> dict:
     """Everything after the backbones: `embed`, then `head_from_tokens`."""
     cells, audio = self.embed(visual_map, audio_vec, train=train)
     return self.head_from_tokens(cells, audio, segment_mask, train=train)

@@ -9,12 +9,12 @@ are float32. Activations use the module's compute `dtype`, parameters stay float
 
 from __future__ import annotations
 
+from flax import nnx
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
-SPATIAL_QUERIES = ('audio', 'learned', 'none')
-TEMPORAL_POOLS = ('attention', 'mean')
+SPATIAL_QUERIES = ("audio", "learned", "none")
+TEMPORAL_POOLS = ("attention", "mean")
 
 # Masked logits get this finite value (not -inf) so that gradients stay finite.
 _MASKED_LOGIT = -1e30
@@ -35,9 +35,7 @@ def masked_softmax(logits: jax.Array, mask: jax.Array | None, axis: int = -1) ->
 
 
 def _linear(d_in: int, d_out: int, dtype, rngs: nnx.Rngs, use_bias: bool = True) -> nnx.Linear:
-  return nnx.Linear(
-      d_in, d_out, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32, rngs=rngs
-  )
+  return nnx.Linear(d_in, d_out, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
 
 
 class AudioGuidedSpatialAttention(nnx.Module):
@@ -49,20 +47,27 @@ class AudioGuidedSpatialAttention(nnx.Module):
     'none'    : no attention; uniform mean pool (alpha = 1/N).
   """
 
-  def __init__(self, width: int, num_heads: int, spatial_query: str = 'audio', *,
-               dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+      self,
+      width: int,
+      num_heads: int,
+      spatial_query: str = "audio",
+      *,
+      dtype=jnp.float32,
+      rngs: nnx.Rngs,
+  ):
     if spatial_query not in SPATIAL_QUERIES:
-      raise ValueError(f'spatial_query must be one of {SPATIAL_QUERIES}, got {spatial_query!r}')
+      raise ValueError(f"spatial_query must be one of {SPATIAL_QUERIES}, got {spatial_query!r}")
     if width % num_heads:
-      raise ValueError(f'width {width} is not divisible by num_heads {num_heads}')
+      raise ValueError(f"width {width} is not divisible by num_heads {num_heads}")
     self.width, self.num_heads, self.head_dim = width, num_heads, width // num_heads
     self.spatial_query = spatial_query
     self.dtype = dtype
-    if spatial_query != 'none':
+    if spatial_query != "none":
       self.query = _linear(width, width, dtype, rngs)
       # No key bias: it adds the same logit to every cell, so it would get no gradient.
       self.key = _linear(width, width, dtype, rngs, use_bias=False)
-    if spatial_query == 'learned':
+    if spatial_query == "learned":
       self.learned_query = nnx.Param(_INIT(rngs.params(), (width,), jnp.float32))
     self.value = _linear(width, width, dtype, rngs)
     self.out = _linear(width, width, dtype, rngs)
@@ -80,21 +85,21 @@ class AudioGuidedSpatialAttention(nnx.Module):
     b, t, n, d = visual_cells.shape
     heads, dh = self.num_heads, self.head_dim
     cells = visual_cells.astype(self.dtype)
-    if self.spatial_query == 'none':
+    if self.spatial_query == "none":
       alpha = jnp.full((b, t, heads, n), 1.0 / n, jnp.float32)
     else:
-      if self.spatial_query == 'audio':
+      if self.spatial_query == "audio":
         query_in = audio_tokens
       else:
         query_in = jnp.broadcast_to(self.learned_query[...].astype(self.dtype), (b, t, self.width))
       q = self.query(query_in).reshape(b, t, heads, dh)
       key_kernel = self.key.kernel[...].astype(self.dtype).reshape(d, heads, dh)
-      folded_query = jnp.einsum('bthe,dhe->bthd', q, key_kernel)  # [B,T,H,D]
-      logits = jnp.einsum('bthd,btnd->bthn', folded_query, cells) / jnp.sqrt(dh).astype(q.dtype)
+      folded_query = jnp.einsum("bthe,dhe->bthd", q, key_kernel)  # [B,T,H,D]
+      logits = jnp.einsum("bthd,btnd->bthn", folded_query, cells) / jnp.sqrt(dh).astype(q.dtype)
       alpha = masked_softmax(logits, None, axis=-1)
-    pooled_cells = jnp.einsum('bthn,btnd->bthd', alpha.astype(self.dtype), cells)  # [B,T,H,D]
+    pooled_cells = jnp.einsum("bthn,btnd->bthd", alpha.astype(self.dtype), cells)  # [B,T,H,D]
     value_kernel = self.value.kernel[...].astype(self.dtype).reshape(d, heads, dh)
-    attended = jnp.einsum('bthd,dhe->bthe', pooled_cells, value_kernel)
+    attended = jnp.einsum("bthd,dhe->bthe", pooled_cells, value_kernel)
     attended = attended + self.value.bias[...].astype(self.dtype).reshape(heads, dh)
     return self.out(attended.reshape(b, t, self.width)), alpha
 
@@ -102,10 +107,11 @@ class AudioGuidedSpatialAttention(nnx.Module):
 class MultiHeadSelfAttention(nnx.Module):
   """Multi-head self-attention that also returns its attention probabilities."""
 
-  def __init__(self, width: int, num_heads: int, dropout: float, *, dtype=jnp.float32,
-               rngs: nnx.Rngs):
+  def __init__(
+      self, width: int, num_heads: int, dropout: float, *, dtype=jnp.float32, rngs: nnx.Rngs
+  ):
     if width % num_heads:
-      raise ValueError(f'width {width} is not divisible by num_heads {num_heads}')
+      raise ValueError(f"width {width} is not divisible by num_heads {num_heads}")
     self.width, self.num_heads, self.head_dim = width, num_heads, width // num_heads
     self.query = _linear(width, width, dtype, rngs)
     self.key = _linear(width, width, dtype, rngs, use_bias=False)  # see spatial attention
@@ -124,18 +130,26 @@ class MultiHeadSelfAttention(nnx.Module):
     q = self.query(x).reshape(b, s, heads, dh)
     k = self.key(x).reshape(b, s, heads, dh)
     v = self.value(x).reshape(b, s, heads, dh)
-    logits = jnp.einsum('bihd,bjhd->bhij', q, k) / jnp.sqrt(dh).astype(q.dtype)
+    logits = jnp.einsum("bihd,bjhd->bhij", q, k) / jnp.sqrt(dh).astype(q.dtype)
     probs = masked_softmax(logits, key_mask[:, None, None, :], axis=-1)
     weights = self.attention_dropout(probs, deterministic=not train)
-    y = jnp.einsum('bhij,bjhd->bihd', weights.astype(v.dtype), v)
+    y = jnp.einsum("bhij,bjhd->bihd", weights.astype(v.dtype), v)
     return self.out(y.reshape(b, s, self.width)), probs
 
 
 class TransformerBlock(nnx.Module):
   """Pre-LN block: x + Drop(MHSA(LN(x))), then x + Drop(MLP(LN(x)))."""
 
-  def __init__(self, width: int, num_heads: int, mlp_ratio: int, dropout: float, *,
-               dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+      self,
+      width: int,
+      num_heads: int,
+      mlp_ratio: int,
+      dropout: float,
+      *,
+      dtype=jnp.float32,
+      rngs: nnx.Rngs,
+  ):
     norm = lambda: nnx.LayerNorm(width, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
     self.attention_norm = norm()
     self.attention = MultiHeadSelfAttention(width, num_heads, dropout, dtype=dtype, rngs=rngs)
@@ -156,12 +170,23 @@ class TransformerBlock(nnx.Module):
 class CrossModalTransformer(nnx.Module):
   """L pre-LN transformer blocks over the 2T tokens [a_1..a_T, v_1..v_T], final LayerNorm."""
 
-  def __init__(self, width: int, num_heads: int, num_layers: int, mlp_ratio: int,
-               dropout: float, *, dtype=jnp.float32, rngs: nnx.Rngs):
-    self.blocks = nnx.List([
-        TransformerBlock(width, num_heads, mlp_ratio, dropout, dtype=dtype, rngs=rngs)
-        for _ in range(num_layers)
-    ])
+  def __init__(
+      self,
+      width: int,
+      num_heads: int,
+      num_layers: int,
+      mlp_ratio: int,
+      dropout: float,
+      *,
+      dtype=jnp.float32,
+      rngs: nnx.Rngs,
+  ):
+    self.blocks = nnx.List(
+        [
+            TransformerBlock(width, num_heads, mlp_ratio, dropout, dtype=dtype, rngs=rngs)
+            for _ in range(num_layers)
+        ]
+    )
     self.final_norm = nnx.LayerNorm(width, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
 
   def __call__(self, tokens: jax.Array, key_mask: jax.Array, *, train: bool):
@@ -181,12 +206,13 @@ class TemporalAttentionPool(nnx.Module):
   Padded segments get exactly zero beta.
   """
 
-  def __init__(self, width: int, temporal_pool: str = 'attention', *, dtype=jnp.float32,
-               rngs: nnx.Rngs):
+  def __init__(
+      self, width: int, temporal_pool: str = "attention", *, dtype=jnp.float32, rngs: nnx.Rngs
+  ):
     if temporal_pool not in TEMPORAL_POOLS:
-      raise ValueError(f'temporal_pool must be one of {TEMPORAL_POOLS}, got {temporal_pool!r}')
+      raise ValueError(f"temporal_pool must be one of {TEMPORAL_POOLS}, got {temporal_pool!r}")
     self.temporal_pool = temporal_pool
-    if temporal_pool == 'attention':
+    if temporal_pool == "attention":
       self.hidden = _linear(width, width, dtype, rngs)
       # No bias on the score: a constant shift of all scores gets no gradient.
       self.score = _linear(width, 1, dtype, rngs, use_bias=False)
@@ -197,10 +223,10 @@ class TemporalAttentionPool(nnx.Module):
     Returns (z [B,D'], beta [B,T] float32).
     """
     values = h if values is None else values
-    if self.temporal_pool == 'attention':
+    if self.temporal_pool == "attention":
       scores = self.score(jnp.tanh(self.hidden(h)))[..., 0]
     else:
       scores = jnp.zeros(h.shape[:2], jnp.float32)
     beta = masked_softmax(scores, segment_mask, axis=-1)
-    z = jnp.einsum('bt,btd->bd', beta.astype(values.dtype), values)
+    z = jnp.einsum("bt,btd->bd", beta.astype(values.dtype), values)
     return z, beta

@@ -19,17 +19,17 @@ explainers (Grad-CAM, occlusion) can act on the visual feature map.
 
 from __future__ import annotations
 
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import ml_collections
-from flax import nnx
 
 from stt.models import encoders
 from stt.models.layers import AudioGuidedSpatialAttention
 from stt.models.layers import CrossModalTransformer
 from stt.models.layers import TemporalAttentionPool
 
-POOL_VALUES = ('local', 'contextual')
+POOL_VALUES = ("local", "contextual")
 _EMBED_INIT = nnx.initializers.normal(stddev=0.02)
 
 
@@ -46,13 +46,19 @@ def joint_when(beta_audio: jax.Array, beta_visual: jax.Array) -> jax.Array:
 class Stan(nnx.Module):
   """Space-time attention network; see the module docstring for the data flow."""
 
-  EXPLANATIONS = ("where", "when", "when_audio", "when_visual", "spatial_attention",
-                  "temporal_attention")
+  EXPLANATIONS = (
+      "where",
+      "when",
+      "when_audio",
+      "when_visual",
+      "spatial_attention",
+      "temporal_attention",
+  )
 
   def __init__(self, config: ml_collections.ConfigDict, num_classes: int, *, rngs: nnx.Rngs):
     self.num_classes = num_classes
     if config.pool_values not in POOL_VALUES:
-      raise ValueError(f'pool_values must be one of {POOL_VALUES}, got {config.pool_values!r}')
+      raise ValueError(f"pool_values must be one of {POOL_VALUES}, got {config.pool_values!r}")
     self.pool_values = config.pool_values
     self.dtype = jnp.dtype(config.dtype)
     dtype, width = self.dtype, config.width
@@ -60,12 +66,15 @@ class Stan(nnx.Module):
     num_cells = self.grid_size[0] * self.grid_size[1]
 
     self.visual_backbone, visual_dim = encoders.make_visual_backbone(
-        config.visual_backbone, config.visual_feature_dim, dtype=dtype, rngs=rngs)
+        config.visual_backbone, config.visual_feature_dim, dtype=dtype, rngs=rngs
+    )
     self.audio_backbone, audio_dim = encoders.make_audio_backbone(
-        config.audio_backbone, config.audio_feature_dim, dtype=dtype, rngs=rngs)
+        config.audio_backbone, config.audio_feature_dim, dtype=dtype, rngs=rngs
+    )
 
     linear = lambda d_in, d_out, dt=dtype: nnx.Linear(
-        d_in, d_out, dtype=dt, param_dtype=jnp.float32, rngs=rngs)
+        d_in, d_out, dtype=dt, param_dtype=jnp.float32, rngs=rngs
+    )
     layer_norm = lambda: nnx.LayerNorm(width, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
     self.visual_projection = linear(visual_dim, width)
     self.audio_projection = linear(audio_dim, width)
@@ -77,10 +86,17 @@ class Stan(nnx.Module):
     self.token_dropout = nnx.Dropout(config.dropout, rngs=rngs)
 
     self.spatial_attention = AudioGuidedSpatialAttention(
-        width, config.num_heads, config.spatial_query, dtype=dtype, rngs=rngs)
+        width, config.num_heads, config.spatial_query, dtype=dtype, rngs=rngs
+    )
     self.transformer = CrossModalTransformer(
-        width, config.num_heads, config.num_layers, config.mlp_ratio, config.dropout,
-        dtype=dtype, rngs=rngs)
+        width,
+        config.num_heads,
+        config.num_layers,
+        config.mlp_ratio,
+        config.dropout,
+        dtype=dtype,
+        rngs=rngs,
+    )
     self.audio_pool = TemporalAttentionPool(width, config.temporal_pool, dtype=dtype, rngs=rngs)
     self.visual_pool = TemporalAttentionPool(width, config.temporal_pool, dtype=dtype, rngs=rngs)
 
@@ -88,17 +104,25 @@ class Stan(nnx.Module):
     self.classifier_dropout = nnx.Dropout(config.dropout, rngs=rngs)
     self.classifier_out = linear(width, num_classes, jnp.float32)
     self.segment_classifier = (
-        linear(2 * width, num_classes + 1, jnp.float32) if config.segment_head else None)
+        linear(2 * width, num_classes + 1, jnp.float32) if config.segment_head else None
+    )
 
   def encode(self, inputs: dict, *, train: bool = False):
     """Backbones (encoders.encode): (visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca]). In training,
     the frames of padded segments (inputs['segment_mask'] False) do not enter the backbone's
     BatchNorm statistics."""
-    return encoders.encode(self.visual_backbone, self.audio_backbone, inputs, dtype=self.dtype,
-                           train=train)
+    return encoders.encode(
+        self.visual_backbone, self.audio_backbone, inputs, dtype=self.dtype, train=train
+    )
 
-  def head(self, visual_map: jax.Array, audio_vec: jax.Array,
-           segment_mask: jax.Array | None = None, *, train: bool = False) -> dict:
+  def head(
+      self,
+      visual_map: jax.Array,
+      audio_vec: jax.Array,
+      segment_mask: jax.Array | None = None,
+      *,
+      train: bool = False,
+  ) -> dict:
     """Everything after the backbones: `embed`, then `head_from_tokens`.
 
     visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca], segment_mask [B,T] bool (None: all valid).
@@ -110,7 +134,7 @@ class Stan(nnx.Module):
     """
     b, t, h, w, _ = visual_map.shape
     if (h, w) != self.grid_size:
-      raise ValueError(f'visual map grid {(h, w)} != config.grid_size {self.grid_size}')
+      raise ValueError(f"visual map grid {(h, w)} != config.grid_size {self.grid_size}")
     cells, audio = self.embed(visual_map, audio_vec, train=train)
     return self.head_from_tokens(cells, audio, segment_mask, train=train)
 
@@ -123,7 +147,7 @@ class Stan(nnx.Module):
     """
     b, t, h, w, _ = visual_map.shape
     if t > self.temporal_position.shape[0]:
-      raise ValueError(f'{t} segments > config.num_segments {self.temporal_position.shape[0]}')
+      raise ValueError(f"{t} segments > config.num_segments {self.temporal_position.shape[0]}")
     deterministic = not train
     temporal = self.temporal_position[...][:t]  # [T,D]
     modality = self.modality_embedding[...]
@@ -134,14 +158,27 @@ class Stan(nnx.Module):
     audio = self.token_dropout(self.audio_norm(audio), deterministic=deterministic)
     return cells, audio
 
-  def head_from_tokens(self, cells: jax.Array, audio: jax.Array,
-                       segment_mask: jax.Array | None = None, *, train: bool = False) -> dict:
+  def head_from_tokens(
+      self,
+      cells: jax.Array,
+      audio: jax.Array,
+      segment_mask: jax.Array | None = None,
+      *,
+      train: bool = False,
+  ) -> dict:
     """cells [B,T,N,D], audio [B,T,D] (from `embed`) -> `head`'s dict."""
     attended, alpha = self.spatial_attention(audio, cells)  # [B,T,D], [B,T,heads,N]
     return self.head_from_attended(audio, attended, alpha, segment_mask, train=train)
 
-  def head_from_attended(self, audio: jax.Array, attended: jax.Array, alpha: jax.Array,
-                         segment_mask: jax.Array | None = None, *, train: bool = False) -> dict:
+  def head_from_attended(
+      self,
+      audio: jax.Array,
+      attended: jax.Array,
+      alpha: jax.Array,
+      segment_mask: jax.Array | None = None,
+      *,
+      train: bool = False,
+  ) -> dict:
     """audio [B,T,D], the spatial attention's (attended [B,T,D], alpha [B,T,heads,N]) ->
     `head`'s dict. A segment's (attended, alpha) depends on that segment's tokens only, so
     the temporal perturbation test computes it once for the clean and once for the removed
@@ -158,15 +195,16 @@ class Stan(nnx.Module):
     hidden, temporal_attention = self.transformer(tokens, key_mask, train=train)
     hidden_audio, hidden_visual = hidden[:, :t], hidden[:, t:]
 
-    if self.pool_values == 'local':  # beta from context, evidence from the segment itself
+    if self.pool_values == "local":  # beta from context, evidence from the segment itself
       audio_values, visual_values = audio, attended.astype(audio.dtype)
     else:
       audio_values, visual_values = hidden_audio, hidden_visual
     pooled_audio, beta_audio = self.audio_pool(hidden_audio, segment_mask, audio_values)
     pooled_visual, beta_visual = self.visual_pool(hidden_visual, segment_mask, visual_values)
     pooled = jnp.concatenate([pooled_audio, pooled_visual], axis=-1)
-    x = self.classifier_dropout(nnx.gelu(self.classifier_hidden(pooled)),
-                                deterministic=deterministic)
+    x = self.classifier_dropout(
+        nnx.gelu(self.classifier_hidden(pooled)), deterministic=deterministic
+    )
     logits = self.classifier_out(x.astype(jnp.float32))
 
     segment_logits = None
@@ -175,19 +213,19 @@ class Stan(nnx.Module):
       segment_logits = self.segment_classifier(per_segment.astype(jnp.float32))
 
     return {
-        'logits': logits,
-        'segment_logits': segment_logits,
-        'explanations': {
-            'where': alpha.mean(axis=2).reshape(b, t, h, w),
-            'when': joint_when(beta_audio, beta_visual),
-            'when_audio': beta_audio,
-            'when_visual': beta_visual,
-            'spatial_attention': alpha,
-            'temporal_attention': temporal_attention,
+        "logits": logits,
+        "segment_logits": segment_logits,
+        "explanations": {
+            "where": alpha.mean(axis=2).reshape(b, t, h, w),
+            "when": joint_when(beta_audio, beta_visual),
+            "when_audio": beta_audio,
+            "when_visual": beta_visual,
+            "spatial_attention": alpha,
+            "temporal_attention": temporal_attention,
         },
     }
 
   def __call__(self, inputs: dict, *, train: bool = False) -> dict:
     """inputs: see `encode`, plus 'segment_mask' [B,T] bool (optional). Returns `head`'s dict."""
     visual_map, audio_vec = self.encode(inputs, train=train)
-    return self.head(visual_map, audio_vec, inputs.get('segment_mask'), train=train)
+    return self.head(visual_map, audio_vec, inputs.get("segment_mask"), train=train)

@@ -19,8 +19,7 @@ if os.environ.get(FAULTS_ENV):
 
   from data_pipelines import media  # pylint: disable=g-import-not-at-top
 
-  _FAULTS = dict(entry.split(":", 1) for entry in os.environ[FAULTS_ENV].split(",")
-                 if ":" in entry)
+  _FAULTS = dict(entry.split(":", 1) for entry in os.environ[FAULTS_ENV].split(",") if ":" in entry)
   _decode_clip = media.decode_clip
 
   @functools.wraps(_decode_clip)
