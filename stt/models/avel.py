@@ -26,9 +26,10 @@ import ml_collections
 
 from stt.models import encoders
 from stt.models import layers
+from stt.models import two_stream
 
 
-class Avel(nnx.Module):
+class Avel(two_stream.TwoStreamModel):
   """See the module docstring; follows the model interface of stt/models/__init__.py."""
 
   EXPLANATIONS = ("where", "spatial_attention")
@@ -116,22 +117,6 @@ class Avel(nnx.Module):
             "spatial_attention": alpha[:, :, None, :],
         },
     }
-
-  def head(
-      self,
-      visual_map: jax.Array,
-      audio_vec: jax.Array,
-      segment_mask: jax.Array | None = None,
-      *,
-      train: bool = False,
-  ) -> dict:
-    """Everything after the backbones: `embed`, then `head_from_tokens`."""
-    cells, audio = self.embed(visual_map, audio_vec, train=train)
-    return self.head_from_tokens(cells, audio, segment_mask, train=train)
-
-  def __call__(self, inputs: dict, *, train: bool = False) -> dict:
-    visual_map, audio_vec = self.encode(inputs, train=train)
-    return self.head(visual_map, audio_vec, inputs.get("segment_mask"), train=train)
 
 
 def bidirectional_lstm(cells, x: jax.Array, segment_mask: jax.Array) -> jax.Array:

@@ -23,11 +23,12 @@ import ml_collections
 
 from stt.models import encoders
 from stt.models import layers
+from stt.models import two_stream
 
 MODALITIES = ("audio", "visual")
 
 
-class LateFusion(nnx.Module):
+class LateFusion(two_stream.TwoStreamModel):
   """See the module docstring; follows the model interface of stt/models/__init__.py."""
 
   EXPLANATIONS = ()  # no intrinsic explanation
@@ -131,22 +132,6 @@ class LateFusion(nnx.Module):
         "segment_logits": segment_logits,
         "explanations": {},
     }
-
-  def head(
-      self,
-      visual_map: jax.Array,
-      audio_vec: jax.Array,
-      segment_mask: jax.Array | None = None,
-      *,
-      train: bool = False,
-  ) -> dict:
-    """Everything after the backbones: `embed`, then `head_from_tokens`."""
-    cells, audio = self.embed(visual_map, audio_vec, train=train)
-    return self.head_from_tokens(cells, audio, segment_mask, train=train)
-
-  def __call__(self, inputs: dict, *, train: bool = False) -> dict:
-    visual_map, audio_vec = self.encode(inputs, train=train)
-    return self.head(visual_map, audio_vec, inputs.get("segment_mask"), train=train)
 
 
 def _batch_shape(inputs: dict) -> tuple[int, int]:
