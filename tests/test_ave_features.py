@@ -296,6 +296,7 @@ def test_load_takes_shapes_from_the_data_and_names_the_build_command(built, tmp_
     datasets.load(config)
 
 
+@pytest.mark.slow  # two real training runs; the recognition run stays in the default suite
 @pytest.mark.parametrize("task", ["localization", "weak"])
 def test_localization_tasks_report_and_select_on_segment_accuracy(built, tmp_path, task):
   data_dir, _, _ = built

@@ -95,6 +95,8 @@ def test_pixel_perturbation_needs_raw_input():
     config_validation.validate(config, device_count=1)
 
 
+# Each case is a `python -m stt.main` process (~9 s of imports): two stay in the default run,
+# the rest run with the slow tests (.ci/run runs both).
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -106,31 +108,40 @@ def test_pixel_perturbation_needs_raw_input():
             ["--config=configs/synthetic.py:smoke", "--config.no_such_key=3"],
             "bad --config: unknown key 'no_such_key'",
         ),
-        (
+        pytest.param(
             ["--config=configs/no_such_config.py"],
             "cannot load --config: [Errno 2] No such file or directory: 'configs/no_such_config.py'",
+            marks=pytest.mark.slow,
         ),
-        (["--config=README.md"], "--config README.md:"),
-        (
+        pytest.param(["--config=README.md"], "--config README.md:", marks=pytest.mark.slow),
+        pytest.param(
             ["--config=configs/synthetic.py:smoke", "--config.data_dir=README.md"],
             "--config.data_dir=README.md is a file; it must be a directory",
+            marks=pytest.mark.slow,
         ),
-        (["--config=configs/synthetic.py:smok"], "unknown arguments ['smok']"),
-        (
+        pytest.param(
+            ["--config=configs/synthetic.py:smok"],
+            "unknown arguments ['smok']",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
             ["--config=configs/synthetic.py:smoke", "--config.batch_size=7"],
             "batch_size=7 must be a positive multiple",
+            marks=pytest.mark.slow,
         ),
-        (
+        pytest.param(
             [
                 "--config=configs/synthetic.py:smoke",
                 "--config.dataset.name=ave",
                 "--config.data_dir=/nonexistent/tfds",
             ],
             "data dir /nonexistent/tfds does not exist",
+            marks=pytest.mark.slow,
         ),
-        (
+        pytest.param(
             ["--config=configs/synthetic.py:smoke", "--config.model.temporal_pool=max"],
             "model.temporal_pool='max' is not one of",
+            marks=pytest.mark.slow,
         ),
     ],
 )
