@@ -87,6 +87,10 @@ def config_name(tag: str, num_segments: int, frames_per_segment: int, frame_size
 class VideoBuilder(tfds.core.GeneratorBasedBuilder):
   """Decodes ClipTasks into the features above; subclasses say what the tasks are."""
 
+  # K of the boxes [T,K,4] / box_mask [T,K] features; a subclass whose annotations hold more
+  # boxes per segment sets its own.
+  MAX_BOXES = MAX_BOXES_PER_SEGMENT
+
   def __init__(
       self, *, on_row: Callable[[bool], None] | None = None, use_beam: bool = False, **kwargs
   ):
@@ -111,7 +115,7 @@ class VideoBuilder(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config
-    t, f, s, k = cfg.num_segments, cfg.frames_per_segment, cfg.frame_size, MAX_BOXES_PER_SEGMENT
+    t, f, s, k = cfg.num_segments, cfg.frames_per_segment, cfg.frame_size, self.MAX_BOXES
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict(
             {

@@ -5,6 +5,7 @@ changes it). JAX's persistent compilation cache is on for the session (this proc
 subprocesses), so the many smoke runs compile the train and eval steps once.
 """
 
+import json
 import os
 import pathlib
 import shutil
@@ -13,6 +14,8 @@ import sys
 import tempfile
 
 import pytest
+
+from data_pipelines import build
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # The real AVE release metadata (tests/data/ave/README.md); STT_AVE_METADATA_DIR points elsewhere.
@@ -95,3 +98,20 @@ def smoke_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("smoke")
   result = run_main(workdir, data_dir)
   return data_dir, workdir, result.stderr
+
+
+def explain_on_annotation_set(smoke_run, workdir, dataset: str, manual_dir) -> dict:
+  """Builds `dataset` (vggss | flickr_soundnet) from `manual_dir` into the smoke run's data dir,
+  explains a copy of the smoke run in `workdir` on it with `attention`; returns results.json."""
+  data_dir, finished, _ = smoke_run
+  shutil.copytree(finished, workdir)
+  build_args = [f"--dataset={dataset}", f"--manual_dir={manual_dir}", f"--data_dir={data_dir}"]
+  assert build.main([*build_args, "--frame_size=64"]) == 0
+  run_main(
+      workdir,
+      data_dir,
+      "--config.explain.explainers=('attention',)",
+      f"--config.explain.dataset={dataset}",
+      "--mode=explain",
+  )
+  return json.loads((workdir / "results.json").read_text())

@@ -9,14 +9,12 @@ standalone scorer's on the run's maps; the set has no labels, so no perturbation
 
 import json
 import math
-import shutil
 
 import pytest
 
 from data_pipelines import ave_format
-from data_pipelines import build
 from stt.explain import evaluate as explain_evaluate
-from tests.conftest import run_main
+from tests.conftest import explain_on_annotation_set
 
 SEGMENT = 5  # the middle of the synthetic 10 s clips: the segment the build annotates
 BOX_XML = (
@@ -55,31 +53,12 @@ def _write_flickr_from_synthetic(raw, out) -> list[str]:
 
 
 def test_explain_on_flickr_soundnet(smoke_run, tmp_path):
-  data_dir, finished, _ = smoke_run
+  data_dir, _, _ = smoke_run
   workdir = tmp_path / "w"
-  shutil.copytree(finished, workdir)
   (raw,) = data_dir.glob("downloads/manual/synthetic_*/")
   ids = _write_flickr_from_synthetic(raw, tmp_path / "flickr")
   assert len(ids) >= 2
-  assert (
-      build.main(
-          [
-              "--dataset=flickr_soundnet",
-              f"--manual_dir={tmp_path / 'flickr'}",
-              f"--data_dir={data_dir}",
-              "--frame_size=64",
-          ]
-      )
-      == 0
-  )
-  run_main(
-      workdir,
-      data_dir,
-      "--config.explain.explainers=('attention',)",
-      "--config.explain.dataset=flickr_soundnet",
-      "--mode=explain",
-  )
-  results = json.loads((workdir / "results.json").read_text())
+  results = explain_on_annotation_set(smoke_run, workdir, "flickr_soundnet", tmp_path / "flickr")
   prefix = "explain_flickr_soundnet/attention"
   assert results[f"{prefix}/pointing_spatial_trials"] == len(ids)
   assert results[f"{prefix}/pointing_spatial_class_mean"] == pytest.approx(

@@ -9,15 +9,13 @@ same pointing numbers, and the field's cIoU@0.5 / AUC columns must be filled.
 
 import csv
 import json
-import shutil
 
 import numpy as np
 import pytest
 
 from data_pipelines import ave_format
-from data_pipelines import build
 from stt.explain import evaluate as explain_evaluate
-from tests.conftest import run_main
+from tests.conftest import explain_on_annotation_set
 
 SEGMENT = 5
 
@@ -67,31 +65,12 @@ def _write_vggss_from_synthetic(raw, out):
 
 
 def test_explain_on_vggss_matches_the_synthetic_boxes(smoke_run, tmp_path):
-  data_dir, finished, _ = smoke_run
+  data_dir, _, _ = smoke_run
   workdir = tmp_path / "w"
-  shutil.copytree(finished, workdir)
   (raw,) = data_dir.glob("downloads/manual/synthetic_*/")
   own_boxes = _write_vggss_from_synthetic(raw, tmp_path / "vggss")
   assert len(own_boxes) >= 2
-  assert (
-      build.main(
-          [
-              "--dataset=vggss",
-              f"--manual_dir={tmp_path / 'vggss'}",
-              f"--data_dir={data_dir}",
-              "--frame_size=64",
-          ]
-      )
-      == 0
-  )
-  run_main(
-      workdir,
-      data_dir,
-      "--config.explain.explainers=('attention',)",
-      "--config.explain.dataset=vggss",
-      "--mode=explain",
-  )
-  results = json.loads((workdir / "results.json").read_text())
+  results = explain_on_annotation_set(smoke_run, workdir, "vggss", tmp_path / "vggss")
   prefix = "explain_vggss/attention"
   assert results[f"{prefix}/pointing_spatial_trials"] == len(own_boxes)
   assert 0.0 <= results[f"{prefix}/field_ciou"] <= 1.0
