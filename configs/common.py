@@ -159,6 +159,17 @@ def get_common_config() -> ml_collections.ConfigDict:
   config.explain.gt_geometry = "reference"
   config.explain.median_rule = "gt"
 
+  # --mode=sanity: the parameter randomisation test (stt/explain/sanity.py) of these explainers
+  # (those the model can have; `random` and `center` do not read the model and are skipped) on
+  # the first num_videos test videos (0: all); the re-initialised weights come from `seed`.
+  config.sanity = ml_collections.ConfigDict(
+      dict(
+          explainers=("attention", "rollout", "gradient", "gradcam", "grad_x_input"),
+          num_videos=128,
+          seed=1234,
+      )
+  )
+
   # Device mesh (data x fsdp). fsdp > 1 splits state arrays of >= fsdp_min_size elements over
   # groups of that many devices; the rest stay replicated.
   config.mesh = ml_collections.ConfigDict(dict(fsdp=1, fsdp_min_size=2**18))

@@ -104,6 +104,18 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int, process_co
       "loss.segment_weight > 0 needs model.segment_head=True",
   )
   _validate_explain(config)
+  _validate_sanity(config)
+
+
+def _validate_sanity(config: ml_collections.ConfigDict):
+  """The randomisation test of --mode=sanity."""
+  sanity = config.sanity
+  unknown = [name for name in sanity.explainers if name not in explainers.EXPLAINERS]
+  _require(
+      isinstance(sanity.explainers, tuple) and not unknown,
+      f"sanity.explainers: unknown {unknown}; known: {list(explainers.EXPLAINERS)}",
+  )
+  _require(sanity.num_videos >= 0, "sanity.num_videos must be >= 0 (0: the whole test split)")
 
 
 def _validate_explain(config: ml_collections.ConfigDict):

@@ -30,9 +30,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs
 _MODE = flags.DEFINE_enum(
     "mode",
     "train",
-    ["train", "explain"],
+    ["train", "explain", "sanity"],
     "train: train (or resume), then evaluate. explain: evaluate every configured explainer on "
-    "the best checkpoint (pointing, localisation, perturbation AUCs, tables and curves).",
+    "the best checkpoint (pointing, localisation, perturbation AUCs, tables and curves). "
+    "sanity: the parameter randomisation test of the explainers (Adebayo et al. 2018).",
 )
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address",
@@ -133,8 +134,10 @@ def main(argv):
     )
     if _MODE.value == "train":
       train.train_and_evaluate(config, _WORKDIR.value)
-    else:
+    elif _MODE.value == "explain":
       train.explain_best(config, _WORKDIR.value)
+    else:
+      train.sanity_best(config, _WORKDIR.value)
   except (
       config_validation.ConfigError,
       datasets.DatasetError,

@@ -7,14 +7,12 @@ r"""The paper's tables with one command: every (model, seed) trained, explained 
 
 Each (row, seed) is one ordinary run in `<workdir>/<row>/seed<k>/`: `python -m stt.main` trains
 it (resuming from its checkpoints if it was killed), then `--mode=explain` evaluates its
-explainers; a run whose explain step finished is skipped. A row is a model (`model.name`) or,
+explainers and `--mode=sanity` runs the parameter randomisation test (stt/explain/sanity.py);
+a run whose three steps finished is skipped. A row is a model (`model.name`) or,
 for `synthetic_ablations`, a STAN variant. Explainers a model cannot have (the intrinsic
 `attention` and `rollout` need the model's own maps) are not run for it and show as "—".
 Output: `<workdir>/summary.json` (one record per cell, stt/reproduce_tables.py),
-`tables.md` and `tables.csv`.
-
-Not built yet (issue 11): the sanity-check table (cascading and independent parameter
-randomisation), its figure and the perturbation-curve figure, the `joint_transformer` model.
+`tables.md` and `tables.csv` (Tables 1-4), and `figures/` (stt/reproduce_figures.py).
 """
 
 from __future__ import annotations
@@ -34,12 +32,12 @@ from typing import Callable
 from etils import epath
 
 from stt import models
+from stt import reproduce_figures
 from stt import reproduce_tables
+from stt.explain import explainers as explainers_lib
 
 COMPARED_MODELS = ("stan", "late_fusion", "audio_only", "visual_only", "avel")
 EXPLAINERS = ("attention", "rollout", "gradient", "gradcam", "grad_x_input", "random", "center")
-# Each explainer that reads the model's own maps, with the maps it needs.
-INTRINSIC_NEEDS = {"attention": ("where", "when"), "rollout": ("temporal_attention",)}
 DONE_FILE = "reproduce_done.json"
 REPO = epath.Path(__file__).resolve().parents[1]  # config paths are relative to it
 
@@ -118,14 +116,14 @@ class Run:
   row: Row
   seed: int
   directory: epath.Path
-  commands: tuple[tuple[str, ...], ...]  # train, then explain
+  commands: tuple[tuple[str, ...], ...]  # train, explain, sanity checks
 
 
 def explainers_for(row: Row, explainers: tuple[str, ...]) -> tuple[str, ...]:
   """The suite's explainers that the row's model can have."""
   name = dict(row.overrides).get("model.name", "stan")
   has = set(models.MODELS[name].EXPLANATIONS)
-  return tuple(e for e in explainers if set(INTRINSIC_NEEDS.get(e, ())) <= has)
+  return tuple(e for e in explainers if set(explainers_lib.INTRINSIC_NEEDS.get(e, ())) <= has)
 
 
 def plan(suite: Suite, workdir: epath.Path, seeds: int, only_rows=None, extra=()) -> list[Run]:
@@ -149,7 +147,8 @@ def plan(suite: Suite, workdir: epath.Path, seeds: int, only_rows=None, extra=()
       )
       names = ",".join(f'"{e}"' for e in explainers_for(row, suite.explainers))
       explain = (*common, "--mode=explain", f"--config.explain.explainers=({names},)")
-      runs.append(Run(row, seed, directory, (common, explain)))
+      sanity = (*common, "--mode=sanity", f"--config.sanity.explainers=({names},)")
+      runs.append(Run(row, seed, directory, (common, explain, sanity)))
   return runs
 
 
@@ -239,6 +238,7 @@ def aggregate(suite_name: str, runs: list[Run], workdir: epath.Path, wall_time_s
   )
   (workdir / "tables.md").write_text(reproduce_tables.markdown(rows, header))
   (workdir / "tables.csv").write_text(reproduce_tables.csv_text(rows))
+  reproduce_figures.write(workdir, rows, by_row)
   return summary
 
 

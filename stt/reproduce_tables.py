@@ -2,9 +2,14 @@
 
 One record per table cell (long form), each the mean ± std over seeds of one metric:
 
-    {"table": "recognition" | "perturbation" | "pointing", "model": ..., "explainer": ... or
-     None, "metric": ..., "split": "val" | "test", "randomised": None, "mean": ..., "std": ...,
-     "n": ...}
+    {"table": "recognition" | "perturbation" | "pointing" | "sanity", "model": ...,
+     "explainer": ... or None, "metric": ..., "split": "val" | "test", "randomised": None or
+     [block, ...], "mean": ..., "std": ..., "n": ...}
+
+Table 4 ("sanity", stt/explain/sanity.py): `randomised` lists the re-initialised parameter
+blocks: None for the trained model, the blocks from the top down to b for the cascade's step b
+(a prefix of the model's block order), [b] for block b alone (never the first block: that is the
+cascade's first step).
 
 std is the sample standard deviation (ddof=1; 0.0 for one seed). A metric missing or null in a
 run (an explainer that does not apply to a model, a metric without trials) is left out of that
@@ -21,6 +26,8 @@ import math
 
 from etils import epath
 import numpy as np
+
+from stt.explain import sanity_report
 
 RECOGNITION_METRICS = ("accuracy", "segment_accuracy")
 PERTURBATION_METRICS = (
@@ -82,6 +89,7 @@ def summary_rows(results_by_model: dict[str, list[dict]]) -> list[dict]:
       )
 
   for model, results in results_by_model.items():
+    rows += _sanity_rows(model, results)
     for split in ("test", "val"):
       for metric in RECOGNITION_METRICS:
         add("recognition", model, None, metric, split, f"{split}/{metric}")
@@ -91,6 +99,56 @@ def summary_rows(results_by_model: dict[str, list[dict]]) -> list[dict]:
       for metric in POINTING_METRICS:
         add("pointing", model, explainer, metric, "test", f"explain/{explainer}/{metric}")
   return rows
+
+
+def _sanity_rows(model: str, results: list[dict]) -> list[dict]:
+  """Table 4 records of one model (module docstring), mean ± std over the seeds' runs."""
+  rows = []
+  parsed = [sanity_report.parse(result) for result in results]
+  blocks = next((blocks for blocks, _ in parsed if blocks), [])
+  keys = list(dict.fromkeys(key for _, values in parsed for key in values))
+  for mode, block, explainer, metric in keys:
+    mean, std, n = _cell([values.get((mode, block, explainer, metric)) for _, values in parsed])
+    if not n:
+      continue
+    if mode == "trained":
+      randomised = None
+    elif mode == "cascading":
+      randomised = blocks[: blocks.index(block) + 1]
+    else:
+      randomised = [block]
+    rows.append(
+        dict(
+            table="sanity",
+            model=model,
+            explainer=explainer,
+            metric=metric,
+            split="test",
+            randomised=randomised,
+            mean=mean,
+            std=std,
+            n=n,
+        )
+    )
+  return rows
+
+
+def sanity_values(rows: list[dict], model: str) -> tuple[list[str], dict]:
+  """(cascade blocks, {(mode, block, explainer, metric): record}) of a model's Table 4 records,
+  the form sanity_report draws."""
+  records = [r for r in rows if r["table"] == "sanity" and r["model"] == model]
+  blocks = max((r["randomised"] or [] for r in records), key=len, default=[])
+  values = {}
+  for record in records:
+    randomised = record["randomised"]
+    if randomised is None:
+      key = ("trained", None)
+    elif randomised == blocks[: len(randomised)]:
+      key = ("cascading", randomised[-1])
+    else:
+      key = ("independent", randomised[0])
+    values[key + (record["explainer"], record["metric"])] = record
+  return list(blocks), values
 
 
 def _format(row: dict | None) -> str:
@@ -143,6 +201,16 @@ def markdown(rows: list[dict], header: str) -> str:
         cells = [index.get((table, model, explainer, metric, "test")) for metric in metrics]
         if any(cells) or explainer not in REFERENCE_ROWS:
           lines.append(f"| {model} | {explainer} | " + " | ".join(_format(c) for c in cells) + " |")
+  for model in models:
+    blocks, values = sanity_values(rows, model)
+    if values:
+      table = sanity_report.markdown(
+          blocks,
+          {key: record["mean"] for key, record in values.items()},
+          f"Table 4: sanity checks, {model} (test)",
+          texts={key: _format(record) for key, record in values.items()},
+      )
+      lines += ["", table.rstrip("\n")]
   lines += [
       "",
       "Each cell: mean ± sample std over seeds; — : not applicable to that model or "

@@ -34,14 +34,23 @@ def _fake_execute(calls: list, fail: set = frozenset()):
     calls.append((row, seed, "--mode=explain" in command))
     if (row, seed) in fail:
       return 1
+    value = FAKE[(row, seed)]
     if "--mode=explain" in command:
-      value = FAKE[(row, seed)]
       explainers = [c for c in command if c.startswith("--config.explain.explainers=")]
       results = {"test/accuracy": value, "val/accuracy": value, "test/num_examples": 8}
       for name in ("attention", "gradient", "random"):
         if f'"{name}"' in explainers[0]:
           results[f"explain/{name}/spatial/positive_auc"] = 10 * value
           results[f"explain/{name}/pointing_spatial"] = value / 2
+      (directory / "results.json").write_text(json.dumps(results))
+    if "--mode=sanity" in command:  # added to the explain step's results, as stt.main does
+      results = json.loads((directory / "results.json").read_text())
+      results["sanity/blocks"] = ["classifier", "embedding"]
+      results["sanity/trained/accuracy"] = value
+      results["sanity/cascading/classifier/accuracy"] = value / 4
+      results["sanity/cascading/classifier/gradient/where_spearman"] = value - 0.1
+      results["sanity/cascading/embedding/gradient/where_spearman"] = value - 0.5
+      results["sanity/independent/embedding/gradient/where_spearman"] = value / 2
       (directory / "results.json").write_text(json.dumps(results))
     return 0
 
@@ -51,8 +60,10 @@ def _fake_execute(calls: list, fail: set = frozenset()):
 def test_plan_has_a_run_per_row_and_seed_and_only_the_explainers_a_model_has(tmp_path):
   runs = reproduce.plan(SMOKE, epath.Path(tmp_path), seeds=3)
   assert [(r.row.name, r.seed) for r in runs] == sorted(FAKE, key=lambda k: (k[0] != "stan", k))
-  train, explain = runs[0].commands
+  train, explain, sanity = runs[0].commands
   assert explain[: len(train)] == train and "--mode=explain" in explain
+  assert sanity[: len(train)] == train and "--mode=sanity" in sanity
+  assert '--config.sanity.explainers=("attention","gradient","random",)' in sanity
   assert "--config.seed=0" in train and f"--workdir={tmp_path}/stan/seed0" in train
   late_fusion_explain = [r for r in runs if r.row.name == "late_fusion"][0].commands[1]
   assert '--config.explain.explainers=("gradient","random",)' in late_fusion_explain
@@ -81,6 +92,25 @@ def test_tables_are_mean_and_sample_std_over_seeds(tmp_path):
   assert (tmp_path / "tables.csv").read_text().splitlines()[0] == ",".join(
       reproduce_tables.CSV_FIELDS
   )
+  # Table 4: randomised = the blocks re-initialised; cascade prefixes, a block alone.
+  sanity = {
+      (tuple(r["randomised"] or ()), r["explainer"], r["metric"]): r
+      for r in summary["rows"]
+      if r["table"] == "sanity" and r["model"] == "stan"
+  }
+  assert sanity[((), None, "accuracy")]["mean"] == pytest.approx(0.9)
+  assert sanity[(("classifier",), None, "accuracy")]["mean"] == pytest.approx(0.225)
+  step = sanity[(("classifier", "embedding"), "gradient", "where_spearman")]
+  assert step["mean"] == pytest.approx(0.4) and step["std"] == pytest.approx(0.1)
+  alone = sanity[(("embedding",), "gradient", "where_spearman")]
+  assert alone["mean"] == pytest.approx(0.45) and alone["n"] == 3
+  # stan's gradient "where": 0.8 after the classifier, 0.4 (< 0.5) once the embedding is too.
+  assert "Table 4: sanity checks, stan" in tables
+  row = next(l for l in tables.splitlines() if l.startswith("| gradient | where_spearman"))
+  assert row.split(" | ")[3:6] == ["0.800 ± 0.100", "0.400 ± 0.100", "0.450 ± 0.050"]
+  assert row.rstrip(" |").endswith("embedding")
+  for name in ("sanity_stan", "sanity_late_fusion"):
+    assert (tmp_path / "figures" / f"{name}.png").exists()
 
 
 def test_a_killed_suite_reruns_only_what_did_not_finish(tmp_path):
@@ -93,7 +123,7 @@ def test_a_killed_suite_reruns_only_what_did_not_finish(tmp_path):
   first = reproduce.aggregate("smoke", runs, epath.Path(tmp_path))["rows"]
   calls.clear()
   assert reproduce.run_all(runs, jobs=1, execute=_fake_execute(calls), log=lines.append) == 0
-  assert calls == [("late_fusion", 1, False), ("late_fusion", 1, True)]
+  assert calls == [("late_fusion", 1, False), ("late_fusion", 1, True), ("late_fusion", 1, False)]
   assert "6 runs, 5 already done, 1 to run" in lines[-2]
   again = reproduce.aggregate("smoke", runs, epath.Path(tmp_path))["rows"]
   fresh_dir = tmp_path / "fresh"
@@ -117,7 +147,7 @@ def test_cli_dry_run_and_bad_arguments(tmp_path, capsys):
       == 0
   )
   lines = capsys.readouterr().out.strip().splitlines()
-  assert len(lines) == 4 and all(shlex.split(line)[1:3] == ["-m", "stt.main"] for line in lines)
+  assert len(lines) == 6 and all(shlex.split(line)[1:3] == ["-m", "stt.main"] for line in lines)
   assert reproduce.main(["--suite=smoke", f"--workdir={tmp_path}", "--models=mbt"]) == 2
   assert "unknown rows ['mbt']" in capsys.readouterr().err
 

@@ -297,6 +297,9 @@ EXPLAINERS = {
     "center": center,
 }
 
+# The intrinsic explainers, with the keys of the model's `explanations` each reads: a model
+# without them (models.MODELS[name].EXPLANATIONS) cannot have that explainer.
+INTRINSIC_NEEDS = {"attention": ("where", "when"), "rollout": ("temporal_attention",)}
 # Explainers whose maps do not depend on `target_class`: the suite computes them once for both
 # the ground-truth class (pointing, localisation) and the predicted class (perturbation).
 CLASS_AGNOSTIC = frozenset({"attention", "rollout", "random", "center"})

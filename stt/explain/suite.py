@@ -21,7 +21,7 @@ that annotation set, into `explain_<set>/...` keys and `<workdir>/explain_<set>/
 print the published rows of sound-localization methods, and the field's cIoU@0.5 / AUC
 (`field_ciou`, `field_auc`, stt/explain/sound_localization.py) are columns for every set.
 Writes `explain/<explainer>/...` keys into the returned dict, and `<workdir>/explain/tables.md`,
-`tables.csv`, `curves.png` (accuracy vs fraction for each test) and
+`tables.csv`, `curves.png` (accuracy vs fraction for each test; `curves.json` the same numbers) and
 `panels/<video_id>/<explainer>.png` (frames with "where", "when" over the spectrogram) for the
 first `config.explain.num_panels` test videos.
 """
@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import json
 
 from etils import epath
 from flax import nnx
@@ -290,6 +291,21 @@ def write_reports(
   writer.writerow(("explainer",) + TABLE_COLUMNS)
   writer.writerows(rows)
   (directory / "tables.csv").write_text(buffer.getvalue())
+  # The accuracy curves, for figures across runs (stt.reproduce); NaN (not applicable) is null.
+  (directory / "curves.json").write_text(
+      json.dumps(
+          {
+              "fractions": [float(f) for f in perturbation.FRACTIONS],
+              **{
+                  name: {
+                      test: [float(v) if np.isfinite(v) else None for v in curve]
+                      for test, curve in curves[name].items()
+                  }
+                  for name in names
+              },
+          }
+      )
+  )
 
   figure, axes = plt.subplots(1, len(TESTS), figsize=(4 * len(TESTS), 3.2), sharey=True)
   for axis, (test, order) in zip(axes, TESTS):

@@ -33,6 +33,16 @@ class Avel(two_stream.TwoStreamModel):
   """See the module docstring; follows the model interface of stt/models/__init__.py."""
 
   EXPLANATIONS = ("where", "spatial_attention")
+  PARAMETER_BLOCKS = (  # output to input, for the sanity checks (stt/explain/sanity.py)
+      (
+          "classifier",
+          ("classifier_hidden", "classifier_out", "segment_classifier", "temporal_mean"),
+      ),
+      ("lstm", ("audio_lstm", "visual_lstm")),
+      ("spatial_attention", ("attention_visual", "attention_audio", "attention_score")),
+      ("embedding", ("visual_projection", "audio_projection")),
+      ("backbones", ("visual_backbone", "audio_backbone")),
+  )
 
   def __init__(self, config: ml_collections.ConfigDict, num_classes: int, *, rngs: nnx.Rngs):
     self.num_classes = num_classes

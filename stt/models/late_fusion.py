@@ -32,6 +32,14 @@ class LateFusion(two_stream.TwoStreamModel):
   """See the module docstring; follows the model interface of stt/models/__init__.py."""
 
   EXPLANATIONS = ()  # no intrinsic explanation
+  PARAMETER_BLOCKS = (  # output to input, for the sanity checks (stt/explain/sanity.py)
+      (
+          "classifier",
+          ("classifier_hidden", "classifier_out", "segment_classifier", "temporal_mean"),
+      ),
+      ("embedding", ("visual_projection", "audio_projection", "visual_norm", "audio_norm")),
+      ("backbones", ("visual_backbone", "audio_backbone")),
+  )
 
   def __init__(
       self,

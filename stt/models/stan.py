@@ -54,6 +54,27 @@ class Stan(nnx.Module):
       "spatial_attention",
       "temporal_attention",
   )
+  # Parameter blocks from the output down to the inputs (attribute names), what the sanity
+  # checks (stt/explain/sanity.py) randomise in cascade.
+  PARAMETER_BLOCKS = (
+      ("classifier", ("classifier_hidden", "classifier_out", "segment_classifier")),
+      ("temporal_pool", ("audio_pool", "visual_pool")),
+      ("transformer", ("transformer",)),
+      ("spatial_attention", ("spatial_attention",)),
+      (
+          "embedding",
+          (
+              "visual_projection",
+              "audio_projection",
+              "visual_norm",
+              "audio_norm",
+              "spatial_position",
+              "temporal_position",
+              "modality_embedding",
+          ),
+      ),
+      ("backbones", ("visual_backbone", "audio_backbone")),
+  )
 
   def __init__(self, config: ml_collections.ConfigDict, num_classes: int, *, rngs: nnx.Rngs):
     self.num_classes = num_classes

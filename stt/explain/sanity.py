@@ -1,0 +1,209 @@
+"""Sanity checks of the explanations (`python -m stt.main ... --mode=sanity`).
+
+The model parameter randomisation test of Adebayo et al. 2018, "Sanity Checks for Saliency
+Maps". A model's parameter blocks (`PARAMETER_BLOCKS`, from the output down to the inputs) are
+re-initialised: replaced by the parameters of a freshly initialised model of the same config
+(`config.sanity.seed`), i.e. drawn again from the initialisers training started from.
+  cascading:   blocks 1..k randomised, for k = 1..K (from the top block down);
+  independent: block k alone, for k = 2..K (k = 1 is the cascade's first step).
+Non-parameter state (BatchNorm statistics) is kept, as in the paper. For each step and each
+explainer in `config.sanity.explainers` that the model can have, on the first
+`config.sanity.num_videos` test videos, maps of the ground-truth class (as the pointing games):
+  where_spearman   Spearman rank correlation of |where| [T,h,w] (valid segments) between the
+                   randomised and the trained model, per video, mean over videos: the paper's
+                   absolute-value rank correlation;
+  when_spearman    the same for |when| over the valid segments;
+  pointing_spatial, pointing_temporal   the pointing games of the randomised model's maps;
+and per step the accuracy on those videos. A map that is constant over a video has no ranking:
+its correlation with a non-constant map is 0, with another constant map 1 (scipy gives NaN).
+An explainer whose maps do not follow the model fails the check by keeping ρ near 1 while the
+model is destroyed. `random` and `center` do not read the model at all (ρ = 1 by construction)
+and are left out. Rollout's spatial scores on STAN are attention's (`SPATIAL_IS_ATTENTION`):
+NaN here, "—" in the tables.
+
+results.json keys: `sanity/blocks` (the block names, top first), `sanity/trained/accuracy`
+and `sanity/trained/<explainer>/pointing_*`, then for each step in order
+`sanity/<cascading|independent>/<block>/accuracy` and
+`sanity/<cascading|independent>/<block>/<explainer>/<metric>`; a cascading `<block>` means the
+blocks from the top down to it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import stats
+
+from stt import input_pipeline
+from stt import models
+from stt import sharding
+from stt.explain import explainers as explainer_lib
+from stt.explain import pointing
+
+METRICS = ("where_spearman", "when_spearman", "pointing_spatial", "pointing_temporal")
+MODES = ("cascading", "independent")
+# Explainers that never read the model: a sanity check of them is trivially passed.
+MODEL_INDEPENDENT = ("random", "center")
+
+
+def parameter_blocks(model) -> list[tuple[str, tuple[str, ...]]]:
+  """The model's `PARAMETER_BLOCKS` that hold parameters, top block first.
+
+  Raises ValueError when a parameter's attribute is in no block or in two: the blocks must
+  cover the model exactly, or a randomisation would silently leave weights trained.
+  """
+  owners = {path[0] for path, _ in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+  declared = [attribute for _, attributes in model.PARAMETER_BLOCKS for attribute in attributes]
+  repeated = sorted({a for a in declared if declared.count(a) > 1})
+  missing = sorted(owners - set(declared))
+  if repeated or missing:
+    raise ValueError(
+        f"{type(model).__name__}.PARAMETER_BLOCKS must name each parameter attribute once: "
+        f"missing {missing}, repeated {repeated}"
+    )
+  return [(name, attrs) for name, attrs in model.PARAMETER_BLOCKS if set(attrs) & owners]
+
+
+def steps(blocks: list[tuple[str, tuple[str, ...]]]) -> list[tuple[str, str, set[str]]]:
+  """[(mode, block, attributes randomised)]: the cascade top-down, then each block alone."""
+  out = []
+  for k, (name, _) in enumerate(blocks):
+    out.append(("cascading", name, {a for _, attrs in blocks[: k + 1] for a in attrs}))
+  for name, attributes in blocks[1:]:
+    out.append(("independent", name, set(attributes)))
+  return out
+
+
+def randomised_state(state: nnx.State, fresh_params: nnx.State, attributes: set[str]):
+  """`state` (a model's) with the parameters under `attributes` taken from `fresh_params`,
+  placed as the trained ones are."""
+  flat = dict(nnx.to_flat_state(state))
+  for path, variable in nnx.to_flat_state(fresh_params):
+    if path[0] in attributes:
+      trained = flat[path]
+      sharding_ = getattr(trained.get_value(), "sharding", None)
+      flat[path] = trained.replace(jax.device_put(variable.get_value(), sharding_))
+  return nnx.from_flat_state(list(flat.items()))
+
+
+def spearman(reference: np.ndarray, other: np.ndarray) -> float:
+  """Spearman ρ of two 1-D maps; a constant map: 1 against a constant map, else 0."""
+  constant = (np.ptp(reference) == 0, np.ptp(other) == 0)
+  if any(constant):
+    return 1.0 if all(constant) else 0.0
+  return float(stats.spearmanr(reference, other).statistic)
+
+
+def map_correlations(reference: dict, other: dict) -> dict:
+  """Mean over videos of where/when Spearman ρ of |maps|; maps [V,T,h,w] / [V,T] and
+  segment_mask [V,T] as gathered."""
+  where, when = [], []
+  for video, valid in enumerate(np.asarray(reference["segment_mask"], bool)):
+    where.append(
+        spearman(
+            np.abs(reference["where"][video][valid]).ravel(),
+            np.abs(other["where"][video][valid]).ravel(),
+        )
+    )
+    when.append(
+        spearman(np.abs(reference["when"][video][valid]), np.abs(other["when"][video][valid]))
+    )
+  return {"where_spearman": float(np.mean(where)), "when_spearman": float(np.mean(when))}
+
+
+class _Prefix:
+  """The first `size` examples of a source."""
+
+  def __init__(self, source, size: int):
+    self.source, self.size = source, min(size, len(source)) if size > 0 else len(source)
+
+  def __len__(self) -> int:
+    return self.size
+
+  def __getitem__(self, index: int):
+    if not 0 <= index < self.size:
+      raise IndexError(index)
+    return self.source[index]
+
+
+def _maps_batch(model, batch: dict, *, name: str) -> dict:
+  """Maps of the ground-truth class: where [B,T,h,w], when [B,T]."""
+  maps = explainer_lib.EXPLAINERS[name](
+      model, input_pipeline.model_inputs(batch), target_class=batch["label"].astype(jnp.int32)
+  )
+  return {"where": maps["where"], "when": maps["when"]}
+
+
+def _logits_batch(model, batch: dict) -> dict:
+  return {"logits": model(input_pipeline.model_inputs(batch), train=False)["logits"]}
+
+
+def applicable_explainers(model, names) -> list[str]:
+  """Those of `names` that read the model and that it can have (intrinsic ones need its maps)."""
+  return [
+      name
+      for name in names
+      if name not in MODEL_INDEPENDENT
+      and set(explainer_lib.INTRINSIC_NEEDS.get(name, ())) <= set(model.EXPLANATIONS)
+  ]
+
+
+def run(graphdef, state, source, mesh, config, num_classes: int) -> dict:
+  """The randomisation test of the restored (graphdef, state); returns the `sanity/...` metrics
+  in step order (module docstring)."""
+  model = nnx.merge(graphdef, state)[0]
+  model_graphdef, model_state = nnx.split(model)
+  fresh = models.create_model(config.model, num_classes, rngs=nnx.Rngs(config.sanity.seed))
+  fresh_params = nnx.state(fresh, nnx.Param)
+  names = applicable_explainers(model, config.sanity.explainers)
+  source = _Prefix(source, config.sanity.num_videos)
+  gather = functools.partial(
+      input_pipeline.gather_split,
+      source=source,
+      global_batch_size=config.eval_batch_size,
+      batch_sharding=sharding.batch_sharding(mesh),
+  )
+  map_steps = {name: nnx.jit(functools.partial(_maps_batch, name=name)) for name in names}
+  logits_step = nnx.jit(_logits_batch)
+  tolerance = config.explain.pointing_tolerance_px
+
+  def evaluate(variant) -> tuple[float, dict]:
+    outputs = gather(functools.partial(logits_step, variant))
+    accuracy = float(np.mean(outputs["logits"].argmax(-1) == outputs["label"]))
+    maps = {name: gather(functools.partial(map_steps[name], variant)) for name in names}
+    return accuracy, maps
+
+  blocks = parameter_blocks(model)
+  accuracy, trained_maps = evaluate(model)
+  metrics = {"sanity/blocks": [name for name, _ in blocks], "sanity/trained/accuracy": accuracy}
+  for name in names:
+    metrics.update(_pointing(f"sanity/trained/{name}", name, trained_maps[name], tolerance))
+  for mode, block, attributes in steps(blocks):
+    variant = nnx.merge(model_graphdef, randomised_state(model_state, fresh_params, attributes))
+    accuracy, maps = evaluate(variant)
+    prefix = f"sanity/{mode}/{block}"
+    metrics[f"{prefix}/accuracy"] = accuracy
+    for name in names:
+      scores = map_correlations(trained_maps[name], maps[name])
+      if name in explainer_lib.SPATIAL_IS_ATTENTION:
+        scores["where_spearman"] = float("nan")
+      metrics.update({f"{prefix}/{name}/{key}": value for key, value in scores.items()})
+      metrics.update(_pointing(f"{prefix}/{name}", name, maps[name], tolerance))
+  return metrics
+
+
+def _pointing(prefix: str, name: str, maps: dict, tolerance_px: float) -> dict:
+  """`<prefix>/pointing_spatial` and `pointing_temporal` of gathered maps (NaN spatial where
+  the explainer's "where" is attention's)."""
+  games = pointing.pointing_metrics(maps, tolerance_px, explainer=name)
+  spatial = games[f"explain/{name}/pointing_spatial"]
+  if name in explainer_lib.SPATIAL_IS_ATTENTION:
+    spatial = float("nan")
+  return {
+      f"{prefix}/pointing_spatial": float(spatial),
+      f"{prefix}/pointing_temporal": float(games[f"explain/{name}/pointing_temporal"]),
+  }
