@@ -18,7 +18,15 @@ import pytest
 from tests.conftest import REPO
 
 PACKAGES = ("data_pipelines", "configs", "stt")
-TRAINER = ("stt.train", "stt.evaluator", "stt.main", "stt.config_validation", "stt.reproduce")
+TRAINER = (
+    "stt.train",
+    "stt.evaluator",
+    "stt.main",
+    "stt.config_validation",
+    "stt.reproduce",
+    "stt.reproduce_tables",
+    "stt.reproduce_figures",
+)
 MAY_IMPORT = {
     "data_pipelines": {"data_pipelines"},
     "configs": {"configs", "data_pipelines"},

@@ -106,7 +106,7 @@ def test_tables_are_mean_and_sample_std_over_seeds(tmp_path):
   assert alone["mean"] == pytest.approx(0.45) and alone["n"] == 3
   # stan's gradient "where": 0.8 after the classifier, 0.4 (< 0.5) once the embedding is too.
   assert "Table 4: sanity checks, stan" in tables
-  row = next(l for l in tables.splitlines() if l.startswith("| gradient | where_spearman"))
+  row = next(x for x in tables.splitlines() if x.startswith("| gradient | where_spearman"))
   assert row.split(" | ")[3:6] == ["0.800 ± 0.100", "0.400 ± 0.100", "0.450 ± 0.050"]
   assert row.rstrip(" |").endswith("embedding")
   for name in ("sanity_stan", "sanity_late_fusion"):
