@@ -263,6 +263,13 @@ def prepare(builder: VideoBuilder, *, manual_dir=None, beam_options=None) -> Bui
               beam_options=beam_options,
           ),
       )
+    except FileExistsError:
+      # Another process (a parallel run, `stt.reproduce --jobs`) finished the same build first:
+      # TFDS cannot move our copy over its complete one. Use that one; it wrote the records.
+      if not (dataset_dir / "dataset_info.json").exists():
+        raise
+      builder.close_decode_processes()
+      return summary_of_built(dataset_dir, reused=True)
     except Exception as error:  # TFDS's local and Beam writers refuse an empty split
       if not any(
           text in str(error)

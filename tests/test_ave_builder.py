@@ -1,6 +1,7 @@
 """The AVE-format TFDS builder on a tiny synthetic directory, including files that cannot be read."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -77,3 +78,27 @@ def test_rebuild_is_cached(built, tmp_path):
       raw, summary.dataset_dir.parents[2], tag="tiny", num_segments=4, frame_size=32
   )
   assert again.built == summary.built and again.failed == summary.failed
+
+
+def test_a_build_another_process_finished_first_is_used(built, tmp_path, monkeypatch):
+  """Two runs building the same set at once (stt.reproduce --jobs): TFDS refuses to move the
+  loser's copy over the winner's; the loser uses the winner's set instead of failing."""
+  raw, summary, _ = built
+  shutil.copytree(summary.dataset_dir, tmp_path / "winner")
+  original = tfds.core.DatasetBuilder.download_and_prepare
+
+  def race(self, *args, **kwargs):
+    shutil.copytree(tmp_path / "winner", self.data_dir)  # the other process finishes first
+    raise FileExistsError(f"Destination {self.data_dir} already exists.")
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", race)
+  again = ave_builder.build(raw, tmp_path / "tfds", tag="tiny", num_segments=4, frame_size=32)
+  assert again.reused and again.built == summary.built and again.failed == summary.failed
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", original)
+
+  def lost(self, *args, **kwargs):
+    raise FileExistsError("some other file")
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", lost)
+  with pytest.raises(FileExistsError, match="some other file"):  # not a finished set: raised
+    ave_builder.build(raw, tmp_path / "other", tag="tiny", num_segments=4, frame_size=32)
