@@ -1,6 +1,7 @@
 """Every model in MODELS follows the model interface (stt/models/__init__.py) and learns."""
 
 from flax import nnx
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -218,3 +219,28 @@ def test_joint_transformer_modalities_meet_only_through_the_bottlenecks(
     difference = float(jnp.abs(changed[kept] - clean[kept]).max())
     assert difference > 1e-3 if crosses else difference < 1e-6, (kept, difference)
     assert float(jnp.abs(changed[0] - clean[0]).max()) > 1e-3  # CLS reads both modalities
+
+
+def test_joint_transformer_rollout_matches_hand_computation():
+  model, inputs = _joint_transformer(num_layers=2), _inputs()
+  attention = np.asarray(model(inputs)["explanations"]["token_attention"])
+  maps = jax.tree.map(np.asarray, nnx.jit(explainers.rollout)(model, inputs))
+  s = attention.shape[-1]
+  first_audio, first_cell = s - T - T * N, s - T * N
+  mask = np.asarray(inputs["segment_mask"])
+  for video in range(B):
+    relevance_map = np.eye(s)
+    for layer in attention[:, video].mean(axis=1):  # first layer to last
+      augmented = layer + np.eye(s)
+      relevance_map = (augmented / augmented.sum(-1, keepdims=True)) @ relevance_map
+    relevance = relevance_map[0]  # R[CLS]
+    where = relevance[first_cell:].reshape((T,) + GRID)
+    when = relevance[first_audio:first_cell] + where.sum(axis=(1, 2))
+    valid = mask[video]
+    assert (where[~valid] == 0).all() and (when[~valid] == 0).all()  # nobody reads them
+    np.testing.assert_allclose(maps["where"][video], where / where.sum(), rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(maps["when"][video], when / when.sum(), rtol=1e-4, atol=1e-8)
+    # Rollout's own "where": not one value per frame.
+    assert np.ptp(maps["where"][video][valid], axis=(1, 2)).min() > 0
+  np.testing.assert_allclose(np.abs(maps["where"]).sum(axis=(1, 2, 3)), 1.0, rtol=1e-5)
+  np.testing.assert_allclose(np.abs(maps["when"]).sum(axis=1), 1.0, rtol=1e-5)
