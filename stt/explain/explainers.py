@@ -108,6 +108,11 @@ def attention(model, inputs: dict, target_class=None) -> dict:
   del target_class  # intrinsic: the same for every class
   encoded = _Encoded(model, inputs, None)
   explanations = encoded.outputs["explanations"]
+  if not {"where", "when"} <= set(explanations):
+    raise ValueError(
+        f"attention needs the model's own 'where' and 'when'; {type(model).__name__} returns "
+        f"{sorted(explanations)}"
+    )
   return normalise(explanations["where"], explanations["when"], encoded.segment_mask)
 
 
