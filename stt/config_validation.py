@@ -18,6 +18,7 @@ from stt.explain import explainers
 from stt.explain import perturbation
 from stt.explain import sound_localization
 from stt.models import backbones
+from stt.models import joint_transformer
 from stt.models import layers
 from stt.models import stan
 
@@ -80,6 +81,13 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int, process_co
   for key in ("width", "num_heads", "mlp_ratio"):
     _require(model[key] >= 1, f"model.{key}={model[key]} must be >= 1")
   _require(model.num_layers >= 0, f"model.num_layers={model.num_layers} must be >= 0")
+  num_bottlenecks = model.get("num_bottlenecks", joint_transformer.DEFAULT_NUM_BOTTLENECKS)
+  _require(num_bottlenecks >= 0, f"model.num_bottlenecks={num_bottlenecks} must be >= 0")
+  _require(
+      model.get("name", "stan") != "joint_transformer" or model.num_layers >= 1,
+      "model.name='joint_transformer' needs model.num_layers >= 1 (2 or more for its "
+      "bottlenecks to carry anything between the modalities)",
+  )
   _require(0 <= model.dropout < 1, f"model.dropout={model.dropout} must be in [0, 1)")
   _require(
       model.width % model.num_heads == 0,

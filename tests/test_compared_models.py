@@ -1,6 +1,7 @@
 """Every model in MODELS follows the model interface (stt/models/__init__.py) and learns."""
 
 from flax import nnx
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -12,8 +13,10 @@ from stt import config_validation
 from stt import models
 from stt.explain import explainers
 from stt.explain import perturbation
+from stt.models import joint_transformer
 
 B, T, C, GRID, CV, CA = 4, 5, 3, (3, 3), 6, 5
+N = GRID[0] * GRID[1]
 
 
 def _config(name):
@@ -51,6 +54,8 @@ def test_outputs_follow_the_interface(name):
   assert out["segment_logits"].shape == (B, T, C + 1)
   assert set(out["explanations"]) == set(model.EXPLANATIONS)
   shapes = {"where": (B, T) + GRID, "when": (B, T), "when_audio": (B, T), "when_visual": (B, T)}
+  if name == "joint_transformer":  # 1 layer, 2 heads; CLS, 4 bottlenecks, T audio, T*N cells
+    shapes["token_attention"] = (1, B, 2, 1 + 4 + T + T * N, 1 + 4 + T + T * N)
   for key, shape in shapes.items():
     if key in out["explanations"]:
       assert out["explanations"][key].shape == shape
@@ -117,7 +122,7 @@ def test_each_model_fits_a_fixed_batch(name):
   assert losses[-1] < 0.5 * losses[0], losses
 
 
-@pytest.mark.parametrize("name", ["late_fusion", "avel"])
+@pytest.mark.parametrize("name", ["late_fusion", "avel", "joint_transformer"])
 def test_post_hoc_explainers_and_perturbation_tests_run_on_the_interface(name):
   model = models.create_model(_config(name), C, rngs=nnx.Rngs(0))
   inputs = _inputs()
@@ -157,3 +162,87 @@ def test_each_model_runs_its_backbones_on_raw_frames_and_log_mel(name):
   }
   out = nnx.jit(lambda model, inputs: model(inputs, train=True))(model, inputs)
   assert out["logits"].shape == (2, C) and bool(jnp.isfinite(out["logits"]).all())
+
+
+def test_joint_transformer_is_a_valid_model_name():
+  config = synthetic.get_config("smoke")
+  config.model.name = "joint_transformer"
+  config_validation.validate(config, device_count=1)
+
+
+def _joint_transformer(num_layers: int = 2, num_bottlenecks: int = 4):
+  config = _config("joint_transformer")
+  config.update(num_layers=num_layers, num_bottlenecks=num_bottlenecks)
+  return models.create_model(config, C, rngs=nnx.Rngs(0))
+
+
+def test_joint_transformer_attention_follows_the_fusion_mask():
+  model, inputs = _joint_transformer(), _inputs()
+  attention = np.asarray(model(inputs)["explanations"]["token_attention"])  # [L,B,H,S,S]
+  # Token order: CLS, 4 bottlenecks, T audio, T*N cells; segment of each token (-1: none).
+  kind = np.array(["cls"] + ["bottleneck"] * 4 + ["audio"] * T + ["visual"] * (T * N))
+  segment = np.concatenate([np.full(5, -1), np.arange(T), np.repeat(np.arange(T), N)])
+  assert attention.shape == (2, B, 2, len(kind), len(kind))
+  np.testing.assert_allclose(attention.sum(-1), 1.0, atol=1e-5)
+  query, key = kind[:, None], kind[None, :]
+  forbidden = (
+      ((query == "visual") & (key == "audio"))
+      | ((query == "audio") & (key == "visual"))
+      | ((key == "cls") & (query != "cls"))  # CLS is read by nobody else
+  )
+  mask = np.asarray(inputs["segment_mask"])
+  for video in range(B):
+    padded_key = (segment >= 0) & ~mask[video][np.maximum(segment, 0)]
+    blocked = forbidden | padded_key[None, :]
+    assert (attention[:, video][..., blocked] == 0).all(), video
+    assert (attention[:, video][..., ~blocked] > 0).all(), video
+
+
+@pytest.mark.parametrize(
+    "num_layers, num_bottlenecks, crosses", [(1, 4, False), (2, 0, False), (2, 4, True)]
+)
+def test_joint_transformer_modalities_meet_only_through_the_bottlenecks(
+    num_layers, num_bottlenecks, crosses
+):
+  # Audio reaches the visual tokens (and back) only via a bottleneck: two layers, K > 0.
+  model = _joint_transformer(num_layers, num_bottlenecks)
+  inputs, other = _inputs(0), _inputs(1)
+  visual_map, audio_vec = model.encode(inputs)
+  cells, audio = model.embed(visual_map, audio_vec)
+  other_cells, other_audio = model.embed(other["visual_features"], other["audio_features"])
+  split = lambda args: joint_transformer.split_tokens(
+      model.fuse(*args, inputs["segment_mask"])[0], T, N
+  )
+  clean = split((cells, audio))
+  audio_changed, visual_changed = split((cells, other_audio)), split((other_cells, audio))
+  for changed, kept in ((audio_changed, 3), (visual_changed, 2)):  # 2: audio, 3: cells
+    difference = float(jnp.abs(changed[kept] - clean[kept]).max())
+    assert difference > 1e-3 if crosses else difference < 1e-6, (kept, difference)
+    assert float(jnp.abs(changed[0] - clean[0]).max()) > 1e-3  # CLS reads both modalities
+
+
+def test_joint_transformer_rollout_matches_hand_computation():
+  model, inputs = _joint_transformer(num_layers=2), _inputs()
+  attention = np.asarray(model(inputs)["explanations"]["token_attention"])
+  maps = jax.tree.map(np.asarray, nnx.jit(explainers.rollout)(model, inputs))
+  s = attention.shape[-1]
+  first_audio, first_cell = s - T - T * N, s - T * N
+  mask = np.asarray(inputs["segment_mask"])
+  for video in range(B):
+    relevance_map = np.eye(s)
+    for layer in attention[:, video].mean(axis=1):  # first layer to last
+      augmented = layer + np.eye(s)
+      relevance_map = (augmented / augmented.sum(-1, keepdims=True)) @ relevance_map
+    relevance = relevance_map[0]  # R[CLS]
+    where = relevance[first_cell:].reshape((T,) + GRID)
+    when = relevance[first_audio:first_cell] + where.sum(axis=(1, 2))
+    valid = mask[video]
+    assert (where[~valid] == 0).all() and (when[~valid] == 0).all()  # nobody reads them
+    np.testing.assert_allclose(maps["where"][video], where / where.sum(), rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(maps["when"][video], when / when.sum(), rtol=1e-4, atol=1e-8)
+    # Rollout's own "where": not one value per frame.
+    assert np.ptp(maps["where"][video][valid], axis=(1, 2)).min() > 0
+  np.testing.assert_allclose(np.abs(maps["where"]).sum(axis=(1, 2, 3)), 1.0, rtol=1e-5)
+  np.testing.assert_allclose(np.abs(maps["when"]).sum(axis=1), 1.0, rtol=1e-5)
+  with pytest.raises(ValueError, match=r"attention needs the model's own 'where' and 'when'"):
+    explainers.attention(model, inputs)  # it has neither

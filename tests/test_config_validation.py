@@ -45,6 +45,11 @@ def test_default_configs_are_valid():
         ({"model.num_heads": 0}, "model.num_heads=0 must be >= 1"),
         ({"model.dropout": 1.0}, r"model.dropout=1.0 must be in \[0, 1\)"),
         ({"model.pool_values": "max"}, "model.pool_values='max' is not one of"),
+        ({"model.num_bottlenecks": -1}, "model.num_bottlenecks=-1 must be >= 0"),
+        (
+            {"model.name": "joint_transformer", "model.num_layers": 0},
+            "model.name='joint_transformer' needs model.num_layers >= 1",
+        ),
         ({"explain.explainers": ("attention", "lime")}, r"explain.explainers: unknown \['lime'\]"),
         ({"explain.explainers": ()}, "explain.explainers must be a non-empty tuple"),
         ({"explain.perturbation_mode": "blur"}, "explain.perturbation_mode='blur' is not one of"),

@@ -13,6 +13,8 @@ from stt.explain import explainers
 from stt.explain import perturbation
 from stt.explain import pointing
 from stt.explain import suite
+from stt.models import joint_transformer
+from stt.models import stan
 from tests.test_explainers import GRID
 from tests.test_explainers import MASK
 from tests.test_explainers import B
@@ -155,10 +157,12 @@ def test_rollout_spatial_scores_are_attentions_and_not_reported(tmp_path):
   )
   ratio = maps[1]["where"][MASK] / maps[0]["where"][MASK]  # [valid segments, h, w]
   np.testing.assert_allclose(ratio, ratio[:, :1, :1] * np.ones_like(ratio), rtol=1e-4)
-  assert explainers.SPATIAL_IS_ATTENTION == {"rollout"}
+  assert explainers.spatial_is_attention("rollout", stan.Stan.EXPLANATIONS)
   # So the suite reports them as not applicable; the temporal scores are rollout's own.
   out = _fake_out(np.random.default_rng(0))
-  metrics, curves = suite.metrics_of("rollout", out, 15.0)
+  metrics, curves = suite.metrics_of(
+      "rollout", out, 15.0, model_explanations=stan.Stan.EXPLANATIONS
+  )
   reference, _ = suite.metrics_of("attention", out, 15.0)
   for key in suite.SPATIAL_METRICS:
     assert np.isnan(metrics[f"explain/rollout/{key}"]), key
@@ -172,3 +176,17 @@ def test_rollout_spatial_scores_are_attentions_and_not_reported(tmp_path):
   # AUCs; not the temporal.
   assert row[0] == "| rollout" and [row[i] for i in (1, 3, 4, 5, 6, 7, 8, 9)] == ["—"] * 8
   assert "—" not in (row[2], row[10], row[11])
+
+
+def test_rollout_spatial_scores_are_reported_for_the_joint_transformer():
+  # Its cells are transformer tokens: rollout's "where" is its own, not attention's.
+  joint = joint_transformer.JointTransformer.EXPLANATIONS
+  assert not explainers.spatial_is_attention("rollout", joint)
+  assert not explainers.spatial_is_attention("gradient", stan.Stan.EXPLANATIONS)
+  out = _fake_out(np.random.default_rng(0))
+  metrics, curves = suite.metrics_of("rollout", out, 15.0, model_explanations=joint)
+  on_stan, _ = suite.metrics_of("rollout", out, 15.0, model_explanations=stan.Stan.EXPLANATIONS)
+  for key in suite.SPATIAL_METRICS:
+    assert np.isfinite(metrics[f"explain/rollout/{key}"]), key
+    assert np.isnan(on_stan[f"explain/rollout/{key}"]), key
+  assert np.isfinite(curves["spatial/positive"]).all()

@@ -1,7 +1,7 @@
-"""Explainers of a STAN model: where [B,T,h,w] and when [B,T] for a batch.
+"""Explainers of a model (STAN or a compared one): where [B,T,h,w] and when [B,T] for a batch.
 
 Every explainer is a function `(model, inputs, target_class=None, **options) -> {'where', 'when'}`
-with inputs as for `Stan.__call__`; all are batched and run under `nnx.jit` (options static).
+with inputs as for the models' `__call__` (stt/models/__init__.py); all are batched and run under `nnx.jit` (options static).
 `target_class` is None (explain each video's predicted class), an int, or [B] ints. The
 model-intrinsic and baseline explainers (attention, rollout, random, center; `CLASS_AGNOSTIC`)
 ignore it: their maps are the same for every class.
@@ -21,11 +21,11 @@ zero.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from stt.models import joint_transformer
 
 _VISUAL_INPUTS = ("visual_features", "frames")
 _AUDIO_INPUTS = ("audio_features", "log_mel")
@@ -108,33 +108,70 @@ def attention(model, inputs: dict, target_class=None) -> dict:
   del target_class  # intrinsic: the same for every class
   encoded = _Encoded(model, inputs, None)
   explanations = encoded.outputs["explanations"]
+  if not {"where", "when"} <= set(explanations):
+    raise ValueError(
+        f"attention needs the model's own 'where' and 'when'; {type(model).__name__} returns "
+        f"{sorted(explanations)}"
+    )
   return normalise(explanations["where"], explanations["when"], encoded.segment_mask)
 
 
-def rollout(model, inputs: dict, target_class=None) -> dict:
-  """Attention rollout (Abnar & Zuidema 2020) through the cross-modal transformer.
+def rollout_relevance(attention: jax.Array, readout: jax.Array) -> jax.Array:
+  """Attention rollout (Abnar & Zuidema 2020) read out by `readout`: r = q Â_L ... Â_1.
 
-  Per layer l: A_l = attention [B,2T,2T] averaged over heads; Â_l = (A_l + I) row-normalised.
-  R = Â_L ... Â_1, so R[i, j] is the share of output token i that comes from input token j.
-  The pooled outputs read output tokens with q = ½ [beta^a ; beta^v] [B,2T] (each modality's
-  pooling weights, the two modalities weighted equally), so the relevance of input token j is
-  r = q R [B,2T]: r[:T] for the audio tokens a_t, r[T:] for the attended visual tokens v̂_t.
+  attention [L,B,heads,S,S] (each layer's weights, query i -> key j), readout q [B,S] (the
+  weights with which the model reads its output tokens). Per layer Â_l = (A_l + I)
+  row-normalised, A_l the attention averaged over heads; R = Â_L ... Â_1 gives R[i, j], the
+  share of output token i that comes from input token j, and r [B,S] = q R the relevance of each
+  input token. Computed as L vector-matrix products from the last layer down, never forming R.
+  """
+  attention_maps = attention.astype(jnp.float32).mean(axis=2)  # [L,B,S,S]
+  augmented = attention_maps + jnp.eye(attention_maps.shape[-1], dtype=jnp.float32)
+  augmented = augmented / augmented.sum(axis=-1, keepdims=True)
+  relevance = readout.astype(jnp.float32)
+  for layer in reversed(range(augmented.shape[0])):
+    relevance = jnp.einsum("bi,bij->bj", relevance, augmented[layer])
+  return relevance
+
+
+def rollout(model, inputs: dict, target_class=None) -> dict:
+  """Attention rollout (`rollout_relevance`) through the model's transformer; the model's
+  explanations say which one.
+
+  STAN (`temporal_attention` [L,B,heads,2T,2T] over [a_1..a_T, v̂_1..v̂_T]): the pooled outputs
+  read the output tokens with q = ½ [beta^a ; beta^v] [B,2T] (each modality's pooling weights,
+  the two modalities weighted equally); with r = q R, r[:T] the audio tokens a_t, r[T:] the
+  attended visual tokens v̂_t:
     when[t]      = r[t] + r[T+t]          (both tokens of segment t)
     where[t,i,j] = alpha[t,i,j] * r[T+t]  (v̂_t's relevance split over cells by the head-averaged
                                            spatial attention that formed it)
-  "where" is attention's alpha scaled per frame, so its spatial scores are attention's
+  Its "where" is attention's alpha scaled per frame, so its spatial scores are attention's
   (`SPATIAL_IS_ATTENTION`); it is kept for the panels, and "when" is rollout's own.
+
+  joint_transformer (`token_attention` [L,B,heads,S,S] over [CLS, bottlenecks, a_1..a_T, cells
+  (t, i, j)], stt/models/joint_transformer.py): the logits read the CLS token, so q is CLS's
+  one-hot and r = R[CLS]:
+    when[t]      = r(a_t) + sum_{i,j} r(cell t,i,j)
+    where[t,i,j] = r(cell t,i,j)          (rollout's own: every cell is a token)
   """
   del target_class  # class-agnostic
   encoded = _Encoded(model, inputs, None)
   explanations = encoded.outputs["explanations"]
-  attention_maps = explanations["temporal_attention"].mean(axis=2)  # [L,B,2T,2T]
-  identity = jnp.eye(attention_maps.shape[-1], dtype=attention_maps.dtype)
-  augmented = attention_maps + identity
-  augmented = augmented / augmented.sum(axis=-1, keepdims=True)
-  relevance_map = functools.reduce(lambda r, a: a @ r, augmented[1:], augmented[0])  # [B,2T,2T]
+  if "token_attention" in explanations:
+    attention = explanations["token_attention"]
+    b, t = encoded.segment_mask.shape
+    h, w = model.grid_size
+    readout = jnp.zeros((b, attention.shape[-1]), jnp.float32).at[:, 0].set(1.0)  # CLS
+    relevance = rollout_relevance(attention, readout)
+    _, _, audio, cells = joint_transformer.split_tokens(relevance, t, h * w)
+    return normalise(cells.reshape(b, t, h, w), audio + cells.sum(axis=-1), encoded.segment_mask)
+  if "temporal_attention" not in explanations:
+    raise ValueError(
+        f"rollout needs the model's per-layer attention ('token_attention' or "
+        f"'temporal_attention'); {type(model).__name__} returns {sorted(explanations)}"
+    )
   pooling = 0.5 * jnp.concatenate([explanations["when_audio"], explanations["when_visual"]], -1)
-  relevance = jnp.einsum("bi,bij->bj", pooling, relevance_map)  # [B,2T]
+  relevance = rollout_relevance(explanations["temporal_attention"], pooling)  # [B,2T]
   t = relevance.shape[1] // 2
   when = relevance[:, :t] + relevance[:, t:]
   where = explanations["where"] * relevance[:, t:, None, None]
@@ -303,11 +340,20 @@ INTRINSIC_NEEDS = {"attention": ("where", "when"), "rollout": ("temporal_attenti
 # Explainers whose maps do not depend on `target_class`: the suite computes them once for both
 # the ground-truth class (pointing, localisation) and the predicted class (perturbation).
 CLASS_AGNOSTIC = frozenset({"attention", "rollout", "random", "center"})
-# Explainers whose "where" is attention's alpha times a per-frame constant, so every spatial
-# score (pointing, relevance mass, cIoU, the spatial perturbation test: all rank cells within a
-# frame) equals attention's by construction. Rollout: the visual cells reach the transformer
-# only through v_hat_t = sum_n alpha[t,n] cell[t,n] (no residual), so any rollout splits v_hat_t's
-# relevance over its cells by alpha; with pool_values='local' the pooled values bypass the
-# transformer as well. The suite reports their spatial scores as not applicable.
-SPATIAL_IS_ATTENTION = frozenset({"rollout"})
-assert CLASS_AGNOSTIC <= set(EXPLAINERS) and SPATIAL_IS_ATTENTION <= set(EXPLAINERS)
+# {explainer: the model explanation that marks the structure}: on a model returning that
+# explanation, the explainer's "where" is attention's alpha times a per-frame constant, so every
+# spatial score (pointing, relevance mass, cIoU, the spatial perturbation test: all rank cells
+# within a frame) equals attention's by construction. Rollout on STAN (`temporal_attention`):
+# the visual cells reach the transformer only through v_hat_t = sum_n alpha[t,n] cell[t,n] (no
+# residual), so any rollout splits v_hat_t's relevance over its cells by alpha; with
+# pool_values='local' the pooled values bypass the transformer as well. Rollout on
+# joint_transformer (`token_attention`), whose cells are tokens, has a "where" of its own. The
+# suite reports the spatial scores of `spatial_is_attention` pairs as not applicable.
+SPATIAL_IS_ATTENTION = {"rollout": "temporal_attention"}
+assert CLASS_AGNOSTIC <= set(EXPLAINERS) and set(SPATIAL_IS_ATTENTION) <= set(EXPLAINERS)
+
+
+def spatial_is_attention(name: str, model_explanations) -> bool:
+  """Whether explainer `name`'s spatial scores are attention's on a model whose explanations
+  (its `EXPLANATIONS`) are `model_explanations`."""
+  return name in SPATIAL_IS_ATTENTION and SPATIAL_IS_ATTENTION[name] in model_explanations

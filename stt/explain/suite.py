@@ -28,6 +28,7 @@ first `config.explain.num_panels` test videos.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 import csv
 import functools
 import io
@@ -41,6 +42,7 @@ import matplotlib
 import numpy as np
 
 from stt import input_pipeline
+from stt import models
 from stt import sharding
 from stt.explain import explain_sets
 from stt.explain import explainers as explainer_lib
@@ -59,7 +61,7 @@ TESTS = (
     ("temporal", "positive"),
     ("temporal", "negative"),
 )
-# The scores of "where" (NaN for explainers.SPATIAL_IS_ATTENTION, "—" in the tables).
+# The scores of "where" (NaN where explainers.spatial_is_attention, "—" in the tables).
 SPATIAL_METRICS = (
     "pointing_spatial",
     "pointing_spatial_class_mean",
@@ -148,11 +150,14 @@ def metrics_of(
     tolerance_px: float,
     field_options: dict | None = None,
     labelled: bool = True,
+    model_explanations: Collection[str] = (),
 ) -> tuple[dict, dict]:
   """(flat `explain/<name>/...` metrics, accuracy curves {test/order: [P]}); field_options:
   gt_geometry / median_rule / ground_truth of sound_localization.box_field_scores; labelled
   False (a set without classes): the perturbation scores, accuracies against the true class,
-  are NaN."""
+  are NaN; model_explanations: the explained model's `EXPLANATIONS`, whose structure decides
+  whether the spatial scores are attention's by construction (then NaN,
+  `explainers.spatial_is_attention`)."""
   metrics = pointing.pointing_metrics(out, tolerance_px, explainer=name)
   scores = localization.localization_scores(
       out["where"],
@@ -193,7 +198,7 @@ def metrics_of(
     metrics[f"{prefix}/{test}/{order}_auc"] = summary["auc"]
     metrics[f"{prefix}/{test}/{order}_probability_auc"] = summary["probability_auc"]
     curves[f"{test}/{order}"] = summary["accuracy"]
-  if name in explainer_lib.SPATIAL_IS_ATTENTION:  # attention's by construction: not applicable
+  if explainer_lib.spatial_is_attention(name, model_explanations):  # attention's: not applicable
     for key in SPATIAL_METRICS:
       metrics[f"{prefix}/{key}"] = float("nan")
     for order in ("positive", "negative"):
@@ -263,8 +268,8 @@ def write_reports(
   note = (
       "\nPointing and localisation: higher is better; `chance` is the expected pointing of a "
       "uniformly random cell and segment on these annotations; `center_prior` points at the "
-      "exact frame centre (spatial only). `rollout`'s spatial scores are attention's by "
-      "construction (its where is alpha scaled per frame) and are not reported. "
+      "exact frame centre (spatial only). On STAN, `rollout`'s spatial scores are attention's "
+      "by construction (its where is alpha scaled per frame) and are not reported. "
       "Perturbation AUC (trapz of accuracy over p = 0..0.9, x100, max 90): positive (most "
       "relevant removed first) lower is better, negative higher is better.\n"
   )
@@ -368,9 +373,15 @@ def run(graphdef, state, source, mesh, config, workdir: epath.Path, class_names)
   if annotation_set in sound_localization.SET_GROUND_TRUTH:
     field_options["ground_truth"] = sound_localization.SET_GROUND_TRUTH[annotation_set]
   labelled = annotation_set not in explain_sets.UNLABELLED_SETS
+  model_explanations = models.explanations_of(config.model)
   for name, out in outputs.items():
     metrics_one, curves[name] = metrics_of(
-        name, out, config.explain.pointing_tolerance_px, field_options, labelled=labelled
+        name,
+        out,
+        config.explain.pointing_tolerance_px,
+        field_options,
+        labelled=labelled,
+        model_explanations=model_explanations,
     )
     metrics.update(metrics_one)
   # An annotation set (explain.dataset, e.g. 'vggss') reports to explain_<set>/ and keys

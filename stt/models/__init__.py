@@ -10,8 +10,10 @@ rngs=...)`; adding one is a new file in this package, its line in `MODELS` and t
         where       [B,T,h,w]   spatial relevance of the grid cells per segment ("where")
         when        [B,T]       temporal relevance of the segments, 0 on padded ones ("when")
         when_audio, when_visual [B,T]   per-modality "when" (reported beside `when`)
-        spatial_attention       [B,T,heads,N]   what rollout reads
-        temporal_attention      [L,B,heads,2T,2T]
+        spatial_attention       [B,T,heads,N]   STAN's and AVEL's spatial attention
+        temporal_attention      [L,B,heads,2T,2T]   STAN's transformer layers, what rollout reads
+        token_attention         [L,B,heads,S,S]   joint_transformer's layers over its S tokens
+                                (joint_transformer.py gives their order), what rollout reads
 
 `inputs` holds `frames` [B,T,F,H,W,3] uint8 or `visual_features` [B,T,h,w,Cv], `log_mel`
 [B,T,96,64] or `audio_features` [B,T,Ca], and `segment_mask` [B,T] bool
@@ -27,6 +29,7 @@ from typing import Any, Protocol
 import jax
 
 from stt.models import avel
+from stt.models import joint_transformer
 from stt.models import late_fusion
 from stt.models import stan
 
@@ -39,6 +42,7 @@ MODELS = {
     "audio_only": late_fusion.AudioOnly,
     "visual_only": late_fusion.VisualOnly,
     "avel": avel.Avel,
+    "joint_transformer": joint_transformer.JointTransformer,
 }
 
 

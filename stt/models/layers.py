@@ -1,7 +1,7 @@
 """Attention building blocks of STAN: spatial "where", temporal transformer, pooling "when".
 
 Shape letters: B batch, T segments, N = h*w visual cells, D width, H heads, S sequence
-length (2T in the cross-modal transformer), L transformer layers.
+length (2T in STAN's cross-modal transformer), L transformer layers.
 
 All softmaxes are computed in float32; the attention weights returned as explanations
 are float32. Activations use the module's compute `dtype`, parameters stay float32.
@@ -119,11 +119,12 @@ class MultiHeadSelfAttention(nnx.Module):
     self.out = _linear(width, width, dtype, rngs)
     self.attention_dropout = nnx.Dropout(dropout, rngs=rngs)
 
-  def __call__(self, x: jax.Array, key_mask: jax.Array, *, train: bool):
-    """x [B,S,D], key_mask [B,S] bool -> (y [B,S,D], probs [B,H,S,S] float32).
+  def __call__(self, x: jax.Array, mask: jax.Array, *, train: bool):
+    """x [B,S,D], mask [B,S] bool (keys) or [B,S,S] bool (query, key) ->
+    (y [B,S,D], probs [B,H,S,S] float32).
 
-    probs[b, h, i, j] is the weight query i puts on key j; it is exactly 0 where
-    key_mask[b, j] is False. Dropout acts on the weights used, not on the returned probs.
+    probs[b, h, i, j] is the weight query i puts on key j; it is exactly 0 where mask[b, j]
+    (or mask[b, i, j]) is False. Dropout acts on the weights used, not on the returned probs.
     """
     b, s, _ = x.shape
     heads, dh = self.num_heads, self.head_dim
@@ -131,7 +132,8 @@ class MultiHeadSelfAttention(nnx.Module):
     k = self.key(x).reshape(b, s, heads, dh)
     v = self.value(x).reshape(b, s, heads, dh)
     logits = jnp.einsum("bihd,bjhd->bhij", q, k) / jnp.sqrt(dh).astype(q.dtype)
-    probs = masked_softmax(logits, key_mask[:, None, None, :], axis=-1)
+    mask = mask[:, None, None, :] if mask.ndim == 2 else mask[:, None, :, :]
+    probs = masked_softmax(logits, mask, axis=-1)
     weights = self.attention_dropout(probs, deterministic=not train)
     y = jnp.einsum("bhij,bjhd->bihd", weights.astype(v.dtype), v)
     return self.out(y.reshape(b, s, self.width)), probs
@@ -158,9 +160,9 @@ class TransformerBlock(nnx.Module):
     self.mlp_out = _linear(width * mlp_ratio, width, dtype, rngs)
     self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
-  def __call__(self, x: jax.Array, key_mask: jax.Array, *, train: bool):
-    """x [B,S,D], key_mask [B,S] -> (x [B,S,D], probs [B,H,S,S])."""
-    y, probs = self.attention(self.attention_norm(x), key_mask, train=train)
+  def __call__(self, x: jax.Array, mask: jax.Array, *, train: bool):
+    """x [B,S,D], mask [B,S] or [B,S,S] (MultiHeadSelfAttention) -> (x [B,S,D], probs [B,H,S,S])."""
+    y, probs = self.attention(self.attention_norm(x), mask, train=train)
     x = x + self.dropout(y, deterministic=not train)
     y = self.mlp_out(self.dropout(nnx.gelu(self.mlp_in(self.mlp_norm(x))), deterministic=not train))
     x = x + self.dropout(y, deterministic=not train)
@@ -168,7 +170,8 @@ class TransformerBlock(nnx.Module):
 
 
 class CrossModalTransformer(nnx.Module):
-  """L pre-LN transformer blocks over the 2T tokens [a_1..a_T, v_1..v_T], final LayerNorm."""
+  """L pre-LN transformer blocks, final LayerNorm: STAN's over the 2T tokens [a_1..a_T,
+  v_1..v_T]; joint_transformer's over all its tokens, under its fusion mask."""
 
   def __init__(
       self,
@@ -189,11 +192,12 @@ class CrossModalTransformer(nnx.Module):
     )
     self.final_norm = nnx.LayerNorm(width, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
 
-  def __call__(self, tokens: jax.Array, key_mask: jax.Array, *, train: bool):
-    """tokens [B,S,D], key_mask [B,S] bool -> (hidden [B,S,D], probs [L,B,H,S,S] float32)."""
+  def __call__(self, tokens: jax.Array, mask: jax.Array, *, train: bool):
+    """tokens [B,S,D], mask [B,S] or [B,S,S] bool (MultiHeadSelfAttention) ->
+    (hidden [B,S,D], probs [L,B,H,S,S] float32)."""
     all_probs = []
     for block in self.blocks:
-      tokens, probs = block(tokens, key_mask, train=train)
+      tokens, probs = block(tokens, mask, train=train)
       all_probs.append(probs)
     return self.final_norm(tokens), jnp.stack(all_probs)
 
