@@ -73,11 +73,14 @@ class Evaluator:
     )
 
   def evaluate(self, state, source, split: str, *, explain: bool = False) -> dict:
-    """Flat metrics `{split}/accuracy`, `{split}/loss`, `{split}/num_examples` (+ pointing)."""
+    """Flat metrics `{split}/accuracy`, `{split}/loss`, `{split}/num_examples`, and with
+    `explain` the pointing games of the model's own maps: `explain/attention/...` for test,
+    `{split}/explain/attention/...` for another split (val: what design choices are made on)."""
     out = self.predict(state, source)
     metrics = split_metrics(out, split)
     if explain and "where" in out:
-      metrics.update(pointing.pointing_metrics(out, self._config.explain.pointing_tolerance_px))
+      games = pointing.pointing_metrics(out, self._config.explain.pointing_tolerance_px)
+      metrics.update({key if split == "test" else f"{split}/{key}": v for key, v in games.items()})
     return metrics
 
 

@@ -46,6 +46,14 @@ POINTING_METRICS = (
 )
 # Rows of the pointing table computed on the annotations alone (stt/explain/suite.py).
 REFERENCE_ROWS = ("chance", "center_prior")
+# The model's own maps scored on val during training (stt/evaluator.py): the split that design
+# choices (e.g. STAN's pool_values and joint "when") are made on.
+VAL_POINTING_METRICS = (
+    "pointing_spatial",
+    "pointing_temporal",
+    "pointing_temporal_audio",
+    "pointing_temporal_visual",
+)
 CSV_FIELDS = ("table", "model", "explainer", "metric", "split", "randomised", "mean", "std", "n")
 
 
@@ -93,6 +101,8 @@ def summary_rows(results_by_model: dict[str, list[dict]]) -> list[dict]:
     for split in ("test", "val"):
       for metric in RECOGNITION_METRICS:
         add("recognition", model, None, metric, split, f"{split}/{metric}")
+    for metric in VAL_POINTING_METRICS:
+      add("pointing", model, "attention", metric, "val", f"val/explain/attention/{metric}")
     for explainer in _explainers_in(results):
       for metric in PERTURBATION_METRICS:
         add("perturbation", model, explainer, metric, "test", f"explain/{explainer}/{metric}")
@@ -179,6 +189,25 @@ def markdown(rows: list[dict], header: str) -> str:
     ]
     n = cells[0]["n"] if cells[0] else 0
     lines.append(f"| {model} | " + " | ".join(_format(c) for c in cells) + f" | {n} |")
+  val_cells = {
+      model: [index.get(("pointing", model, "attention", m, "val")) for m in VAL_POINTING_METRICS]
+      for model in models
+  }
+  if any(any(cells) for cells in val_cells.values()):
+    lines += [
+        "",
+        "## Validation: the model's own maps (what design choices are made on)",
+        "",
+        "| model | val accuracy | " + " | ".join(VAL_POINTING_METRICS) + " |",
+        "|---" * (len(VAL_POINTING_METRICS) + 2) + "|",
+    ]
+    for model in models:
+      accuracy = index.get(("recognition", model, None, "accuracy", "val"))
+      lines.append(
+          f"| {model} | {_format(accuracy)} | "
+          + " | ".join(_format(c) for c in val_cells[model])
+          + " |"
+      )
   for table, metrics, title in (
       (
           "perturbation",

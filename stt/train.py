@@ -286,7 +286,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "train/loss": last_train_loss,
       "train/num_steps": config.num_train_steps,
   }
-  results.update(evaluator.evaluate(state, dataset.sources["val"], "val"))
+  results.update(evaluator.evaluate(state, dataset.sources["val"], "val", explain=True))
   results.update(evaluator.evaluate(state, dataset.sources["test"], "test", explain=True))
   writer.write_scalars(
       config.num_train_steps, {k: v for k, v in results.items() if isinstance(v, float)}

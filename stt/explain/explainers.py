@@ -334,9 +334,12 @@ EXPLAINERS = {
     "center": center,
 }
 
-# The intrinsic explainers, with the keys of the model's `explanations` each reads: a model
-# without them (models.MODELS[name].EXPLANATIONS) cannot have that explainer.
-INTRINSIC_NEEDS = {"attention": ("where", "when"), "rollout": ("temporal_attention",)}
+# The intrinsic explainers, with the alternative sets of `explanations` keys each can read: a
+# model with none of them (models.MODELS[name].EXPLANATIONS) cannot have that explainer.
+INTRINSIC_NEEDS = {
+    "attention": (("where", "when"),),
+    "rollout": (("temporal_attention",), ("token_attention",)),  # STAN; joint_transformer
+}
 # Explainers whose maps do not depend on `target_class`: the suite computes them once for both
 # the ground-truth class (pointing, localisation) and the predicted class (perturbation).
 CLASS_AGNOSTIC = frozenset({"attention", "rollout", "random", "center"})
@@ -357,3 +360,10 @@ def spatial_is_attention(name: str, model_explanations) -> bool:
   """Whether explainer `name`'s spatial scores are attention's on a model whose explanations
   (its `EXPLANATIONS`) are `model_explanations`."""
   return name in SPATIAL_IS_ATTENTION and SPATIAL_IS_ATTENTION[name] in model_explanations
+
+
+def applies_to(name: str, model_explanations) -> bool:
+  """Whether a model whose explanations are `model_explanations` (its `EXPLANATIONS`) can have
+  explainer `name`: the post-hoc ones always, an intrinsic one where it has the maps."""
+  needs = INTRINSIC_NEEDS.get(name)
+  return needs is None or any(set(keys) <= set(model_explanations) for keys in needs)

@@ -18,8 +18,8 @@ and per step the accuracy on those videos. A map that is constant over a video h
 its correlation with a non-constant map is 0, with another constant map 1 (scipy gives NaN).
 An explainer whose maps do not follow the model fails the check by keeping ρ near 1 while the
 model is destroyed. `random` and `center` do not read the model at all (ρ = 1 by construction)
-and are left out. Rollout's spatial scores on STAN are attention's (`SPATIAL_IS_ATTENTION`):
-NaN here, "—" in the tables.
+and are left out. Rollout's spatial scores on STAN are attention's
+(`explainers.spatial_is_attention`): NaN here, "—" in the tables.
 
 results.json keys: `sanity/blocks` (the block names, top first), `sanity/trained/accuracy`
 and `sanity/trained/<explainer>/pointing_*`, then for each step in order
@@ -147,8 +147,7 @@ def applicable_explainers(model, names) -> list[str]:
   return [
       name
       for name in names
-      if name not in MODEL_INDEPENDENT
-      and set(explainer_lib.INTRINSIC_NEEDS.get(name, ())) <= set(model.EXPLANATIONS)
+      if name not in MODEL_INDEPENDENT and explainer_lib.applies_to(name, model.EXPLANATIONS)
   ]
 
 
@@ -181,7 +180,7 @@ def run(graphdef, state, source, mesh, config, num_classes: int) -> dict:
   accuracy, trained_maps = evaluate(model)
   metrics = {"sanity/blocks": [name for name, _ in blocks], "sanity/trained/accuracy": accuracy}
   for name in names:
-    metrics.update(_pointing(f"sanity/trained/{name}", name, trained_maps[name], tolerance))
+    metrics.update(_pointing(f"sanity/trained/{name}", name, model, trained_maps[name], tolerance))
   for mode, block, attributes in steps(blocks):
     variant = nnx.merge(model_graphdef, randomised_state(model_state, fresh_params, attributes))
     accuracy, maps = evaluate(variant)
@@ -189,19 +188,19 @@ def run(graphdef, state, source, mesh, config, num_classes: int) -> dict:
     metrics[f"{prefix}/accuracy"] = accuracy
     for name in names:
       scores = map_correlations(trained_maps[name], maps[name])
-      if name in explainer_lib.SPATIAL_IS_ATTENTION:
+      if explainer_lib.spatial_is_attention(name, model.EXPLANATIONS):
         scores["where_spearman"] = float("nan")
       metrics.update({f"{prefix}/{name}/{key}": value for key, value in scores.items()})
-      metrics.update(_pointing(f"{prefix}/{name}", name, maps[name], tolerance))
+      metrics.update(_pointing(f"{prefix}/{name}", name, model, maps[name], tolerance))
   return metrics
 
 
-def _pointing(prefix: str, name: str, maps: dict, tolerance_px: float) -> dict:
+def _pointing(prefix: str, name: str, model, maps: dict, tolerance_px: float) -> dict:
   """`<prefix>/pointing_spatial` and `pointing_temporal` of gathered maps (NaN spatial where
   the explainer's "where" is attention's)."""
   games = pointing.pointing_metrics(maps, tolerance_px, explainer=name)
   spatial = games[f"explain/{name}/pointing_spatial"]
-  if name in explainer_lib.SPATIAL_IS_ATTENTION:
+  if explainer_lib.spatial_is_attention(name, model.EXPLANATIONS):
     spatial = float("nan")
   return {
       f"{prefix}/pointing_spatial": float(spatial),

@@ -106,6 +106,22 @@ class JointTransformer(two_stream.TwoStreamModel):
   """See the module docstring; follows the model interface of stt/models/__init__.py."""
 
   EXPLANATIONS = ("token_attention",)
+  PARAMETER_BLOCKS = (  # output to input, for the sanity checks (stt/explain/sanity.py)
+      ("classifier", ("classifier", "segment_classifier")),
+      ("transformer", ("transformer", "cls_token", "bottleneck_tokens")),
+      (
+          "embedding",
+          (
+              "visual_projection",
+              "audio_projection",
+              "visual_norm",
+              "audio_norm",
+              "spatial_position",
+              "temporal_position",
+          ),
+      ),
+      ("backbones", ("visual_backbone", "audio_backbone")),
+  )
 
   def __init__(self, config: ml_collections.ConfigDict, num_classes: int, *, rngs: nnx.Rngs):
     self.num_classes = num_classes
