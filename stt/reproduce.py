@@ -127,8 +127,17 @@ def explainers_for(row: Row, explainers: tuple[str, ...]) -> tuple[str, ...]:
   return tuple(e for e in explainers if explainers_lib.applies_to(e, has))
 
 
-def plan(suite: Suite, workdir: epath.Path, seeds: int, only_rows=None, extra=()) -> list[Run]:
-  """Every run of the suite, rows in order, seeds 0..seeds-1."""
+def smoke_config(config: str) -> str:
+  """The config argument with `smoke` added (every config file takes it: a run of seconds)."""
+  path, _, arg = config.partition(":")
+  args = [a for a in arg.split(",") if a]
+  return f"{path}:{','.join(args if 'smoke' in args else args + ['smoke'])}"
+
+
+def plan(
+    suite: Suite, workdir: epath.Path, seeds: int, only_rows=None, extra=(), smoke=False
+) -> list[Run]:
+  """Every run of the suite, rows in order, seeds 0..seeds-1 (`smoke`: each at smoke size)."""
   runs = []
   for row in suite.rows:
     if only_rows and row.name not in only_rows:
@@ -139,7 +148,7 @@ def plan(suite: Suite, workdir: epath.Path, seeds: int, only_rows=None, extra=()
           sys.executable,
           "-m",
           "stt.main",
-          f"--config={REPO / row.config}",
+          f"--config={REPO / (smoke_config(row.config) if smoke else row.config)}",
           f"--workdir={directory}",
           f"--config.seed={seed}",
           *(f"--config.{key}={value}" for key, value in row.overrides),
@@ -295,6 +304,12 @@ def _parse_args(argv):
       help="only build the tables from the runs already in --workdir",
   )
   parser.add_argument(
+      "--smoke",
+      action="store_true",
+      help="every run at its config's smoke size (seconds): to try a suite's plumbing, not "
+      "for numbers",
+  )
+  parser.add_argument(
       "--doc",
       default="",
       help="also write the tables to this Markdown file, e.g. docs/results_synthetic.md",
@@ -323,7 +338,7 @@ def main(argv=None) -> int:
     )
     return 2
   workdir = epath.Path(args.workdir).resolve()
-  runs = plan(suite, workdir, args.seeds, only, extra=tuple(args.config_override))
+  runs = plan(suite, workdir, args.seeds, only, extra=tuple(args.config_override), smoke=args.smoke)
   if args.dry_run:
     for run in runs:
       for command in run.commands:

@@ -296,41 +296,6 @@ def test_load_takes_shapes_from_the_data_and_names_the_build_command(built, tmp_
     datasets.load(config)
 
 
-@pytest.mark.slow  # two real training runs; the recognition run stays in the default suite
-@pytest.mark.parametrize("task", ["localization", "weak"])
-def test_localization_tasks_report_and_select_on_segment_accuracy(built, tmp_path, task):
-  data_dir, _, _ = built
-  workdir = tmp_path / "work"
-  result = subprocess.run(
-      [
-          sys.executable,
-          "-m",
-          "stt.main",
-          f"--config=configs/ave.py:features,{task},smoke",
-          f"--config.data_dir={data_dir}",
-          f"--workdir={workdir}",
-      ],
-      cwd=REPO,
-      env=subprocess_env(),
-      capture_output=True,
-      text=True,
-      timeout=900,
-  )
-  assert result.returncode == 0, result.stderr[-3000:]
-  results = json.loads((workdir / "results.json").read_text())
-  for split in ("val", "test"):
-    assert 0.0 <= results[f"{split}/segment_accuracy"] <= 1.0
-  # Selection: the best step is the one with the highest val/segment_accuracy saved.
-  saved = {
-      int(step.name): json.loads((step / "metrics" / "metrics").read_text())
-      for step in (workdir / "checkpoints").iterdir()
-      if (step / "metrics").exists()
-  }
-  highest = max(metrics["val/segment_accuracy"] for metrics in saved.values())
-  assert saved[results["best_step"]]["val/segment_accuracy"] == highest
-  assert results["val/segment_accuracy"] == pytest.approx(highest)
-
-
 def test_training_on_features_writes_results(built, tmp_path):
   data_dir, _, _ = built
   result = subprocess.run(
@@ -361,3 +326,62 @@ def test_training_on_features_writes_results(built, tmp_path):
   assert results["explain/attention/pointing_spatial_trials"] == 0
   assert results["explain/attention/pointing_spatial"] is None  # strict JSON: null, not NaN
   assert 0.0 <= results["explain/attention/pointing_temporal"] <= 1.0
+
+
+@pytest.mark.slow  # six real subprocess runs (train, explain, sanity of two rows)
+def test_reproduce_suite_on_the_release_layout_gives_tables_1_to_4(built, tmp_path):
+  """`stt.reproduce --suite=ave_features` on the release-layout directory (real metadata):
+  supervised and weakly supervised localization rows, with Tables 1-4."""
+  data_dir, _, _ = built
+  result = subprocess.run(
+      [
+          sys.executable,
+          "-m",
+          "stt.reproduce",
+          "--suite=ave_features",
+          f"--workdir={tmp_path}",
+          "--seeds=1",
+          "--smoke",
+          "--models=stan_localization,stan_weak",
+          f"--config_override=--config.data_dir={data_dir}",
+          "--config_override=--config.explain.num_panels=0",
+      ],
+      cwd=REPO,
+      env=subprocess_env(),
+      capture_output=True,
+      text=True,
+      timeout=1800,
+  )
+  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+  rows = json.loads((tmp_path / "summary.json").read_text())["rows"]
+  cells = {(r["table"], r["model"], r["explainer"], r["metric"], r["split"]): r for r in rows}
+  for model in ("stan_localization", "stan_weak"):
+    segment = cells[("recognition", model, None, "segment_accuracy", "test")]
+    assert 0.0 <= segment["mean"] <= 1.0 and segment["n"] == 1
+    temporal = cells[("pointing", model, "attention", "pointing_temporal", "test")]
+    assert 0.0 <= temporal["mean"] <= 1.0
+    auc = cells[("perturbation", model, "gradient", "temporal/positive_auc", "test")]
+    assert 0.0 <= auc["mean"] <= 90.0
+  sanity = [r for r in rows if r["table"] == "sanity" and r["model"] == "stan_localization"]
+  blocks = max((r["randomised"] or [] for r in sanity), key=len)
+  assert blocks[0] == "classifier" and "backbones" not in blocks  # features: no backbone
+  trained = [r for r in sanity if r["randomised"] is None and r["metric"] == "accuracy"][0]
+  assert trained["mean"] == pytest.approx(
+      cells[("recognition", "stan_localization", None, "accuracy", "test")]["mean"], abs=0.1
+  )
+  # Both localization tasks report segment accuracy and select on val/segment_accuracy.
+  for model in ("stan_localization", "stan_weak"):
+    workdir = tmp_path / model / "seed0"
+    results = json.loads((workdir / "results.json").read_text())
+    saved = {
+        int(step.name): json.loads((step / "metrics" / "metrics").read_text())
+        for step in (workdir / "checkpoints").iterdir()
+        if (step / "metrics").exists()
+    }
+    highest = max(metrics["val/segment_accuracy"] for metrics in saved.values())
+    assert saved[results["best_step"]]["val/segment_accuracy"] == highest
+    assert results["val/segment_accuracy"] == pytest.approx(highest)
+  tables = (tmp_path / "tables.md").read_text()
+  for title in ("Table 1", "Table 2", "Table 3", "Table 4: sanity checks, stan_weak"):
+    assert title in tables
+  assert (tmp_path / "figures" / "sanity_stan_weak.png").exists()

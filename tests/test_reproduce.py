@@ -73,6 +73,14 @@ def test_plan_has_a_run_per_row_and_seed_and_only_the_explainers_a_model_has(tmp
   )[:2] == ("gradient", "gradcam")
 
 
+def test_smoke_config_adds_the_argument_once():
+  assert (
+      reproduce.smoke_config("configs/ave.py:features,weak") == "configs/ave.py:features,weak,smoke"
+  )
+  assert reproduce.smoke_config("configs/synthetic.py") == "configs/synthetic.py:smoke"
+  assert reproduce.smoke_config("configs/synthetic.py:smoke") == "configs/synthetic.py:smoke"
+
+
 def test_tables_are_mean_and_sample_std_over_seeds(tmp_path):
   runs = reproduce.plan(SMOKE, epath.Path(tmp_path), seeds=3)
   assert reproduce.run_all(runs, jobs=2, execute=_fake_execute([]), log=lambda _: None) == 0
