@@ -59,8 +59,15 @@ class Suite:
   extra: tuple[str, ...] = ()  # flags for every stt.main command of the suite
 
 
+# Settings a compared model needs whatever the config: the joint transformer's modalities meet
+# only through its bottleneck tokens, which takes two layers (stt/models/joint_transformer.py).
+MODEL_OVERRIDES = {"joint_transformer": (("model.num_layers", "2"),)}
+
+
 def _model_rows(config: str, names=COMPARED_MODELS) -> tuple[Row, ...]:
-  return tuple(Row(name, config, (("model.name", name),)) for name in names)
+  return tuple(
+      Row(name, config, (("model.name", name),) + MODEL_OVERRIDES.get(name, ())) for name in names
+  )
 
 
 SUITES = {
@@ -101,7 +108,7 @@ SUITES = {
             Row(
                 f"{name}_localization",
                 "configs/ave.py:features,localization",
-                (("model.name", name),),
+                (("model.name", name),) + MODEL_OVERRIDES.get(name, ()),
             )
             for name in COMPARED_MODELS
         )
