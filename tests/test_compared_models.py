@@ -13,6 +13,7 @@ from stt import config_validation
 from stt import models
 from stt.explain import explainers
 from stt.explain import perturbation
+from stt.explain import suite
 from stt.models import joint_transformer
 
 B, T, C, GRID, CV, CA = 4, 5, 3, (3, 3), 6, 5
@@ -246,3 +247,20 @@ def test_joint_transformer_rollout_matches_hand_computation():
   np.testing.assert_allclose(np.abs(maps["when"]).sum(axis=1), 1.0, rtol=1e-5)
   with pytest.raises(ValueError, match=r"attention needs the model's own 'where' and 'when'"):
     explainers.attention(model, inputs)  # it has neither
+
+
+def test_a_model_without_frames_has_no_spatial_scores():
+  """audio_only sees no frames: its spatial perturbation curves and spatial scores are NaN
+  ("—"), while a grid-shaped map (random, center) is not forced onto its placeholder stream."""
+  assert not models.sees_frames(_config("audio_only")) and models.sees_frames(_config("stan"))
+  assert models.sees_frames(_config("visual_only"))
+  model = models.create_model(_config("audio_only"), C, rngs=nnx.Rngs(0))
+  batch = {**_inputs(), "label": jnp.asarray([0, 1, 2, 0])}
+  out = nnx.jit(
+      lambda m, b: suite._explain_batch(
+          m, b, name="random", mode="feature", temporal_modality="both", spatial=False
+      )
+  )(model, batch)
+  assert np.isnan(np.asarray(out["spatial/positive/correct"])).all()
+  temporal = np.asarray(out["temporal/positive/correct"])
+  assert temporal.shape == (B, len(perturbation.FRACTIONS)) and np.isfinite(temporal).all()

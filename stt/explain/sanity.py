@@ -180,7 +180,10 @@ def run(graphdef, state, source, mesh, config, num_classes: int) -> dict:
   accuracy, trained_maps = evaluate(model)
   metrics = {"sanity/blocks": [name for name, _ in blocks], "sanity/trained/accuracy": accuracy}
   for name in names:
-    metrics.update(_pointing(f"sanity/trained/{name}", name, model, trained_maps[name], tolerance))
+    spatial = _spatial_applies(name, model, config)
+    metrics.update(
+        _pointing(f"sanity/trained/{name}", name, spatial, trained_maps[name], tolerance)
+    )
   for mode, block, attributes in steps(blocks):
     variant = nnx.merge(model_graphdef, randomised_state(model_state, fresh_params, attributes))
     accuracy, maps = evaluate(variant)
@@ -188,21 +191,28 @@ def run(graphdef, state, source, mesh, config, num_classes: int) -> dict:
     metrics[f"{prefix}/accuracy"] = accuracy
     for name in names:
       scores = map_correlations(trained_maps[name], maps[name])
-      if explainer_lib.spatial_is_attention(name, model.EXPLANATIONS):
+      if not _spatial_applies(name, model, config):
         scores["where_spearman"] = float("nan")
       metrics.update({f"{prefix}/{name}/{key}": value for key, value in scores.items()})
-      metrics.update(_pointing(f"{prefix}/{name}", name, model, maps[name], tolerance))
+      spatial = _spatial_applies(name, model, config)
+      metrics.update(_pointing(f"{prefix}/{name}", name, spatial, maps[name], tolerance))
   return metrics
 
 
-def _pointing(prefix: str, name: str, model, maps: dict, tolerance_px: float) -> dict:
-  """`<prefix>/pointing_spatial` and `pointing_temporal` of gathered maps (NaN spatial where
-  the explainer's "where" is attention's)."""
+def _spatial_applies(name: str, model, config) -> bool:
+  """False where the "where" is attention's (rollout on STAN) or the model sees no frames."""
+  return models.sees_frames(config.model) and not explainer_lib.spatial_is_attention(
+      name, model.EXPLANATIONS
+  )
+
+
+def _pointing(prefix: str, name: str, spatial: bool, maps: dict, tolerance_px: float) -> dict:
+  """`<prefix>/pointing_spatial` and `pointing_temporal` of gathered maps (spatial NaN where
+  it does not apply)."""
   games = pointing.pointing_metrics(maps, tolerance_px, explainer=name)
-  spatial = games[f"explain/{name}/pointing_spatial"]
-  if explainer_lib.spatial_is_attention(name, model.EXPLANATIONS):
-    spatial = float("nan")
   return {
-      f"{prefix}/pointing_spatial": float(spatial),
+      f"{prefix}/pointing_spatial": float(
+          games[f"explain/{name}/pointing_spatial"] if spatial else float("nan")
+      ),
       f"{prefix}/pointing_temporal": float(games[f"explain/{name}/pointing_temporal"]),
   }

@@ -92,10 +92,13 @@ TABLE_COLUMNS = (
 )
 
 
-def _explain_batch(model, batch: dict, *, name: str, mode: str, temporal_modality: str) -> dict:
+def _explain_batch(
+    model, batch: dict, *, name: str, mode: str, temporal_modality: str, spatial: bool = True
+) -> dict:
   """One explainer on one batch: maps of the ground-truth class ("where" [B,T,h,w], "when"
   [B,T], "explained_class" [B], -1 when class-agnostic) and perturbation curves [B,P] of the
-  maps of the predicted class."""
+  maps of the predicted class (spatial False: a model without frames; its spatial curves are
+  NaN)."""
   inputs = input_pipeline.model_inputs(batch)
   explainer = explainer_lib.EXPLAINERS[name]
   label = batch["label"].astype(jnp.int32)
@@ -106,6 +109,10 @@ def _explain_batch(model, batch: dict, *, name: str, mode: str, temporal_modalit
     predicted_maps, explained_class = explainer(model, inputs, target_class=None), label
   out = {"where": maps["where"], "when": maps["when"], "explained_class": explained_class}
   for test, order in TESTS:
+    if test == "spatial" and not spatial:
+      nan = jnp.full((label.shape[0], len(perturbation.FRACTIONS)), jnp.nan)
+      out[f"{test}/{order}/correct"] = out[f"{test}/{order}/probability"] = nan
+      continue
     curves = perturbation.curves(
         model,
         inputs,
@@ -133,6 +140,7 @@ def explain_split(graphdef, state, source, mesh, config) -> dict[str, dict]:
             name=name,
             mode=config.explain.perturbation_mode,
             temporal_modality=config.explain.temporal_modality,
+            spatial=models.sees_frames(config.model),
         )
     )
     results[name] = input_pipeline.gather_split(
@@ -151,6 +159,7 @@ def metrics_of(
     field_options: dict | None = None,
     labelled: bool = True,
     model_explanations: Collection[str] = (),
+    spatial: bool = True,
 ) -> tuple[dict, dict]:
   """(flat `explain/<name>/...` metrics, accuracy curves {test/order: [P]}); field_options:
   gt_geometry / median_rule / ground_truth of sound_localization.box_field_scores; labelled
@@ -198,7 +207,8 @@ def metrics_of(
     metrics[f"{prefix}/{test}/{order}_auc"] = summary["auc"]
     metrics[f"{prefix}/{test}/{order}_probability_auc"] = summary["probability_auc"]
     curves[f"{test}/{order}"] = summary["accuracy"]
-  if explainer_lib.spatial_is_attention(name, model_explanations):  # attention's: not applicable
+  # Not applicable: attention's by construction, or a model that does not see the frames.
+  if not spatial or explainer_lib.spatial_is_attention(name, model_explanations):
     for key in SPATIAL_METRICS:
       metrics[f"{prefix}/{key}"] = float("nan")
     for order in ("positive", "negative"):
@@ -382,6 +392,7 @@ def run(graphdef, state, source, mesh, config, workdir: epath.Path, class_names)
         field_options,
         labelled=labelled,
         model_explanations=model_explanations,
+        spatial=models.sees_frames(config.model),
     )
     metrics.update(metrics_one)
   # An annotation set (explain.dataset, e.g. 'vggss') reports to explain_<set>/ and keys

@@ -88,6 +88,13 @@ class AudioVisualModel(Protocol):
     model has it, to swap segments instead of rerunning the attention.)"""
 
 
+def sees_frames(model_config) -> bool:
+  """Whether the model `model_config` names reads the visual stream (`MODALITIES`, both when a
+  model does not say): without it, every spatial score is not applicable."""
+  modalities = getattr(MODELS[model_config.get("name", "stan")], "MODALITIES", ("audio", "visual"))
+  return "visual" in modalities
+
+
 def explanations_of(model_config) -> tuple[str, ...]:
   """The intrinsic explanations (keys of `explanations`) of the model `model_config` names."""
   return MODELS[model_config.get("name", "stan")].EXPLANATIONS

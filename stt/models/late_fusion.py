@@ -32,6 +32,7 @@ class LateFusion(two_stream.TwoStreamModel):
   """See the module docstring; follows the model interface of stt/models/__init__.py."""
 
   EXPLANATIONS = ()  # no intrinsic explanation
+  MODALITIES = MODALITIES  # the streams it reads (models.sees_frames)
   PARAMETER_BLOCKS = (  # output to input, for the sanity checks (stt/explain/sanity.py)
       (
           "classifier",
@@ -152,12 +153,16 @@ def _batch_shape(inputs: dict) -> tuple[int, int]:
 class AudioOnly(LateFusion):
   """`audio_only`: late fusion of the audio stream alone."""
 
+  MODALITIES = ("audio",)
+
   def __init__(self, config: ml_collections.ConfigDict, num_classes: int, *, rngs: nnx.Rngs):
-    super().__init__(config, num_classes, rngs=rngs, modalities=("audio",))
+    super().__init__(config, num_classes, rngs=rngs, modalities=self.MODALITIES)
 
 
 class VisualOnly(LateFusion):
   """`visual_only`: late fusion of the visual stream alone."""
 
+  MODALITIES = ("visual",)
+
   def __init__(self, config: ml_collections.ConfigDict, num_classes: int, *, rngs: nnx.Rngs):
-    super().__init__(config, num_classes, rngs=rngs, modalities=("visual",))
+    super().__init__(config, num_classes, rngs=rngs, modalities=self.MODALITIES)
