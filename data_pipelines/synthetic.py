@@ -33,7 +33,9 @@ Usage: python -m data_pipelines.synthetic --out_dir=/tmp/syn [--num_train=600 ..
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import json
 import multiprocessing
 import os
@@ -370,9 +372,30 @@ def generate(
   """Writes the dataset to out_dir (see module docstring); returns out_dir.
 
   A complete out_dir made with the same spec is returned as is; a leftover
-  `<out_dir>.partial` of the same spec is resumed.
+  `<out_dir>.partial` of the same spec is resumed. Processes that generate the same out_dir at
+  once (parallel runs of a suite) take turns on `<out_dir>.lock`: the first generates, the
+  others wait and then return its complete out_dir.
   """
   out_dir = pathlib.Path(out_dir)
+  out_dir.parent.mkdir(parents=True, exist_ok=True)
+  with exclusive(out_dir.with_name(out_dir.name + ".lock")):
+    return _generate_unlocked(out_dir, spec, num_workers=num_workers, verbose=verbose)
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: pathlib.Path):
+  """Holds an exclusive advisory lock (flock) on lock_path; blocks while another holds it."""
+  with open(lock_path, "a") as lock_file:
+    fcntl.flock(lock_file, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _generate_unlocked(
+    out_dir: pathlib.Path, spec: SyntheticSpec, *, num_workers: int, verbose: bool
+) -> pathlib.Path:
   spec_json = json.dumps(dataclasses.asdict(spec), indent=1, sort_keys=True)
   if (out_dir / COMPLETE_MARKER).exists():
     if (out_dir / "spec.json").read_text() != spec_json:
@@ -408,7 +431,6 @@ def generate(
   (work_dir / COMPLETE_MARKER).write_text("")
   if out_dir.exists():
     out_dir.rmdir()  # empty, checked above
-  out_dir.parent.mkdir(parents=True, exist_ok=True)
   os.replace(work_dir, out_dir)
   return out_dir
 

@@ -11,9 +11,11 @@ The trainer (stt.datasets) and `python -m data_pipelines.build --dataset=synthet
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 from typing import Callable
 
 from etils import epath
@@ -58,7 +60,6 @@ def prepare(
   given, is called once per video as it is built (for a progress bar).
   """
   data_dir = epath.Path(data_dir)
-  name = tag(settings)
   built_dir = dataset_dir(
       data_dir,
       settings,
@@ -68,6 +69,39 @@ def prepare(
   )
   if (built_dir / "dataset_info.json").exists():
     return built_dir
+  # Parallel runs on a fresh machine take turns: one generates and builds, the others wait and
+  # then find its build. (flock needs a local file system; on a bucket the builds race, and the
+  # TFDS writer's FileExistsError fallback in video_examples keeps the first one.)
+  built_dir.parent.mkdir(parents=True, exist_ok=True)
+  local = os.path.isdir(os.fspath(built_dir.parent))
+  lock_path = built_dir.parent / f"{built_dir.name}.lock"
+  with synthetic.exclusive(lock_path) if local else contextlib.nullcontext():
+    if (built_dir / "dataset_info.json").exists():
+      return built_dir
+    return _generate_and_build(
+        data_dir,
+        settings,
+        built_dir,
+        num_segments=num_segments,
+        frames_per_segment=frames_per_segment,
+        frame_size=frame_size,
+        num_workers=num_workers,
+        on_row=on_row,
+    )
+
+
+def _generate_and_build(
+    data_dir: epath.Path,
+    settings: dict,
+    built_dir: epath.Path,
+    *,
+    num_segments: int,
+    frames_per_segment: int,
+    frame_size: int,
+    num_workers: int,
+    on_row: Callable[[bool], None] | None,
+) -> epath.Path:
+  name = tag(settings)
   raw_dir = data_dir / "downloads" / "manual" / name
   if not (raw_dir / synthetic.COMPLETE_MARKER).exists():
     logging.info("Generating the synthetic AV-event set in %s", raw_dir)

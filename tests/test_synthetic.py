@@ -1,7 +1,9 @@
 """Tests of the synthetic audio-visual event generator (data_pipelines.synthetic)."""
 
+import concurrent.futures
 import dataclasses
 import json
+import multiprocessing
 
 import av
 import numpy as np
@@ -56,6 +58,21 @@ def test_generate_reuses_complete_dir_and_refuses_other_spec(tiny_dataset):
   assert (tiny_dataset / "_COMPLETE").stat().st_mtime_ns == before
   with pytest.raises(FileExistsError):
     synthetic.generate(tiny_dataset, dataclasses.replace(TINY, seed=99))
+
+
+def test_processes_generating_the_same_dir_at_once_take_turns(tmp_path, tiny_dataset):
+  """Parallel runs of a suite on a fresh machine all generate the set: the first does, the
+  others wait for it (before the lock they overwrote each other's files and crashed)."""
+  out_dir = tmp_path / "shared"
+  context = multiprocessing.get_context("spawn")
+  with concurrent.futures.ProcessPoolExecutor(3, mp_context=context) as pool:
+    results = list(pool.map(synthetic.generate, [out_dir] * 3, [TINY] * 3))
+  assert results == [out_dir] * 3
+  assert not out_dir.with_name("shared.partial").exists()
+  for name in TEXT_FILES:
+    assert (out_dir / name).read_bytes() == (tiny_dataset / name).read_bytes(), name
+  assert len(list((out_dir / "AVE").glob("*.mp4"))) == TINY.num_videos
+  assert not list((out_dir / "AVE").glob("*.tmp.mp4"))
 
 
 def test_resumes_from_partial_dir(tmp_path, tiny_dataset):
