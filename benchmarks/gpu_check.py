@@ -13,7 +13,7 @@ Run through benchmarks/gpu_check.sh (which sets the platform and a time limit). 
      plus the 5 explainers' maps, as seconds (all 402 videos in one batch, compilation
      excluded) and fraction of peak;
   4. the input pipeline (benchmarks/input_pipeline.py): examples/s read through the trainer's
-     pipeline against the model's examples/s at the same size (f32 step above).
+     pipeline (0 and 8 worker processes) against the model's examples/s at the same size (f32).
 --cpu_smoke shrinks every size (T=2, small grids and widths, 32² and 48² frames, batch 2, 8 videos,
 8 examples) so that the whole check runs on a CPU in well under a minute: it tests the
 script, not the machine. Its figures are not results.
@@ -28,21 +28,37 @@ import pathlib
 import sys
 import tempfile
 import time
+import traceback
 
 import jax
-import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import input_pipeline as input_benchmark
 import perturbation_throughput
 import roofline
 import train_throughput
 
+try:
+  # Writing its datasets needs tensorflow_datasets (and TensorFlow's Example proto), which an
+  # accelerator image may lack: then that part is reported as an error, the others still run.
+  import input_pipeline as input_benchmark
+except ImportError as import_error:
+  input_benchmark, INPUT_IMPORT_ERROR = None, import_error
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 TRAIN_SIZES = ("synthetic", "features", "raw")
 DTYPES = ("float32", "bfloat16")
+TRAINING_KEYS = (
+    "size",
+    "dtype",
+    "batch_size",
+    "step_time_s",
+    "examples_per_s",
+    "gflops_per_step",
+    "fraction_of_peak",
+    "fraction_of_roofline",
+    "mfu_nominal",
+)
 SUITE_EXPLAINERS = ("attention", "rollout", "gradcam", "grad_x_input", "random")
 AVE_TEST_VIDEOS = 402
 # Per-example shapes of the smoke run: (model overrides, shapes) as in train_throughput.SIZES.
@@ -86,6 +102,7 @@ def plan(smoke: bool) -> dict:
         "suite_shape": dict(num_segments=2, grid=2, visual_dim=64, width=32),
         "input_examples": 8,
         "input_batch": 4,
+        "input_workers": (0,),
     }
   return {
       "train_batch": {"synthetic": 256, "features": 512, "raw": 64},
@@ -93,28 +110,26 @@ def plan(smoke: bool) -> dict:
       "num_segments": 10,
       "suite_videos": AVE_TEST_VIDEOS,
       "suite_shape": {},
-      "input_examples": 128,
+      "input_examples": 256,
       "input_batch": 32,
+      "input_workers": (0, 8),
   }
 
 
-def training(peak: dict, sizes: dict, smoke: bool) -> list[dict]:
-  rows = []
-  for size in TRAIN_SIZES:
-    for dtype in DTYPES:
-      row = train_throughput.measure(
-          size,
-          dtype,
-          sizes["train_batch"][size],
-          sizes["train_steps"],
-          num_segments=sizes["num_segments"],
-          peak=peak,
-          spec=SMOKE_SPECS[size] if smoke else None,
-      )
-      row["mfu_nominal"] = row.pop("mfu")
-      rows.append(row)
-      print(json.dumps(row), flush=True)
-  return rows
+def training_row(peak: dict, sizes: dict, smoke: bool, size: str, dtype: str) -> dict:
+  """One training size and dtype: step time, examples/s, fraction of the measured peak."""
+  row = train_throughput.measure(
+      size,
+      dtype,
+      sizes["train_batch"][size],
+      sizes["train_steps"],
+      num_segments=sizes["num_segments"],
+      peak=peak,
+      spec=SMOKE_SPECS[size] if smoke else None,
+  )
+  row["mfu_nominal"] = row.pop("mfu")
+  print(json.dumps(row), flush=True)
+  return {key: row[key] for key in TRAINING_KEYS}
 
 
 def explanation_suite(peak: dict, sizes: dict) -> dict:
@@ -128,9 +143,9 @@ def explanation_suite(peak: dict, sizes: dict) -> dict:
   mflop, _, bytes_per_pass = perturbation_throughput.suite_cost(
       model, inputs, labels, where, when, suite
   )
-  jax.block_until_ready([compiled(*arguments) for compiled, arguments in suite])  # warm-up
+  jax.block_until_ready([compiled(*arguments) for compiled, _, _, arguments in suite])  # warm-up
   start = time.perf_counter()
-  jax.block_until_ready([compiled(*arguments) for compiled, arguments in suite])
+  jax.block_until_ready([compiled(*arguments) for compiled, _, _, arguments in suite])
   tests_s = time.perf_counter() - start
   passes = num_videos * len(perturbation_throughput.TESTS) * 10
   maps = perturbation_throughput.explainer_rows(model, inputs, SUITE_EXPLAINERS, peak, repeats=1)
@@ -154,6 +169,8 @@ def explanation_suite(peak: dict, sizes: dict) -> dict:
 
 def input_rates(train_rows: list[dict], sizes: dict) -> list[dict]:
   """The trainer's pipeline against the model's f32 rate at the features and raw sizes."""
+  if input_benchmark is None:
+    raise INPUT_IMPORT_ERROR
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
     for size in ("features", "raw"):
@@ -161,21 +178,24 @@ def input_rates(train_rows: list[dict], sizes: dict) -> list[dict]:
           size, sizes["input_examples"], pathlib.Path(tmp)
       )
       num_batches = max(2, 2 * sizes["input_examples"] // sizes["input_batch"])
-      rate = input_benchmark.examples_per_second(source, sizes["input_batch"], 0, num_batches)
       model_rate = next(
           r["examples_per_s"] for r in train_rows if r["size"] == size and r["dtype"] == "float32"
       )
-      rows.append(
-          {
-              "size": size,
-              "workers": 0,
-              "examples_per_s": rate,
-              "mb_per_example": megabytes,
-              "model_examples_per_s": model_rate,
-              "input_over_model": rate / model_rate,
-          }
-      )
-      print(json.dumps(rows[-1]), flush=True)
+      for workers in sizes["input_workers"]:
+        rate = input_benchmark.examples_per_second(
+            source, sizes["input_batch"], workers, num_batches
+        )
+        rows.append(
+            {
+                "size": size,
+                "workers": workers,
+                "examples_per_s": rate,
+                "mb_per_example": megabytes,
+                "model_examples_per_s": model_rate,
+                "input_over_model": rate / model_rate,
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
   return rows
 
 
@@ -188,20 +208,8 @@ def main():
 
   flags.FLAGS.mark_as_parsed()  # grain reads absl flags
   start = time.perf_counter()
-  sizes = plan(args.cpu_smoke)
-  part_seconds = {}
-
-  def timed(name, function, *arguments):
-    part_start = time.perf_counter()
-    result = function(*arguments)
-    part_seconds[name] = time.perf_counter() - part_start
-    return result
-
-  peak = timed("peak", roofline.measure_peak, args.cpu_smoke)
-  print(json.dumps(peak), flush=True)
-  train_rows = timed("training", training, peak, sizes, args.cpu_smoke)
-  suite = timed("ave_suite", explanation_suite, peak, sizes)
-  inputs = timed("input_pipeline", input_rates, train_rows, sizes)
+  smoke = args.cpu_smoke
+  sizes = plan(smoke)
   result = {
       "benchmark": "gpu_check",
       "cpu_smoke": args.cpu_smoke,
@@ -210,36 +218,64 @@ def main():
       "device_count": jax.device_count(),
       "jax": jax.__version__,
       "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-      "peak": peak,
       "sizes": sizes,
-      "training": [
-          {
-              key: row[key]
-              for key in (
-                  "size",
-                  "dtype",
-                  "batch_size",
-                  "step_time_s",
-                  "examples_per_s",
-                  "gflops_per_step",
-                  "fraction_of_peak",
-                  "fraction_of_roofline",
-                  "mfu_nominal",
-              )
-          }
-          for row in train_rows
-      ],
-      "mfu": {f"{row['size']}/{row['dtype']}": row["fraction_of_peak"] for row in train_rows},
-      "ave_suite": suite,
-      "ave_suite_seconds": suite["seconds"],
-      "input_pipeline": inputs,
-      "part_seconds": part_seconds,
-      "total_s": time.perf_counter() - start,
+      "training": [],
+      "mfu": {},
+      "errors": {},
+      "part_seconds": {},
   }
-  finite = all(math.isfinite(v) for v in result["mfu"].values())
-  assert finite and np.isfinite(result["ave_suite_seconds"]), "non-finite figures"
-  pathlib.Path(args.out).write_text(json.dumps(result, indent=1))
+  out = pathlib.Path(args.out)
+
+  def part(name, store, function, *arguments):
+    """Runs one part and `store`s its value in the result; a failure is recorded, not fatal.
+
+    The JSON is rewritten after each part, so a run stopped by its time limit keeps what it
+    measured.
+    """
+    part_start = time.perf_counter()
+    try:
+      value = function(*arguments)
+    except Exception as error:  # pylint: disable=broad-exception-caught
+      traceback.print_exc()
+      result["errors"][name] = f"{type(error).__name__}: {error}"[:2000]
+      value = None
+    if value is not None:
+      store(value)
+    result["part_seconds"][name] = time.perf_counter() - part_start
+    result["total_s"] = time.perf_counter() - start
+    out.write_text(json.dumps(result, indent=1))
+    return value
+
+  def store_training(row):
+    result["training"].append(row)
+    result["mfu"][f"{row['size']}/{row['dtype']}"] = row["fraction_of_peak"]
+
+  def store_suite(suite):
+    result["ave_suite"], result["ave_suite_seconds"] = suite, suite["seconds"]
+
+  # Most valuable first.
+  peak = part("peak", lambda value: result.update(peak=value), roofline.measure_peak, smoke)
+  if peak is None:
+    sys.exit(f"gpu_check: the peak measurement failed: {result['errors']['peak']}")
+  print(json.dumps(peak), flush=True)
+  for size in ("features", "synthetic", "raw"):
+    for dtype in DTYPES:
+      part(
+          f"training/{size}/{dtype}", store_training, training_row, peak, sizes, smoke, size, dtype
+      )
+  part("ave_suite", store_suite, explanation_suite, peak, sizes)
+  part(
+      "input_pipeline",
+      lambda rows: result.update(input_pipeline=rows),
+      input_rates,
+      result["training"],
+      sizes,
+  )
   print(json.dumps(result))
+  # A fraction of 0 means the FLOPs were not counted (as an accelerator's cost analysis can do).
+  counted = all(math.isfinite(v) and v > 0 for v in result["mfu"].values())
+  if result["errors"] or not counted:
+    sys.exit(f"gpu_check: parts failed or gave no FLOP count: {result['errors']}, {result['mfu']}")
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ def write_dataset(size: str, num_examples: int, directory: pathlib.Path):
 
 
 def examples_per_second(source, batch_size: int, num_workers: int, num_batches: int) -> float:
-  """Throughput of the trainer's pipeline (first batch, i.e. worker start-up, excluded)."""
+  """Examples/s of the trainer's pipeline; each worker's first batch (its start-up) excluded."""
   dataset = input_pipeline.train_dataset(
       source,
       per_host_batch_size=batch_size,
@@ -121,7 +121,8 @@ def examples_per_second(source, batch_size: int, num_workers: int, num_batches: 
       process_count=1,
   )
   iterator = iter(dataset)
-  next(iterator)
+  for _ in range(max(1, num_workers)):  # each worker process's first batch carries its start-up
+    next(iterator)
   start = time.perf_counter()
   for _ in range(num_batches):
     batch = next(iterator)

@@ -11,8 +11,8 @@ a time through the model, as per-sample explanation tools do). The model is STAN
 feature inputs ([10,7,7,512] + [10,128]). Compilation is excluded (one warm-up call).
 
 Roofline (benchmarks/roofline.py): the device's f32 matmul peak is measured in the same
-process; the batched suite's and every explainer's achieved FLOP/s (XLA cost analysis of the
-compiled computation over the measured time) are reported as fractions of it
+process; the batched suite's and every explainer's achieved FLOP/s (XLA cost analysis,
+`roofline.compile_with_cost`, over the measured time) are reported as fractions of it
 (`suite_roofline`, `explainers`). --explainer_names picks the explainers (default: the
 config's, configs/common.py); each is timed on one batch of `--batch_size` videos.
 The last line printed is one JSON object with the figures.
@@ -82,7 +82,10 @@ def make_model_and_data(
 
 
 def compile_suite(model, inputs, labels, where, when) -> list[tuple]:
-  """[(compiled test, its arguments)] of every test in TESTS on one batch (feature mode)."""
+  """[(compiled test, FLOPs, bytes, its arguments)] of every test in TESTS on one batch.
+
+  Feature mode; FLOPs and bytes as `roofline.compile_with_cost` counts them.
+  """
   graphdef, state = nnx.split(model)
   suite = []
   for test, order in TESTS:
@@ -90,7 +93,7 @@ def compile_suite(model, inputs, labels, where, when) -> list[tuple]:
         nnx.merge(graphdef, s), i, labels, w, t, test=test, order=order
     )
     arguments = (state, inputs, labels, where, when)
-    suite.append((jax.jit(curves).lower(*arguments).compile(), arguments))
+    suite.append((*roofline.compile_with_cost(jax.jit(curves), *arguments), arguments))
   return suite
 
 
@@ -102,15 +105,12 @@ def suite_cost(model, inputs, labels, where, when, suite=None) -> tuple[float, f
   """
   graphdef, state = nnx.split(model)
   batched_flops = batched_bytes = 0.0
-  for compiled, _ in suite or compile_suite(model, inputs, labels, where, when):
-    flops, bytes_accessed = roofline.compiled_cost(compiled)
+  for _, flops, bytes_accessed, _ in suite or compile_suite(model, inputs, labels, where, when):
     batched_flops, batched_bytes = batched_flops + flops, batched_bytes + bytes_accessed
   one = {k: v[:1] for k, v in inputs.items()}
   head = lambda s, v, a, m: nnx.merge(graphdef, s).head(v, a, m)["logits"]
-  loop_flops, _ = roofline.compiled_cost(
-      jax.jit(head)
-      .lower(state, one["visual_features"], one["audio_features"], one["segment_mask"])
-      .compile()
+  _, loop_flops, _ = roofline.compile_with_cost(
+      jax.jit(head), state, one["visual_features"], one["audio_features"], one["segment_mask"]
   )
   passes = len(labels) * len(TESTS) * len(perturbation.FRACTIONS)
   return batched_flops / passes / 1e6, loop_flops / 1e6, batched_bytes / passes
@@ -122,8 +122,7 @@ def explainer_rows(model, inputs, names, peak: dict, repeats: int) -> list[dict]
   rows = []
   for name in names:
     maps = lambda s, i, name=name: explainer_lib.EXPLAINERS[name](nnx.merge(graphdef, s), i)
-    compiled = jax.jit(maps).lower(state, inputs).compile()
-    flops, bytes_accessed = roofline.compiled_cost(compiled)
+    compiled, flops, bytes_accessed = roofline.compile_with_cost(jax.jit(maps), state, inputs)
     jax.block_until_ready(compiled(state, inputs))
     times = []
     for _ in range(repeats):

@@ -83,7 +83,7 @@ def main():
   batch_size = args.batch_size or (64 if args.size != "raw" else 2)
   steps = args.steps or (2 if args.quick else 5)
 
-  compiled, state, batch, flops, _ = train_throughput.compile_step(
+  compiled, state, batch, (flops, _), _ = train_throughput.compile_step(
       args.size, args.dtype, batch_size
   )
   instructions = hlo_instructions(compiled.as_text())

@@ -8,7 +8,7 @@ Sizes (per example):
   features:  [10,7,7,512] visual + [10,128] audio maps (the AVE feature release);
   raw:       10 frames at 224² + [10,96,64] log-mel, ResNet-18 + VGGish.
 
-The step is the trainer's own (`stt.train.train_step`: jit over a data mesh of all devices,
+The step is the trainer's own (`stt.train_step.train_step`: jit over a data mesh of all devices,
 state donated), fed the same device-resident batch every step, so only the model is measured.
 Model FLOPs come from XLA's cost analysis of the compiled step. Every row has its roofline
 figures (benchmarks/roofline.py): achieved FLOP/s as a fraction of this device's peak measured
@@ -34,7 +34,7 @@ import numpy as np
 from configs import synthetic
 from stt import sharding
 from stt import state as state_lib
-from stt import train
+from stt import train_step
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import roofline  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -111,7 +111,9 @@ def compile_step(
     grid: int | None = None,
     spec: tuple | None = None,
 ):
-  """(compiled train step, state, batch, model FLOPs per step, config) of one configuration.
+  """(compiled train step, state, batch, (FLOPs, bytes) per step, config) of one configuration.
+
+  FLOPs and bytes as `roofline.compile_with_cost` counts them.
 
   spec: (model overrides, per-example shapes) replacing SIZES[size] (e.g. shrunk for a smoke
   run).
@@ -136,12 +138,11 @@ def compile_step(
       make_batch(shapes, batch_size, num_segments, num_classes, np.random.default_rng(0)),
       sharding.batch_sharding(mesh),
   )
-  step = jax.jit(functools.partial(train.train_step, graphdef, config=config), donate_argnums=(0,))
-  compiled = step.lower(state, batch).compile()
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get("flops", 0.0)) if cost else 0.0
-  return compiled, state, batch, flops, config
+  step = jax.jit(
+      functools.partial(train_step.train_step, graphdef, config=config), donate_argnums=(0,)
+  )
+  compiled, flops, bytes_accessed = roofline.compile_with_cost(step, state, batch)
+  return compiled, state, batch, (flops, bytes_accessed), config
 
 
 def measure(
@@ -161,10 +162,9 @@ def measure(
   peak: `roofline.measure_peak()` of this process, for the roofline figures (none if None);
   spec: as for `compile_step`.
   """
-  compiled, state, batch, flops, config = compile_step(
+  compiled, state, batch, (flops, bytes_accessed), config = compile_step(
       size, dtype, batch_size, num_segments=num_segments, grid=grid, spec=spec
   )
-  _, bytes_accessed = roofline.compiled_cost(compiled)
   state, metrics = compiled(state, batch)  # warm-up
   jax.block_until_ready(metrics)
   times = []

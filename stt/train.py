@@ -14,12 +14,9 @@ import logging
 from clu import metric_writers
 from clu import periodic_actions
 from etils import epath
-from flax import nnx
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from stt import checkpoint
 from stt import config_validation
@@ -29,6 +26,7 @@ from stt import input_pipeline
 from stt import preemption
 from stt import sharding
 from stt import state as state_lib
+from stt import train_step as train_step_lib
 from stt import trained_run
 from stt.explain import explain_sets
 from stt.explain import panels
@@ -39,44 +37,6 @@ from stt.explain import suite
 
 class NonFiniteLossError(RuntimeError):
   """The training loss became NaN or Inf."""
-
-
-def loss_and_metrics(outputs: dict, batch: dict, config) -> tuple[jax.Array, dict]:
-  """Cross-entropy on the video label (+ weighted per-segment loss), averaged over valid rows."""
-  logits = outputs["logits"].astype(jnp.float32)
-  num_classes = logits.shape[-1]
-  labels = optax.smooth_labels(
-      jax.nn.one_hot(batch["label"], num_classes), config.loss.label_smoothing
-  )
-  weights = batch["valid"].astype(jnp.float32)
-  per_example = optax.softmax_cross_entropy(logits, labels)
-  loss = jnp.sum(per_example * weights) / jnp.maximum(weights.sum(), 1.0)
-  if config.loss.segment_weight > 0:
-    segment_logits = outputs["segment_logits"].astype(jnp.float32)
-    segment_weights = weights[:, None] * batch["segment_mask"]
-    per_segment = optax.softmax_cross_entropy_with_integer_labels(
-        segment_logits, batch["segment_labels"]
-    )
-    loss += config.loss.segment_weight * (
-        jnp.sum(per_segment * segment_weights) / jnp.maximum(segment_weights.sum(), 1.0)
-    )
-  correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
-  accuracy = jnp.sum(correct * weights) / jnp.maximum(weights.sum(), 1.0)
-  return loss, {"loss": loss, "accuracy": accuracy}
-
-
-def train_step(graphdef, state, batch, *, config):
-  """One optimizer step. state: NNX state of (model, optimizer) → (new state, metrics)."""
-  model, optimizer = nnx.merge(graphdef, state)
-
-  def loss_fn(model):
-    outputs = model(input_pipeline.model_inputs(batch), train=True)
-    return loss_and_metrics(outputs, batch, config)
-
-  (_, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-  metrics["grad_norm"] = optax.global_norm(grads)
-  optimizer.update(model, grads)
-  return nnx.state((model, optimizer)), metrics
 
 
 def stop_on_divergence(manager, window: list, workdir) -> None:
@@ -209,7 +169,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     )
   batch_sharding = sharding.batch_sharding(mesh)
   jit_train_step = jax.jit(
-      functools.partial(train_step, graphdef, config=config),
+      functools.partial(train_step_lib.train_step, graphdef, config=config),
       donate_argnums=(0,),
       out_shardings=(state_shardings, sharding.replicated(mesh)),
   )

@@ -27,6 +27,7 @@ def test_gpu_check_cpu_smoke_writes_every_figure(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   figures = json.loads(out.read_text())
 
+  assert figures["errors"] == {}
   assert figures["cpu_smoke"] is True
   assert figures["device"] and figures["backend"] == "cpu"
   for dtype in ("float32", "bfloat16"):

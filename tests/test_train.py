@@ -19,6 +19,7 @@ from stt import input_pipeline
 from stt import sharding
 from stt import state as state_lib
 from stt import train
+from stt import train_step
 from tests.conftest import REQUIRED_KEYS
 
 
@@ -49,7 +50,7 @@ def test_train_step_lowers_the_loss_on_a_fixed_batch(smoke_run):
   )
   batch = input_pipeline.make_global_batch(local_batch, sharding.batch_sharding(mesh))
   graphdef, state, _ = state_lib.create_state(config, dataset.num_classes, mesh)
-  step = jax.jit(functools.partial(train.train_step, graphdef, config=config))
+  step = jax.jit(functools.partial(train_step.train_step, graphdef, config=config))
 
   losses = []
   for _ in range(config.num_train_steps):
