@@ -11,8 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 
-from clu import metric_writers
-from clu import periodic_actions
 from etils import epath
 import jax
 import ml_collections
@@ -139,6 +137,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     workdir = workdir.resolve()
   workdir.mkdir(parents=True, exist_ok=True)
   is_chief = jax.process_index() == 0
+  # clu's metric writers import TensorFlow (about 5 s of the command's start): only a training
+  # run loads them, so that config errors and --mode=explain answer without it.
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+  from clu import periodic_actions  # pylint: disable=g-import-not-at-top
+
   writer = metric_writers.create_default_writer(
       str(workdir / "tensorboard"), just_logging=not is_chief
   )

@@ -1,6 +1,5 @@
 """Bad configs fail early with one-line messages that name the key."""
 
-import os
 import subprocess
 import sys
 
@@ -11,6 +10,7 @@ from configs import synthetic
 from stt import config_validation
 from stt.explain import explainers
 from tests.conftest import REPO
+from tests.conftest import subprocess_env
 
 
 def _config(**overrides):
@@ -62,7 +62,7 @@ def test_bad_values_are_named(overrides, message):
 
 
 def _run_main(*args, tmp_path):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  env = subprocess_env(num_devices=2)
   return subprocess.run(
       # The default data dir comes first so that an explicit one in `args` wins.
       [

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -186,3 +188,14 @@ def test_the_checks_catch_each_kind_of_violation(bad_tree):
   ]
   assert cycles(graph) == [["stt.datasets", "stt.state", "stt.datasets"]]
   assert function_level_imports(graph) == {("data_pipelines.build", "stt.datasets")}
+
+
+def test_the_entry_point_loads_tensorflow_only_to_train():
+  """clu's TensorBoard writer imports TensorFlow (about 5 s): only a training run needs it, so
+  `python -m stt.main` answers a config error or runs --mode=explain without it."""
+  check = "import sys, stt.main; print(sorted({'tensorflow', 'clu'} & sys.modules.keys()))"
+  result = subprocess.run(
+      [sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, timeout=300
+  )
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip() == "[]"
