@@ -303,6 +303,11 @@ def _parse_args(argv):
   parser.add_argument("--models", default="", help="comma-separated rows to run (default: all)")
   parser.add_argument("--jobs", type=int, default=1, help="runs at a time on this machine")
   parser.add_argument(
+      "--explainers",
+      default="",
+      help="comma-separated explainers to explain and sanity-check with (default: the suite's)",
+  )
+  parser.add_argument(
       "--dry_run", action="store_true", help="print each run's commands, one per line, and stop"
   )
   parser.add_argument(
@@ -335,6 +340,17 @@ def main(argv=None) -> int:
   suite = SUITES[args.suite]
   only = [m for m in args.models.split(",") if m]
   unknown = sorted(set(only) - {row.name for row in suite.rows})
+  explainers = tuple(e for e in args.explainers.split(",") if e)
+  unknown_explainers = sorted(set(explainers) - set(explainers_lib.EXPLAINERS))
+  if unknown_explainers:
+    print(
+        f"stt.reproduce: error: unknown explainers {unknown_explainers} (known: "
+        f"{sorted(explainers_lib.EXPLAINERS)})",
+        file=sys.stderr,
+    )
+    return 2
+  if explainers:
+    suite = dataclasses.replace(suite, explainers=explainers)
   if unknown or args.seeds < 1 or args.jobs < 1:
     print(
         f"stt.reproduce: error: unknown rows {unknown} of suite {args.suite} (known: "

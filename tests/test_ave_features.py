@@ -296,6 +296,9 @@ def test_load_takes_shapes_from_the_data_and_names_the_build_command(built, tmp_
     datasets.load(config)
 
 
+# Slow: a training and explanation of 402 + 402 videos (40-80 s on 2 cores) kept the README's
+# test command over 10 minutes.
+@pytest.mark.slow
 def test_training_on_features_writes_results(built, tmp_path):
   data_dir, _, _ = built
   result = subprocess.run(
@@ -343,6 +346,7 @@ def test_reproduce_suite_on_the_release_layout_gives_tables_1_to_4(built, tmp_pa
           "--seeds=1",
           "--smoke",
           "--models=stan_localization,stan_weak",
+          "--explainers=attention,gradient",
           f"--config_override=--config.data_dir={data_dir}",
           "--config_override=--config.explain.num_panels=0",
       ],

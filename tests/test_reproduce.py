@@ -167,9 +167,26 @@ def test_cli_dry_run_and_bad_arguments(tmp_path, capsys):
   assert "unknown rows ['mbt']" in capsys.readouterr().err
 
 
+def test_cli_explainers_pick_a_subset_of_the_suites(tmp_path, capsys):
+  arguments = ["--suite=smoke", f"--workdir={tmp_path}", "--seeds=1", "--dry_run"]
+  assert reproduce.main([*arguments, "--models=stan", "--explainers=attention"]) == 0
+  _, explain, sanity = capsys.readouterr().out.strip().splitlines()
+  assert explain.endswith("--mode=explain '--config.explain.explainers=(\"attention\",)'")
+  assert sanity.endswith("--mode=sanity '--config.sanity.explainers=(\"attention\",)'")
+  # late_fusion has no attention maps: of the two, only gradient applies.
+  assert (
+      reproduce.main([*arguments, "--models=late_fusion", "--explainers=attention,gradient"]) == 0
+  )
+  _, explain, _ = capsys.readouterr().out.strip().splitlines()
+  assert explain.endswith("'--config.explain.explainers=(\"gradient\",)'")
+  assert reproduce.main([*arguments, "--explainers=attention,shap"]) == 2
+  assert "unknown explainers ['shap']" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_smoke_suite_end_to_end_and_its_dry_run_commands(tmp_path, smoke_run):
-  """The real suite (1 seed), then its dry-run commands run one by one give the same tables."""
+  """The real suite (1 seed); its dry-run prints the very commands the suite ran, and those of
+  one row, run one by one, give that row's same tables with --aggregate_only."""
   override = f"--config_override=--config.data_dir={smoke_run[0]}"
   run = lambda *args: subprocess.run(
       [sys.executable, "-m", "stt.reproduce", "--suite=smoke", "--seeds=1", override, *args],
@@ -187,9 +204,21 @@ def test_smoke_suite_end_to_end_and_its_dry_run_commands(tmp_path, smoke_run):
   assert cells[("late_fusion", "gradient", "pointing_spatial")]["n"] == 1
   again = run(f"--workdir={tmp_path / 'a'}")
   assert "2 runs, 2 already done, 0 to run" in again.stdout
-  dry = run(f"--workdir={tmp_path / 'b'}", "--dry_run")
-  for line in dry.stdout.strip().splitlines():
+  dry = run(f"--workdir={tmp_path / 'b'}", "--dry_run").stdout.strip().splitlines()
+  ran = [
+      shlex.join(command).replace(str(tmp_path / "a"), str(tmp_path / "b"))
+      for row in ("stan", "late_fusion")
+      for command in json.loads((tmp_path / "a" / row / "seed0" / reproduce.DONE_FILE).read_text())[
+          "commands"
+      ]
+  ]
+  assert dry == ran and len(dry) == 6
+  # Run by hand (one row, to keep the test short), they give that row's cells again.
+  one_row = run(f"--workdir={tmp_path / 'b'}", "--models=late_fusion", "--dry_run")
+  for line in one_row.stdout.strip().splitlines():
     assert subprocess.run(shlex.split(line), capture_output=True, cwd=REPO).returncode == 0
-  assert run(f"--workdir={tmp_path / 'b'}", "--aggregate_only").returncode == 0
+  aggregated = run(f"--workdir={tmp_path / 'b'}", "--models=late_fusion", "--aggregate_only")
+  assert aggregated.returncode == 0, aggregated.stderr[-3000:]
   rows_b = json.loads((tmp_path / "b" / "summary.json").read_text())["rows"]
-  assert rows_b == summary["rows"]
+  late_fusion = [r for r in summary["rows"] if r["model"] == "late_fusion"]
+  assert late_fusion and [r for r in rows_b if r["model"] == "late_fusion"] == late_fusion

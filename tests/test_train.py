@@ -92,6 +92,8 @@ def test_rerunning_a_finished_run_in_process_resumes_and_reports_the_same(
     assert results[key] == pytest.approx(before[key], abs=1e-6), key
 
 
+# Slow: 150 training steps (50-80 s on 2 cores) kept the README's test command over 10 minutes.
+@pytest.mark.slow
 def test_trained_attention_points_better_than_random_and_chance(smoke_run, tmp_path):
   """150 steps (seconds once compiled) fit the 24 smoke videos; then STAN's own attention finds
   the event object and the event segments more often than the `random` explainer and than the
