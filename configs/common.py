@@ -74,6 +74,9 @@ def default_model_config() -> ml_collections.ConfigDict:
   # joint_transformer only: the fusion-bottleneck tokens through which its audio and visual
   # tokens exchange information (MBT's; 0: none, only its CLS token reads both modalities).
   config.num_bottlenecks = 4
+  # joint_transformer only: each visual token is the mean of a token_pool x token_pool block of
+  # the visual map's cells (1: a token per cell); attention costs O(tokens^2).
+  config.token_pool = 1
   config.dtype = "float32"  # compute dtype: 'float32' | 'bfloat16'; params stay float32
   config.num_segments = 10  # T, size of the temporal position embedding
   # (h, w) of the visual map. None: derived when the dataset is opened (stt.datasets.load),

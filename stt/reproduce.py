@@ -21,6 +21,8 @@ import argparse
 import concurrent.futures
 import dataclasses
 import datetime
+import functools
+import importlib.metadata
 import json
 import os
 import platform
@@ -62,11 +64,30 @@ class Suite:
 # Settings a compared model needs whatever the config: the joint transformer's modalities meet
 # only through its bottleneck tokens, which takes two layers (stt/models/joint_transformer.py).
 MODEL_OVERRIDES = {"joint_transformer": (("model.num_layers", "2"),)}
+# On the synthetic set (8x8 cells) the joint transformer attends over 655 tokens: its training
+# alone took longer than the other five rows together on 2 CPU cores. Visual tokens of 2x2 cells
+# (175 tokens) make its step ~7x cheaper (docs/reproducing.md).
+SYNTHETIC_MODEL_OVERRIDES = {"joint_transformer": (("model.token_pool", "2"),)}
+# Flags of every run of the CPU-sized suites: one example panel per explainer (rendering 4 took
+# ~20 s of a 55 s explanation run; the tables do not read them).
+SYNTHETIC_EXTRA = ("--config.explain.num_panels=1",)
+# XLA:CPU at optimisation level 1 without its expensive LLVM passes compiles the suite's
+# programs ~40 % faster, and the synthetic-size training step runs as fast
+# (benchmarks/RESULTS.md); a suite's short runs spend much of their time compiling. Only where
+# jax can run on nothing but the CPU (`run_environment`).
+CPU_XLA_FLAGS = ("--xla_backend_optimization_level=1", "--xla_llvm_disable_expensive_passes=true")
+ACCELERATOR_PLUGINS = ("jax-cuda12-plugin", "jax-cuda13-plugin", "jax-rocm7-plugin", "libtpu")
 
 
-def _model_rows(config: str, names=COMPARED_MODELS) -> tuple[Row, ...]:
+def _model_rows(config: str, names=COMPARED_MODELS, model_overrides=None) -> tuple[Row, ...]:
+  model_overrides = model_overrides or {}
   return tuple(
-      Row(name, config, (("model.name", name),) + MODEL_OVERRIDES.get(name, ())) for name in names
+      Row(
+          name,
+          config,
+          (("model.name", name),) + MODEL_OVERRIDES.get(name, ()) + model_overrides.get(name, ()),
+      )
+      for name in names
   )
 
 
@@ -76,7 +97,10 @@ SUITES = {
         explainers=("attention", "gradient", "random"),
         extra=("--config.explain.num_panels=0",),
     ),
-    "synthetic": Suite(_model_rows("configs/synthetic.py")),
+    "synthetic": Suite(
+        _model_rows("configs/synthetic.py", model_overrides=SYNTHETIC_MODEL_OVERRIDES),
+        extra=SYNTHETIC_EXTRA,
+    ),
     "synthetic_ablations": Suite(
         (
             Row("stan", "configs/synthetic.py"),
@@ -100,7 +124,8 @@ SUITES = {
                 "configs/synthetic.py",
                 (("model.pool_values", "contextual"),),
             ),
-        )
+        ),
+        extra=SYNTHETIC_EXTRA,
     ),
     "ave_features": Suite(
         _model_rows("configs/ave.py:features")
@@ -190,10 +215,41 @@ def run_one(run: Run, execute: Callable[[tuple[str, ...], epath.Path], int]) -> 
   return time.time() - start
 
 
-def execute_logged(command: tuple[str, ...], directory: epath.Path) -> int:
+def cpu_only(environ=os.environ) -> bool:
+  """Whether jax can only run on the CPU here: JAX_PLATFORMS=cpu, or no accelerator plugin
+  installed (checked without starting jax, which would take the accelerator's memory)."""
+  if environ.get("JAX_PLATFORMS", "").strip().lower() == "cpu":
+    return True
+  installed = set()
+  for name in ACCELERATOR_PLUGINS:
+    try:
+      importlib.metadata.version(name)
+      installed.add(name)
+    except importlib.metadata.PackageNotFoundError:
+      pass
+  return not installed
+
+
+def run_environment(workdir: epath.Path, environ=os.environ, cpu: bool | None = None) -> dict:
+  """The environment of the suite's runs: `environ` plus, unless it sets them, a JAX
+  compilation cache shared by all runs (`<workdir>/jax_cache`: the seeds of a row, and its
+  train/explain/sanity steps, compile the same programs) and, on a CPU-only host, CPU_XLA_FLAGS."""
+  env = dict(environ)
+  env.setdefault("JAX_COMPILATION_CACHE_DIR", str(workdir / "jax_cache"))
+  if cpu_only(environ) if cpu is None else cpu:
+    flags = env.get("XLA_FLAGS", "").split()
+    named = {flag.split("=")[0] for flag in flags}
+    flags += [flag for flag in CPU_XLA_FLAGS if flag.split("=")[0] not in named]
+    env["XLA_FLAGS"] = " ".join(flags)
+  return env
+
+
+def execute_logged(command: tuple[str, ...], directory: epath.Path, env: dict | None = None) -> int:
   """Runs `command`, appending its output to `<directory>/log.txt`; returns its exit status."""
   with (directory / "log.txt").open("a") as log:
-    return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+    return subprocess.run(
+        command, stdout=log, stderr=subprocess.STDOUT, check=False, env=env
+    ).returncode
 
 
 def run_all(runs: list[Run], jobs: int, execute=execute_logged, log=print) -> int:
@@ -368,7 +424,8 @@ def main(argv=None) -> int:
         print(shlex.join(command))
     return 0
   start = time.time()
-  failures = 0 if args.aggregate_only else run_all(runs, args.jobs)
+  execute = functools.partial(execute_logged, env=run_environment(workdir))
+  failures = 0 if args.aggregate_only else run_all(runs, args.jobs, execute)
   summary = aggregate(
       args.suite,
       runs,

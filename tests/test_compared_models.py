@@ -249,6 +249,37 @@ def test_joint_transformer_rollout_matches_hand_computation():
     explainers.attention(model, inputs)  # it has neither
 
 
+def test_joint_transformer_token_pool_is_the_model_on_pooled_cells():
+  """token_pool=2 on a 4x4 grid is the unpooled model on the 2x2 means of the cells (same
+  initial weights), and its rollout spreads each token's relevance over its 2x2 cells."""
+  inputs = _inputs()
+  pooled_config = _config("joint_transformer")
+  pooled_config.update(num_layers=2, grid_size=(4, 4), token_pool=2)
+  pooled = models.create_model(pooled_config, C, rngs=nnx.Rngs(0))
+  reference_config = _config("joint_transformer")
+  reference_config.update(num_layers=2, grid_size=(2, 2))
+  reference = models.create_model(reference_config, C, rngs=nnx.Rngs(0))
+  rng = np.random.default_rng(2)
+  fine = jnp.asarray(rng.normal(size=(B, T, 4, 4, CV)), jnp.float32)
+  coarse = fine.reshape(B, T, 2, 2, 2, 2, CV).mean(axis=(3, 5))
+  fine_inputs = dict(inputs, visual_features=fine)
+  coarse_inputs = dict(inputs, visual_features=coarse)
+  assert pooled.token_grid == (2, 2)
+  out, expected = pooled(fine_inputs), reference(coarse_inputs)
+  s = 1 + 4 + T + T * 4
+  assert out["explanations"]["token_attention"].shape == (2, B, 2, s, s)
+  np.testing.assert_allclose(out["logits"], expected["logits"], rtol=1e-5, atol=1e-6)
+  maps = nnx.jit(explainers.rollout)(pooled, fine_inputs)
+  reference_maps = nnx.jit(explainers.rollout)(reference, coarse_inputs)
+  assert maps["where"].shape == (B, T, 4, 4)
+  spread = np.repeat(np.repeat(np.asarray(reference_maps["where"]), 2, 2), 2, 3) / 4
+  np.testing.assert_allclose(maps["where"], spread, rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(maps["when"], reference_maps["when"], rtol=1e-4, atol=1e-7)
+  pooled_config.token_pool = 3
+  with pytest.raises(ValueError, match="token_pool must be >= 1 and divide the grid"):
+    models.create_model(pooled_config, C, rngs=nnx.Rngs(0))
+
+
 def test_a_model_without_frames_has_no_spatial_scores():
   """audio_only sees no frames: its spatial perturbation curves and spatial scores are NaN
   ("—"), while a grid-shaped map (random, center) is not forced onto its placeholder stream."""

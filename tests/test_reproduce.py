@@ -148,6 +148,41 @@ def test_a_killed_suite_reruns_only_what_did_not_finish(tmp_path):
   assert len(first) < len(again) or first != again  # the failed run was missing before
 
 
+def test_synthetic_suite_pools_the_joint_transformers_tokens_only(tmp_path):
+  runs = reproduce.plan(reproduce.SUITES["synthetic"], epath.Path(tmp_path), seeds=1)
+  train = {run.row.name: run.commands[0] for run in runs}
+  assert set(train) == set(reproduce.COMPARED_MODELS)
+  for name, command in train.items():
+    pooled = "--config.model.token_pool=2" in command
+    assert pooled == (name == "joint_transformer"), name
+    assert "--config.explain.num_panels=1" in command
+  assert "--config.model.num_layers=2" in train["joint_transformer"]
+  # The AVE grid (7x7) is not pooled.
+  ave = reproduce.plan(reproduce.SUITES["ave_features"], epath.Path(tmp_path), seeds=1)
+  assert not any("token_pool" in " ".join(run.commands[0]) for run in ave)
+
+
+def test_runs_share_a_compilation_cache_and_cpu_hosts_compile_fast(tmp_path):
+  workdir = epath.Path(tmp_path)
+  env = reproduce.run_environment(workdir, {"XLA_FLAGS": "--a=1", "PATH": "/bin"}, cpu=True)
+  assert env["JAX_COMPILATION_CACHE_DIR"] == str(workdir / "jax_cache")
+  assert env["XLA_FLAGS"].split() == ["--a=1", *reproduce.CPU_XLA_FLAGS] and env["PATH"] == "/bin"
+  # What the environment sets wins; an accelerator host keeps its compiler's defaults.
+  mine = {
+      "JAX_COMPILATION_CACHE_DIR": "/c",
+      "XLA_FLAGS": "--xla_backend_optimization_level=3",
+  }
+  env = reproduce.run_environment(workdir, mine, cpu=True)
+  assert env["JAX_COMPILATION_CACHE_DIR"] == "/c"
+  assert env["XLA_FLAGS"].split() == [
+      "--xla_backend_optimization_level=3",
+      "--xla_llvm_disable_expensive_passes=true",
+  ]
+  assert "XLA_FLAGS" not in reproduce.run_environment(workdir, {}, cpu=False)
+  assert reproduce.cpu_only({"JAX_PLATFORMS": "cpu"})
+  assert reproduce.cpu_only({})  # this test machine has no accelerator plugin
+
+
 def test_cli_dry_run_and_bad_arguments(tmp_path, capsys):
   assert (
       reproduce.main(

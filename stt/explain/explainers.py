@@ -152,7 +152,9 @@ def rollout(model, inputs: dict, target_class=None) -> dict:
   (t, i, j)], stt/models/joint_transformer.py): the logits read the CLS token, so q is CLS's
   one-hot and r = R[CLS]:
     when[t]      = r(a_t) + sum_{i,j} r(cell t,i,j)
-    where[t,i,j] = r(cell t,i,j)          (rollout's own: every cell is a token)
+    where[t,i,j] = r(cell t,i,j)          (rollout's own: every cell is a token; with
+                                           model.token_pool = p, r of the token holding the
+                                           cell, / p^2)
   """
   del target_class  # class-agnostic
   encoded = _Encoded(model, inputs, None)
@@ -160,11 +162,13 @@ def rollout(model, inputs: dict, target_class=None) -> dict:
   if "token_attention" in explanations:
     attention = explanations["token_attention"]
     b, t = encoded.segment_mask.shape
-    h, w = model.grid_size
+    h, w = model.token_grid
     readout = jnp.zeros((b, attention.shape[-1]), jnp.float32).at[:, 0].set(1.0)  # CLS
     relevance = rollout_relevance(attention, readout)
     _, _, audio, cells = joint_transformer.split_tokens(relevance, t, h * w)
-    return normalise(cells.reshape(b, t, h, w), audio + cells.sum(axis=-1), encoded.segment_mask)
+    p = model.token_pool
+    where = jnp.repeat(jnp.repeat(cells.reshape(b, t, h, w), p, axis=2), p, axis=3) / p**2
+    return normalise(where, audio + cells.sum(axis=-1), encoded.segment_mask)
   if "temporal_attention" not in explanations:
     raise ValueError(
         f"rollout needs the model's per-layer attention ('token_attention' or "

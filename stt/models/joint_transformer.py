@@ -1,11 +1,12 @@
 r"""Joint transformer: an MBT-style compared model (Nagrani et al., "Attention Bottlenecks for
 Multimodal Fusion", NeurIPS 2021), whose explanation is attention rollout.
 
-Shape letters as in stan.py: B videos, T segments, h x w = N cells, D width, C classes,
-L transformer layers; K = `model.num_bottlenecks` fusion-bottleneck tokens and
-S = 1 + K + T + T*N tokens.
+Shape letters as in stan.py: B videos, T segments, h x w cells of the visual map, D width,
+C classes, L transformer layers; p = `model.token_pool`, N = (h/p)(w/p) visual tokens per
+segment; K = `model.num_bottlenecks` fusion-bottleneck tokens and S = 1 + K + T + T*N tokens.
 
-    visual_map [B,T,h,w,Cv] --Linear, LayerNorm per cell, + spatial + temporal position-->
+    visual_map [B,T,h,w,Cv] --mean over p x p cells (p = 1: none)--> [B,T,h/p,w/p,Cv]
+                            --Linear, LayerNorm per token, + spatial + temporal position-->
                                                                        cells [B,T,N,D]
     audio_vec [B,T,Ca]      --Linear, LayerNorm, + temporal position--> audio [B,T,D]
     tokens [B,S,D], in this order (`split_tokens`):
@@ -42,6 +43,13 @@ patches, here they are the backbones' grid cells and per-segment audio vectors, 
 models. `explanations` holds only `token_attention` [L,B,heads,S,S] (the per-layer attention
 weights, in the token order above): the model has no "where" or "when" of its own, so the
 `attention` explainer does not apply to it.
+
+Token pooling. Attention over all S tokens costs O(S^2): at the synthetic size (8 x 8 cells,
+T = 10, S = 655) a training step is ~7x the FLOPs and ~10x the time of STAN's on a CPU, more
+than the rest of the `synthetic` suite together. `model.token_pool = p` makes each visual token
+the mean of a p x p block of cells (as MBT's tokens are patches), S = 175 at p = 2. Rollout's
+"where" is then per token, spread evenly over the token's p x p cells (`token_grid` vs
+`grid_size`); the gradient explainers still see every cell of the visual map.
 """
 
 from __future__ import annotations
@@ -128,12 +136,19 @@ class JointTransformer(two_stream.TwoStreamModel):
     self.dtype = jnp.dtype(config.dtype)
     self.grid_size = encoders.grid_size_of(config)
     self.num_bottlenecks = int(config.get("num_bottlenecks", DEFAULT_NUM_BOTTLENECKS))
+    self.token_pool = int(config.get("token_pool", 1))
+    if self.token_pool < 1 or any(size % self.token_pool for size in self.grid_size):
+      raise ValueError(
+          f"model.token_pool must be >= 1 and divide the grid {self.grid_size}, "
+          f"got {self.token_pool}"
+      )
+    self.token_grid = tuple(size // self.token_pool for size in self.grid_size)  # (h/p, w/p)
     if self.num_bottlenecks < 0:
       raise ValueError(f"num_bottlenecks must be >= 0, got {self.num_bottlenecks}")
     if config.num_layers < 1:
       raise ValueError(f"joint_transformer needs num_layers >= 1, got {config.num_layers}")
     dtype, width = self.dtype, config.width
-    num_cells = self.grid_size[0] * self.grid_size[1]
+    num_cells = self.token_grid[0] * self.token_grid[1]
     linear = lambda d_in, d_out, dt=dtype: nnx.Linear(
         d_in, d_out, dtype=dt, param_dtype=jnp.float32, rngs=rngs
     )
@@ -177,10 +192,15 @@ class JointTransformer(two_stream.TwoStreamModel):
 
   def embed(self, visual_map: jax.Array, audio_vec: jax.Array, *, train: bool = False):
     """Per token: visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca] -> (cells [B,T,N,D],
-    audio [B,T,D]); a token depends only on its own input vector and its position."""
+    audio [B,T,D]); a token depends only on its own p x p cells (or audio vector) and its
+    position."""
     b, t, h, w, _ = visual_map.shape
     if (h, w) != self.grid_size:
       raise ValueError(f"visual map grid {(h, w)} != config.grid_size {self.grid_size}")
+    p = self.token_pool
+    if p > 1:
+      visual_map = visual_map.reshape(b, t, h // p, p, w // p, p, -1).mean(axis=(3, 5))
+      h, w = self.token_grid
     if t > self.temporal_position.shape[0]:
       raise ValueError(f"{t} segments > config.num_segments {self.temporal_position.shape[0]}")
     deterministic = not train
