@@ -13,10 +13,12 @@ Run through benchmarks/gpu_check.sh (which sets the platform and a time limit). 
      plus the 5 explainers' maps, as seconds (all 402 videos in one batch, compilation
      excluded) and fraction of peak;
   4. the input pipeline (benchmarks/input_pipeline.py): examples/s read through the trainer's
-     pipeline (0 and 8 worker processes) against the model's examples/s at the same size (f32).
+     pipeline (0 and 8 worker processes, and the device-resident split of
+     `input.device_resident`) against the model's examples/s at the same size (f32).
 --cpu_smoke shrinks every size (T=2, small grids and widths, 32² and 48² frames, batch 2, 8 videos,
-8 examples) so that the whole check runs on a CPU in well under a minute: it tests the
-script, not the machine. Its figures are not results.
+8 examples) and runs each code path once (bfloat16 only at the features size: compiling the
+train step is most of a smoke run's time), so that the whole check runs on a CPU in under a
+minute: it tests the script, not the machine. Its figures are not results.
 """
 
 from __future__ import annotations
@@ -96,23 +98,25 @@ def plan(smoke: bool) -> dict:
   if smoke:
     return {
         "train_batch": dict.fromkeys(TRAIN_SIZES, 2),
+        "train_dtypes": {"features": DTYPES, "synthetic": ("float32",), "raw": ("float32",)},
         "train_steps": 1,
         "num_segments": 2,
         "suite_videos": 8,
         "suite_shape": dict(num_segments=2, grid=2, visual_dim=64, width=32),
         "input_examples": 8,
         "input_batch": 4,
-        "input_workers": (0,),
+        "input_workers": (0, "resident"),
     }
   return {
       "train_batch": {"synthetic": 256, "features": 512, "raw": 64},
+      "train_dtypes": dict.fromkeys(TRAIN_SIZES, DTYPES),
       "train_steps": 10,
       "num_segments": 10,
       "suite_videos": AVE_TEST_VIDEOS,
       "suite_shape": {},
       "input_examples": 256,
       "input_batch": 32,
-      "input_workers": (0, 8),
+      "input_workers": (0, 8, "resident"),
   }
 
 
@@ -182,8 +186,12 @@ def input_rates(train_rows: list[dict], sizes: dict) -> list[dict]:
           r["examples_per_s"] for r in train_rows if r["size"] == size and r["dtype"] == "float32"
       )
       for workers in sizes["input_workers"]:
-        rate = input_benchmark.examples_per_second(
-            source, sizes["input_batch"], workers, num_batches
+        rate = (
+            input_benchmark.resident_examples_per_second(source, sizes["input_batch"], num_batches)
+            if workers == "resident"
+            else input_benchmark.examples_per_second(
+                source, sizes["input_batch"], workers, num_batches
+            )
         )
         rows.append(
             {
@@ -259,7 +267,7 @@ def main():
     sys.exit(f"gpu_check: the peak measurement failed: {result['errors']['peak']}")
   print(json.dumps(peak), flush=True)
   for size in ("features", "synthetic", "raw"):
-    for dtype in DTYPES:
+    for dtype in sizes["train_dtypes"][size]:
       part(
           f"training/{size}/{dtype}", store_training, training_row, peak, sizes, smoke, size, dtype
       )

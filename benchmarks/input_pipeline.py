@@ -9,6 +9,9 @@ format is the one training reads):
   raw:      decoded videos, frames [10,1,224,224,3] uint8 + log-mel [10,96,64] float32,
 then reads it with the trainer's own pipeline (`stt.input_pipeline.train_dataset`: shuffle,
 augmentation, batching, `mp_prefetch` with 0..N worker processes) and reports examples/s.
+The row `workers: "resident"` is `input.device_resident=True` (stt/resident_input.py): the split
+read once into device memory, each batch's indices from the same pipeline, the rows gathered on
+the device (its rate includes the gather, finished on the device; the host rows stop at numpy).
 Beside it, the model's consumption rate: examples/s of the training step on this machine
 (benchmarks/train_throughput.py). input/model > 1 means training is not input-bound.
 The last line printed is one JSON object with every figure.
@@ -25,6 +28,7 @@ import time
 
 from absl import flags
 import jax
+import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -32,6 +36,8 @@ from data_pipelines import ave_builder
 from data_pipelines import ave_features
 from data_pipelines import video_examples
 from stt import input_pipeline
+from stt import resident_input
+from stt import sharding
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import train_throughput  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -131,6 +137,32 @@ def examples_per_second(source, batch_size: int, num_workers: int, num_batches: 
   return num_batches * batch_size / elapsed
 
 
+def resident_examples_per_second(source, batch_size: int, num_batches: int) -> float:
+  """Examples/s of the device-resident split: index pipeline + on-device gather (the split's
+  one-time read excluded, as the host rows exclude their workers' start-up)."""
+  mesh = sharding.make_mesh(ml_collections.ConfigDict({"mesh": {"fsdp": 1}}))
+  resident = resident_input.ResidentSplit(source, mesh, sharding.batch_sharding(mesh))
+  indices = iter(
+      input_pipeline.train_dataset(
+          resident.index_source(),
+          per_host_batch_size=batch_size,
+          seed=0,
+          random_flip=False,
+          num_workers=0,
+          prefetch_buffer_size=2,
+          process_index=0,
+          process_count=1,
+      )
+  )
+  jax.block_until_ready(resident.batch(next(indices)))  # compiles the gather
+  start = time.perf_counter()
+  batches = [resident.batch(next(indices)) for _ in range(num_batches)]
+  jax.block_until_ready(batches)
+  elapsed = time.perf_counter() - start
+  assert batches[-1]["label"].shape == (batch_size,)
+  return num_batches * batch_size / elapsed
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true")
@@ -158,8 +190,12 @@ def main():
         )
         row = train_throughput.measure(size, "float32", model_batch, steps=1 if args.quick else 5)
         model_rate = row["examples_per_s"]
-      for num_workers in workers:
-        rate = examples_per_second(source, batch_size, num_workers, num_batches)
+      for num_workers in [*workers, "resident"]:
+        rate = (
+            resident_examples_per_second(source, batch_size, num_batches)
+            if num_workers == "resident"
+            else examples_per_second(source, batch_size, num_workers, num_batches)
+        )
         rows.append(
             {
                 "size": size,

@@ -2,6 +2,8 @@ r"""Training throughput of STAN on in-memory inputs: step time, examples/s and M
 
   python benchmarks/train_throughput.py --quick           # < 2 min on 2 CPU cores
   python benchmarks/train_throughput.py                    # all sizes, f32 and bf16, T/N sweep
+  python benchmarks/train_throughput.py --sizes=synthetic --dtypes=float32 --no_sweep \
+      --model_config=name=joint_transformer,num_layers=2,token_pool=2   # another model
 
 Sizes (per example):
   synthetic: 10 frames at 64² + [10,96,64] log-mel, resnet_tiny + vggish_tiny (the CPU default);
@@ -110,18 +112,20 @@ def compile_step(
     num_segments: int = 10,
     grid: int | None = None,
     spec: tuple | None = None,
+    model_config: dict | None = None,
 ):
   """(compiled train step, state, batch, (FLOPs, bytes) per step, config) of one configuration.
 
   FLOPs and bytes as `roofline.compile_with_cost` counts them.
 
   spec: (model overrides, per-example shapes) replacing SIZES[size] (e.g. shrunk for a smoke
-  run).
+  run); model_config: model fields set after the size's (e.g. another model.name).
   """
   overrides, shapes = spec or SIZES[size]
   shapes = dict(shapes)
   config = synthetic.get_config("")
   config.model.update(overrides)
+  config.model.update(model_config or {})
   config.model.dtype = dtype
   config.model.num_segments = num_segments
   config.dataset.num_segments = num_segments
@@ -156,15 +160,24 @@ def measure(
     peak_tflops: float | None = None,
     peak: dict | None = None,
     spec: tuple | None = None,
+    model_config: dict | None = None,
 ) -> dict:
   """Compiles and times `steps` training steps; returns the figures of one configuration.
 
   peak: `roofline.measure_peak()` of this process, for the roofline figures (none if None);
-  spec: as for `compile_step`.
+  spec, model_config: as for `compile_step`.
   """
+  start = time.perf_counter()
   compiled, state, batch, (flops, bytes_accessed), config = compile_step(
-      size, dtype, batch_size, num_segments=num_segments, grid=grid, spec=spec
+      size,
+      dtype,
+      batch_size,
+      num_segments=num_segments,
+      grid=grid,
+      spec=spec,
+      model_config=model_config,
   )
+  compile_s = time.perf_counter() - start
   state, metrics = compiled(state, batch)  # warm-up
   jax.block_until_ready(metrics)
   times = []
@@ -178,10 +191,13 @@ def measure(
   achieved_tflops = flops / step_time / 1e12 / jax.device_count() if flops else None
   row = {
       "size": size,
+      "model": config.model.name,
+      "model_config": dict(model_config or {}),
       "dtype": dtype,
       "batch_size": batch_size,
       "num_segments": num_segments,
       "grid": grid or config.model.grid_size[0],
+      "compile_s": compile_s,  # trace, lower, compile and the cost analysis
       "step_time_s": step_time,
       "examples_per_s": batch_size / step_time,
       "gflops_per_step": flops / 1e9,
@@ -195,6 +211,17 @@ def measure(
   return row
 
 
+def parse_model_config(text: str) -> dict:
+  """'name=avel,num_layers=2' -> {'name': 'avel', 'num_layers': 2}."""
+  fields = {}
+  for item in filter(None, text.split(",")):
+    key, separator, value = item.partition("=")
+    if not separator:
+      raise SystemExit(f"--model_config: expected key=value, got {item!r}")
+    fields[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value.strip()
+  return fields
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="small batches, few steps (CPU)")
@@ -206,7 +233,13 @@ def main():
   parser.add_argument("--steps", type=int, default=None)
   parser.add_argument("--peak_tflops", type=float, default=None)
   parser.add_argument("--no_sweep", action="store_true", help="skip the T and N sweeps")
+  parser.add_argument(
+      "--model_config",
+      default="",
+      help="model fields key=value,... set on every size, e.g. name=avel (integers as such)",
+  )
   args = parser.parse_args()
+  model_config = parse_model_config(args.model_config)
   steps = args.steps or (1 if args.quick else 20)
   default_batch = {"synthetic": 32, "features": 64, "raw": 2 if args.quick else 32}
   if jax.default_backend() != "cpu" and not args.quick:
@@ -219,7 +252,17 @@ def main():
   for size in sizes.split(","):
     for dtype in args.dtypes.split(","):
       batch = args.batch_size or default_batch[size]
-      rows.append(measure(size, dtype, batch, steps, peak_tflops=args.peak_tflops, peak=peak))
+      rows.append(
+          measure(
+              size,
+              dtype,
+              batch,
+              steps,
+              peak_tflops=args.peak_tflops,
+              peak=peak,
+              model_config=model_config,
+          )
+      )
       print(json.dumps(rows[-1]), flush=True)
   if not args.no_sweep:  # how step time grows with T and with N (precomputed maps, f32)
     batch = args.batch_size or default_batch["features"]

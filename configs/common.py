@@ -111,6 +111,10 @@ def get_common_config() -> ml_collections.ConfigDict:
   config.input.num_workers = 0  # grain mp_prefetch worker processes (0 = in-process)
   config.input.prefetch_buffer_size = 2
   config.input.random_flip = True
+  # Hold the train split in device memory and gather each batch there (stt/resident_input.py):
+  # for precomputed features, which a host pipeline cannot feed an accelerator fast enough. The
+  # whole split goes on every device; raw input only without random_flip.
+  config.input.device_resident = False
 
   config.batch_size = 32  # global, across all devices and hosts
   config.eval_batch_size = 64

@@ -181,6 +181,11 @@ def _validate_input(config: ml_collections.ConfigDict):
         not config.input.random_flip,
         "input.random_flip=True has no effect on precomputed features; set it False",
     )
+  _require(
+      not (config.input.get("device_resident", False) and config.input.random_flip),
+      "input.device_resident=True gathers stored examples on the device, without the host's "
+      "augmentation: set input.random_flip=False",
+  )
 
 
 def _validate_task(config: ml_collections.ConfigDict):

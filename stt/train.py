@@ -22,6 +22,7 @@ from stt import datasets
 from stt import evaluator as evaluator_lib
 from stt import input_pipeline
 from stt import preemption
+from stt import resident_input
 from stt import sharding
 from stt import state as state_lib
 from stt import train_step as train_step_lib
@@ -152,9 +153,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     trained_run.save(workdir, config, dataset.class_names)
   mesh = sharding.make_mesh(config)
   per_host_batch = config.batch_size // jax.process_count()
+  batch_sharding = sharding.batch_sharding(mesh)
+  train_source = dataset.sources["train"]
+  to_global_batch = functools.partial(input_pipeline.make_global_batch, sharding=batch_sharding)
+  if config.input.device_resident:  # the pipeline yields indices; the device gathers the rows
+    resident = resident_input.ResidentSplit(train_source, mesh, batch_sharding)
+    logging.info(
+        "train split in device memory: %d examples, %.1f MB per device",
+        resident.num_examples,
+        resident.nbytes / 2**20,
+    )
+    train_source, to_global_batch = resident.index_source(), resident.batch
   train_iter = iter(
       input_pipeline.train_dataset(
-          dataset.sources["train"],
+          train_source,
           per_host_batch_size=per_host_batch,
           seed=config.seed,
           random_flip=config.input.random_flip,
@@ -170,7 +182,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     logging.info(
         "fsdp-sharded state arrays: %d of %d", len(split), len(jax.tree.leaves(state_shardings))
     )
-  batch_sharding = sharding.batch_sharding(mesh)
   jit_train_step = jax.jit(
       functools.partial(train_step_lib.train_step, graphdef, config=config),
       donate_argnums=(0,),
@@ -195,7 +206,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   preemption_flag = preemption.PreemptionFlag()
   for step in range(first_step, config.num_train_steps + 1):
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
-      batch = input_pipeline.make_global_batch(next(train_iter), batch_sharding)
+      batch = to_global_batch(next(train_iter))
       state, metrics = jit_train_step(state, batch)
     window.append((step, metrics))
     report_progress(step)

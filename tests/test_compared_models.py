@@ -275,6 +275,23 @@ def test_joint_transformer_token_pool_is_the_model_on_pooled_cells():
   spread = np.repeat(np.repeat(np.asarray(reference_maps["where"]), 2, 2), 2, 3) / 4
   np.testing.assert_allclose(maps["where"], spread, rtol=1e-4, atol=1e-7)
   np.testing.assert_allclose(maps["when"], reference_maps["when"], rtol=1e-4, atol=1e-7)
+  # Perturbation in feature mode removes cells of the map, inside the pooled tokens: the
+  # pooled model's curves are the reference model's on the pooled perturbed map.
+  labels = jnp.asarray([0, 1, 2, 0])
+  where = jnp.asarray(rng.random((B, T, 4, 4)), jnp.float32)
+  when = jnp.asarray(rng.random((B, T)), jnp.float32)
+  for test in ("spatial", "temporal"):
+    curves = perturbation.perturbation_curves(pooled, fine_inputs, labels, where, when, test=test)
+    assert curves["correct"].shape == (len(perturbation.FRACTIONS), B)
+    clean_correct = np.asarray(expected["logits"]).argmax(-1) == np.asarray(labels)
+    np.testing.assert_array_equal(curves["correct"][0], clean_correct)
+  removed = perturbation.perturbation_curves(
+      pooled, fine_inputs, labels, where, when, test="spatial", fractions=(0.5,)
+  )["probability"]
+  kept = perturbation.perturbation_curves(
+      pooled, fine_inputs, labels, where, when, test="spatial", fractions=(0.0,)
+  )["probability"]
+  assert float(jnp.abs(removed - kept).max()) > 1e-4  # half the cells removed changes the output
   pooled_config.token_pool = 3
   with pytest.raises(ValueError, match="token_pool must be >= 1 and divide the grid"):
     models.create_model(pooled_config, C, rngs=nnx.Rngs(0))

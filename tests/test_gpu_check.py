@@ -34,10 +34,12 @@ def test_gpu_check_cpu_smoke_writes_every_figure(tmp_path):
     assert figures["peak"]["peak_flops"][dtype] > 0
   assert figures["peak"]["copy_bytes_per_s"] > 0
   fractions = dict(figures["mfu"])
+  # Each code path once: every size in float32, bfloat16 at the features size.
   assert set(fractions) == {
-      f"{size}/{dtype}"
-      for size in ("synthetic", "features", "raw")
-      for dtype in ("float32", "bfloat16")
+      "synthetic/float32",
+      "features/float32",
+      "features/bfloat16",
+      "raw/float32",
   }
   fractions["ave_suite"] = figures["ave_suite"]["perturbation_roofline"]["fraction_of_peak"]
   for name, fraction in fractions.items():
@@ -46,6 +48,8 @@ def test_gpu_check_cpu_smoke_writes_every_figure(tmp_path):
   assert (suite["tests"], suite["directions"], suite["fractions"]) == (2, 2, 10)
   assert len(suite["explainers"]) == 5
   assert math.isfinite(figures["ave_suite_seconds"]) and figures["ave_suite_seconds"] > 0
-  assert {row["size"] for row in figures["input_pipeline"]} == {"features", "raw"}
+  assert {(row["size"], row["workers"]) for row in figures["input_pipeline"]} == {
+      (size, workers) for size in ("features", "raw") for workers in (0, "resident")
+  }
   for row in figures["input_pipeline"]:
     assert math.isfinite(row["input_over_model"]) and row["input_over_model"] > 0

@@ -113,3 +113,18 @@ def test_trained_attention_points_better_than_random_and_chance(smoke_run, tmp_p
     attention = results[f"explain/attention/{game}"]
     assert attention > results[f"explain/random/{game}"] + margin, game
     assert attention > results[f"explain/chance/{game}"] + margin, game
+
+
+# Slow: two smoke trainings in this process (~40 s on 2 cores).
+@pytest.mark.slow
+def test_a_device_resident_train_split_trains_exactly_as_the_host_pipeline(smoke_run, tmp_path):
+  data_dir, _, _ = smoke_run
+  results = {}
+  for resident in (False, True):
+    config = _smoke_config(data_dir)
+    config.input.random_flip = False  # the resident split has no host augmentation
+    config.input.device_resident = resident
+    results[resident] = train.train_and_evaluate(config, str(tmp_path / str(resident)))
+  assert results[True].keys() == results[False].keys()
+  for key in REQUIRED_KEYS + ("test/loss", "val/loss"):
+    assert results[True][key] == pytest.approx(results[False][key], abs=1e-6), key

@@ -199,6 +199,20 @@ def curves(
       logits = model.head_from_attended(
           *map(select, removed_attention, clean_attention), segment_mask
       )["logits"]
+    elif mode == "feature" and getattr(model, "token_pool", 1) > 1:
+      # A token pools p x p cells (joint_transformer's token_pool): removing some of its cells
+      # changes its mean, so the perturbed features are embedded again.
+      remove_visual, remove_audio = _removes(test, modality)
+      perturbed_visual, perturbed_audio = visual_map, audio_vec
+      if remove_visual:
+        cells = _removed_cells(removed, test, grid)[..., None]
+        perturbed_visual = jnp.where(cells, jnp.asarray(visual_value, visual_map.dtype), visual_map)
+      if remove_audio:
+        perturbed_audio = jnp.where(
+            removed[..., None], jnp.asarray(audio_value, audio_vec.dtype), audio_vec
+        )
+      tokens = model.embed(perturbed_visual, perturbed_audio)
+      logits = model.head_from_tokens(*tokens, segment_mask)["logits"]
     elif mode == "feature":
       tokens = _swap_tokens(
           clean_tokens, removal_tokens, removed, test=test, modality=modality, grid=grid
