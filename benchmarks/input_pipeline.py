@@ -141,7 +141,7 @@ def resident_examples_per_second(source, batch_size: int, num_batches: int) -> f
   """Examples/s of the device-resident split: index pipeline + on-device gather (the split's
   one-time read excluded, as the host rows exclude their workers' start-up)."""
   mesh = sharding.make_mesh(ml_collections.ConfigDict({"mesh": {"fsdp": 1}}))
-  resident = resident_input.ResidentSplit(source, mesh, sharding.batch_sharding(mesh))
+  resident = resident_input.ResidentSplit(source, mesh)
   indices = iter(
       input_pipeline.train_dataset(
           resident.index_source(),

@@ -207,20 +207,35 @@ def make_global_batch(local_batch: dict, sharding: jax.sharding.Sharding) -> dic
   )
 
 
-def gather_split(step, source, *, global_batch_size: int, batch_sharding) -> dict:
-  """Runs `step` over every example of `source`; returns {key: [N,...]} on every host.
+def global_batches(source, *, global_batch_size: int, batch_sharding):
+  """Yields the global batches that cover every example of `source` once (`eval_batches` on
+  each host, made global): the input of `gather_batches`. A list of them can be reused by
+  several steps (as the sanity checks do) instead of reading and decoding the split again."""
+  per_host = global_batch_size // jax.process_count()
+  for local_batch in eval_batches(source, per_host_batch_size=per_host):
+    yield make_global_batch(local_batch, batch_sharding)
+
+
+def gather_batches(step, batches) -> dict:
+  """Runs `step` over global `batches` (`global_batches`); returns {key: [N,...]} on every host.
 
   step(global batch) -> {key: [B,...]} (jitted, typically). Its outputs and the batch's
   ANNOTATION_KEYS are gathered from all processes; padding rows (valid=False) are dropped and
   rows are in split order, so row i is `source[i]`.
   """
-  per_host = global_batch_size // jax.process_count()
   chunks = []
-  for local_batch in eval_batches(source, per_host_batch_size=per_host):
-    batch = make_global_batch(local_batch, batch_sharding)
+  for batch in batches:
     out = {**{key: batch[key] for key in ANNOTATION_KEYS}, **step(batch)}
     chunks.append(jax.device_get(multihost_utils.process_allgather(out, tiled=True)))
   outputs = {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
   keep = outputs["valid"]
   order = np.argsort(outputs["index"][keep], kind="stable")
   return {key: value[keep][order] for key, value in outputs.items()}
+
+
+def gather_split(step, source, *, global_batch_size: int, batch_sharding) -> dict:
+  """`gather_batches` of `step` over `source`, read once: {key: [N,...]} in split order."""
+  return gather_batches(
+      step,
+      global_batches(source, global_batch_size=global_batch_size, batch_sharding=batch_sharding),
+  )

@@ -27,13 +27,20 @@ from stt.models import pretrained
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/synthetic.py")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.json.")
-_MODE = flags.DEFINE_enum(
+MODES = ("train", "explain", "sanity")
+_MODE = flags.DEFINE_list(
     "mode",
-    "train",
-    ["train", "explain", "sanity"],
+    ["train"],
     "train: train (or resume), then evaluate. explain: evaluate every configured explainer on "
     "the best checkpoint (pointing, localisation, perturbation AUCs, tables and curves). "
-    "sanity: the parameter randomisation test of the explainers (Adebayo et al. 2018).",
+    "sanity: the parameter randomisation test of the explainers (Adebayo et al. 2018). "
+    "Several, comma-separated, run in that order in one process (train,explain,sanity is what "
+    "stt.reproduce runs: one start-up instead of three).",
+)
+flags.register_validator(
+    "mode",
+    lambda modes: bool(modes) and set(modes) <= set(MODES) and len(set(modes)) == len(modes),
+    message=f"--mode must be one or more of {', '.join(MODES)}, comma-separated, each once",
 )
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address",
@@ -132,12 +139,13 @@ def main(argv):
     config_validation.validate(
         config, device_count=jax.device_count(), process_count=jax.process_count()
     )
-    if _MODE.value == "train":
-      train.train_and_evaluate(config, _WORKDIR.value)
-    elif _MODE.value == "explain":
-      train.explain_best(config, _WORKDIR.value)
-    else:
-      train.sanity_best(config, _WORKDIR.value)
+    for mode in _MODE.value:
+      if mode == "train":
+        train.train_and_evaluate(config, _WORKDIR.value)
+      elif mode == "explain":
+        train.explain_best(config, _WORKDIR.value)
+      else:
+        train.sanity_best(config, _WORKDIR.value)
   except (
       config_validation.ConfigError,
       datasets.DatasetError,

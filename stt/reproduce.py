@@ -5,10 +5,10 @@ r"""The paper's tables with one command: every (model, seed) trained, explained 
   python -m stt.reproduce --suite=ave_features --workdir=W --dry_run > runs.txt   # for a queue
   python -m stt.reproduce --suite=ave_features --workdir=W --aggregate_only       # tables only
 
-Each (row, seed) is one ordinary run in `<workdir>/<row>/seed<k>/`: `python -m stt.main` trains
-it (resuming from its checkpoints if it was killed), then `--mode=explain` evaluates its
-explainers and `--mode=sanity` runs the parameter randomisation test (stt/explain/sanity.py);
-a run whose three steps finished is skipped. A row is a model (`model.name`) or,
+Each (row, seed) is one ordinary run in `<workdir>/<row>/seed<k>/`, one command:
+`python -m stt.main --mode=train,explain,sanity` trains it (resuming from its checkpoints if it
+was killed), evaluates its explainers, and runs the parameter randomisation test
+(stt/explain/sanity.py), in one process; a run whose command finished is skipped. A row is a model (`model.name`) or,
 for `synthetic_ablations`, a STAN variant. Explainers a model cannot have (the intrinsic
 `attention` and `rollout` need the model's own maps) are not run for it and show as "—".
 Output: `<workdir>/summary.json` (one record per cell, stt/reproduce_tables.py),
@@ -149,7 +149,7 @@ class Run:
   row: Row
   seed: int
   directory: epath.Path
-  commands: tuple[tuple[str, ...], ...]  # train, explain, sanity checks
+  command: tuple[str, ...]  # stt.main --mode=train,explain,sanity
 
 
 def explainers_for(row: Row, explainers: tuple[str, ...]) -> tuple[str, ...]:
@@ -176,7 +176,8 @@ def plan(
       continue
     for seed in range(seeds):
       directory = workdir / row.name / f"seed{seed}"
-      common = (
+      names = ",".join(f'"{e}"' for e in explainers_for(row, suite.explainers))
+      command = (
           sys.executable,
           "-m",
           "stt.main",
@@ -186,11 +187,11 @@ def plan(
           *(f"--config.{key}={value}" for key, value in row.overrides),
           *suite.extra,
           *extra,
+          "--mode=train,explain,sanity",
+          f"--config.explain.explainers=({names},)",
+          f"--config.sanity.explainers=({names},)",
       )
-      names = ",".join(f'"{e}"' for e in explainers_for(row, suite.explainers))
-      explain = (*common, "--mode=explain", f"--config.explain.explainers=({names},)")
-      sanity = (*common, "--mode=sanity", f"--config.sanity.explainers=({names},)")
-      runs.append(Run(row, seed, directory, (common, explain, sanity)))
+      runs.append(Run(row, seed, directory, command))
   return runs
 
 
@@ -202,15 +203,14 @@ def run_one(run: Run, execute: Callable[[tuple[str, ...], epath.Path], int]) -> 
   """Trains and explains one run unless it is done; returns the seconds it took."""
   start = time.time()
   run.directory.mkdir(parents=True, exist_ok=True)
-  for command in run.commands:
-    status = execute(command, run.directory)
-    if status != 0:
-      raise RuntimeError(
-          f"{run.row.name} seed {run.seed}: `{shlex.join(command)}` exited with "
-          f"{status}; see {run.directory / 'log.txt'}; re-run to resume"
-      )
+  status = execute(run.command, run.directory)
+  if status != 0:
+    raise RuntimeError(
+        f"{run.row.name} seed {run.seed}: `{shlex.join(run.command)}` exited with "
+        f"{status}; see {run.directory / 'log.txt'}; re-run to resume"
+    )
   (run.directory / DONE_FILE).write_text(
-      json.dumps({"commands": [list(c) for c in run.commands], "seconds": time.time() - start})
+      json.dumps({"command": list(run.command), "seconds": time.time() - start})
   )
   return time.time() - start
 
@@ -364,7 +364,10 @@ def _parse_args(argv):
       help="comma-separated explainers to explain and sanity-check with (default: the suite's)",
   )
   parser.add_argument(
-      "--dry_run", action="store_true", help="print each run's commands, one per line, and stop"
+      "--dry_run",
+      action="store_true",
+      help="print each run's stt.main command (train, explain, sanity checks), one line per "
+      "run, and stop",
   )
   parser.add_argument(
       "--aggregate_only",
@@ -420,8 +423,7 @@ def main(argv=None) -> int:
   runs = plan(suite, workdir, args.seeds, only, extra=tuple(args.config_override), smoke=args.smoke)
   if args.dry_run:
     for run in runs:
-      for command in run.commands:
-        print(shlex.join(command))
+      print(shlex.join(run.command))
     return 0
   start = time.time()
   execute = functools.partial(execute_logged, env=run_environment(workdir))

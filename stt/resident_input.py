@@ -52,9 +52,11 @@ def read_split(source) -> dict[str, np.ndarray]:
 
 
 class ResidentSplit:
-  """A split in device memory (replicated over `mesh`) and the gather of its batches."""
+  """A split in device memory (replicated over `mesh`) and the gather of its batches, which
+  come out sharded along the batch axis as the host pipeline's (`sharding.batch_sharding`)."""
 
-  def __init__(self, source, mesh: jax.sharding.Mesh, batch_sharding: jax.sharding.Sharding):
+  def __init__(self, source, mesh: jax.sharding.Mesh):
+    batch_sharding = sharding.batch_sharding(mesh)
     replicated = sharding.replicated(mesh)
     host = read_split(source)
     self.num_examples = len(source)

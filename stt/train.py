@@ -157,7 +157,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   train_source = dataset.sources["train"]
   to_global_batch = functools.partial(input_pipeline.make_global_batch, sharding=batch_sharding)
   if config.input.device_resident:  # the pipeline yields indices; the device gathers the rows
-    resident = resident_input.ResidentSplit(train_source, mesh, batch_sharding)
+    resident = resident_input.ResidentSplit(train_source, mesh)
     logging.info(
         "train split in device memory: %d examples, %.1f MB per device",
         resident.num_examples,

@@ -297,6 +297,37 @@ def test_joint_transformer_token_pool_is_the_model_on_pooled_cells():
     models.create_model(pooled_config, C, rngs=nnx.Rngs(0))
 
 
+@pytest.mark.parametrize(
+    "name, pool", [(name, 1) for name in sorted(models.MODELS)] + [("joint_transformer", 2)]
+)
+def test_feature_perturbation_equals_the_reference_loop_on_every_model(name, pool):
+  """Feature-mode curves (token swap where `tokens_are_cells`, else the perturbed features
+  embedded again) equal the per-video loop through `model.head` on every model."""
+  config = _config(name)
+  if pool > 1:
+    config.update(num_layers=2, grid_size=(4, 4), token_pool=pool)
+  model = models.create_model(config, C, rngs=nnx.Rngs(0))
+  assert model.tokens_are_cells == (pool == 1)
+  grid = tuple(config.grid_size)
+  rng = np.random.default_rng(3)
+  inputs = dict(
+      _inputs(), visual_features=jnp.asarray(rng.normal(size=(B, T) + grid + (CV,)), jnp.float32)
+  )
+  labels = jnp.asarray(rng.integers(0, C, B))
+  where = jnp.asarray(rng.random((B, T) + grid), jnp.float32)
+  when = jnp.asarray(rng.random((B, T)), jnp.float32)
+  options = [dict(test="temporal", modality="both", order="positive", audio_value=-1.0)]
+  if models.sees_frames(config):
+    options.append(dict(test="spatial", order="negative", visual_value=0.5))
+  for option in options:
+    curves = perturbation.perturbation_curves(model, inputs, labels, where, when, **option)
+    expected = perturbation.perturbation_reference(model, inputs, labels, where, when, **option)
+    np.testing.assert_array_equal(curves["correct"], expected["correct"], err_msg=str(option))
+    np.testing.assert_allclose(
+        curves["probability"], expected["probability"], atol=1e-5, err_msg=str(option)
+    )
+
+
 def test_a_model_without_frames_has_no_spatial_scores():
   """audio_only sees no frames: its spatial perturbation curves and spatial scores are NaN
   ("—"), while a grid-shaped map (random, center) is not forced onto its placeholder stream."""

@@ -144,6 +144,11 @@ def test_pixel_perturbation_needs_raw_input():
             marks=pytest.mark.slow,
         ),
         pytest.param(
+            ["--config=configs/synthetic.py:smoke", "--mode=train,explain,train"],
+            "--mode must be one or more of train, explain, sanity, comma-separated, each once",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
             ["--config=configs/synthetic.py:smoke", "--config.model.temporal_pool=max"],
             "model.temporal_pool='max' is not one of",
             marks=pytest.mark.slow,

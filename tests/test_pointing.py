@@ -1,6 +1,7 @@
 """Pointing games against hand-computed cases."""
 
 from etils import epath
+import jax
 import numpy as np
 import pytest
 
@@ -30,6 +31,20 @@ def test_point_of_map_is_first_argmax_in_integer_original_pixels():
   assert 75 <= x < 100 and 75 <= y < 100
   # A 200×100 frame is centre-cropped to 100×100 starting at x=50.
   assert pointing.point_of_map(_one_hot_map(0, 0), (200, 100)) == (50, 0)
+
+
+def test_points_of_maps_equal_one_resize_per_map_across_chunks():
+  # More maps than one resize chunk, on a non-square frame: each point is the first argmax of
+  # that map alone resized over the centred crop (the per-map reference, eager jax.image).
+  rng = np.random.default_rng(0)
+  maps = rng.random((pointing._RESIZE_CHUNK + 7, 4, 4)).astype(np.float32)
+  maps[3] = 0.0  # a constant map: the first pixel of the crop
+  points = pointing.points_of_maps(maps, (90, 60))
+  for where_map, point in zip(maps, points):
+    resized = np.asarray(jax.image.resize(where_map, (60, 60), method="linear"))
+    row, col = np.unravel_index(np.argmax(resized), resized.shape)
+    assert tuple(point) == (15 + col, row)
+  assert tuple(points[3]) == (15, 0)
 
 
 def test_squared_distance_to_box_pixels():

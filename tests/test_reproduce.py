@@ -27,15 +27,15 @@ FAKE = {
 
 
 def _fake_execute(calls: list, fail: set = frozenset()):
-  """A stand-in for `stt.main`: the explain command writes a results.json."""
+  """A stand-in for `stt.main --mode=train,explain,sanity`: writes the run's results.json."""
 
   def execute(command, directory):
     row, seed = directory.parent.name, int(directory.name.removeprefix("seed"))
-    calls.append((row, seed, "--mode=explain" in command))
+    calls.append((row, seed, "--mode=train,explain,sanity" in command))  # one command per run
     if (row, seed) in fail:
       return 1
     value = FAKE[(row, seed)]
-    if "--mode=explain" in command:
+    if "--mode=train,explain,sanity" in command:
       explainers = [c for c in command if c.startswith("--config.explain.explainers=")]
       results = {"test/accuracy": value, "val/accuracy": value, "test/num_examples": 8}
       results["val/explain/attention/pointing_temporal"] = value / 4  # from training
@@ -44,7 +44,7 @@ def _fake_execute(calls: list, fail: set = frozenset()):
           results[f"explain/{name}/spatial/positive_auc"] = 10 * value
           results[f"explain/{name}/pointing_spatial"] = value / 2
       (directory / "results.json").write_text(json.dumps(results))
-    if "--mode=sanity" in command:  # added to the explain step's results, as stt.main does
+      # The sanity checks add to the explain step's results, as stt.main does.
       results = json.loads((directory / "results.json").read_text())
       results["sanity/blocks"] = ["classifier", "embedding"]
       results["sanity/trained/accuracy"] = value
@@ -61,13 +61,13 @@ def _fake_execute(calls: list, fail: set = frozenset()):
 def test_plan_has_a_run_per_row_and_seed_and_only_the_explainers_a_model_has(tmp_path):
   runs = reproduce.plan(SMOKE, epath.Path(tmp_path), seeds=3)
   assert [(r.row.name, r.seed) for r in runs] == sorted(FAKE, key=lambda k: (k[0] != "stan", k))
-  train, explain, sanity = runs[0].commands
-  assert explain[: len(train)] == train and "--mode=explain" in explain
-  assert sanity[: len(train)] == train and "--mode=sanity" in sanity
-  assert '--config.sanity.explainers=("attention","gradient","random",)' in sanity
-  assert "--config.seed=0" in train and f"--workdir={tmp_path}/stan/seed0" in train
-  late_fusion_explain = [r for r in runs if r.row.name == "late_fusion"][0].commands[1]
-  assert '--config.explain.explainers=("gradient","random",)' in late_fusion_explain
+  command = runs[0].command
+  assert command[1:3] == ("-m", "stt.main") and "--mode=train,explain,sanity" in command
+  assert '--config.explain.explainers=("attention","gradient","random",)' in command
+  assert '--config.sanity.explainers=("attention","gradient","random",)' in command
+  assert "--config.seed=0" in command and f"--workdir={tmp_path}/stan/seed0" in command
+  late_fusion = [r for r in runs if r.row.name == "late_fusion"][0].command
+  assert '--config.explain.explainers=("gradient","random",)' in late_fusion
   assert reproduce.explainers_for(
       reproduce.Row("avel", "c", (("model.name", "avel"),)), reproduce.EXPLAINERS
   )[:2] == ("gradient", "gradcam")
@@ -138,7 +138,7 @@ def test_a_killed_suite_reruns_only_what_did_not_finish(tmp_path):
   first = reproduce.aggregate("smoke", runs, epath.Path(tmp_path))["rows"]
   calls.clear()
   assert reproduce.run_all(runs, jobs=1, execute=_fake_execute(calls), log=lines.append) == 0
-  assert calls == [("late_fusion", 1, False), ("late_fusion", 1, True), ("late_fusion", 1, False)]
+  assert calls == [("late_fusion", 1, True)]
   assert "6 runs, 5 already done, 1 to run" in lines[-2]
   again = reproduce.aggregate("smoke", runs, epath.Path(tmp_path))["rows"]
   fresh_dir = tmp_path / "fresh"
@@ -150,7 +150,7 @@ def test_a_killed_suite_reruns_only_what_did_not_finish(tmp_path):
 
 def test_synthetic_suite_pools_the_joint_transformers_tokens_only(tmp_path):
   runs = reproduce.plan(reproduce.SUITES["synthetic"], epath.Path(tmp_path), seeds=1)
-  train = {run.row.name: run.commands[0] for run in runs}
+  train = {run.row.name: run.command for run in runs}
   assert set(train) == set(reproduce.COMPARED_MODELS)
   for name, command in train.items():
     pooled = "--config.model.token_pool=2" in command
@@ -159,7 +159,7 @@ def test_synthetic_suite_pools_the_joint_transformers_tokens_only(tmp_path):
   assert "--config.model.num_layers=2" in train["joint_transformer"]
   # The AVE grid (7x7) is not pooled.
   ave = reproduce.plan(reproduce.SUITES["ave_features"], epath.Path(tmp_path), seeds=1)
-  assert not any("token_pool" in " ".join(run.commands[0]) for run in ave)
+  assert not any("token_pool" in " ".join(run.command) for run in ave)
 
 
 def test_runs_share_a_compilation_cache_and_cpu_hosts_compile_fast(tmp_path):
@@ -197,7 +197,7 @@ def test_cli_dry_run_and_bad_arguments(tmp_path, capsys):
       == 0
   )
   lines = capsys.readouterr().out.strip().splitlines()
-  assert len(lines) == 6 and all(shlex.split(line)[1:3] == ["-m", "stt.main"] for line in lines)
+  assert len(lines) == 2 and all(shlex.split(line)[1:3] == ["-m", "stt.main"] for line in lines)
   assert reproduce.main(["--suite=smoke", f"--workdir={tmp_path}", "--models=mbt"]) == 2
   assert "unknown rows ['mbt']" in capsys.readouterr().err
 
@@ -205,15 +205,17 @@ def test_cli_dry_run_and_bad_arguments(tmp_path, capsys):
 def test_cli_explainers_pick_a_subset_of_the_suites(tmp_path, capsys):
   arguments = ["--suite=smoke", f"--workdir={tmp_path}", "--seeds=1", "--dry_run"]
   assert reproduce.main([*arguments, "--models=stan", "--explainers=attention"]) == 0
-  _, explain, sanity = capsys.readouterr().out.strip().splitlines()
-  assert explain.endswith("--mode=explain '--config.explain.explainers=(\"attention\",)'")
-  assert sanity.endswith("--mode=sanity '--config.sanity.explainers=(\"attention\",)'")
+  (command,) = capsys.readouterr().out.strip().splitlines()
+  assert command.endswith(
+      "--mode=train,explain,sanity '--config.explain.explainers=(\"attention\",)' "
+      "'--config.sanity.explainers=(\"attention\",)'"
+  )
   # late_fusion has no attention maps: of the two, only gradient applies.
   assert (
       reproduce.main([*arguments, "--models=late_fusion", "--explainers=attention,gradient"]) == 0
   )
-  _, explain, _ = capsys.readouterr().out.strip().splitlines()
-  assert explain.endswith("'--config.explain.explainers=(\"gradient\",)'")
+  (command,) = capsys.readouterr().out.strip().splitlines()
+  assert "'--config.explain.explainers=(\"gradient\",)'" in command
   assert reproduce.main([*arguments, "--explainers=attention,shap"]) == 2
   assert "unknown explainers ['shap']" in capsys.readouterr().err
 
@@ -241,13 +243,12 @@ def test_smoke_suite_end_to_end_and_its_dry_run_commands(tmp_path, smoke_run):
   assert "2 runs, 2 already done, 0 to run" in again.stdout
   dry = run(f"--workdir={tmp_path / 'b'}", "--dry_run").stdout.strip().splitlines()
   ran = [
-      shlex.join(command).replace(str(tmp_path / "a"), str(tmp_path / "b"))
+      shlex.join(
+          json.loads((tmp_path / "a" / row / "seed0" / reproduce.DONE_FILE).read_text())["command"]
+      ).replace(str(tmp_path / "a"), str(tmp_path / "b"))
       for row in ("stan", "late_fusion")
-      for command in json.loads((tmp_path / "a" / row / "seed0" / reproduce.DONE_FILE).read_text())[
-          "commands"
-      ]
   ]
-  assert dry == ran and len(dry) == 6
+  assert dry == ran and len(dry) == 2
   # Run by hand (one row, to keep the test short), they give that row's cells again.
   one_row = run(f"--workdir={tmp_path / 'b'}", "--models=late_fusion", "--dry_run")
   for line in one_row.stdout.strip().splitlines():

@@ -43,7 +43,7 @@ def _pipeline(source, seed=7):
 def _resident(source):
   config = synthetic_config.get_config("smoke")
   mesh = sharding.make_mesh(config)
-  return resident_input.ResidentSplit(source, mesh, sharding.batch_sharding(mesh))
+  return resident_input.ResidentSplit(source, mesh)
 
 
 def test_batches_equal_the_host_pipelines_over_epochs():

@@ -81,6 +81,30 @@ def test_spearman_matches_scipy_and_handles_constant_maps():
   assert scores == {"where_spearman": pytest.approx(1.0), "when_spearman": pytest.approx(1.0)}
 
 
+def test_map_correlations_match_scipy_per_video_with_ties_and_mixed_masks():
+  rng = np.random.default_rng(1)
+  # Coarse values: many ties, as attention maps that saturate have.
+  maps = {"where": rng.integers(0, 3, (6, 4, 2, 2)), "when": rng.integers(0, 3, (6, 4))}
+  other = {"where": rng.integers(0, 3, (6, 4, 2, 2)), "when": rng.integers(0, 3, (6, 4))}
+  mask = np.array(
+      [[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]] + [[0] * 4]
+  )
+  mask = mask.astype(bool)
+  maps["when"][4] = other["when"][4] = 7  # one valid segment: constant against constant
+  expected = {"where_spearman": [], "when_spearman": []}
+  for video in range(5):  # the last video has no valid segment: left out
+    valid = mask[video]
+    for key, metric in (("where", "where_spearman"), ("when", "when_spearman")):
+      a, b = (np.abs(m[key][video][valid]).ravel() for m in (maps, other))
+      if np.ptp(a) == 0 or np.ptp(b) == 0:
+        expected[metric].append(float(np.ptp(a) == 0 and np.ptp(b) == 0))
+      else:
+        expected[metric].append(stats.spearmanr(a, b).statistic)
+  scores = sanity.map_correlations({**maps, "segment_mask": mask}, other)
+  assert scores["where_spearman"] == pytest.approx(np.mean(expected["where_spearman"]))
+  assert scores["when_spearman"] == pytest.approx(np.mean(expected["when_spearman"]))
+
+
 def _correlations(model, fresh, attributes, name):
   graphdef, state = nnx.split(model)
   variant = nnx.merge(

@@ -96,18 +96,21 @@ def _removes(test: str, modality: str) -> tuple[bool, bool]:
   )
 
 
-def _swap_tokens(clean: tuple, removal: tuple, removed, *, test, modality, grid):
-  """Feature mode on tokens: (cells [B,T,N,D], audio [B,T,D]) with the removed cells/segments
-  replaced by the tokens of the removal value. Equals embedding the perturbed features,
-  because `Stan.embed` is per token."""
+def _replace_removed(clean: tuple, replacement: tuple, removed, *, test, modality, grid):
+  """(visual, audio) of `clean` with the removed cells/segments taken from `replacement`.
+
+  clean: (visual [B,T,h,w,C] features or [B,T,h*w,D] per-cell tokens, audio [B,T,C]);
+  replacement: the same, or broadcastable to it (a removal value, or its tokens [1,T,...]);
+  removed: [B,T,h,w] cells (spatial) or [B,T] segments (temporal).
+  """
   remove_visual, remove_audio = _removes(test, modality)
-  cells, audio = clean
+  visual, audio = clean
   if remove_visual:
-    mask = _removed_cells(removed, test, grid).reshape(cells.shape[:3])
-    cells = jnp.where(mask[..., None], removal[0], cells)
+    mask = _removed_cells(removed, test, grid).reshape(visual.shape[:-1])
+    visual = jnp.where(mask[..., None], jnp.asarray(replacement[0], visual.dtype), visual)
   if remove_audio:
-    audio = jnp.where(removed[..., None], removal[1], audio)
-  return cells, audio
+    audio = jnp.where(removed[..., None], jnp.asarray(replacement[1], audio.dtype), audio)
+  return visual, audio
 
 
 def _segment_swapped_attention(model, clean: tuple, removal: tuple, *, modality, grid):
@@ -115,7 +118,7 @@ def _segment_swapped_attention(model, clean: tuple, removal: tuple, *, modality,
   segment clean [B,T,...] and removed [B,T,...]. A segment's attention depends on its own
   tokens only, so each fraction selects per segment instead of rerunning it."""
   all_removed = jnp.ones(clean[1].shape[:2], bool)  # [B,T]
-  removed_tokens = _swap_tokens(
+  removed_tokens = _replace_removed(
       clean, removal, all_removed, test="temporal", modality=modality, grid=grid
   )
   return tuple(
@@ -169,14 +172,18 @@ def curves(
   grid = visual_map.shape[2:4]
   clean_tokens = model.embed(visual_map, audio_vec)
   clean_logits = model.head_from_tokens(*clean_tokens, segment_mask)["logits"]
-  if mode == "feature":  # The removal value's tokens, once: [1,T,N,D] and [1,T,D].
+  # Feature mode swaps the removed cells' and segments' tokens for the removal value's, which
+  # is exact where each visual token is one cell's (`tokens_are_cells`); otherwise the
+  # perturbed features are embedded again.
+  swap_tokens = mode == "feature" and model.tokens_are_cells
+  if swap_tokens:  # The removal value's tokens, once: [1,T,N,D] and [1,T,D].
     removal_tokens = model.embed(
         jnp.broadcast_to(jnp.asarray(visual_value, jnp.float32), (1,) + visual_map.shape[1:]),
         jnp.broadcast_to(jnp.asarray(audio_value, jnp.float32), (1,) + audio_vec.shape[1:]),
     )
   # A model that splits its head after the per-segment spatial attention (STAN's
   # `head_from_attended`) lets the temporal test select segments instead of rerunning it.
-  swap_attention = mode == "feature" and test == "temporal" and hasattr(model, "head_from_attended")
+  swap_attention = swap_tokens and test == "temporal" and hasattr(model, "head_from_attended")
   if swap_attention:  # [B,T,...] of (audio, attended, alpha), twice
     clean_attention, removed_attention = _segment_swapped_attention(
         model, clean_tokens, removal_tokens, modality=modality, grid=grid
@@ -199,23 +206,21 @@ def curves(
       logits = model.head_from_attended(
           *map(select, removed_attention, clean_attention), segment_mask
       )["logits"]
-    elif mode == "feature" and getattr(model, "token_pool", 1) > 1:
-      # A token pools p x p cells (joint_transformer's token_pool): removing some of its cells
-      # changes its mean, so the perturbed features are embedded again.
-      remove_visual, remove_audio = _removes(test, modality)
-      perturbed_visual, perturbed_audio = visual_map, audio_vec
-      if remove_visual:
-        cells = _removed_cells(removed, test, grid)[..., None]
-        perturbed_visual = jnp.where(cells, jnp.asarray(visual_value, visual_map.dtype), visual_map)
-      if remove_audio:
-        perturbed_audio = jnp.where(
-            removed[..., None], jnp.asarray(audio_value, audio_vec.dtype), audio_vec
-        )
-      tokens = model.embed(perturbed_visual, perturbed_audio)
-      logits = model.head_from_tokens(*tokens, segment_mask)["logits"]
-    elif mode == "feature":
-      tokens = _swap_tokens(
+    elif swap_tokens:  # equals embedding the perturbed features: a token is one cell's
+      tokens = _replace_removed(
           clean_tokens, removal_tokens, removed, test=test, modality=modality, grid=grid
+      )
+      logits = model.head_from_tokens(*tokens, segment_mask)["logits"]
+    elif mode == "feature":  # tokens that pool cells (joint_transformer's token_pool)
+      tokens = model.embed(
+          *_replace_removed(
+              (visual_map, audio_vec),
+              (visual_value, audio_value),
+              removed,
+              test=test,
+              modality=modality,
+              grid=grid,
+          )
       )
       logits = model.head_from_tokens(*tokens, segment_mask)["logits"]
     else:

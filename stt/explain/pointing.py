@@ -19,9 +19,11 @@ Padded segments (segment_mask false) are never trials: they are not real video.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -44,13 +46,38 @@ def point_of_map(where_map: np.ndarray, frame_size: tuple[int, int]) -> tuple[in
 
   The crop is the centred min(W, H) square, starting at pixel ((W - side) // 2, (H - side) // 2).
   """
+  ((x, y),) = points_of_maps(np.asarray(where_map)[None], frame_size)
+  return int(x), int(y)
+
+
+# Maps resized per call of `points_of_maps`: bounds its memory (chunk x side² floats).
+_RESIZE_CHUNK = 64
+
+
+@functools.partial(jax.jit, static_argnames="side")
+def _crop_argmax(maps: jax.Array, side: int) -> jax.Array:
+  """[N,h,w] → [N] flat argmax (first on ties) of each map bilinearly resized to side x side."""
+  resized = jax.image.resize(maps, (maps.shape[0], side, side), method="linear")
+  return jnp.argmax(resized.reshape(maps.shape[0], -1), axis=-1)
+
+
+def points_of_maps(where_maps: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
+  """`point_of_map` of each of where_maps [N,h,w] on one W x H frame size: [N,2] int (x, y).
+
+  One jitted resize per chunk of maps: the pointing games score thousands of segments.
+  """
   width, height = (int(v) for v in frame_size)
   side = max(1, min(width, height))
-  resized = np.asarray(
-      jax.image.resize(np.asarray(where_map, np.float32), (side, side), method="linear")
-  )
-  row, col = np.unravel_index(np.argmax(resized), resized.shape)  # first index on ties
-  return (width - side) // 2 + int(col), (height - side) // 2 + int(row)
+  where_maps = np.asarray(where_maps, np.float32)
+  count = len(where_maps)
+  flat = []
+  for start in range(0, count, _RESIZE_CHUNK):
+    chunk = where_maps[start : start + _RESIZE_CHUNK]
+    padded = np.zeros((_RESIZE_CHUNK, *chunk.shape[1:]), np.float32)  # one compiled shape
+    padded[: len(chunk)] = chunk
+    flat.append(np.asarray(_crop_argmax(padded, side))[: len(chunk)])
+  rows, cols = np.divmod(np.concatenate(flat) if flat else np.zeros(0, int), side)
+  return np.stack([(width - side) // 2 + cols, (height - side) // 2 + rows], -1).astype(int)
 
 
 def box_pixels(box, frame_size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -116,16 +143,17 @@ def spatial_pointing(
     tolerance_px: hit radius in original-frame pixels (squared distance < tolerance_px²).
     segment_mask: [V,T] valid segments; a padded one is not a trial. None: all valid.
   """
-  trials = trial_segments(box_mask, segment_mask)
-  hits, trial_labels = [], []
-  for video in range(where.shape[0]):
-    size = (int(frame_size[video][0]), int(frame_size[video][1]))
-    for segment in np.flatnonzero(trials[video]):
-      point = point_of_map(where[video, segment], size)
-      segment_boxes = boxes[video, segment][box_mask[video, segment]]
-      hits.append(is_hit(point, segment_boxes, size, tolerance_px))
-      trial_labels.append(int(labels[video]))
-  return _summarise(np.asarray(hits, bool), np.asarray(trial_labels, int))
+  videos, segments = np.nonzero(trial_segments(box_mask, segment_mask))  # trials, in order
+  sizes = np.asarray(frame_size, int)[videos]
+  points = np.zeros((len(videos), 2), int)
+  for size in np.unique(sizes, axis=0):  # one batched resize per frame size
+    same = np.flatnonzero((sizes == size).all(-1))
+    points[same] = points_of_maps(np.asarray(where)[videos[same], segments[same]], tuple(size))
+  hits = [
+      is_hit(point, boxes[video, segment][box_mask[video, segment]], size, tolerance_px)
+      for point, video, segment, size in zip(points, videos, segments, sizes)
+  ]
+  return _summarise(np.asarray(hits, bool), np.asarray(labels, int)[videos])
 
 
 def temporal_pointing(
@@ -173,7 +201,7 @@ def chance_spatial_pointing(
   for video, segment in zip(*np.nonzero(trials)):
     size = (int(frame_size[video][0]), int(frame_size[video][1]))
     if size not in points_by_size:
-      points_by_size[size] = [point_of_map(one_hot, size) for one_hot in one_hot_maps]
+      points_by_size[size] = points_of_maps(one_hot_maps, size)
     segment_boxes = boxes[video, segment][box_mask[video, segment]]
     shares.append(
         np.mean(

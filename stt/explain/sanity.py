@@ -90,29 +90,38 @@ def randomised_state(state: nnx.State, fresh_params: nnx.State, attributes: set[
   return nnx.from_flat_state(list(flat.items()))
 
 
-def spearman(reference: np.ndarray, other: np.ndarray) -> float:
-  """Spearman ρ of two 1-D maps; a constant map: 1 against a constant map, else 0."""
-  constant = (np.ptp(reference) == 0, np.ptp(other) == 0)
-  if any(constant):
-    return 1.0 if all(constant) else 0.0
-  return float(stats.spearmanr(reference, other).statistic)
+def spearman(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
+  """Spearman ρ of maps [..., n] along the last axis (Pearson's r of the tie-averaged ranks,
+  as scipy.stats.spearmanr); a constant map: 1 against a constant map, else 0. Returns [...]."""
+  reference, other = np.asarray(reference, np.float64), np.asarray(other, np.float64)
+  constant = (np.ptp(reference, axis=-1) == 0, np.ptp(other, axis=-1) == 0)
+  ranks = [stats.rankdata(maps, axis=-1) for maps in (reference, other)]
+  centred = [rank - rank.mean(-1, keepdims=True) for rank in ranks]
+  with np.errstate(invalid="ignore", divide="ignore"):
+    rho = (centred[0] * centred[1]).sum(-1) / np.sqrt(
+        (centred[0] ** 2).sum(-1) * (centred[1] ** 2).sum(-1)
+    )
+  return np.where(constant[0] | constant[1], (constant[0] & constant[1]).astype(float), rho)
 
 
 def map_correlations(reference: dict, other: dict) -> dict:
   """Mean over videos of where/when Spearman ρ of |maps|; maps [V,T,h,w] / [V,T] and
-  segment_mask [V,T] as gathered."""
-  where, when = [], []
-  for video, valid in enumerate(np.asarray(reference["segment_mask"], bool)):
-    where.append(
-        spearman(
-            np.abs(reference["where"][video][valid]).ravel(),
-            np.abs(other["where"][video][valid]).ravel(),
-        )
-    )
-    when.append(
-        spearman(np.abs(reference["when"][video][valid]), np.abs(other["when"][video][valid]))
-    )
-  return {"where_spearman": float(np.mean(where)), "when_spearman": float(np.mean(when))}
+  segment_mask [V,T] as gathered. Videos with the same valid segments are ranked together."""
+  segment_mask = np.asarray(reference["segment_mask"], bool)
+  # A video without a valid segment has no map to rank: NaN, left out of the mean.
+  where, when = np.full(len(segment_mask), np.nan), np.full(len(segment_mask), np.nan)
+  patterns, group_of_video = np.unique(segment_mask, axis=0, return_inverse=True)
+  for group, valid in enumerate(patterns):
+    if not valid.any():
+      continue
+    videos = np.flatnonzero(group_of_video.ravel() == group)
+    maps = [
+        {key: np.abs(np.asarray(side[key])[videos][:, valid]) for key in ("where", "when")}
+        for side in (reference, other)
+    ]
+    where[videos] = spearman(*(m["where"].reshape(len(videos), -1) for m in maps))
+    when[videos] = spearman(maps[0]["when"], maps[1]["when"])
+  return {"where_spearman": float(np.nanmean(where)), "when_spearman": float(np.nanmean(when))}
 
 
 class _Prefix:
@@ -159,13 +168,15 @@ def run(graphdef, state, source, mesh, config, num_classes: int) -> dict:
   fresh = models.create_model(config.model, num_classes, rngs=nnx.Rngs(config.sanity.seed))
   fresh_params = nnx.state(fresh, nnx.Param)
   names = applicable_explainers(model, config.sanity.explainers)
-  source = _Prefix(source, config.sanity.num_videos)
-  gather = functools.partial(
-      input_pipeline.gather_split,
-      source=source,
-      global_batch_size=config.eval_batch_size,
-      batch_sharding=sharding.batch_sharding(mesh),
+  # The (at most num_videos) test videos are read and decoded once, for all the evaluations.
+  batches = list(
+      input_pipeline.global_batches(
+          _Prefix(source, config.sanity.num_videos),
+          global_batch_size=config.eval_batch_size,
+          batch_sharding=sharding.batch_sharding(mesh),
+      )
   )
+  gather = functools.partial(input_pipeline.gather_batches, batches=batches)
   map_steps = {name: nnx.jit(functools.partial(_maps_batch, name=name)) for name in names}
   logits_step = nnx.jit(_logits_batch)
   tolerance = config.explain.pointing_tolerance_px

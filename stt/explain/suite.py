@@ -130,26 +130,49 @@ def _explain_batch(
 
 
 def explain_split(graphdef, state, source, mesh, config) -> dict[str, dict]:
-  """{explainer: per-example outputs over `source` (valid rows, split order)}."""
+  """{explainer: per-example outputs over `source` (valid rows, split order)}.
+
+  The split is read once: each batch goes through every explainer's jitted step in turn.
+  """
   model, _ = nnx.merge(graphdef, state)
-  results = {}
-  for name in config.explain.explainers:
-    step = nnx.jit(
-        functools.partial(
-            _explain_batch,
-            name=name,
-            mode=config.explain.perturbation_mode,
-            temporal_modality=config.explain.temporal_modality,
-            spatial=models.sees_frames(config.model),
-        )
-    )
-    results[name] = input_pipeline.gather_split(
-        functools.partial(step, model),
-        source,
-        global_batch_size=config.eval_batch_size,
-        batch_sharding=sharding.batch_sharding(mesh),
-    )
-  return results
+  steps = {
+      name: nnx.jit(
+          functools.partial(
+              _explain_batch,
+              name=name,
+              mode=config.explain.perturbation_mode,
+              temporal_modality=config.explain.temporal_modality,
+              spatial=models.sees_frames(config.model),
+          )
+      )
+      for name in config.explain.explainers
+  }
+
+  def every_explainer(batch: dict) -> dict:
+    return {
+        f"{name}:{key}": value  # explainer names hold no ":"
+        for name, step in steps.items()
+        for key, value in step(model, batch).items()
+    }
+
+  gathered = input_pipeline.gather_split(
+      every_explainer,
+      source,
+      global_batch_size=config.eval_batch_size,
+      batch_sharding=sharding.batch_sharding(mesh),
+  )
+  annotations = {key: gathered[key] for key in input_pipeline.ANNOTATION_KEYS}
+  return {
+      name: {
+          **annotations,
+          **{
+              key.partition(":")[2]: value
+              for key, value in gathered.items()
+              if key.partition(":")[0] == name and ":" in key
+          },
+      }
+      for name in steps
+  }
 
 
 def metrics_of(

@@ -52,6 +52,9 @@ class AudioVisualModel(Protocol):
   EXPLANATIONS: tuple[str, ...]  # the keys of `explanations` this model returns
   num_classes: int
   grid_size: tuple[int, int]  # (h, w) of the visual grid
+  # Whether each visual token of `embed` is one grid cell's (from its own vector and position):
+  # feature-mode perturbation then swaps tokens instead of embedding the perturbed features.
+  tokens_are_cells: bool
 
   def __call__(self, inputs: dict, *, train: bool = False) -> ModelOutputs:
     """inputs (see the module docstring) -> ModelOutputs."""
@@ -73,7 +76,7 @@ class AudioVisualModel(Protocol):
       self, visual_map: jax.Array, audio_vec: jax.Array, *, train: bool = False
   ) -> tuple[jax.Array, jax.Array]:
     """Per-token embedding -> (cells [B,T,N,D], audio [B,T,D]); a token depends only on its
-    own input vector, so the perturbation tests can swap tokens."""
+    own input vector (a cell's, N = h*w, where `tokens_are_cells`; else a block of cells')."""
 
   def head_from_tokens(
       self,

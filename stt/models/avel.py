@@ -33,6 +33,7 @@ class Avel(two_stream.TwoStreamModel):
   """See the module docstring; follows the model interface of stt/models/__init__.py."""
 
   EXPLANATIONS = ("where", "spatial_attention")
+  tokens_are_cells = True  # each visual token of `embed` is one cell's (perturbation swaps them)
   PARAMETER_BLOCKS = (  # output to input, for the sanity checks (stt/explain/sanity.py)
       (
           "classifier",

@@ -143,6 +143,8 @@ class JointTransformer(two_stream.TwoStreamModel):
           f"got {self.token_pool}"
       )
     self.token_grid = tuple(size // self.token_pool for size in self.grid_size)  # (h/p, w/p)
+    # A pooled token mixes p x p cells: the perturbation tests then embed perturbed features.
+    self.tokens_are_cells = self.token_pool == 1
     if self.num_bottlenecks < 0:
       raise ValueError(f"num_bottlenecks must be >= 0, got {self.num_bottlenecks}")
     if config.num_layers < 1:

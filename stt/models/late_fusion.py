@@ -32,6 +32,7 @@ class LateFusion(two_stream.TwoStreamModel):
   """See the module docstring; follows the model interface of stt/models/__init__.py."""
 
   EXPLANATIONS = ()  # no intrinsic explanation
+  tokens_are_cells = True  # each visual token of `embed` is one cell's (perturbation swaps them)
   MODALITIES = MODALITIES  # the streams it reads (models.sees_frames)
   PARAMETER_BLOCKS = (  # output to input, for the sanity checks (stt/explain/sanity.py)
       (

@@ -54,6 +54,7 @@ class Stan(nnx.Module):
       "spatial_attention",
       "temporal_attention",
   )
+  tokens_are_cells = True  # each visual token of `embed` is one cell's (perturbation swaps them)
   # Parameter blocks from the output down to the inputs (attribute names), what the sanity
   # checks (stt/explain/sanity.py) randomise in cascade.
   PARAMETER_BLOCKS = (
