@@ -171,7 +171,8 @@ def get_common_config() -> ml_collections.ConfigDict:
 
   # --mode=sanity: the parameter randomisation test (stt/explain/sanity.py) of these explainers
   # (those the model can have; `random` and `center` do not read the model and are skipped) on
-  # the first num_videos test videos (0: all); the re-initialised weights come from `seed`.
+  # the first num_videos test videos (0: all; they are held in device memory for all the
+  # evaluations: T x F uint8 frames a raw video); the re-initialised weights come from `seed`.
   config.sanity = ml_collections.ConfigDict(
       dict(
           explainers=("attention", "rollout", "gradient", "gradcam", "grad_x_input"),
