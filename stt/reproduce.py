@@ -8,8 +8,8 @@ r"""The paper's tables with one command: every (model, seed) trained, explained 
 Each (row, seed) is one ordinary run in `<workdir>/<row>/seed<k>/`, one command:
 `python -m stt.main --mode=train,explain,sanity` trains it (resuming from its checkpoints if it
 was killed), evaluates its explainers, and runs the parameter randomisation test
-(stt/explain/sanity.py), in one process; a run whose command finished is skipped. A row is a model (`model.name`) or,
-for `synthetic_ablations`, a STAN variant. Explainers a model cannot have (the intrinsic
+(stt/explain/sanity.py), in one process; a run whose command finished is skipped. A row is
+a model (`model.name`) or, for `synthetic_ablations`, a STAN variant. Explainers a model cannot have (the intrinsic
 `attention` and `rollout` need the model's own maps) are not run for it and show as "—".
 Output: `<workdir>/summary.json` (one record per cell, stt/reproduce_tables.py),
 `tables.md` and `tables.csv` (Tables 1-4), and `figures/` (stt/reproduce_figures.py).
