@@ -1,6 +1,7 @@
 r"""Every benchmark at its accelerator size in one process, summarised in one JSON file.
 
   python benchmarks/gpu_check.py --out=gpu_check.json               # on the accelerator
+  python benchmarks/gpu_check.py --out=cpu.json --cpu               # real shapes, CPU batches
   python benchmarks/gpu_check.py --out=smoke.json --cpu_smoke       # every size shrunk, CPU
 
 Run through benchmarks/gpu_check.sh (which sets the platform and a time limit). In order:
@@ -19,6 +20,9 @@ Run through benchmarks/gpu_check.sh (which sets the platform and a time limit). 
 8 examples) and runs each code path once (bfloat16 only at the features size: compiling the
 train step is most of a smoke run's time), so that the whole check runs on a CPU in under a
 minute: it tests the script, not the machine. Its figures are not results.
+--cpu keeps every real per-example shape (ResNet-18 + VGGish at the raw size) with batches a
+CPU runs in minutes (32 / 64 / 2, 64 suite videos): the CPU's fraction-of-peak figures of
+benchmarks/RESULTS.md, every training size and the perturbation suite in one process.
 """
 
 from __future__ import annotations
@@ -93,9 +97,10 @@ SMOKE_SPECS = {
 }
 
 
-def plan(smoke: bool) -> dict:
-  """Sizes of every part: accelerator sizes, or all shrunk for the CPU smoke run."""
-  if smoke:
+def plan(mode: str) -> dict:
+  """Sizes of every part in `mode`: 'accelerator', 'cpu' (real shapes, CPU batches) or
+  'cpu_smoke' (all shrunk)."""
+  if mode == "cpu_smoke":
     return {
         "train_batch": dict.fromkeys(TRAIN_SIZES, 2),
         "train_dtypes": {"features": DTYPES, "synthetic": ("float32",), "raw": ("float32",)},
@@ -107,6 +112,19 @@ def plan(smoke: bool) -> dict:
         "input_batch": 4,
         "input_workers": (0, "resident"),
     }
+  if mode == "cpu":
+    return {
+        "train_batch": {"synthetic": 32, "features": 64, "raw": 2},
+        "train_dtypes": {"synthetic": DTYPES, "features": DTYPES, "raw": ("float32",)},
+        "train_steps": 3,
+        "num_segments": 10,
+        "suite_videos": 64,
+        "suite_shape": {},
+        "input_examples": 64,
+        "input_batch": 16,
+        "input_workers": (0, "resident"),
+    }
+  assert mode == "accelerator", mode
   return {
       "train_batch": {"synthetic": 256, "features": 512, "raw": 64},
       "train_dtypes": dict.fromkeys(TRAIN_SIZES, DTYPES),
@@ -210,17 +228,20 @@ def input_rates(train_rows: list[dict], sizes: dict) -> list[dict]:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", required=True, help="path of the JSON file written")
-  parser.add_argument("--cpu_smoke", action="store_true", help="shrink every size (CPU test)")
+  mode = parser.add_mutually_exclusive_group()
+  mode.add_argument("--cpu_smoke", action="store_true", help="shrink every size (CPU test)")
+  mode.add_argument("--cpu", action="store_true", help="real shapes at CPU batch sizes")
   args = parser.parse_args()
   from absl import flags  # pylint: disable=g-import-not-at-top
 
   flags.FLAGS.mark_as_parsed()  # grain reads absl flags
   start = time.perf_counter()
   smoke = args.cpu_smoke
-  sizes = plan(smoke)
+  sizes = plan("cpu_smoke" if smoke else "cpu" if args.cpu else "accelerator")
   result = {
       "benchmark": "gpu_check",
       "cpu_smoke": args.cpu_smoke,
+      "cpu": args.cpu,
       "device": jax.devices()[0].device_kind,
       "backend": jax.default_backend(),
       "device_count": jax.device_count(),

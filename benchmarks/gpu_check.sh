@@ -3,6 +3,7 @@
 #
 #   benchmarks/gpu_check.sh [OUTPUT.json]              # on a GPU host (default $OUT/gpu_check.json)
 #   benchmarks/gpu_check.sh --cpu_smoke [OUTPUT.json]  # every size shrunk, on CPU, < 1 min
+#   benchmarks/gpu_check.sh --cpu [OUTPUT.json]        # real shapes, CPU batches (RESULTS.md)
 #
 # Writes: device name, the device's measured peak (f32 / bf16 matmul FLOP/s, copy bytes/s),
 # the fraction of that peak (MFU) per training size and dtype, the AVE-size explanation
@@ -21,15 +22,21 @@
 set -euo pipefail
 
 smoke=0
+cpu=0
 out=""
 for arg in "$@"; do
   case "${arg}" in
     --cpu_smoke) smoke=1 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --cpu) cpu=1 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     -*) echo "gpu_check.sh: unknown flag ${arg}" >&2; exit 2 ;;
     *) out="${arg}" ;;
   esac
 done
+if (( smoke && cpu )); then
+  echo "gpu_check.sh: --cpu_smoke and --cpu exclude each other" >&2
+  exit 2
+fi
 if [[ -z "${out}" ]]; then
   if [[ -z "${OUT:-}" ]]; then
     echo "gpu_check.sh: give the output path as an argument or set \$OUT" >&2
@@ -55,6 +62,9 @@ if (( smoke )); then
   export XLA_FLAGS="${XLA_FLAGS:-} --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
   export JAX_DISABLE_MOST_OPTIMIZATIONS=1
   args+=(--cpu_smoke)
+elif (( cpu )); then
+  export JAX_PLATFORMS=cpu
+  args+=(--cpu)
 else
   "${python}" -c "import jax, sys; sys.exit(jax.default_backend() == 'cpu')" || {
     echo "gpu_check.sh: jax sees no accelerator (jax.default_backend() is cpu);" \

@@ -53,3 +53,32 @@ def test_gpu_check_cpu_smoke_writes_every_figure(tmp_path):
   }
   for row in figures["input_pipeline"]:
     assert math.isfinite(row["input_over_model"]) and row["input_over_model"] > 0
+
+
+def test_every_mode_plans_the_same_parts_and_cpu_keeps_the_real_sizes():
+  sys.path.insert(0, str(REPO / "benchmarks"))
+  import gpu_check  # pylint: disable=g-import-not-at-top
+
+  plans = {mode: gpu_check.plan(mode) for mode in ("accelerator", "cpu", "cpu_smoke")}
+  assert plans["accelerator"].keys() == plans["cpu"].keys() == plans["cpu_smoke"].keys()
+  # The CPU figures of RESULTS.md: every training size in both dtypes where a CPU compiles it in
+  # seconds, at the real segment count and AVE-size suite shapes (only the batches shrink).
+  assert plans["cpu"]["num_segments"] == plans["accelerator"]["num_segments"] == 10
+  assert plans["cpu"]["suite_shape"] == plans["accelerator"]["suite_shape"] == {}
+  assert set(plans["cpu"]["train_dtypes"]) == set(gpu_check.TRAIN_SIZES)
+  for size in gpu_check.TRAIN_SIZES:
+    assert plans["cpu"]["train_batch"][size] < plans["accelerator"]["train_batch"][size]
+  with pytest.raises(AssertionError):
+    gpu_check.plan("tpu")
+
+
+def test_the_script_refuses_two_modes_at_once(tmp_path):
+  result = subprocess.run(
+      [str(REPO / "benchmarks/gpu_check.sh"), "--cpu", "--cpu_smoke", str(tmp_path / "x.json")],
+      env=dict(os.environ, PYTHON=sys.executable),
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
+  assert result.returncode == 2 and "exclude each other" in result.stderr
+  assert not (tmp_path / "x.json").exists()
