@@ -190,10 +190,10 @@ def run(graphdef, state, source, mesh, config, num_classes: int) -> dict:
   blocks = parameter_blocks(model)
   accuracy, trained_maps = evaluate(model)
   metrics = {"sanity/blocks": [name for name, _ in blocks], "sanity/trained/accuracy": accuracy}
+  spatial = {name: _spatial_applies(name, model, config) for name in names}
   for name in names:
-    spatial = _spatial_applies(name, model, config)
     metrics.update(
-        _pointing(f"sanity/trained/{name}", name, spatial, trained_maps[name], tolerance)
+        _pointing(f"sanity/trained/{name}", name, spatial[name], trained_maps[name], tolerance)
     )
   for mode, block, attributes in steps(blocks):
     variant = nnx.merge(model_graphdef, randomised_state(model_state, fresh_params, attributes))
@@ -202,11 +202,10 @@ def run(graphdef, state, source, mesh, config, num_classes: int) -> dict:
     metrics[f"{prefix}/accuracy"] = accuracy
     for name in names:
       scores = map_correlations(trained_maps[name], maps[name])
-      if not _spatial_applies(name, model, config):
+      if not spatial[name]:
         scores["where_spearman"] = float("nan")
       metrics.update({f"{prefix}/{name}/{key}": value for key, value in scores.items()})
-      spatial = _spatial_applies(name, model, config)
-      metrics.update(_pointing(f"{prefix}/{name}", name, spatial, maps[name], tolerance))
+      metrics.update(_pointing(f"{prefix}/{name}", name, spatial[name], maps[name], tolerance))
   return metrics
 
 

@@ -166,9 +166,9 @@ def explain_split(graphdef, state, source, mesh, config) -> dict[str, dict]:
       name: {
           **annotations,
           **{
-              key.partition(":")[2]: value
+              key.removeprefix(f"{name}:"): value
               for key, value in gathered.items()
-              if key.partition(":")[0] == name and ":" in key
+              if key.startswith(f"{name}:")
           },
       }
       for name in steps
