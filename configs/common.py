@@ -109,6 +109,7 @@ def get_common_config() -> ml_collections.ConfigDict:
 
   config.input = ml_collections.ConfigDict()
   config.input.num_workers = 0  # grain mp_prefetch worker processes (0 = in-process)
+  # Batches read ahead, each by its own thread, in the process and in each worker (>= 1).
   config.input.prefetch_buffer_size = 2
   config.input.random_flip = True
   # Hold the train split in device memory and gather each batch there (stt/resident_input.py):

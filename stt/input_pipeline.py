@@ -135,7 +135,23 @@ def train_dataset(
     dataset = dataset.random_map(_RandomFlip(), seed=seed + 1)
   dataset = _ProcessRowsOfGlobalBatches(dataset, per_host_batch_size, process_index, process_count)
   dataset = dataset.batch(per_host_batch_size, drop_remainder=True)
-  return _prefetched(dataset.to_iter_dataset(), num_workers, prefetch_buffer_size)
+  return _prefetched(
+      dataset.to_iter_dataset(read_ahead(prefetch_buffer_size)), num_workers, prefetch_buffer_size
+  )
+
+
+def read_ahead(buffer_size: int) -> grain.ReadOptions:
+  """Reads `buffer_size` batches ahead, each in its own thread (in the process or per worker).
+
+  grain's default ReadOptions read 500 elements ahead in 16 threads, and an element here is a
+  whole batch: that held GBs of batches per process and per worker (features at b=16: +4.5 GB
+  in 12 s; raw at b=32 would be 28 GB) and ran 16 threads beside the training step.
+  """
+  if buffer_size < 1:
+    raise ValueError(
+        f"input.prefetch_buffer_size must be >= 1 (batches read ahead), got {buffer_size}"
+    )
+  return grain.ReadOptions(num_threads=buffer_size, prefetch_buffer_size=buffer_size)
 
 
 def _prefetched(dataset: grain.IterDataset, num_workers: int, buffer_size: int):

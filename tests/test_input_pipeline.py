@@ -1,5 +1,8 @@
 """The grain pipeline: epochs cover every example once, order is seeded, state resumes exactly."""
 
+import threading
+import time
+
 from absl import flags
 import jax
 import numpy as np
@@ -171,3 +174,54 @@ def test_mp_prefetch_workers_yield_the_same_batches_and_resume():
   resumed.set_state(state)
   for want in expected[3:]:
     np.testing.assert_array_equal(next(resumed)["index"], want["index"])
+
+
+class _CountingSource:
+  """A list-like source that counts the examples read from it (from any thread)."""
+
+  def __init__(self, examples):
+    self._examples = examples
+    self._lock = threading.Lock()
+    self.reads = 0
+
+  def __len__(self):
+    return len(self._examples)
+
+  def __getitem__(self, index):
+    with self._lock:
+      self.reads += 1
+    return self._examples[index]
+
+
+@pytest.mark.parametrize("buffer_size", [1, 3])
+def test_the_pipeline_reads_only_its_buffer_of_batches_ahead(buffer_size):
+  """grain's default read 500 batches ahead (GBs at real sizes); at most `buffer_size` now."""
+  source = _CountingSource(_source(8))
+  iterator = iter(
+      input_pipeline.train_dataset(
+          source,
+          per_host_batch_size=2,
+          seed=0,
+          random_flip=False,
+          num_workers=0,
+          prefetch_buffer_size=buffer_size,
+          process_index=0,
+          process_count=1,
+      )
+  )
+  next(iterator)
+  time.sleep(0.5)  # the old read-ahead got through hundreds of these tiny batches in this time
+  # The batch taken, `buffer_size` read ahead, and one more that a reader thread may have begun.
+  assert 2 <= source.reads <= 2 * (2 + buffer_size)
+
+
+def test_a_prefetch_buffer_below_one_batch_is_refused():
+  with pytest.raises(ValueError, match="prefetch_buffer_size must be >= 1"):
+    input_pipeline.train_dataset(
+        _source(4),
+        per_host_batch_size=2,
+        seed=0,
+        random_flip=False,
+        num_workers=0,
+        prefetch_buffer_size=0,
+    )
