@@ -182,6 +182,15 @@ def _validate_input(config: ml_collections.ConfigDict):
         "input.random_flip=True has no effect on precomputed features; set it False",
     )
   _require(
+      config.input.num_workers >= 0,
+      f"input.num_workers={config.input.num_workers} must be >= 0 (0: read in this process)",
+  )
+  _require(
+      config.input.prefetch_buffer_size >= 1,
+      f"input.prefetch_buffer_size={config.input.prefetch_buffer_size} must be >= 1 "
+      "(batches read ahead)",
+  )
+  _require(
       not (config.input.get("device_resident", False) and config.input.random_flip),
       "input.device_resident=True gathers stored examples on the device, without the host's "
       "augmentation: set input.random_flip=False",

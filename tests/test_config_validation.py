@@ -54,6 +54,8 @@ def test_default_configs_are_valid():
         ({"explain.explainers": ()}, "explain.explainers must be a non-empty tuple"),
         ({"explain.perturbation_mode": "blur"}, "explain.perturbation_mode='blur' is not one of"),
         ({"explain.temporal_modality": "text"}, "explain.temporal_modality='text' is not one of"),
+        ({"input.num_workers": -1}, "input.num_workers=-1 must be >= 0"),
+        ({"input.prefetch_buffer_size": 0}, "input.prefetch_buffer_size=0 must be >= 1"),
     ],
 )
 def test_bad_values_are_named(overrides, message):
