@@ -27,9 +27,12 @@ import ml_collections
 from ml_collections import config_dict
 
 from configs import common
+from data_pipelines import catalogue
+from stt import tasks
 
-INPUTS = ("features", "raw")
-TASKS = ("recognition", "localization", "weak")
+# The inputs AVE has (the catalogue's records trained as dataset.name='ave'), and the tasks.
+INPUTS = catalogue.inputs_of("ave")
+TASKS = tasks.TASKS
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

@@ -22,6 +22,7 @@ import tensorflow_datasets as tfds
 
 from data_pipelines import ave_format
 from data_pipelines import clip_examples
+from data_pipelines import dataset_spec
 from data_pipelines import video_examples
 
 MAX_BOXES_PER_SEGMENT = clip_examples.MAX_BOXES_PER_SEGMENT
@@ -90,6 +91,11 @@ def _video_files(video_dir: epath.Path) -> dict[str, str]:
   return found
 
 
+def dataset_dir(data_dir, tag: str, decode: dataset_spec.Decode) -> epath.Path:
+  """Where `build` writes the AVE-format directory of `tag` decoded as `decode`."""
+  return epath.Path(data_dir) / "ave_videos" / decode.name(tag) / str(AveVideos.VERSION)
+
+
 def build(
     manual_dir,
     data_dir,
@@ -112,16 +118,16 @@ def build(
   process pool (see data_pipelines/video_beam.py).
   """
   manual_dir = epath.Path(manual_dir)
-  config = AveVideosConfig(
-      name=config_name(tag, num_segments, frames_per_segment, frame_size),
-      class_names=tuple(ave_format.read_class_names(manual_dir)),
-      num_segments=num_segments,
-      frames_per_segment=frames_per_segment,
-      frame_size=frame_size,
+  decode = dataset_spec.Decode(num_segments, frames_per_segment, frame_size)
+  return video_examples.build_video_dataset(
+      AveVideos,
+      data_dir,
+      dataset_dir(data_dir, tag, decode),
+      decode,
+      ave_format.read_class_names(manual_dir),
       num_workers=num_workers,
       decode_timeout_s=decode_timeout_s,
+      on_row=on_row,
+      beam_options=beam_options,
+      manual_dir=manual_dir,
   )
-  builder = AveVideos(
-      config=config, data_dir=str(data_dir), on_row=on_row, use_beam=beam_options is not None
-  )
-  return video_examples.prepare(builder, manual_dir=manual_dir, beam_options=beam_options)

@@ -11,19 +11,7 @@ r"""Builds a dataset as TFDS array_record under a data dir, with a progress bar 
       [--annotated_frame=middle|frame125] [--vggsound_dataset_dir=BUILT_VGGSOUND]
   python -m data_pipelines.build --dataset=flickr_soundnet --manual_dir=DIR --data_dir=OUT
 
-Datasets:
-  ave_features     the AVE feature release (h5 files), see data_pipelines/ave_features.py
-  ave              an AVE-format directory of videos, decoded by data_pipelines/ave_builder.py
-  synthetic        generated here (no download), as `configs/synthetic.py:<synthetic_config>` needs
-  manifest         the clips of a CSV manifest `path,label[,start,end][,split]` (DIR/manifest.csv
-                   or --manifest=CSV; a relative clip path is relative to the CSV's directory),
-                   see data_pipelines/manifest_format.py
-  kinetics_sounds  Kinetics-400 CSVs + clips → the classes of configs/kinetics_sounds.py
-  vggsound         vggsound.csv + clips, see configs/vggsound.py
-  vggss            VGG-SS vggss.json (+ vggss_test.csv, vggsound.csv) + the VGGSound clips, a test
-                   split with boxes, see data_pipelines/vggss_builder.py
-  flickr_soundnet  flickr_test.csv + Annotations/<id>.xml + <id>.jpg/<id>.wav (or <id>.mp4), an
-                   unlabelled test split with boxes, see data_pipelines/flickr_soundnet_builder.py
+The datasets (--dataset) are listed below, from data_pipelines/catalogue.py.
 
 The video datasets (ave, manifest, kinetics_sounds, vggsound) decode in --num_workers local
 child processes (a clip whose decoder crashes, or is still decoding after --decode_timeout_s,
@@ -49,53 +37,36 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import textwrap
 
 from absl import logging as absl_logging
 from etils import epath
 import tensorflow_datasets as tfds
 import tqdm
 
-from data_pipelines import ave_builder
 from data_pipelines import ave_features
 from data_pipelines import ave_format
 from data_pipelines import build_args
+from data_pipelines import catalogue
+from data_pipelines import dataset_spec
 from data_pipelines import flickr_soundnet_builder
 from data_pipelines import flickr_soundnet_format
-from data_pipelines import kinetics_sounds_classes
-from data_pipelines import manifest_builder
 from data_pipelines import manifest_converters
 from data_pipelines import manifest_format
-from data_pipelines import synthetic
-from data_pipelines import synthetic_dataset
 from data_pipelines import vggss_builder
 from data_pipelines import vggss_format
-from data_pipelines import vggss_from_built
 from data_pipelines import video_examples
 from data_pipelines.build_args import BuildInputError
 
-AVE_VIDEOS_INSTRUCTIONS = """\
-Download AVE_Dataset.zip from https://drive.google.com/open?id=1FjKwe79e0u96vdjIVwfRQ1V6SoDHe7kK
-(linked from https://github.com/YapengTian/AVE-ECCV18) and unzip it into {manual_dir}, so that it
-holds AVE/<video_id>.mp4, Annotations.txt, trainSet.txt, valSet.txt and testSet.txt."""
-MANIFEST_INSTRUCTIONS = """\
-Write a CSV manifest with the header path,label[,start,end][,split] to {manifest} (or pass
---manifest=FILE): one row per clip, path relative to the manifest's directory or absolute, start
-and end the event in seconds (empty: the whole clip), split train|val|test (empty: by a hash of
-the path). See data_pipelines/manifest_format.py."""
-KINETICS_SOUNDS_INSTRUCTIONS = """\
-Download the Kinetics-400 annotations train.csv, validate.csv (or val.csv) and test.csv from
-https://github.com/cvdfoundation/kinetics-dataset (k400 annotations; or the 2017 release
-https://storage.googleapis.com/deepmind-media/Datasets/kinetics400.tar.gz) into {manual_dir}
-(or {manual_dir}/annotations). Put the clips of the 31 classes of configs/kinetics_sounds.py
-anywhere under {manual_dir}, named <youtube_id>_<time_start:06d>_<time_end:06d>.mp4: the
-cvdfoundation k400 video archives use these names; to fetch only these classes from YouTube,
-cut [time_start, time_end] of each row (e.g. yt-dlp --download-sections)."""
-VGGSOUND_INSTRUCTIONS = """\
-Download vggsound.csv from https://www.robots.ox.ac.uk/~vgg/data/vggsound/ (also in
-https://github.com/hche11/VGGSound, data/vggsound.csv) into {manual_dir}. Put the 10 s clips
-anywhere under {manual_dir}, named <ytid>_<start:06d>.mp4: for each row, seconds
-[start, start+10) of https://www.youtube.com/watch?v=<ytid> (e.g. yt-dlp --download-sections)."""
-KINETICS_CSV_NAMES = ("train.csv", "validate.csv", "val.csv", "test.csv")
+
+def description() -> str:
+  """The module doc, then one paragraph per dataset of the catalogue."""
+  lines = [__doc__, "Datasets:"]
+  for name, spec in catalogue.DATASETS.items():
+    lines += textwrap.wrap(
+        spec.summary, width=100, initial_indent=f"  {name:<16} ", subsequent_indent=" " * 19
+    )
+  return "\n".join(lines)
 
 
 def _beam_options(args):
@@ -111,207 +82,37 @@ def _beam_options(args):
   return video_beam.pipeline_options(args.beam_runner, args.beam_num_workers, args.beam_args)
 
 
-def _ave_videos_dir(args, data_dir: epath.Path) -> epath.Path:
-  name = ave_builder.config_name("ave", args.num_segments, args.frames_per_segment, args.frame_size)
-  return data_dir / "ave_videos" / name / str(ave_builder.AveVideos.VERSION)
-
-
-def _manifest_tag(args) -> str:
-  return args.tag if args.dataset == "manifest" else args.dataset
-
-
-def _manifest_dataset_dir(args, data_dir: epath.Path) -> epath.Path:
-  return manifest_builder.dataset_dir(
-      data_dir, _manifest_tag(args), args.num_segments, args.frames_per_segment, args.frame_size
-  )
-
-
-def _vggss_dataset_dir(args, data_dir: epath.Path) -> epath.Path:
-  return vggss_builder.dataset_dir(
-      data_dir, args.annotated_frame, args.num_segments, args.frames_per_segment, args.frame_size
-  )
-
-
-def _synthetic_settings(args) -> dict:
-  """The generator settings of `configs/synthetic.py:<--synthetic_config>`."""
-  presets = [a.strip() for a in args.synthetic_config.split(",") if a.strip()]
-  unknown = sorted(set(presets) - set(synthetic.PRESETS))
-  if unknown:
-    known = ", ".join(p for p in synthetic.PRESETS if p)
-    raise BuildInputError(
-        f"--synthetic_config={args.synthetic_config}: configs/synthetic.py: "
-        f"unknown arguments {unknown}; known: {known}"
-    )
-  return synthetic.default_settings("smoke" if "smoke" in presets else "")
-
-
-def _prepare_synthetic(args, data_dir: epath.Path, on_row=None) -> epath.Path:
-  """Builds (or finds) the synthetic set exactly where configs/synthetic.py looks for it."""
-  return synthetic_dataset.prepare(
-      data_dir,
-      _synthetic_settings(args),
+def request_of(args, data_dir: epath.Path, on_row=None, beam_options=None):
+  """(the dataset's record, the BuildRequest of the CLI's args)."""
+  spec = catalogue.spec(args.dataset)
+  decode = dataset_spec.Decode.of(args) if spec.cli_decode is None else spec.cli_decode[0]
+  return spec, dataset_spec.BuildRequest(
+      data_dir=data_dir,
+      decode=decode,
+      options={flag: getattr(args, flag) for flag in spec.option_flags},
+      manual_dir=args.manual_dir,
       num_workers=args.num_workers,
+      decode_timeout_s=args.decode_timeout_s,
       on_row=on_row,
-      **synthetic.BUILD_SIZES,
+      beam_options=beam_options,
   )
-
-
-def _kinetics_csvs(manual_dir: epath.Path) -> list[epath.Path]:
-  found = [
-      directory / name
-      for directory in (manual_dir, manual_dir / "annotations")
-      for name in KINETICS_CSV_NAMES
-      if (directory / name).exists()
-  ]
-  names = {path.name for path in found}
-  if "train.csv" not in names or not names & {"validate.csv", "val.csv"}:
-    raise BuildInputError(
-        f"{manual_dir} lacks the Kinetics-400 train.csv and validate.csv.\n"
-        + KINETICS_SOUNDS_INSTRUCTIONS.format(manual_dir=manual_dir)
-    )
-  return found
-
-
-def _convert(args, data_dir: epath.Path) -> manifest_converters.Conversion:
-  """Writes the manifest of kinetics_sounds / vggsound under the data dir; prints its counts."""
-  manual_dir = epath.Path(args.manual_dir)
-  out_path = data_dir / "downloads" / "manual" / args.dataset / "manifest.csv"
-  if args.dataset == "kinetics_sounds":
-    conversion = manifest_converters.kinetics_sounds(
-        _kinetics_csvs(manual_dir), manual_dir, out_path, kinetics_sounds_classes.CLASS_NAMES
-    )
-    instructions = KINETICS_SOUNDS_INSTRUCTIONS
-  else:
-    if not (manual_dir / "vggsound.csv").exists():
-      raise BuildInputError(
-          f"{manual_dir} lacks vggsound.csv.\n"
-          + VGGSOUND_INSTRUCTIONS.format(manual_dir=manual_dir)
-      )
-    conversion = manifest_converters.vggsound(manual_dir / "vggsound.csv", manual_dir, out_path)
-    instructions = VGGSOUND_INSTRUCTIONS
-  if conversion.missing_clips == sum(conversion.rows.values()):
-    raise BuildInputError(
-        f"no clip of the {args.dataset} annotations is under {manual_dir}.\n"
-        + instructions.format(manual_dir=manual_dir)
-    )
-  print(f"{args.dataset}: {conversion}", file=sys.stderr)
-  return conversion
 
 
 def plan(args, data_dir: epath.Path) -> tuple[int, dict]:
   """(rows the build will write or refuse, 0 when already built; what build() needs).
 
   Raises BuildInputError / ReleaseError / ManifestError naming the download when files lack."""
-  if args.dataset == "ave_features":
-    if (ave_features.dataset_dir(data_dir, args.visual_dtype) / "dataset_info.json").exists():
-      return 0, {}
-    release = ave_features.check_release(args.manual_dir)  # says what to download if needed
-    return sum(len(order) for order in release.orders.values()), {}
-  if args.dataset == "ave":
-    if (_ave_videos_dir(args, data_dir) / "dataset_info.json").exists():
-      return 0, {}
-    manual_dir = epath.Path(args.manual_dir)
-    needed = ["Annotations.txt", *ave_format.SPLIT_FILES.values(), "AVE"]
-    missing = [name for name in needed if not (manual_dir / name).exists()]
-    if missing:
-      raise BuildInputError(
-          f"{manual_dir} lacks {', '.join(missing)}.\n"
-          + AVE_VIDEOS_INSTRUCTIONS.format(manual_dir=manual_dir)
-      )
-    rows = sum(len(ave_format.read_split(manual_dir, split)) for split in ave_format.SPLIT_FILES)
-    return rows, {}
-  if args.dataset == "vggss":
-    if (_vggss_dataset_dir(args, data_dir) / "dataset_info.json").exists():
-      return 0, {}
-    annotations, _, classes_from = vggss_builder.read_manual_dir(args.manual_dir)
-    if args.vggsound_dataset_dir:
-      classes_from = f"the built VGGSound {args.vggsound_dataset_dir}"
-    print(
-        f"vggss: {len(annotations.entries)} entries ({annotations.summary()}); classes from "
-        f"{classes_from}",
-        file=sys.stderr,
-    )
-    return len(annotations.entries), {}
-  if args.dataset == "flickr_soundnet":
-    if (
-        flickr_soundnet_builder.dataset_dir(
-            data_dir, args.num_segments, args.frames_per_segment, args.frame_size
-        )
-        / "dataset_info.json"
-    ).exists():
-      return 0, {}
-    return flickr_soundnet_builder.read_manual_dir(args.manual_dir).counts["ids"], {}
-  if args.dataset in manifest_builder.MANIFEST_DATASETS:
-    if (_manifest_dataset_dir(args, data_dir) / "dataset_info.json").exists():
-      return 0, {}
-    if args.dataset == "manifest":
-      path = epath.Path(args.manifest or epath.Path(args.manual_dir) / "manifest.csv")
-      # Relative clip paths are read relative to the manifest's directory (manifest_format).
-      if not path.exists():
-        raise BuildInputError(
-            f"no manifest at {path}.\n" + MANIFEST_INSTRUCTIONS.format(manifest=path)
-        )
-      class_names = None  # the sorted labels of the manifest
-    else:
-      conversion = _convert(args, data_dir)
-      path, class_names = conversion.manifest_path, conversion.class_names
-    manifest = manifest_format.read(path)
-    return manifest.num_lines, {"manifest": manifest, "class_names": class_names}
-  settings = _synthetic_settings(args)
-  if (
-      synthetic_dataset.dataset_dir(data_dir, settings, **synthetic.BUILD_SIZES)
-      / "dataset_info.json"
-  ).exists():
+  spec, request = request_of(args, data_dir)
+  built_dir = spec.builder.dataset_dir(data_dir, request.decode, request.options)
+  if (built_dir / "dataset_info.json").exists():
     return 0, {}
-  return settings["num_train"] + settings["num_val"] + settings["num_test"], {}
+  return spec.builder.plan(request)
 
 
 def build(args, data_dir: epath.Path, planned: dict, on_row, beam_options=None) -> epath.Path:
   """Builds (or keeps) the dataset; returns its directory."""
-  video = dict(
-      num_segments=args.num_segments,
-      frames_per_segment=args.frames_per_segment,
-      frame_size=args.frame_size,
-      num_workers=args.num_workers,
-      decode_timeout_s=args.decode_timeout_s,
-      on_row=on_row,
-      beam_options=beam_options,
-  )
-  if args.dataset == "ave_features":
-    return ave_features.build(
-        args.manual_dir, data_dir, visual_dtype=args.visual_dtype, on_row=on_row
-    ).dataset_dir
-  if args.dataset == "ave":
-    return ave_builder.build(args.manual_dir, data_dir, tag="ave", **video).dataset_dir
-  if args.dataset == "vggss" and args.vggsound_dataset_dir:
-    return vggss_from_built.build(
-        args.manual_dir,
-        data_dir,
-        args.vggsound_dataset_dir,
-        annotated_frame=args.annotated_frame,
-        num_segments=args.num_segments,
-        frames_per_segment=args.frames_per_segment,
-        frame_size=args.frame_size,
-        on_row=on_row,
-    ).dataset_dir
-  if args.dataset == "vggss":
-    return vggss_builder.build(
-        args.manual_dir, data_dir, annotated_frame=args.annotated_frame, **video
-    ).dataset_dir
-  if args.dataset == "flickr_soundnet":
-    return flickr_soundnet_builder.build(args.manual_dir, data_dir, **video).dataset_dir
-  if args.dataset in manifest_builder.MANIFEST_DATASETS:
-    if not planned:  # already built
-      return _manifest_dataset_dir(args, data_dir)
-    return manifest_builder.build(
-        planned["manifest"],
-        data_dir,
-        tag=_manifest_tag(args),
-        class_names=planned["class_names"],
-        **video,
-    ).dataset_dir
-  # The trainer's own preparation step, so the result is exactly what the config looks for.
-  return _prepare_synthetic(args, data_dir, on_row=on_row)
+  spec, request = request_of(args, data_dir, on_row, beam_options)
+  return spec.builder.build(request, planned)
 
 
 def summary_of(dataset_dir: epath.Path, reused: bool) -> video_examples.BuildSummary:
@@ -334,7 +135,7 @@ def summary_line(dataset: str, summary: video_examples.BuildSummary) -> str:
 
 
 def main(argv=None) -> int:
-  args = build_args.parse_args(argv, __doc__)
+  args = build_args.parse_args(argv, description())
   data_dir = epath.Path(
       args.data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
   ).expanduser()
@@ -382,10 +183,9 @@ def main(argv=None) -> int:
   ) as error:
     print(f"build: error: {error}", file=sys.stderr)
     return 2
-  if args.dataset == "vggss":
-    print(vggss_builder.defects_line(dataset_dir))
-  if args.dataset == "flickr_soundnet":
-    print(flickr_soundnet_builder.defects_line(dataset_dir))
+  spec = catalogue.spec(args.dataset)
+  if spec.defects_line is not None:
+    print(spec.defects_line(dataset_dir))
   print(summary_line(args.dataset, summary_of(epath.Path(dataset_dir), reused=total == 0)))
   return 0
 

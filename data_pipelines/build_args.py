@@ -7,85 +7,74 @@ A flag given for a dataset that does not read it is an error, never silently ign
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from data_pipelines import ave_features
-from data_pipelines import manifest_builder
+from data_pipelines import catalogue
+from data_pipelines import dataset_spec
 from data_pipelines import vggss_format
 
-DATASETS = (
-    "ave_features",
-    "ave",
-    "synthetic",
-    *manifest_builder.MANIFEST_DATASETS,
-    "vggss",
-    "flickr_soundnet",
+BuildInputError = dataset_spec.BuildInputError  # the build's own input errors, named here too
+
+# The flags a dataset may read (DatasetSpec.flags); given for another dataset, a flag is an
+# error, never silently ignored. None in the parser means "not given"; DEFAULTS fills in the rest
+# after the checks.
+FLAGS = (
+    "manual_dir",
+    "visual_dtype",
+    *dataset_spec.DECODE_FLAGS,
+    "num_workers",
+    "decode_timeout_s",
+    "synthetic_config",
+    "manifest",
+    "tag",
+    "beam_runner",
+    "annotated_frame",
+    "vggsound_dataset_dir",
 )
-VIDEO_DATASETS = ("ave", *manifest_builder.MANIFEST_DATASETS, "vggss", "flickr_soundnet")
-
-
-class BuildInputError(ValueError):
-  """manual_dir lacks files or holds inconsistent ones. The message says what to do."""
-
-
-# The datasets that read each flag; given for another dataset, a flag is an error, never silently
-# ignored. None in the parser means "not given"; DEFAULTS fills in the rest after the checks.
-FLAG_DATASETS = {
-    "manual_dir": ("ave_features", *VIDEO_DATASETS),
-    "visual_dtype": ("ave_features",),
-    "num_segments": VIDEO_DATASETS,
-    "frames_per_segment": VIDEO_DATASETS,
-    "frame_size": VIDEO_DATASETS,
-    "num_workers": VIDEO_DATASETS + ("synthetic",),
-    "decode_timeout_s": VIDEO_DATASETS,
-    "synthetic_config": ("synthetic",),
-    "manifest": ("manifest",),
-    "tag": ("manifest",),
-    "beam_runner": VIDEO_DATASETS,
-    "annotated_frame": ("vggss",),
-    "vggsound_dataset_dir": ("vggss",),
-}
 DEFAULTS = dict(
-    visual_dtype="float16",
-    num_segments=10,
-    frames_per_segment=1,
-    frame_size=224,
+    **dataclasses.asdict(dataset_spec.Decode()),
     num_workers=1,
     decode_timeout_s=300.0,
-    synthetic_config="",
-    tag="manifest",
-    annotated_frame=vggss_format.DEFAULT_ANNOTATED_FRAME,
+    **catalogue.OPTION_DEFAULTS,
 )
-SYNTHETIC_CONFIG_FLAGS = ("num_segments", "frames_per_segment", "frame_size")
+
+
+def flag_datasets() -> dict[str, tuple[str, ...]]:
+  """{flag: the datasets that read it}, from the catalogue."""
+  return {
+      flag: tuple(name for name, spec in catalogue.DATASETS.items() if flag in spec.flags)
+      for flag in FLAGS
+  }
 
 
 def flag_error(args) -> str | None:
   """Why the given flags do not fit together (one line), or None."""
-  given = [flag for flag in FLAG_DATASETS if getattr(args, flag) is not None]
+  spec = catalogue.spec(args.dataset)
+  given = [flag for flag in FLAGS if getattr(args, flag) is not None]
   for flag in given:
-    if args.dataset in FLAG_DATASETS[flag]:
+    if flag in spec.flags:
       continue
-    if args.dataset == "synthetic" and flag in SYNTHETIC_CONFIG_FLAGS:
+    if spec.cli_decode is not None and flag in dataset_spec.DECODE_FLAGS:
       return (
-          f"--{flag} does not apply to --dataset=synthetic: config.dataset.{flag} of "
-          "configs/synthetic.py sets it; to build and train another, pass "
+          f"--{flag} does not apply to --dataset={args.dataset}: config.dataset.{flag} of "
+          f"{spec.cli_decode[1]} sets it; to build and train another, pass "
           f"--config.dataset.{flag}=N to stt.main, which builds the set on first use"
       )
     return (
         f"--{flag} does not apply to --dataset={args.dataset}, only to "
-        f"{', '.join(FLAG_DATASETS[flag])}"
+        f"{', '.join(flag_datasets()[flag])}"
     )
-  if args.dataset == "manifest" and args.manual_dir and args.manifest:
+  alternatives = [flag for flag in spec.manual_dir_alternatives if getattr(args, flag)]
+  if args.manual_dir and alternatives:
+    flag = alternatives[0]
     return (
-        "give --manifest=FILE or --manual_dir=DIR (which means DIR/manifest.csv), not both: "
-        "relative clip paths are read relative to the manifest's directory"
+        f"give --{flag}=FILE or --manual_dir=DIR, not both: "
+        f"{spec.manual_dir_alternatives[flag]}"
     )
-  if (
-      args.dataset in FLAG_DATASETS["manual_dir"]
-      and not args.manual_dir
-      and not (args.dataset == "manifest" and args.manifest)
-  ):
-    return f"--dataset={args.dataset} needs --manual_dir" + (
-        " or --manifest" if args.dataset == "manifest" else ""
+  if "manual_dir" in spec.flags and not args.manual_dir and not alternatives:
+    return f"--dataset={args.dataset} needs --manual_dir" + "".join(
+        f" or --{flag}" for flag in spec.manual_dir_alternatives
     )
   local = [
       f"--{flag}" for flag in ("num_workers", "decode_timeout_s") if getattr(args, flag) is not None
@@ -114,7 +103,7 @@ def parse_args(argv, description: str):
       description=description,
       formatter_class=argparse.RawDescriptionHelpFormatter,
   )
-  parser.add_argument("--dataset", required=True, choices=DATASETS)
+  parser.add_argument("--dataset", required=True, choices=tuple(catalogue.DATASETS))
   parser.add_argument("--manual_dir", help="the downloaded files (all but synthetic)")
   parser.add_argument(
       "--data_dir",

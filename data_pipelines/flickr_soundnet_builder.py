@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data_pipelines import clip_examples
+from data_pipelines import dataset_spec
 from data_pipelines import flickr_soundnet_format
 from data_pipelines import log_mel
 from data_pipelines import media
@@ -310,26 +311,21 @@ def build(
 ) -> video_examples.BuildSummary:
   """Decodes the Flickr-SoundNet test set under `manual_dir` into `data_dir` (kept when built)."""
   built_dir = dataset_dir(data_dir, num_segments, frames_per_segment, frame_size)
-  if (built_dir / "dataset_info.json").exists():
-    return video_examples.summary_of_built(built_dir, reused=True)
+  if kept := video_examples.reused(built_dir):
+    return kept
   rows = read_manual_dir(manual_dir)
-  config = video_examples.VideoConfig(
-      name=built_dir.parent.name,
-      class_names=(UNLABELLED,),
-      num_segments=num_segments,
-      frames_per_segment=frames_per_segment,
-      frame_size=frame_size,
+  summary = video_examples.build_video_dataset(
+      FlickrSoundnetVideos,
+      data_dir,
+      built_dir,
+      dataset_spec.Decode(num_segments, frames_per_segment, frame_size),
+      (UNLABELLED,),
       num_workers=num_workers,
       decode_timeout_s=decode_timeout_s,
-  )
-  builder = FlickrSoundnetVideos(
-      config=config,
-      data_dir=str(data_dir),
-      rows=rows,
       on_row=on_row,
-      use_beam=beam_options is not None,
+      beam_options=beam_options,
+      rows=rows,
   )
-  summary = video_examples.prepare(builder, beam_options=beam_options)
   (built_dir / DEFECTS_FILE).write_text(json.dumps(rows.counts, indent=2) + "\n")
   return summary
 

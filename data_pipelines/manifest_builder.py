@@ -22,6 +22,7 @@ from etils import epath
 import tensorflow_datasets as tfds
 
 from data_pipelines import clip_examples
+from data_pipelines import dataset_spec
 from data_pipelines import manifest_format
 from data_pipelines import video_examples
 
@@ -117,8 +118,8 @@ def build(
   Raises ManifestError when the manifest file cannot be read or has no usable row.
   """
   built_dir = dataset_dir(data_dir, tag, num_segments, frames_per_segment, frame_size)
-  if (built_dir / "dataset_info.json").exists():
-    return video_examples.summary_of_built(built_dir, reused=True)
+  if kept := video_examples.reused(built_dir):
+    return kept
   if not isinstance(manifest, manifest_format.Manifest):
     manifest = manifest_format.read(manifest)
   if class_names is None:
@@ -128,20 +129,15 @@ def build(
         f"{manifest.path}: no usable row ({len(manifest.refused)} refused, see the first: "
         f"{manifest.refused[0]['reason'] if manifest.refused else 'the file has no rows'})"
     )
-  config = video_examples.VideoConfig(
-      name=video_examples.config_name(tag, num_segments, frames_per_segment, frame_size),
-      class_names=tuple(class_names),
-      num_segments=num_segments,
-      frames_per_segment=frames_per_segment,
-      frame_size=frame_size,
+  return video_examples.build_video_dataset(
+      ManifestVideos,
+      data_dir,
+      built_dir,
+      dataset_spec.Decode(num_segments, frames_per_segment, frame_size),
+      class_names,
       num_workers=num_workers,
       decode_timeout_s=decode_timeout_s,
-  )
-  builder = ManifestVideos(
-      config=config,
-      data_dir=str(data_dir),
-      manifest=manifest,
       on_row=on_row,
-      use_beam=beam_options is not None,
+      beam_options=beam_options,
+      manifest=manifest,
   )
-  return video_examples.prepare(builder, beam_options=beam_options)

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data_pipelines import clip_examples
+from data_pipelines import dataset_spec
 from data_pipelines import manifest_converters
 from data_pipelines import media
 from data_pipelines import vggss_format
@@ -172,6 +173,18 @@ def read_manual_dir(manual_dir) -> tuple[vggss_format.VggssAnnotations, tuple[st
   )
 
 
+def decoded_annotated_segment(annotated_frame: str, num_segments: int) -> int:
+  """The segment holding `annotated_frame`; VggssInputError when it is not among the
+  `num_segments` decoded."""
+  segment = vggss_format.annotated_segment(annotated_frame)
+  if not 0 <= segment < num_segments:
+    raise VggssInputError(
+        f"the annotated frame {annotated_frame!r} is in segment {segment}, "
+        f"past the {num_segments} segments decoded"
+    )
+  return segment
+
+
 def build(
     manual_dir,
     data_dir,
@@ -187,35 +200,25 @@ def build(
 ) -> video_examples.BuildSummary:
   """Decodes the VGG-SS clips under `manual_dir` into `data_dir` (kept when already built)."""
   built_dir = dataset_dir(data_dir, annotated_frame, num_segments, frames_per_segment, frame_size)
-  if (built_dir / "dataset_info.json").exists():
-    return video_examples.summary_of_built(built_dir, reused=True)
+  if kept := video_examples.reused(built_dir):
+    return kept
   annotations, class_names, _ = read_manual_dir(manual_dir)
-  segment = vggss_format.annotated_segment(annotated_frame)
-  if not 0 <= segment < num_segments:
-    raise VggssInputError(
-        f"the annotated frame {annotated_frame!r} is in segment {segment}, "
-        f"past the {num_segments} segments decoded"
-    )
-  config = video_examples.VideoConfig(
-      name=built_dir.parent.name,
-      class_names=class_names,
-      num_segments=num_segments,
-      frames_per_segment=frames_per_segment,
-      frame_size=frame_size,
+  segment = decoded_annotated_segment(annotated_frame, num_segments)
+  summary = video_examples.build_video_dataset(
+      VggssVideos,
+      data_dir,
+      built_dir,
+      dataset_spec.Decode(num_segments, frames_per_segment, frame_size),
+      class_names,
       num_workers=num_workers,
       decode_timeout_s=decode_timeout_s,
-  )
-  builder = VggssVideos(
-      config=config,
-      data_dir=str(data_dir),
+      on_row=on_row,
+      beam_options=beam_options,
       annotations=annotations,
       clips=manifest_converters.index_clips(manual_dir),
       clips_dir=str(manual_dir),
       segment=segment,
-      on_row=on_row,
-      use_beam=beam_options is not None,
   )
-  summary = video_examples.prepare(builder, beam_options=beam_options)
   write_defects(built_dir, annotated_frame, segment, annotations)
   return summary
 

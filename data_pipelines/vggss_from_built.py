@@ -24,6 +24,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from data_pipelines import dataset_spec
 from data_pipelines import media
 from data_pipelines import vggss_builder
 from data_pipelines import vggss_format
@@ -138,8 +139,8 @@ def build(
   built_dir = vggss_builder.dataset_dir(
       data_dir, annotated_frame, num_segments, frames_per_segment, frame_size
   )
-  if (built_dir / "dataset_info.json").exists():
-    return video_examples.summary_of_built(built_dir, reused=True)
+  if kept := video_examples.reused(built_dir):
+    return kept
   annotations, _, _ = vggss_builder.read_manual_dir(manual_dir)
   built, index = open_built(
       vggsound_dir,
@@ -148,31 +149,20 @@ def build(
       frame_size,
       {entry.file for entry in annotations.entries},
   )
-  class_names = tuple(built.info.features["label"].names)
-  segment = vggss_format.annotated_segment(annotated_frame)
-  if not 0 <= segment < num_segments:
-    raise vggss_builder.VggssInputError(
-        f"the annotated frame {annotated_frame!r} is in segment {segment}, past the "
-        f"{num_segments} segments decoded"
-    )
-  config = video_examples.VideoConfig(
-      name=built_dir.parent.name,
-      class_names=class_names,
-      num_segments=num_segments,
-      frames_per_segment=frames_per_segment,
-      frame_size=frame_size,
-  )
-  builder = VggssFromBuilt(
-      config=config,
-      data_dir=str(data_dir),
+  segment = vggss_builder.decoded_annotated_segment(annotated_frame, num_segments)
+  summary = video_examples.build_video_dataset(
+      VggssFromBuilt,
+      data_dir,
+      built_dir,
+      dataset_spec.Decode(num_segments, frames_per_segment, frame_size),
+      built.info.features["label"].names,
+      on_row=on_row,
       annotations=annotations,
       vggsound_dir=str(vggsound_dir),
       built=built,
       index=index,
       segment=segment,
-      on_row=on_row,
   )
-  summary = video_examples.prepare(builder)
   vggss_builder.write_defects(
       built_dir, annotated_frame, segment, annotations, source=str(vggsound_dir)
   )

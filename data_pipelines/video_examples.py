@@ -53,6 +53,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data_pipelines import clip_examples
+from data_pipelines import dataset_spec
 from data_pipelines import decode_pool
 from data_pipelines import log_mel as log_mel_lib
 
@@ -81,7 +82,7 @@ class VideoConfig(tfds.core.BuilderConfig):
 
 def config_name(tag: str, num_segments: int, frames_per_segment: int, frame_size: int) -> str:
   """A builder-config name that identifies the decode settings, e.g. `synthetic_t10_f1_s64`."""
-  return f"{tag}_t{num_segments}_f{frames_per_segment}_s{frame_size}"
+  return dataset_spec.Decode(num_segments, frames_per_segment, frame_size).name(tag)
 
 
 class VideoBuilder(tfds.core.GeneratorBasedBuilder):
@@ -299,6 +300,48 @@ def prepare(builder: VideoBuilder, *, manual_dir=None, beam_options=None) -> Bui
     for path in dataset_dir.glob("tasks-*"):  # the task lists a Beam build read
       path.unlink()
   return summary_of_built(dataset_dir, reused)
+
+
+def reused(built_dir: epath.Path) -> BuildSummary | None:
+  """The summary of the dataset already built at `built_dir` (kept), or None."""
+  if (epath.Path(built_dir) / "dataset_info.json").exists():
+    return summary_of_built(built_dir, reused=True)
+  return None
+
+
+def build_video_dataset(
+    builder_class: type[VideoBuilder],
+    data_dir,
+    built_dir: epath.Path,
+    decode: dataset_spec.Decode,
+    class_names,
+    *,
+    num_workers: int = 1,
+    decode_timeout_s: float = 300.0,
+    on_row: Callable[[bool], None] | None = None,
+    beam_options=None,
+    manual_dir=None,
+    **builder_kwargs,
+) -> BuildSummary:
+  """The one body of every video builder's `build`: a VideoConfig named after `built_dir` (the
+  builder's `<tag>_t<T>_f<F>_s<S>`), the builder with its own `builder_kwargs`, `prepare`."""
+  config = VideoConfig(
+      name=epath.Path(built_dir).parent.name,
+      class_names=tuple(class_names),
+      num_segments=decode.num_segments,
+      frames_per_segment=decode.frames_per_segment,
+      frame_size=decode.frame_size,
+      num_workers=num_workers,
+      decode_timeout_s=decode_timeout_s,
+  )
+  builder = builder_class(
+      config=config,
+      data_dir=str(data_dir),
+      on_row=on_row,
+      use_beam=beam_options is not None,
+      **builder_kwargs,
+  )
+  return prepare(builder, manual_dir=manual_dir, beam_options=beam_options)
 
 
 def _write_records(path: epath.Path, records: list[dict]):

@@ -9,11 +9,9 @@ import math
 
 import ml_collections
 
-from data_pipelines import vggss_format
-from stt import datasets
+from data_pipelines import catalogue
 from stt import models
 from stt import tasks
-from stt.explain import explain_sets
 from stt.explain import explainers
 from stt.explain import perturbation
 from stt.explain import sound_localization
@@ -64,7 +62,7 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int, process_co
   _require(config.optimizer.learning_rate > 0, "optimizer.learning_rate must be > 0")
   _require(config.optimizer.warmup_steps >= 0, "optimizer.warmup_steps must be >= 0")
 
-  _one_of(config.dataset.name, datasets.DATASETS, "dataset.name")
+  _one_of(config.dataset.name, catalogue.trained_names(), "dataset.name")
   for key in ("num_segments", "frames_per_segment", "frame_size"):
     _require(config.dataset[key] >= 1, f"dataset.{key} must be >= 1")
 
@@ -143,9 +141,10 @@ def _validate_explain(config: ml_collections.ConfigDict):
   _require(explain.num_panels >= 0, "explain.num_panels must be >= 0")
   _one_of(explain.perturbation_mode, perturbation.MODES, "explain.perturbation_mode")
   _one_of(explain.temporal_modality, perturbation.MODALITIES, "explain.temporal_modality")
-  # The set explained, and the sound-localization protocol's variants (explain_sets.py).
-  _one_of(explain.dataset, explain_sets.EXPLAIN_DATASETS, "explain.dataset")
-  _one_of(explain.annotated_frame, vggss_format.ANNOTATED_FRAMES, "explain.annotated_frame")
+  # The set explained ('': the run's test split, else an annotation set of the catalogue,
+  # stt/explain/explained_split.py), and the sound-localization protocol's variants.
+  _one_of(explain.dataset, ("", *catalogue.annotation_sets()), "explain.dataset")
+  _one_of(explain.annotated_frame, catalogue.annotated_frames(), "explain.annotated_frame")
   _one_of(explain.gt_geometry, sound_localization.GT_GEOMETRIES, "explain.gt_geometry")
   _one_of(explain.median_rule, sound_localization.MEDIAN_RULES, "explain.median_rule")
   _require(
@@ -158,11 +157,12 @@ def _validate_explain(config: ml_collections.ConfigDict):
 def _validate_input(config: ml_collections.ConfigDict):
   """dataset.input must exist for the dataset and match the backbones."""
   kind, model = config.dataset.input, config.model
-  _one_of(kind, datasets.INPUTS, "dataset.input")
+  inputs = catalogue.inputs()
+  _one_of(kind, inputs, "dataset.input")
   _require(
-      config.dataset.name in datasets.INPUTS[kind],
+      config.dataset.name in inputs[kind],
       f"dataset.input={kind!r} is not available for dataset.name={config.dataset.name!r} "
-      f"(it is for {list(datasets.INPUTS[kind])})",
+      f"(it is for {list(inputs[kind])})",
   )
   for key in ("visual_backbone", "audio_backbone"):
     backbone = model[key]

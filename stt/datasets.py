@@ -1,18 +1,17 @@
 """Finding (and for the synthetic set, making) the built TFDS dataset a config asks for.
 
-The synthetic set is generated and built on first use and cached under the data dir
-(data_pipelines/synthetic_dataset.py):
+The record of `(config.dataset.name, config.dataset.input)` in data_pipelines/catalogue.py says
+where its build is and how it is built. A set generated here (the synthetic one) is built on
+first use and cached under the data dir (data_pipelines/synthetic_dataset.py):
 
     <data_dir>/downloads/manual/<tag>/        the AVE-format directory of MP4s
     <data_dir>/ave_videos/<tag>_t10_f1_s64/   the built array_record dataset
 
-AVE is built once by the user (`python -m data_pipelines.build`, which names the download):
+The others are built once by the user (`python -m data_pipelines.build`, whose command the
+error names), e.g.
 
     <data_dir>/ave_features/visual_float16/   dataset.input='features' (the AVE feature release)
     <data_dir>/ave_videos/ave_t10_f1_s224/    dataset.input='raw' (decoded AVE videos)
-
-Clip-manifest datasets are built the same way (`--dataset=kinetics_sounds|vggsound|manifest`):
-
     <data_dir>/manifest_videos/<tag>_t10_f1_s224/   tag = dataset.name, or dataset.tag for
                                                     dataset.name='manifest' (the build's --tag)
 """
@@ -29,16 +28,11 @@ from jax.experimental import multihost_utils
 import ml_collections
 import tensorflow_datasets as tfds
 
-from data_pipelines import ave_builder
-from data_pipelines import ave_features
-from data_pipelines import manifest_builder
-from data_pipelines import synthetic_dataset
+from data_pipelines import catalogue
+from data_pipelines import dataset_spec
 from stt.models import backbones
 
 SPLITS = ("train", "val", "test")
-MANIFEST_DATASETS = manifest_builder.MANIFEST_DATASETS
-DATASETS = ("synthetic", "ave", *MANIFEST_DATASETS)
-INPUTS = {"raw": DATASETS, "features": ("ave",)}  # dataset.input: the datasets that have it
 
 
 class DatasetError(RuntimeError):
@@ -64,48 +58,61 @@ def resolve_data_dir(config: ml_collections.ConfigDict) -> epath.Path:
   return epath.Path(data_dir).expanduser()  # a local path or gs://...
 
 
-def prepare_synthetic(config: ml_collections.ConfigDict, data_dir: epath.Path) -> epath.Path:
-  """Generates and builds the config's synthetic set unless it is cached; returns its directory."""
-  d = config.dataset
-  return synthetic_dataset.prepare(
-      data_dir,
-      config.synthetic.to_dict(),
-      num_segments=d.num_segments,
-      frames_per_segment=d.frames_per_segment,
-      frame_size=d.frame_size,
-      num_workers=d.build_workers,
+def request_of(
+    spec: dataset_spec.DatasetSpec, config: ml_collections.ConfigDict, data_dir: epath.Path
+) -> dataset_spec.BuildRequest:
+  """What `spec`'s builder is asked for the run of `config`: its decode settings and options."""
+  try:
+    options = catalogue.config_options(spec, config)
+  except catalogue.MissingOptionError as error:
+    raise DatasetError(str(error)) from None
+  return dataset_spec.BuildRequest(
+      data_dir=data_dir,
+      decode=dataset_spec.Decode.of(config.dataset),
+      options=options,
+      num_workers=config.dataset.get("build_workers", 1),
   )
 
 
-def load(config: ml_collections.ConfigDict) -> Dataset:
-  """Opens the configured dataset's splits, preparing the synthetic set on first use."""
-  data_dir = resolve_data_dir(config)
-  name = config.dataset.name
-  if name == "synthetic":
+def built_dir(
+    spec: dataset_spec.DatasetSpec, config: ml_collections.ConfigDict, data_dir: epath.Path
+) -> epath.Path:
+  """The build of `spec` for this run; DatasetError naming the build command when there is none
+  (a set built on first use is built here)."""
+  request = request_of(spec, config, data_dir)
+  if spec.built_on_first_use:
     # Process 0 generates and builds; the others wait, then find it built (a shared data dir,
     # e.g. gs://, is assumed for multi-host runs).
     if jax.process_index() == 0:
       data_dir.mkdir(parents=True, exist_ok=True)
-      prepare_synthetic(config, data_dir)
+      spec.builder.build(request, {})
     if jax.process_count() > 1:
-      multihost_utils.sync_global_devices("stt_prepare_synthetic")
-    dataset_dir = prepare_synthetic(config, data_dir)
-  elif name == "ave" or name in MANIFEST_DATASETS:
-    dataset_dir, build_command = (
-        _ave_dataset_dir(config, data_dir)
-        if name == "ave"
-        else _manifest_dataset_dir(config, data_dir)
-    )
-    if not data_dir.is_dir():
-      raise DatasetError(
-          f"data dir {data_dir} does not exist; build the dataset into it with: " f"{build_command}"
-      )
-    if not (dataset_dir / "dataset_info.json").exists():
-      raise DatasetError(f"no built dataset at {dataset_dir}; build it with: {build_command}")
-  else:
+      multihost_utils.sync_global_devices(f"stt_prepare_{spec.name}")
+    return spec.builder.build(request, {})
+  directory = spec.builder.dataset_dir(data_dir, request.decode, request.options)
+  build_command = spec.build_command(data_dir, request.decode, request.options)
+  if not data_dir.is_dir():
     raise DatasetError(
-        f"unknown dataset.name {name!r}; known: synthetic, ave, " f"{', '.join(MANIFEST_DATASETS)}"
+        f"data dir {data_dir} does not exist; build the dataset into it with: {build_command}"
     )
+  if not (directory / "dataset_info.json").exists():
+    raise DatasetError(
+        f"no built dataset at {directory} ({spec.title}); build it with: {build_command}"
+    )
+  return directory
+
+
+def load(config: ml_collections.ConfigDict) -> Dataset:
+  """Opens the configured dataset's splits, building a set built on first use."""
+  data_dir = resolve_data_dir(config)
+  name, input_kind = config.dataset.name, config.dataset.input
+  spec = catalogue.trained(name, input_kind)
+  if spec is None:
+    raise DatasetError(
+        f"no dataset for dataset.name={name!r} with dataset.input={input_kind!r}; known: "
+        f"{catalogue.inputs()}"
+    )
+  dataset_dir = built_dir(spec, config, data_dir)
   if not (dataset_dir / "dataset_info.json").exists():
     raise DatasetError(
         f"no built dataset at {dataset_dir} (data dir {data_dir} holds none for "
@@ -118,60 +125,12 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
         f"dataset at {dataset_dir} lacks splits {missing}: its source had no "
         "example for them (a manifest needs rows of every split)"
     )
-  if config.dataset.input == "features":
+  if input_kind == "features":
     _take_feature_shapes(config, builder.info.features, dataset_dir)
   else:
     derive_grid_size(config)
   sources = {split: builder.as_data_source(split) for split in SPLITS}
   return Dataset(sources, list(builder.info.features["label"].names), dataset_dir)
-
-
-def _ave_dataset_dir(
-    config: ml_collections.ConfigDict, data_dir: epath.Path
-) -> tuple[epath.Path, str]:
-  """(built dataset directory, the command that builds it) for dataset.name='ave'."""
-  if config.dataset.input == "features":
-    return (
-        ave_features.dataset_dir(data_dir, config.dataset.visual_dtype),
-        "python -m data_pipelines.build --dataset=ave_features "
-        f"--manual_dir=<AVE feature release dir> --data_dir={data_dir} "
-        f"--visual_dtype={config.dataset.visual_dtype}",
-    )
-  d = config.dataset
-  name = ave_builder.config_name("ave", d.num_segments, d.frames_per_segment, d.frame_size)
-  return (
-      data_dir / "ave_videos" / name / str(ave_builder.AveVideos.VERSION),
-      "python -m data_pipelines.build --dataset=ave --manual_dir=<AVE-format video dir> "
-      f"--data_dir={data_dir} --num_segments={d.num_segments} "
-      f"--frames_per_segment={d.frames_per_segment} --frame_size={d.frame_size}",
-  )
-
-
-def _manifest_dataset_dir(
-    config: ml_collections.ConfigDict, data_dir: epath.Path
-) -> tuple[epath.Path, str]:
-  """(built dataset directory, the command that builds it) for a clip-manifest dataset."""
-  d = config.dataset
-  if d.name == "manifest":
-    tag = d.get("tag")
-    if not tag:
-      raise DatasetError(
-          "dataset.name='manifest' needs dataset.tag, the --tag the manifest was "
-          "built with (python -m data_pipelines.build --dataset=manifest "
-          "--manual_dir=DIR --tag=NAME)"
-      )
-    source = f"--dataset=manifest --manual_dir=<dir of manifest.csv> --tag={tag}"
-  else:
-    tag = d.name
-    source = f"--dataset={d.name} --manual_dir=<downloaded {d.name} dir>"
-  return (
-      manifest_builder.dataset_dir(
-          data_dir, tag, d.num_segments, d.frames_per_segment, d.frame_size
-      ),
-      f"python -m data_pipelines.build {source} --data_dir={data_dir} "
-      f"--num_segments={d.num_segments} --frames_per_segment={d.frames_per_segment} "
-      f"--frame_size={d.frame_size}",
-  )
 
 
 def _take_feature_shapes(config: ml_collections.ConfigDict, features, dataset_dir: epath.Path):

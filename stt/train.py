@@ -27,7 +27,7 @@ from stt import sharding
 from stt import state as state_lib
 from stt import train_step as train_step_lib
 from stt import trained_run
-from stt.explain import explain_sets
+from stt.explain import explained_split
 from stt.explain import panels
 from stt.explain import sanity
 from stt.explain import sanity_report
@@ -110,7 +110,7 @@ def explain_best(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   workdir = epath.Path(workdir)
   config, dataset, mesh, step, graphdef, state = _restore_for_evaluation(config, workdir, "explain")
-  source = explain_sets.explain_source(config, dataset)  # the test split, or explain.dataset
+  source = explained_split.explain_source(config, dataset)  # the test split, or explain.dataset
   metrics = suite.run(graphdef, state, source, mesh, config, workdir, dataset.class_names)
   return trained_run.write_results(
       workdir, {"best_step": step, **metrics}, write=jax.process_index() == 0

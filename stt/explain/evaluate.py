@@ -19,7 +19,7 @@ pointing_temporal, pointing_temporal_class_mean, pointing_temporal_trials (and _
 variants when those maps are given), relevance_mass, ciou, ciou_auc, ciou_mean,
 localization_trials, num_videos. Scores without trials (no boxes) are null. Missing folders
 above --out are created.
-VGG-SS / Flickr-SoundNet instead of --events/--boxes (stt/explain/annotation_sets.py):
+VGG-SS / Flickr-SoundNet instead of --events/--boxes (stt/explain/annotation_arrays.py):
 
     python -m stt.explain.evaluate --maps maps.npz --vggss vggss.json \
         [--vggss_test_list vggss_test.csv] [--annotated_frame middle|frame125] --out metrics.json
@@ -51,7 +51,7 @@ import numpy as np
 
 from data_pipelines import ave_format
 from data_pipelines import vggss_format
-from stt.explain import annotation_sets
+from stt.explain import annotation_arrays
 from stt.explain import localization
 from stt.explain import pointing
 from stt.explain import sound_localization
@@ -323,17 +323,19 @@ def annotation_set_metrics(args, maps: dict) -> dict:
         else vggss_format.annotated_segment(args.annotated_frame)
     )
     annotations = vggss_format.read(args.vggss, test_list)
-    events, boxes, gt_boxes = annotation_sets.vggss_arrays(
+    events, boxes, gt_boxes = annotation_arrays.vggss_arrays(
         maps, annotations, segment, args.map_covers
     )
     dataset = "vggss"
   else:
     segment = args.segment if args.segment is not None else 0
-    events, boxes, gt_boxes = annotation_sets.flickr_arrays(maps, args.flickr_annotations, segment)
+    events, boxes, gt_boxes = annotation_arrays.flickr_arrays(
+        maps, args.flickr_annotations, segment
+    )
     dataset = "flickr_soundnet"
   metrics = score(maps, events, boxes, args.tolerance_px)
   metrics.update(
-      annotation_sets.field_metrics(
+      annotation_arrays.field_metrics(
           maps,
           gt_boxes,
           segment,

@@ -35,6 +35,8 @@ import functools
 import jax
 import numpy as np
 
+from data_pipelines import catalogue
+from data_pipelines import dataset_spec
 from stt.explain.localization import CIOU_THRESHOLDS
 from stt.explain.localization import ciou_auc
 from stt.explain.pointing import crop_region
@@ -44,30 +46,10 @@ MEDIAN_RULES = ("gt", "ge")  # LVS: pred = map > median; EZ-VSL: map >= median
 GT_GEOMETRIES = ("reference", "aligned")  # boxes on the whole frame / on the map's region
 MAP_COVERS = ("crop", "frame")  # the part of the frame a model's map covers
 FLICKR_IMAGE_SIZE = 256  # Flickr-SoundNet boxes are given on 256 x 256 images
-# The ground truth of a set: the union of its boxes (VGG-SS) or the annotators' consensus map.
-GROUND_TRUTHS = ("union", "consensus")
-SET_GROUND_TRUTH = {"vggss": "union", "flickr_soundnet": "consensus"}
-
-# Published results to print beside ours: (dataset, method, cIoU@0.5 %, AUC % or None, source).
-# These methods are trained to localize sounds; STAN's maps explain a classifier's decision.
-PUBLISHED = (
-    (
-        "vggss",
-        "EZ-VSL",
-        39.34,
-        39.78,
-        "https://github.com/stoneMo/EZ-VSL README (VGG-Sound full, VGG-SS test)",
-    ),
-    ("vggss", "SSL-alignment", 41.42, None, "https://github.com/kaistmm/SSLalignment README"),
-    ("flickr_soundnet", "EZ-VSL", 83.94, 63.60, "https://github.com/stoneMo/EZ-VSL README"),
-    (
-        "flickr_soundnet",
-        "SSL-alignment",
-        86.00,
-        None,
-        "https://github.com/kaistmm/SSLalignment README",
-    ),
-)
+# The ground truth of a set: the union of its boxes (VGG-SS) or the annotators' consensus map;
+# each annotation set's is its catalogue record's (data_pipelines/catalogue.py), as are the
+# published rows printed beside ours.
+GROUND_TRUTHS = dataset_spec.GROUND_TRUTHS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,8 +174,11 @@ def field_scores(scored_maps, gt_maps, median_rule: str = "gt") -> FieldResult:
 
 
 def published_rows(dataset: str) -> list[tuple[str, float, float | None, str]]:
-  """[(method, cIoU@0.5 %, AUC % or None, source)] published for `dataset`."""
-  return [row[1:] for row in PUBLISHED if row[0] == dataset]
+  """[(method, cIoU@0.5 %, AUC % or None, source)] published for `dataset` (its catalogue
+  record's; these methods are trained to localize sounds, STAN's maps explain a classifier's
+  decision)."""
+  record = catalogue.DATASETS.get(dataset)
+  return list(record.published_rows) if record is not None else []
 
 
 def box_field_scores(

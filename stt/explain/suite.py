@@ -16,7 +16,7 @@ per batch):
   `python -m stt.explain.evaluate --maps` (video_id [V], where [V,T,h,w], when [V,T],
   segment_mask [V,T], explained_class [V]: the class the maps explain, -1 for a class-agnostic
   explainer), so they can be rescored or compared with other models' maps.
-With `config.explain.dataset` (e.g. 'vggss', stt/explain/explain_sets.py) the same is done on
+With `config.explain.dataset` (e.g. 'vggss', stt/explain/explained_split.py) the same is done on
 that annotation set, into `explain_<set>/...` keys and `<workdir>/explain_<set>/`; its tables also
 print the published rows of sound-localization methods, and the field's cIoU@0.5 / AUC
 (`field_ciou`, `field_auc`, stt/explain/sound_localization.py) are columns for every set.
@@ -41,10 +41,10 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 
+from data_pipelines import catalogue
 from stt import input_pipeline
 from stt import models
 from stt import sharding
-from stt.explain import explain_sets
 from stt.explain import explainers as explainer_lib
 from stt.explain import localization
 from stt.explain import panels
@@ -317,7 +317,7 @@ def write_reports(
             for method, ciou, auc, source in published
         )
     )
-  if published_dataset in explain_sets.UNLABELLED_SETS:
+  if published_dataset and not catalogue.spec(published_dataset).labelled:
     note += (
         "\nThis set has no class labels: the maps explain the predicted class; pointing and "
         "the field's scores are class-agnostic (one label for all: class means = overall); "
@@ -403,9 +403,10 @@ def run(graphdef, state, source, mesh, config, workdir: epath.Path, class_names)
   field_options = {
       key: config.explain[key] for key in ("gt_geometry", "median_rule") if key in config.explain
   }
-  if annotation_set in sound_localization.SET_GROUND_TRUTH:
-    field_options["ground_truth"] = sound_localization.SET_GROUND_TRUTH[annotation_set]
-  labelled = annotation_set not in explain_sets.UNLABELLED_SETS
+  record = catalogue.spec(annotation_set) if annotation_set else None  # its ground truth, labels
+  if record is not None:
+    field_options["ground_truth"] = record.ground_truth
+  labelled = record is None or record.labelled
   model_explanations = models.explanations_of(config.model)
   for name, out in outputs.items():
     metrics_one, curves[name] = metrics_of(

@@ -1,4 +1,4 @@
-"""stt.explain.explain_sets: the set --mode=explain evaluates, and its option errors."""
+"""stt.explain.explained_split: the set --mode=explain evaluates, and its option errors."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import pytest
 from configs import synthetic
 from stt import config_validation
 from stt import datasets
-from stt.explain import explain_sets
+from stt.explain import explained_split
 
 
 def _dataset():
@@ -15,7 +15,7 @@ def _dataset():
 
 def test_default_is_the_runs_test_split_and_unknown_values_are_errors(tmp_path):
   config = synthetic.get_config("smoke")
-  assert explain_sets.explain_source(config, _dataset()) == ["the run's test split"]
+  assert explained_split.explain_source(config, _dataset()) == ["the run's test split"]
   config.explain.median_rule = "above"
   with pytest.raises(
       config_validation.ConfigError,
@@ -23,13 +23,20 @@ def test_default_is_the_runs_test_split_and_unknown_values_are_errors(tmp_path):
   ):
     config_validation.validate(config, device_count=1)
   config.explain.median_rule = "gt"
-  config.explain.dataset = "flickr"
-  with pytest.raises(datasets.DatasetError, match="explain.dataset='flickr'; known: '', 'vggss'"):
-    explain_sets.explain_source(config, _dataset())
+  config.explain.dataset = "flickr"  # checked once, before anything runs
+  with pytest.raises(
+      config_validation.ConfigError,
+      match=r"explain.dataset='flickr' is not one of \['', 'flickr_soundnet', 'vggss'\]",
+  ):
+    config_validation.validate(config, device_count=1)
   config.explain.dataset = "vggss"
   config.data_dir = str(tmp_path)
-  with pytest.raises(datasets.DatasetError, match="no VGG-SS build at .*--dataset=vggss"):
-    explain_sets.explain_source(config, _dataset())
+  with pytest.raises(
+      datasets.DatasetError,
+      match="no built dataset at .*vggss_videos/vggss_middle_t10_f1_s64.* build it with: "
+      "python -m data_pipelines.build --dataset=vggss .*--annotated_frame=middle",
+  ):
+    explained_split.explain_source(config, _dataset())
 
 
 def test_relabelled_source_uses_the_runs_class_indices():
@@ -40,7 +47,7 @@ def test_relabelled_source_uses_the_runs_class_indices():
       "event_end": np.int32(3),
       "video_id": "v",
   }
-  source = explain_sets.RelabelledSource([example], np.array([5, 2]), num_classes=7)
+  source = explained_split.RelabelledSource([example], np.array([5, 2]), num_classes=7)
   relabelled = source[0]
   assert len(source) == 1 and relabelled["label"] == 5 and relabelled["video_id"] == "v"
   np.testing.assert_array_equal(relabelled["segment_labels"], [7, 5, 5, 7])
