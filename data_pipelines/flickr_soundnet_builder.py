@@ -46,6 +46,7 @@ from data_pipelines import dataset_spec
 from data_pipelines import flickr_soundnet_format
 from data_pipelines import log_mel
 from data_pipelines import media
+from data_pipelines import media_audio
 from data_pipelines import media_streams
 from data_pipelines import vggss_builder
 from data_pipelines import video_examples
@@ -86,7 +87,7 @@ def _decode_still(
   with media_streams.open_container(audio_path) as container:
     declared = container.duration
   seconds = float(declared) / av.time_base if declared else float(num_segments)
-  waveform, has_audio = media.read_audio_16k_mono(audio_path, seconds)
+  waveform, has_audio = media_audio.read_audio_16k_mono(audio_path, seconds)
   start_s = max(0.0, seconds / 2 - num_segments / 2)
   start = int(round(start_s * log_mel.SAMPLE_RATE))
   window = waveform[start : start + num_segments * log_mel.SAMPLES_PER_SEGMENT]

@@ -26,10 +26,6 @@ from data_pipelines import dataset_spec
 from data_pipelines import manifest_format
 from data_pipelines import video_examples
 
-# The clip-manifest datasets: converted from their public annotations (manifest_converters), or
-# a user's own manifest ('manifest', named by its --tag).
-MANIFEST_DATASETS = ("manifest", "kinetics_sounds", "vggsound")
-
 
 class ManifestVideos(video_examples.VideoBuilder):
   """The clips of a manifest decoded into frames and log-mel segments."""

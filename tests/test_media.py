@@ -17,7 +17,7 @@ from data_pipelines import media_streams
 from data_pipelines.media import DecodedClip
 from data_pipelines.media import MediaError
 from data_pipelines.media import decode_clip
-from data_pipelines.media import read_audio_16k_mono
+from data_pipelines.media_audio import read_audio_16k_mono
 from tests import media_files
 from tests.media_files import SECOND_COLOURS
 from tests.media_files import frame_grey
