@@ -22,6 +22,7 @@ from etils import epath
 
 from data_pipelines import ave_builder
 from data_pipelines import synthetic
+from data_pipelines import synthetic_files
 
 
 def tag(settings: dict) -> str:
@@ -75,7 +76,7 @@ def prepare(
   built_dir.parent.mkdir(parents=True, exist_ok=True)
   local = os.path.isdir(os.fspath(built_dir.parent))
   lock_path = built_dir.parent / f"{built_dir.name}.lock"
-  with synthetic.exclusive(lock_path) if local else contextlib.nullcontext():
+  with synthetic_files.exclusive(lock_path) if local else contextlib.nullcontext():
     if (built_dir / "dataset_info.json").exists():
       return built_dir
     return _generate_and_build(
@@ -103,9 +104,9 @@ def _generate_and_build(
 ) -> epath.Path:
   name = tag(settings)
   raw_dir = data_dir / "downloads" / "manual" / name
-  if not (raw_dir / synthetic.COMPLETE_MARKER).exists():
+  if not (raw_dir / synthetic_files.COMPLETE_MARKER).exists():
     logging.info("Generating the synthetic AV-event set in %s", raw_dir)
-    synthetic.generate(raw_dir, synthetic.SyntheticSpec(**settings), num_workers=num_workers)
+    synthetic_files.generate(raw_dir, synthetic.SyntheticSpec(**settings), num_workers=num_workers)
   logging.info("Building the TFDS dataset from %s", raw_dir)
   summary = ave_builder.build(
       raw_dir,

@@ -8,7 +8,7 @@ import pathlib
 import av
 import numpy as np
 
-from data_pipelines import synthetic
+from data_pipelines import synthetic_files
 
 WIDTH, HEIGHT, FPS, SAMPLE_RATE = 64, 48, 4, 16000
 NUM_SEGMENTS = 4
@@ -22,7 +22,7 @@ def write_clip(path: pathlib.Path, seconds: int, colour=(200, 40, 40), container
   t = np.arange(seconds * SAMPLE_RATE) / SAMPLE_RATE
   waveform = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
   if container == "mp4":
-    synthetic.write_mp4(path, frames, waveform, FPS, SAMPLE_RATE)
+    synthetic_files.write_mp4(path, frames, waveform, FPS, SAMPLE_RATE)
     return path
   with av.open(str(path), "w", format=container) as output:
     video = output.add_stream("libx264", rate=FPS, options={"preset": "veryfast", "threads": "1"})

@@ -16,7 +16,7 @@ import tempfile
 import pytest
 
 from data_pipelines import build
-from data_pipelines import synthetic
+from data_pipelines import synthetic_files
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # The real AVE release metadata (tests/data/ave/README.md); STT_AVE_METADATA_DIR points elsewhere.
@@ -128,7 +128,7 @@ def smoke_run(tmp_path_factory):
   root = base / "shared_smoke_run"
   root.mkdir(exist_ok=True)
   data_dir, workdir, stderr = root / "tfds", root / "smoke", root / "stderr.txt"
-  with synthetic.exclusive(base / "shared_smoke_run.lock"):
+  with synthetic_files.exclusive(base / "shared_smoke_run.lock"):
     if not stderr.exists():
       stderr.write_text(run_main(workdir, data_dir).stderr)
   return data_dir, workdir, stderr.read_text()

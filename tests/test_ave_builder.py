@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 
 from data_pipelines import ave_builder
 from data_pipelines import synthetic
+from data_pipelines import synthetic_files
 
 SPEC = synthetic.SyntheticSpec(num_train=4, num_val=2, num_test=2, num_segments=4, seed=3)
 
@@ -16,7 +17,7 @@ SPEC = synthetic.SyntheticSpec(num_train=4, num_val=2, num_test=2, num_segments=
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
   root = tmp_path_factory.mktemp("ave_builder")
-  raw = synthetic.generate(root / "raw", SPEC)
+  raw = synthetic_files.generate(root / "raw", SPEC)
   # One unreadable file and one missing file in the train split; neither may abort the build.
   train_ids = [line.split("&")[1] for line in (raw / "trainSet.txt").read_text().splitlines()]
   (raw / "AVE" / f"{train_ids[0]}.mp4").write_bytes(b"this is not a video")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from data_pipelines import synthetic
+from data_pipelines import synthetic_files
 from data_pipelines import synthetic_scene as scene
 
 TINY = synthetic.SyntheticSpec(num_train=5, num_val=2, num_test=2, seed=3)
@@ -26,7 +27,7 @@ TEXT_FILES = (
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
-  return synthetic.generate(tmp_path_factory.mktemp("syn") / "tiny", TINY)
+  return synthetic_files.generate(tmp_path_factory.mktemp("syn") / "tiny", TINY)
 
 
 def _decode(path):
@@ -39,7 +40,7 @@ def _decode(path):
 
 
 def test_same_seed_is_identical_and_other_seed_differs(tmp_path, tiny_dataset):
-  again = synthetic.generate(tmp_path / "again", TINY, num_workers=2)
+  again = synthetic_files.generate(tmp_path / "again", TINY, num_workers=2)
   for name in TEXT_FILES:
     assert (again / name).read_bytes() == (tiny_dataset / name).read_bytes(), name
   for index in (0, TINY.num_videos - 1):
@@ -47,17 +48,17 @@ def test_same_seed_is_identical_and_other_seed_differs(tmp_path, tiny_dataset):
     first, second = _decode(tiny_dataset / name), _decode(again / name)
     np.testing.assert_array_equal(first[0], second[0])
     np.testing.assert_array_equal(first[1], second[1])
-  other = synthetic.generate(tmp_path / "other", dataclasses.replace(TINY, seed=4))
+  other = synthetic_files.generate(tmp_path / "other", dataclasses.replace(TINY, seed=4))
   assert (other / "Annotations.txt").read_text() != (tiny_dataset / "Annotations.txt").read_text()
   assert (other / "boxes.jsonl").read_text() != (tiny_dataset / "boxes.jsonl").read_text()
 
 
 def test_generate_reuses_complete_dir_and_refuses_other_spec(tiny_dataset):
   before = (tiny_dataset / "_COMPLETE").stat().st_mtime_ns
-  assert synthetic.generate(tiny_dataset, TINY) == tiny_dataset
+  assert synthetic_files.generate(tiny_dataset, TINY) == tiny_dataset
   assert (tiny_dataset / "_COMPLETE").stat().st_mtime_ns == before
   with pytest.raises(FileExistsError):
-    synthetic.generate(tiny_dataset, dataclasses.replace(TINY, seed=99))
+    synthetic_files.generate(tiny_dataset, dataclasses.replace(TINY, seed=99))
 
 
 def test_processes_generating_the_same_dir_at_once_take_turns(tmp_path, tiny_dataset):
@@ -66,7 +67,7 @@ def test_processes_generating_the_same_dir_at_once_take_turns(tmp_path, tiny_dat
   out_dir = tmp_path / "shared"
   context = multiprocessing.get_context("spawn")
   with concurrent.futures.ProcessPoolExecutor(3, mp_context=context) as pool:
-    results = list(pool.map(synthetic.generate, [out_dir] * 3, [TINY] * 3))
+    results = list(pool.map(synthetic_files.generate, [out_dir] * 3, [TINY] * 3))
   assert results == [out_dir] * 3
   assert not out_dir.with_name("shared.partial").exists()
   for name in TEXT_FILES:
@@ -83,7 +84,7 @@ def test_resumes_from_partial_dir(tmp_path, tiny_dataset):
   kept = partial / "AVE" / "syn00001.mp4"
   kept.write_bytes((tiny_dataset / "AVE" / "syn00001.mp4").read_bytes())
   kept_inode = kept.stat().st_ino
-  synthetic.generate(out_dir, TINY)
+  synthetic_files.generate(out_dir, TINY)
   assert not partial.exists()
   assert (out_dir / "AVE" / "syn00001.mp4").stat().st_ino == kept_inode  # not re-rendered
   assert len(list((out_dir / "AVE").glob("*.mp4"))) == TINY.num_videos
