@@ -44,7 +44,7 @@ from etils import epath
 import tensorflow_datasets as tfds
 import tqdm
 
-from data_pipelines import ave_features
+from data_pipelines import ave_features_release
 from data_pipelines import ave_format
 from data_pipelines import build_args
 from data_pipelines import catalogue
@@ -170,7 +170,7 @@ def main(argv=None) -> int:
       dataset_dir = build(args, data_dir, planned, on_row, beam_options)
   except (
       BuildInputError,
-      ave_features.ReleaseError,
+      ave_features_release.ReleaseError,
       ave_format.AnnotationError,
       manifest_format.ManifestError,
       manifest_converters.ConversionError,

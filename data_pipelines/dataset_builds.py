@@ -14,6 +14,7 @@ from etils import epath
 
 from data_pipelines import ave_builder
 from data_pipelines import ave_features
+from data_pipelines import ave_features_release
 from data_pipelines import ave_format
 from data_pipelines import flickr_soundnet_builder
 from data_pipelines import kinetics_sounds_classes
@@ -61,7 +62,9 @@ class AveFeaturesBuild:
     return ave_features.dataset_dir(data_dir, options["visual_dtype"])
 
   def plan(self, request: BuildRequest) -> tuple[int, dict]:
-    release = ave_features.check_release(request.manual_dir)  # says what to download if needed
+    release = ave_features_release.check_release(
+        request.manual_dir
+    )  # says what to download if needed
     return sum(len(order) for order in release.orders.values()), {}
 
   def build(self, request: BuildRequest, planned: dict) -> epath.Path:

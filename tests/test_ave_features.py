@@ -22,6 +22,7 @@ import tensorflow_datasets as tfds
 
 from configs import ave as ave_config
 from data_pipelines import ave_features
+from data_pipelines import ave_features_release
 from data_pipelines import ave_format
 from stt import config_validation
 from stt import datasets
@@ -110,7 +111,7 @@ def test_splits_come_from_the_order_files(built, release):
       f"{dataset_dir}"
   )
   examples = _all_examples(dataset_dir)
-  for split, name in ave_features.ORDER_FILES.items():
+  for split, name in ave_features_release.ORDER_FILES.items():
     rows = sorted(int(e["row"]) for e in examples[split])
     assert rows == sorted(_read(release / name, "order").tolist())
   assert {split: len(e) for split, e in examples.items()} == {
@@ -197,8 +198,8 @@ def test_a_corrupted_label_row_is_named(release, tmp_path, corrupt, message):
   corrupt(labels)
   (directory / "labels.h5").unlink()
   _write(directory / "labels.h5", labels)
-  with pytest.raises(ave_features.ReleaseError, match=message):
-    ave_features.check_release(directory)
+  with pytest.raises(ave_features_release.ReleaseError, match=message):
+    ave_features_release.check_release(directory)
 
 
 def test_a_corrupted_event_mask_row_is_named(release, tmp_path):
@@ -209,9 +210,9 @@ def test_a_corrupted_event_mask_row_is_named(release, tmp_path):
   (directory / "labels_closs.h5").unlink()
   _write(directory / "labels_closs.h5", closs)
   with pytest.raises(
-      ave_features.ReleaseError, match=f"labels_closs.h5 .* row 4000 .*{row.video_id}"
+      ave_features_release.ReleaseError, match=f"labels_closs.h5 .* row 4000 .*{row.video_id}"
   ):
-    ave_features.check_release(directory)
+    ave_features_release.check_release(directory)
 
 
 def test_missing_files_say_where_to_download_and_put_them(tmp_path):
