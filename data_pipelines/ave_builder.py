@@ -28,7 +28,6 @@ from data_pipelines import video_examples
 MAX_BOXES_PER_SEGMENT = clip_examples.MAX_BOXES_PER_SEGMENT
 AveVideosConfig = video_examples.VideoConfig
 BuildSummary = video_examples.BuildSummary  # ave_features and the build CLI name it here
-config_name = video_examples.config_name
 
 
 class AveVideos(video_examples.VideoBuilder):

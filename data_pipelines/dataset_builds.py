@@ -125,13 +125,7 @@ class SyntheticBuild:
     return synthetic.default_settings("smoke" if "smoke" in presets else "")
 
   def dataset_dir(self, data_dir, decode: Decode, options) -> epath.Path:
-    return synthetic_dataset.dataset_dir(
-        data_dir,
-        self.settings(options),
-        num_segments=decode.num_segments,
-        frames_per_segment=decode.frames_per_segment,
-        frame_size=decode.frame_size,
-    )
+    return synthetic_dataset.dataset_dir(data_dir, self.settings(options), decode)
 
   def plan(self, request: BuildRequest) -> tuple[int, dict]:
     settings = self.settings(request.options)
@@ -143,9 +137,7 @@ class SyntheticBuild:
     return synthetic_dataset.prepare(
         request.data_dir,
         self.settings(request.options),
-        num_segments=request.decode.num_segments,
-        frames_per_segment=request.decode.frames_per_segment,
-        frame_size=request.decode.frame_size,
+        request.decode,
         num_workers=request.num_workers,
         on_row=request.on_row,
     )
@@ -200,13 +192,7 @@ class ManifestBuild:
     return self._tag or options["tag"]
 
   def dataset_dir(self, data_dir, decode: Decode, options) -> epath.Path:
-    return manifest_builder.dataset_dir(
-        data_dir,
-        self.tag(options),
-        decode.num_segments,
-        decode.frames_per_segment,
-        decode.frame_size,
-    )
+    return manifest_builder.dataset_dir(data_dir, self.tag(options), decode)
 
   def plan(self, request: BuildRequest) -> tuple[int, dict]:
     if self._convert is None:
@@ -250,13 +236,7 @@ class VggssBuild:
   `vggsound_dataset_dir`); options: annotated_frame."""
 
   def dataset_dir(self, data_dir, decode: Decode, options) -> epath.Path:
-    return vggss_builder.dataset_dir(
-        data_dir,
-        options["annotated_frame"],
-        decode.num_segments,
-        decode.frames_per_segment,
-        decode.frame_size,
-    )
+    return vggss_builder.dataset_dir(data_dir, options["annotated_frame"], decode)
 
   def plan(self, request: BuildRequest) -> tuple[int, dict]:
     annotations, _, classes_from = vggss_builder.read_manual_dir(request.manual_dir)
@@ -293,9 +273,7 @@ class FlickrSoundnetBuild:
 
   def dataset_dir(self, data_dir, decode: Decode, options) -> epath.Path:
     del options
-    return flickr_soundnet_builder.dataset_dir(
-        data_dir, decode.num_segments, decode.frames_per_segment, decode.frame_size
-    )
+    return flickr_soundnet_builder.dataset_dir(data_dir, decode)
 
   def plan(self, request: BuildRequest) -> tuple[int, dict]:
     return flickr_soundnet_builder.read_manual_dir(request.manual_dir).counts["ids"], {}

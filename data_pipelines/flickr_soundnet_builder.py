@@ -290,11 +290,9 @@ class FlickrSoundnetVideos(video_examples.VideoBuilder):
     return {"train": [], "val": [], "test": list(self._rows.tasks)}
 
 
-def dataset_dir(
-    data_dir, num_segments: int, frames_per_segment: int, frame_size: int
-) -> epath.Path:
+def dataset_dir(data_dir, decode: dataset_spec.Decode) -> epath.Path:
   """Where `build` writes the dataset under `data_dir`."""
-  name = video_examples.config_name("flickr_soundnet", num_segments, frames_per_segment, frame_size)
+  name = decode.name("flickr_soundnet")
   return epath.Path(data_dir) / "flickr_soundnet_videos" / name / str(FlickrSoundnetVideos.VERSION)
 
 
@@ -311,7 +309,8 @@ def build(
     beam_options=None,
 ) -> video_examples.BuildSummary:
   """Decodes the Flickr-SoundNet test set under `manual_dir` into `data_dir` (kept when built)."""
-  built_dir = dataset_dir(data_dir, num_segments, frames_per_segment, frame_size)
+  decode = dataset_spec.Decode(num_segments, frames_per_segment, frame_size)
+  built_dir = dataset_dir(data_dir, decode)
   if kept := video_examples.reused(built_dir):
     return kept
   rows = read_manual_dir(manual_dir)
@@ -319,7 +318,7 @@ def build(
       FlickrSoundnetVideos,
       data_dir,
       built_dir,
-      dataset_spec.Decode(num_segments, frames_per_segment, frame_size),
+      decode,
       (UNLABELLED,),
       num_workers=num_workers,
       decode_timeout_s=decode_timeout_s,

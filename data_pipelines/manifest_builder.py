@@ -82,12 +82,9 @@ def _event(row: manifest_format.ManifestRow, num_segments: int):
   return start, (end if row.end is not None else None)
 
 
-def dataset_dir(
-    data_dir, tag: str, num_segments: int, frames_per_segment: int, frame_size: int
-) -> epath.Path:
+def dataset_dir(data_dir, tag: str, decode: dataset_spec.Decode) -> epath.Path:
   """Where `build` writes the dataset of `tag` under `data_dir` (a local path or gs://...)."""
-  name = video_examples.config_name(tag, num_segments, frames_per_segment, frame_size)
-  return epath.Path(data_dir) / "manifest_videos" / name / str(ManifestVideos.VERSION)
+  return epath.Path(data_dir) / "manifest_videos" / decode.name(tag) / str(ManifestVideos.VERSION)
 
 
 def build(
@@ -113,7 +110,8 @@ def build(
   path). beam_options: apache_beam PipelineOptions to build on Beam (video_beam.py).
   Raises ManifestError when the manifest file cannot be read or has no usable row.
   """
-  built_dir = dataset_dir(data_dir, tag, num_segments, frames_per_segment, frame_size)
+  decode = dataset_spec.Decode(num_segments, frames_per_segment, frame_size)
+  built_dir = dataset_dir(data_dir, tag, decode)
   if kept := video_examples.reused(built_dir):
     return kept
   if not isinstance(manifest, manifest_format.Manifest):
@@ -129,7 +127,7 @@ def build(
       ManifestVideos,
       data_dir,
       built_dir,
-      dataset_spec.Decode(num_segments, frames_per_segment, frame_size),
+      decode,
       class_names,
       num_workers=num_workers,
       decode_timeout_s=decode_timeout_s,

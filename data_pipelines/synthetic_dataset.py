@@ -21,6 +21,7 @@ from typing import Callable
 from etils import epath
 
 from data_pipelines import ave_builder
+from data_pipelines import dataset_spec
 from data_pipelines import synthetic
 from data_pipelines import synthetic_files
 
@@ -33,25 +34,17 @@ def tag(settings: dict) -> str:
 
 
 def dataset_dir(
-    data_dir: epath.PathLike,
-    settings: dict,
-    *,
-    num_segments: int,
-    frames_per_segment: int,
-    frame_size: int,
+    data_dir: epath.PathLike, settings: dict, decode: dataset_spec.Decode
 ) -> epath.Path:
-  """Where `prepare` puts the built set for these settings and segment/frame sizes."""
-  name = ave_builder.config_name(tag(settings), num_segments, frames_per_segment, frame_size)
-  return epath.Path(data_dir) / "ave_videos" / name / str(ave_builder.AveVideos.VERSION)
+  """Where `prepare` puts the built set for these settings, decoded as `decode`."""
+  return ave_builder.dataset_dir(data_dir, tag(settings), decode)
 
 
 def prepare(
     data_dir: epath.PathLike,
     settings: dict,
+    decode: dataset_spec.Decode,
     *,
-    num_segments: int,
-    frames_per_segment: int,
-    frame_size: int,
     num_workers: int = 1,
     on_row: Callable[[bool], None] | None = None,
 ) -> epath.Path:
@@ -61,13 +54,7 @@ def prepare(
   given, is called once per video as it is built (for a progress bar).
   """
   data_dir = epath.Path(data_dir)
-  built_dir = dataset_dir(
-      data_dir,
-      settings,
-      num_segments=num_segments,
-      frames_per_segment=frames_per_segment,
-      frame_size=frame_size,
-  )
+  built_dir = dataset_dir(data_dir, settings, decode)
   if (built_dir / "dataset_info.json").exists():
     return built_dir
   # Parallel runs on a fresh machine take turns: one generates and builds, the others wait and
@@ -80,14 +67,7 @@ def prepare(
     if (built_dir / "dataset_info.json").exists():
       return built_dir
     return _generate_and_build(
-        data_dir,
-        settings,
-        built_dir,
-        num_segments=num_segments,
-        frames_per_segment=frames_per_segment,
-        frame_size=frame_size,
-        num_workers=num_workers,
-        on_row=on_row,
+        data_dir, settings, built_dir, decode, num_workers=num_workers, on_row=on_row
     )
 
 
@@ -95,10 +75,8 @@ def _generate_and_build(
     data_dir: epath.Path,
     settings: dict,
     built_dir: epath.Path,
+    decode: dataset_spec.Decode,
     *,
-    num_segments: int,
-    frames_per_segment: int,
-    frame_size: int,
     num_workers: int,
     on_row: Callable[[bool], None] | None,
 ) -> epath.Path:
@@ -112,9 +90,9 @@ def _generate_and_build(
       raw_dir,
       data_dir,
       tag=name,
-      num_segments=num_segments,
-      frames_per_segment=frames_per_segment,
-      frame_size=frame_size,
+      num_segments=decode.num_segments,
+      frames_per_segment=decode.frames_per_segment,
+      frame_size=decode.frame_size,
       num_workers=num_workers,
       on_row=on_row,
   )

@@ -140,13 +140,9 @@ class VggssVideos(video_examples.VideoBuilder):
     return tasks
 
 
-def dataset_dir(
-    data_dir, annotated_frame: str, num_segments: int, frames_per_segment: int, frame_size: int
-) -> epath.Path:
-  """Where `build` writes the dataset under `data_dir`."""
-  name = video_examples.config_name(
-      f"vggss_{annotated_frame}", num_segments, frames_per_segment, frame_size
-  )
+def dataset_dir(data_dir, annotated_frame: str, decode: dataset_spec.Decode) -> epath.Path:
+  """Where `build` writes the dataset of boxes at `annotated_frame` under `data_dir`."""
+  name = decode.name(f"vggss_{annotated_frame}")
   return epath.Path(data_dir) / "vggss_videos" / name / str(VggssVideos.VERSION)
 
 
@@ -199,7 +195,8 @@ def build(
     beam_options=None,
 ) -> video_examples.BuildSummary:
   """Decodes the VGG-SS clips under `manual_dir` into `data_dir` (kept when already built)."""
-  built_dir = dataset_dir(data_dir, annotated_frame, num_segments, frames_per_segment, frame_size)
+  decode = dataset_spec.Decode(num_segments, frames_per_segment, frame_size)
+  built_dir = dataset_dir(data_dir, annotated_frame, decode)
   if kept := video_examples.reused(built_dir):
     return kept
   annotations, class_names, _ = read_manual_dir(manual_dir)
@@ -208,7 +205,7 @@ def build(
       VggssVideos,
       data_dir,
       built_dir,
-      dataset_spec.Decode(num_segments, frames_per_segment, frame_size),
+      decode,
       class_names,
       num_workers=num_workers,
       decode_timeout_s=decode_timeout_s,

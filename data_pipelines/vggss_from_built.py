@@ -136,9 +136,8 @@ def build(
 ) -> video_examples.BuildSummary:
   """The VGG-SS dataset of vggss_builder.build, from the built VGGSound at `vggsound_dir`; its
   class list is that dataset's. Written where vggss_builder.build writes (kept when built)."""
-  built_dir = vggss_builder.dataset_dir(
-      data_dir, annotated_frame, num_segments, frames_per_segment, frame_size
-  )
+  decode = dataset_spec.Decode(num_segments, frames_per_segment, frame_size)
+  built_dir = vggss_builder.dataset_dir(data_dir, annotated_frame, decode)
   if kept := video_examples.reused(built_dir):
     return kept
   annotations, _, _ = vggss_builder.read_manual_dir(manual_dir)
@@ -154,7 +153,7 @@ def build(
       VggssFromBuilt,
       data_dir,
       built_dir,
-      dataset_spec.Decode(num_segments, frames_per_segment, frame_size),
+      decode,
       built.info.features["label"].names,
       on_row=on_row,
       annotations=annotations,

@@ -80,11 +80,6 @@ class VideoConfig(tfds.core.BuilderConfig):
   decode_timeout_s: float = 300.0  # local: a clip still decoding after this long is a failure
 
 
-def config_name(tag: str, num_segments: int, frames_per_segment: int, frame_size: int) -> str:
-  """A builder-config name that identifies the decode settings, e.g. `synthetic_t10_f1_s64`."""
-  return dataset_spec.Decode(num_segments, frames_per_segment, frame_size).name(tag)
-
-
 class VideoBuilder(tfds.core.GeneratorBasedBuilder):
   """Decodes ClipTasks into the features above; subclasses say what the tasks are."""
 

@@ -11,6 +11,7 @@ import tensorflow_datasets as tfds
 pytest.importorskip("apache_beam")
 
 from data_pipelines import manifest_builder  # pylint: disable=g-import-not-at-top,wrong-import-position
+from data_pipelines.dataset_spec import Decode
 from tests import clip_files  # pylint: disable=wrong-import-position
 from tests import media_files  # pylint: disable=wrong-import-position
 from tests.test_manifest_builder import run_build  # pylint: disable=wrong-import-position
@@ -42,7 +43,7 @@ def local_and_beam(tmp_path_factory):
       "--job_name=stt-beam-test",
   )  # a pass-through Beam flag
   assert status == 0, stderr[-3000:]
-  return local, manifest_builder.dataset_dir(root / "beam", "m", T, 1, S), stdout, stderr
+  return local, manifest_builder.dataset_dir(root / "beam", "m", Decode(T, 1, S)), stdout, stderr
 
 
 def test_summary_and_failures_equal_the_local_build(local_and_beam):

@@ -12,6 +12,7 @@ import pytest
 
 from data_pipelines import build
 from data_pipelines import manifest_builder
+from data_pipelines.dataset_spec import Decode
 from tests import clip_files
 from tests.conftest import REPO
 from tests.conftest import subprocess_env
@@ -67,7 +68,7 @@ def test_manifest_without_manual_dir_reads_clips_relative_to_the_csv(tmp_path):
       timeout=900,
   )
   assert result.returncode == 0, result.stderr[-3000:]
-  dataset_dir = manifest_builder.dataset_dir(data_dir, "mine", T, 1, S)
+  dataset_dir = manifest_builder.dataset_dir(data_dir, "mine", Decode(T, 1, S))
   assert result.stdout.strip().splitlines()[-1] == (
       f"manifest: built 3 (train=1, val=1, test=1), skipped 0, failed 1 -> {dataset_dir}"
   )

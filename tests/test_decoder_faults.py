@@ -16,6 +16,7 @@ import tensorflow_datasets as tfds
 
 from data_pipelines import decode_pool
 from data_pipelines import manifest_builder
+from data_pipelines.dataset_spec import Decode
 from tests import clip_files
 from tests.test_manifest_builder import run_build
 
@@ -143,7 +144,7 @@ def test_two_decode_processes_through_the_cli(raw_dir, no_faults, tmp_path, monk
       f"--decode_timeout_s={TIMEOUT_S}",
   )
   assert status == 0, stderr[-3000:]
-  dataset_dir = manifest_builder.dataset_dir(tmp_path, "m", T, 1, S)
+  dataset_dir = manifest_builder.dataset_dir(tmp_path, "m", Decode(T, 1, S))
   assert stdout.strip().splitlines()[-1] == (
       f"manifest: built 8 (train=5, val=2, test=1), skipped 0, failed 3 -> {dataset_dir}"
   )

@@ -24,6 +24,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from data_pipelines import flickr_soundnet_builder
+from data_pipelines.dataset_spec import Decode
 from stt.explain import sound_localization
 from tests import clip_files
 from tests import vggss_files
@@ -78,7 +79,7 @@ def built(tmp_path_factory):
       f"--frame_size={S}",
   )
   assert status == 0, stderr
-  dataset_dir = flickr_soundnet_builder.dataset_dir(data_dir, T, 1, S)
+  dataset_dir = flickr_soundnet_builder.dataset_dir(data_dir, Decode(T, 1, S))
   examples = {
       example["video_id"].decode(): example
       for example in tfds.builder_from_directory(str(dataset_dir)).as_data_source("test")

@@ -12,6 +12,7 @@ import data_pipelines
 from data_pipelines import build
 from data_pipelines import manifest_builder
 from data_pipelines import manifest_format
+from data_pipelines.dataset_spec import Decode
 from tests import clip_files
 
 T, S = clip_files.NUM_SEGMENTS, clip_files.FRAME_SIZE
@@ -49,7 +50,7 @@ def built(tmp_path_factory):
       "--num_workers=2",
   )
   assert status == 0, stderr
-  dataset_dir = manifest_builder.dataset_dir(data_dir, "manifest", T, 1, S)
+  dataset_dir = manifest_builder.dataset_dir(data_dir, "manifest", Decode(T, 1, S))
   return root, data_dir, dataset_dir, stdout, stderr
 
 

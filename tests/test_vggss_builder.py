@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 
 from data_pipelines import build
 from data_pipelines import vggss_builder
+from data_pipelines.dataset_spec import Decode
 from tests import clip_files
 from tests import vggss_files
 
@@ -51,7 +52,13 @@ def built(tmp_path_factory):
       f"--frame_size={S}",
   )
   assert status == 0, stderr
-  return raw, data_dir, vggss_builder.dataset_dir(data_dir, "middle", T, 1, S), stdout, stderr
+  return (
+      raw,
+      data_dir,
+      vggss_builder.dataset_dir(data_dir, "middle", Decode(T, 1, S)),
+      stdout,
+      stderr,
+  )
 
 
 def test_summary_counts_the_defects_and_the_failed_rows(built):

@@ -13,6 +13,7 @@ import tensorflow_datasets as tfds
 
 from data_pipelines import manifest_builder
 from data_pipelines import vggss_builder
+from data_pipelines.dataset_spec import Decode
 from tests import clip_files
 from tests import vggss_files
 from tests.test_vggss_builder import VGGSOUND_CSV
@@ -37,7 +38,7 @@ def test_vggss_from_built_vggsound_equals_the_clip_path(tmp_path):
       "--dataset=vggsound", f"--manual_dir={raw}", f"--data_dir={tmp_path / 'vggsound'}", *sizes
   )
   assert status == 0, stderr
-  vggsound_dir = manifest_builder.dataset_dir(tmp_path / "vggsound", "vggsound", T, 1, S)
+  vggsound_dir = manifest_builder.dataset_dir(tmp_path / "vggsound", "vggsound", Decode(T, 1, S))
 
   status, _, stderr = run_build(
       "--dataset=vggss", f"--manual_dir={raw}", f"--data_dir={tmp_path / 'clips'}", *sizes
@@ -52,13 +53,13 @@ def test_vggss_from_built_vggsound_equals_the_clip_path(tmp_path):
   )
   assert status == 0, stderr
   assert "classes from the built VGGSound" in stderr
-  from_built_dir = vggss_builder.dataset_dir(tmp_path / "built", "middle", T, 1, S)
+  from_built_dir = vggss_builder.dataset_dir(tmp_path / "built", "middle", Decode(T, 1, S))
   assert stdout.strip().splitlines()[-1] == (
       f"vggss: built 2 (train=0, val=0, test=2), skipped 0, failed 2 -> {from_built_dir}"
   )
   assert f"examples from the built VGGSound {vggsound_dir}" in stdout
 
-  from_clips = _examples(vggss_builder.dataset_dir(tmp_path / "clips", "middle", T, 1, S))
+  from_clips = _examples(vggss_builder.dataset_dir(tmp_path / "clips", "middle", Decode(T, 1, S)))
   from_built = _examples(from_built_dir)
   assert sorted(from_built) == sorted(from_clips) == ["abc_000010", "x-y_Z_000030"]
   for video_id, example in from_clips.items():
@@ -68,7 +69,7 @@ def test_vggss_from_built_vggsound_equals_the_clip_path(tmp_path):
           from_built[video_id][feature], value, err_msg=f"{video_id} {feature}"
       )
   clip_info = tfds.builder_from_directory(
-      str(vggss_builder.dataset_dir(tmp_path / "clips", "middle", T, 1, S))
+      str(vggss_builder.dataset_dir(tmp_path / "clips", "middle", Decode(T, 1, S)))
   ).info
   built_info = tfds.builder_from_directory(str(from_built_dir)).info
   assert built_info.features["label"].names == clip_info.features["label"].names
@@ -94,7 +95,7 @@ def test_other_decode_settings_are_refused(tmp_path):
       f"--num_segments={T}",
       f"--frame_size={S}",
   )
-  vggsound_dir = manifest_builder.dataset_dir(tmp_path / "v", "vggsound", T, 1, S)
+  vggsound_dir = manifest_builder.dataset_dir(tmp_path / "v", "vggsound", Decode(T, 1, S))
   status, _, stderr = run_build(
       "--dataset=vggss",
       f"--manual_dir={raw}",
