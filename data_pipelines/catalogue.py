@@ -146,7 +146,7 @@ OPTION_DEFAULTS = dict(
 )
 
 
-class UnknownDatasetError(KeyError):
+class UnknownDatasetError(ValueError):
   """A name that no record of DATASETS has."""
 
 
