@@ -16,7 +16,7 @@ from stt import tasks
 from stt.explain import explain_sets
 from stt.explain import explainers
 from stt.explain import perturbation
-from stt.explain import sound_localization
+from stt.explain import sound_source_benchmark
 from stt.models import backbones
 from stt.models import joint_transformer
 from stt.models import layers
@@ -146,8 +146,8 @@ def _validate_explain(config: ml_collections.ConfigDict):
   # The set explained, and the sound-localization protocol's variants (explain_sets.py).
   _one_of(explain.dataset, explain_sets.EXPLAIN_DATASETS, "explain.dataset")
   _one_of(explain.annotated_frame, vggss_format.ANNOTATED_FRAMES, "explain.annotated_frame")
-  _one_of(explain.gt_geometry, sound_localization.GT_GEOMETRIES, "explain.gt_geometry")
-  _one_of(explain.median_rule, sound_localization.MEDIAN_RULES, "explain.median_rule")
+  _one_of(explain.gt_geometry, sound_source_benchmark.GT_GEOMETRIES, "explain.gt_geometry")
+  _one_of(explain.median_rule, sound_source_benchmark.MEDIAN_RULES, "explain.median_rule")
   _require(
       explain.perturbation_mode == "feature" or config.dataset.input == "raw",
       "explain.perturbation_mode='pixel' removes pixels and log-mel bins: it needs "

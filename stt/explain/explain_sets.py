@@ -13,10 +13,10 @@
   label 0; the explainers explain the predicted class as always; the pointing games and the
   field's scores are class-agnostic (one label, so *_class_mean = the overall score); the
   perturbation tests, which score accuracy against the true class, are not reported (NaN, '—').
-  The field's ground truth is the annotators' consensus map (sound_localization.SET_GROUND_TRUTH).
+  The field's ground truth is the annotators' consensus map (sound_source_benchmark.SET_GROUND_TRUTH).
 
 `config.explain.gt_geometry` and `config.explain.median_rule` choose the field's protocol
-variants (stt/explain/sound_localization.py); the tables then print the published rows of
+variants (stt/explain/sound_source_benchmark.py); the tables then print the published rows of
 sound-localization methods on that set beside ours.
 """
 
@@ -117,5 +117,5 @@ def _flickr_source(config: ml_collections.ConfigDict, data_dir, num_classes: int
 
 
 def published_dataset(config: ml_collections.ConfigDict) -> str:
-  """The dataset name of stt.explain.sound_localization.PUBLISHED rows to print, or ''."""
+  """The dataset name of stt.explain.sound_source_benchmark.PUBLISHED rows to print, or ''."""
   return config.explain.get("dataset", "")
