@@ -47,6 +47,25 @@ def test_vggss_reads_entries_and_counts_the_defects(tmp_path):
   assert len(vggss_format.read(json_path).entries) == 5
 
 
+def test_entries_are_named_by_their_position_in_the_file_and_their_id(tmp_path):
+  # The test list leaves out the first two entries: the third keeps position 2 (not 0).
+  json_path, _ = vggss_files.write_vggss(tmp_path)
+  entries = vggss_format.read(json_path, ["def_000000", "noclip_000050"]).entries
+  assert [(e.position, e.file) for e in entries] == [(2, "def_000000"), (4, "noclip_000050")]
+  assert vggss_format.entry_name(entries[0]) == "vggss.json entry 2 (def_000000)"
+
+
+def test_the_test_list_is_read_by_its_first_csv_field(tmp_path):
+  # EZ-VSL reads item[0] of each csv row: further fields (a class, a split) are not part of the
+  # id. The reference rule, independently: split each non-blank line at its first comma.
+  test_csv = tmp_path / "vggss_test.csv"
+  lines = ["abc_000010,dog barking", "x-y_Z_000030", "def_000000,dog,test", "", "ghi_000020,"]
+  test_csv.write_bytes("\r\n".join(lines).encode() + b"\r\n")
+  expected = [line.split(",")[0] for line in lines if line]
+  assert expected == ["abc_000010", "x-y_Z_000030", "def_000000", "ghi_000020"]
+  assert vggss_format.read_test_list(test_csv) == expected
+
+
 def test_vggss_annotated_frame_option_and_bad_files(tmp_path):
   assert vggss_format.annotated_segment() == 5
   assert vggss_format.annotated_segment("frame125") == 4
