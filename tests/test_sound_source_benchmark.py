@@ -99,6 +99,8 @@ def test_shrinking_does_not_antialias():
   reference = _cv2_inter_linear(heatmap, 224, 224)
   assert np.abs(antialiased - reference).max() > 0.5  # the difference the protocol must avoid
   np.testing.assert_allclose(sl.scored_map(heatmap), reference, atol=2e-5)
+  with pytest.raises(ValueError, match=r"must be \[h,w\], got shape \(2, 3, 4\)"):
+    ciou_lib.resize_linear(np.zeros((2, 3, 4)), 224)
 
 
 @pytest.mark.parametrize("rule", ["gt", "ge"])

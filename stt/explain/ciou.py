@@ -39,7 +39,7 @@ def _resize(where_map: jax.Array, size: tuple[int, int]) -> jax.Array:
 
 def resize_linear(where_map: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
   """[h,w] -> [S,S] (size S) or [H,W] (size (H, W)) float32, as cv2's INTER_LINEAR."""
-  shape = (size, size) if isinstance(size, int) else tuple(size)
+  shape = (int(size),) * 2 if np.ndim(size) == 0 else tuple(int(v) for v in size)
   where_map = np.asarray(where_map, np.float32)
   if where_map.ndim != 2:
     raise ValueError(f"a map to resize must be [h,w], got shape {where_map.shape}")
