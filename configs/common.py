@@ -164,7 +164,7 @@ def get_common_config() -> ml_collections.ConfigDict:
   # The set --mode=explain evaluates: '' the run's test split, 'vggss' VGG-SS (built by
   # data_pipelines.build --dataset=vggss at explain.annotated_frame 'middle' | 'frame125'). The
   # field's cIoU@0.5 / AUC variants: gt_geometry 'reference' | 'aligned', median_rule 'gt' | 'ge'
-  # (stt/explain/sound_localization.py; the defaults are LVS's protocol).
+  # (stt/explain/sound_source_benchmark.py; the defaults are LVS's protocol).
   config.explain.dataset = ""
   config.explain.annotated_frame = "middle"
   config.explain.gt_geometry = "reference"

@@ -6,7 +6,7 @@ by the reference loaders) then xmin, ymin, xmax, ymax as integers on a 256 x 256
 reference loaders walk `root -> child -> bbox`; here every `<bbox>` element of the file is read,
 by its xmin/ymin/xmax/ymax children when they are named so, else by position after the first.
 `metadata/flickr_test.csv`: one id per line (249 in LVS's list; other repositories list 250, one
-id differing). The ground truth is the consensus map of stt.explain.sound_localization.
+id differing). The ground truth is the consensus map of stt.explain.sound_source_benchmark.
 """
 
 from __future__ import annotations

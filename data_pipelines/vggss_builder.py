@@ -133,7 +133,7 @@ class VggssVideos(video_examples.VideoBuilder):
       elif entry.class_name not in class_index:
         reason = f"class {entry.class_name!r} is not in the class list ({len(class_index)})"
       if reason is not None:
-        self.failures.append(task.failure(f"vggss.json entry {index}: {reason}"))
+        self.failures.append(task.failure(f"{vggss_format.entry_name(entry)}: {reason}"))
         self._on_row(True)
       else:
         tasks["test"].append(task)

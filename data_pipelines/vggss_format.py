@@ -4,8 +4,9 @@ Sounds the Hard Way"; https://github.com/hche11/Localizing-Visual-Sounds-the-Har
 `metadata/vggss.json`: a JSON list of 5,158 entries
 `{"file": "<youtube_id>_<start_s:06d>", "class": "<VGGSound class>", "bbox": [[x0,y0,x1,y1],
 ...]}`, coordinates normalised to [0, 1] of the whole frame, 1-7 boxes per entry, 221 classes.
-`metadata/vggss_test.csv`: one file id per line (CRLF line ends in the release). The file id is
-also the VGGSound clip name (`<ytid>_<start:06d>.mp4`, data_pipelines/manifest_converters.py).
+`metadata/vggss_test.csv`: one file id per line (CRLF line ends in the release); the id is the
+line's first CSV field, as EZ-VSL reads it (csv.reader, item[0]). The file id is also the
+VGGSound clip name (`<ytid>_<start:06d>.mp4`, data_pipelines/manifest_converters.py).
 
 Known defects of the release, counted (never silently dropped):
 - sentinel boxes: a coordinate holds a huge negative number (about -2.88e16); the reference
@@ -23,6 +24,7 @@ segment is the one-second segment holding that time (`annotated_segment`).
 from __future__ import annotations
 
 import collections
+import csv
 import dataclasses
 import json
 import math
@@ -52,6 +54,7 @@ class VggssEntry:
   youtube_id: str
   start_s: int
   class_name: str
+  position: int  # the entry's index in vggss.json (before any test-list filter)
   boxes: tuple[tuple[float, float, float, float], ...]
   sentinel_boxes: int  # boxes with a sentinel coordinate (clamped; kept if still non-empty)
   degenerate_boxes: int  # boxes with zero width or height as given
@@ -93,9 +96,11 @@ def _clean_box(box, where: str) -> tuple[tuple[float, float, float, float] | Non
 
 
 def read_test_list(path: epath.PathLike) -> list[str]:
-  """vggss_test.csv: file ids, one a line (CRLF or LF; blank lines skipped)."""
+  """vggss_test.csv: the file id of each line, its first CSV field (CRLF or LF; blank lines
+  skipped)."""
   text = epath.Path(path).read_text(encoding="utf-8-sig")
-  return [line.strip() for line in text.splitlines() if line.strip()]
+  rows = csv.reader(text.splitlines())
+  return [row[0].strip() for row in rows if row and row[0].strip()]
 
 
 def read(json_path: epath.PathLike, test_list: list[str] | None = None) -> VggssAnnotations:
@@ -148,6 +153,7 @@ def read(json_path: epath.PathLike, test_list: list[str] | None = None) -> Vggss
             match["youtube_id"],
             int(match["start"]),
             str(record["class"]).strip(),
+            index,
             tuple(boxes),
             sentinels,
             degenerates,
@@ -156,6 +162,11 @@ def read(json_path: epath.PathLike, test_list: list[str] | None = None) -> Vggss
   if listed is not None:
     counts["test_ids_without_entry"] = len(listed - seen)
   return VggssAnnotations(entries, dict(counts))
+
+
+def entry_name(entry: VggssEntry) -> str:
+  """How failure messages name an entry: its position in vggss.json and its file id."""
+  return f"vggss.json entry {entry.position} ({entry.file})"
 
 
 def no_box_reason(entry: VggssEntry) -> str:

@@ -14,7 +14,7 @@ from stt import models
 from stt import tasks
 from stt.explain import explainers
 from stt.explain import perturbation
-from stt.explain import sound_localization
+from stt.explain import sound_source_benchmark
 from stt.models import backbones
 from stt.models import joint_transformer
 from stt.models import layers
@@ -145,8 +145,8 @@ def _validate_explain(config: ml_collections.ConfigDict):
   # stt/explain/explained_split.py), and the sound-localization protocol's variants.
   _one_of(explain.dataset, ("", *catalogue.annotation_sets()), "explain.dataset")
   _one_of(explain.annotated_frame, catalogue.annotated_frames(), "explain.annotated_frame")
-  _one_of(explain.gt_geometry, sound_localization.GT_GEOMETRIES, "explain.gt_geometry")
-  _one_of(explain.median_rule, sound_localization.MEDIAN_RULES, "explain.median_rule")
+  _one_of(explain.gt_geometry, sound_source_benchmark.GT_GEOMETRIES, "explain.gt_geometry")
+  _one_of(explain.median_rule, sound_source_benchmark.MEDIAN_RULES, "explain.median_rule")
   _require(
       explain.perturbation_mode == "feature" or config.dataset.input == "raw",
       "explain.perturbation_mode='pixel' removes pixels and log-mel bins: it needs "

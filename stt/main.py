@@ -20,6 +20,7 @@ from stt import checkpoint
 from stt import config_validation
 from stt import datasets
 from stt import distributed
+from stt import evaluation_modes
 from stt import preemption
 from stt import train
 from stt import trained_run
@@ -143,9 +144,9 @@ def main(argv):
       if mode == "train":
         train.train_and_evaluate(config, _WORKDIR.value)
       elif mode == "explain":
-        train.explain_best(config, _WORKDIR.value)
+        evaluation_modes.explain_best(config, _WORKDIR.value)
       else:
-        train.sanity_best(config, _WORKDIR.value)
+        evaluation_modes.sanity_best(config, _WORKDIR.value)
   except (
       config_validation.ConfigError,
       datasets.DatasetError,

@@ -17,11 +17,12 @@ import numpy as np
 
 from stt import reproduce_tables
 from stt.explain import sanity_report
+from stt.explain import suite
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-TESTS = ("spatial/positive", "spatial/negative", "temporal/positive", "temporal/negative")
+TESTS = tuple(f"{test}/{order}" for test, order in suite.TESTS)  # "spatial/positive", ...
 
 
 def mean_curves(run_dirs: list[epath.Path]) -> tuple[list[float], dict[str, dict]]:

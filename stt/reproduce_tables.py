@@ -28,6 +28,7 @@ from etils import epath
 import numpy as np
 
 from stt.explain import sanity_report
+from stt.explain import suite
 
 RECOGNITION_METRICS = ("accuracy", "segment_accuracy")
 PERTURBATION_METRICS = (
@@ -44,8 +45,8 @@ POINTING_METRICS = (
     "ciou",
     "ciou_mean",
 )
-# Rows of the pointing table computed on the annotations alone (stt/explain/suite.py).
-REFERENCE_ROWS = ("chance", "center_prior")
+# Rows of the pointing table computed on the annotations alone.
+REFERENCE_ROWS = suite.BASELINE_ROWS
 # The model's own maps scored on val during training (stt/evaluator.py): the split that design
 # choices (e.g. STAN's pool_values and joint "when") are made on.
 VAL_POINTING_METRICS = (

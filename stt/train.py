@@ -17,7 +17,6 @@ import ml_collections
 import numpy as np
 
 from stt import checkpoint
-from stt import config_validation
 from stt import datasets
 from stt import evaluator as evaluator_lib
 from stt import input_pipeline
@@ -27,11 +26,7 @@ from stt import sharding
 from stt import state as state_lib
 from stt import train_step as train_step_lib
 from stt import trained_run
-from stt.explain import explained_split
 from stt.explain import panels
-from stt.explain import sanity
-from stt.explain import sanity_report
-from stt.explain import suite
 
 
 class NonFiniteLossError(RuntimeError):
@@ -72,62 +67,6 @@ def write_panels(writer, step: int, outputs: dict, dataset: datasets.Dataset, co
   )
   writer.write_images(
       step, {f"val_explanations/{video_id}": image[None] for video_id, image in images.items()}
-  )
-
-
-def _restore_for_evaluation(config: ml_collections.ConfigDict, workdir: epath.Path, mode: str):
-  """(config of the trained model, dataset, mesh, best step, graphdef, state) of a finished run.
-
-  The model, data and task come from the run's config.json (trained_run.with_trained_model);
-  the explain and sanity settings from `config`.
-  """
-  if not (workdir / trained_run.RESULTS_FILE).exists():
-    raise checkpoint.NoUsableCheckpointError(
-        f"{workdir} has no finished run (no results.json); train first with --mode=train"
-    )
-  config, differences = trained_run.with_trained_model(config, workdir)
-  if differences:
-    logging.warning(
-        "--mode=%s evaluates the model the run in %s was trained with "
-        "(its config.json); the given config differs in %s",
-        mode,
-        workdir,
-        "; ".join(differences),
-    )
-  config_validation.validate(
-      config, device_count=jax.device_count(), process_count=jax.process_count()
-  )
-  dataset = datasets.load(config)
-  mesh = sharding.make_mesh(config)
-  step, graphdef, state = state_lib.restore_best(workdir, config, dataset.num_classes, mesh)
-  return config, dataset, mesh, step, graphdef, state
-
-
-def explain_best(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """--mode=explain: every configured explainer on the best checkpoint's test predictions.
-
-  Adds the `explain/<explainer>/...` keys to results.json and writes workdir/explain/ reports.
-  """
-  workdir = epath.Path(workdir)
-  config, dataset, mesh, step, graphdef, state = _restore_for_evaluation(config, workdir, "explain")
-  source = explained_split.explain_source(config, dataset)  # the test split, or explain.dataset
-  metrics = suite.run(graphdef, state, source, mesh, config, workdir, dataset.class_names)
-  return trained_run.write_results(
-      workdir, {"best_step": step, **metrics}, write=jax.process_index() == 0
-  )
-
-
-def sanity_best(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """--mode=sanity: the parameter randomisation test (stt/explain/sanity.py) of the best
-  checkpoint on the test split; adds the `sanity/...` keys to results.json and writes
-  workdir/sanity/ (table and figure)."""
-  workdir = epath.Path(workdir)
-  config, dataset, mesh, step, graphdef, state = _restore_for_evaluation(config, workdir, "sanity")
-  metrics = sanity.run(graphdef, state, dataset.sources["test"], mesh, config, dataset.num_classes)
-  if jax.process_index() == 0:
-    sanity_report.write(workdir / "sanity", metrics)
-  return trained_run.write_results(
-      workdir, {"best_step": step, **metrics}, write=jax.process_index() == 0
   )
 
 

@@ -1,4 +1,4 @@
-"""Relevance mass, LVS cIoU and the standalone evaluator CLI against hand-computed cases.
+"""Box scores (relevance mass, LVS cIoU on the crop) and the standalone evaluator CLI against hand-computed cases.
 
 The map [[1,1],[0,0]] resized bilinearly to 100x100 is 1 on rows 0-24, 1.5 - (r+½)/50 on rows
 25-74 (0.99 down to 0.01) and 0 on rows 75-99; each row sums to 100x its value, so the top half
@@ -15,8 +15,9 @@ import sys
 import numpy as np
 import pytest
 
+from stt.explain import box_scores
+from stt.explain import ciou as ciou_lib
 from stt.explain import evaluate
-from stt.explain import localization
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TOP_HALF_MAP = np.array([[1.0, 1.0], [0.0, 0.0]], np.float32)
@@ -25,21 +26,23 @@ BOTTOM_HALF_BOX = (0, 50, 100, 100)
 
 
 def _scores(where_map, box, frame_size=(100, 100)):
-  resized = localization.resize_over_crop(where_map, frame_size)
-  mask = localization.box_mask_over_crop(np.array([box]), frame_size)
-  return localization.relevance_mass(resized, mask), localization.ciou(resized, mask)
+  resized = box_scores.resize_over_crop(where_map, frame_size)
+  mask = box_scores.box_mask_over_crop(np.array([box]), frame_size)
+  return box_scores.relevance_mass(resized, mask), _ciou(resized, mask)
+
+
+def _ciou(resized, mask):
+  return ciou_lib.ciou(ciou_lib.binarise(resized), mask)
 
 
 def test_box_mask_covers_integer_pixels_and_follows_the_crop():
-  mask = localization.box_mask_over_crop(np.array([[2, 1, 5, 3]]), (10, 10))
+  mask = box_scores.box_mask_over_crop(np.array([[2, 1, 5, 3]]), (10, 10))
   expected = np.zeros((10, 10), bool)
   expected[1:3, 2:5] = True
   np.testing.assert_array_equal(mask, expected)
   # A 200x100 frame is seen through the crop x in [50, 150): a box [0,0,60,10] covers crop
   # columns 0-9 only; two boxes are united.
-  mask = localization.box_mask_over_crop(
-      np.array([[0, 0, 60, 10], [140, 90, 400, 400]]), (200, 100)
-  )
+  mask = box_scores.box_mask_over_crop(np.array([[0, 0, 60, 10], [140, 90, 400, 400]]), (200, 100))
   assert mask.shape == (100, 100)
   assert mask[:10, :10].all() and mask.sum() == 100 + 100
 
@@ -65,40 +68,47 @@ def test_ciou_thresholds_at_the_median_rank_value():
   resized = np.arange(16.0).reshape(4, 4)  # sorted index 8 holds 8: predicted = values 9..15
   mask = np.zeros((4, 4), bool)
   mask[2:] = True  # values 8..15: 7 predicted inside, none outside
-  assert localization.ciou(resized, mask) == pytest.approx(7 / 8)
+  assert _ciou(resized, mask) == pytest.approx(7 / 8)
   mask[2] = False  # values 12..15: 4 inside, 3 predicted outside
-  assert localization.ciou(resized, mask) == pytest.approx(4 / 7)
-  assert localization.ciou(resized, np.zeros((4, 4), bool)) == 0.0
-  assert localization.ciou(np.ones((4, 4)), mask) == 0.0  # a constant map predicts no pixel
+  assert _ciou(resized, mask) == pytest.approx(4 / 7)
+  assert _ciou(resized, np.zeros((4, 4), bool)) == 0.0
+  # LVS keeps every pixel of a constant map >= 0 (stt/explain/ciou.py): 4 inside, 12 outside.
+  assert _ciou(np.ones((4, 4)), mask) == pytest.approx(4 / 16)
+  assert _ciou(-np.ones((4, 4)), mask) == 0.0  # and none of a negative one
 
 
-def test_ciou_auc_and_localization_scores():
+def test_the_crop_grid_resize_shrinks_without_antialiasing():
+  # A 20x20 map over a 10x10 frame: cv2's INTER_LINEAR reads the 2x2 pixels around each output
+  # pixel's centre, i.e. their mean at this exact halving; an antialiased resize would blur.
+  where_map = np.random.default_rng(0).uniform(0, 8, size=(20, 20)).astype(np.float32)
+  expected = where_map.reshape(10, 2, 10, 2).mean((1, 3))
+  np.testing.assert_allclose(box_scores.resize_over_crop(where_map, (10, 10)), expected, atol=1e-5)
+
+
+def test_ciou_auc_and_box_scores():
   # cIoUs 0.98 and 0: success share 1 at θ=0, ½ for θ in 0.05..0.95, 0 at θ=1.
-  assert localization.ciou_auc([0.98, 0.0]) == pytest.approx(0.05 * (0.75 + 18 * 0.5 + 0.25))
+  assert ciou_lib.ciou_auc([0.98, 0.0]) == pytest.approx(0.05 * (0.75 + 18 * 0.5 + 0.25))
   where = np.stack([TOP_HALF_MAP] * 2)[None]  # [V=1,T=2,2,2]
   boxes = np.zeros((1, 2, 1, 4), np.float32)
   boxes[0, 0, 0], boxes[0, 1, 0] = TOP_HALF_BOX, BOTTOM_HALF_BOX
-  result = localization.localization_scores(
-      where, boxes, np.ones((1, 2, 1), bool), np.array([[100, 100]])
-  )
-  assert result.num_trials == 2
-  assert result.relevance_mass == pytest.approx(0.5, abs=1e-5)
-  assert result.ciou == 0.5
-  assert result.ciou_mean == pytest.approx(0.99 / 2, abs=0.01 / 2)
-  empty = localization.localization_scores(
-      where, boxes, np.zeros((1, 2, 1), bool), np.array([[100, 100]])
-  )
-  assert empty.num_trials == 0 and np.isnan(empty.ciou)
+  result = box_scores.box_scores(where, boxes, np.ones((1, 2, 1), bool), np.array([[100, 100]]))
+  assert list(result) == list(box_scores.METRICS)  # bare names: the caller adds the namespace
+  assert result["localization_trials"] == 2
+  assert result["relevance_mass"] == pytest.approx(0.5, abs=1e-5)
+  assert result["ciou"] == 0.5
+  assert result["ciou_mean"] == pytest.approx(0.99 / 2, abs=0.01 / 2)
+  empty = box_scores.box_scores(where, boxes, np.zeros((1, 2, 1), bool), np.array([[100, 100]]))
+  assert empty["localization_trials"] == 0 and np.isnan(empty["ciou"])
   # Padded segments (segment_mask false) are no trials: only segment 0 (cIoU ~0.99) is left.
-  masked = localization.localization_scores(
+  masked = box_scores.box_scores(
       where,
       boxes,
       np.ones((1, 2, 1), bool),
       np.array([[100, 100]]),
       segment_mask=np.array([[True, False]]),
   )
-  assert masked.num_trials == 1 and masked.ciou == 1.0
-  assert masked.relevance_mass == pytest.approx(0.875, abs=1e-5)
+  assert masked["localization_trials"] == 1 and masked["ciou"] == 1.0
+  assert masked["relevance_mass"] == pytest.approx(0.875, abs=1e-5)
 
 
 ANNOTATIONS = """Category&VideoID&Quality&StartTime&EndTime

@@ -25,7 +25,7 @@ import tensorflow_datasets as tfds
 
 from data_pipelines import flickr_soundnet_builder
 from data_pipelines.dataset_spec import Decode
-from stt.explain import sound_localization
+from stt.explain import sound_source_benchmark
 from tests import clip_files
 from tests import vggss_files
 from tests.test_vggss_builder import run_build
@@ -138,24 +138,24 @@ def test_a_map_equal_to_the_consensus_scores_ciou_1(built):
   boxes = np.stack([examples[n]["boxes"] for n in names])
   box_mask = np.stack([examples[n]["box_mask"] for n in names])
   frame_size = np.stack([examples[n]["frame_size"] for n in names])
-  consensus = sound_localization.flickr_gt_map(np.asarray(BOXES_256))
+  consensus = sound_source_benchmark.flickr_gt_map(np.asarray(BOXES_256))
   assert sorted(np.unique(consensus)) == [0.0, 0.5, 1.0]  # the references' consensus map
   where = np.zeros((len(names), T, 224, 224), np.float32)
   where[box_mask.any(-1)] = consensus
-  result = sound_localization.box_field_scores(
+  result = sound_source_benchmark.box_field_scores(
       where, boxes, box_mask, frame_size, ground_truth="consensus"
   )
-  assert (result.ciou, result.ciou_mean, result.num_images) == (1.0, 1.0, 3)
+  assert (result["field_ciou"], result["field_ciou_mean"], result["field_trials"]) == (1.0, 1.0, 3)
   # A map of the first box only (two annotators: consensus 1, 112 x 112 px at 224) against the
   # consensus (+ the third box, 56 x 112 px, at 0.5): 12544 / (12544 + 0.5 * 6272) = 0.8;
   # against the union of the boxes 12544 / 18816 = 2/3.
   where[box_mask.any(-1)] = consensus == 1.0
-  result = sound_localization.box_field_scores(
+  result = sound_source_benchmark.box_field_scores(
       where, boxes, box_mask, frame_size, ground_truth="consensus"
   )
-  assert result.ciou_mean == pytest.approx(0.8)
-  union = sound_localization.box_field_scores(where, boxes, box_mask, frame_size)
-  assert union.ciou_mean == pytest.approx(2 / 3)
+  assert result["field_ciou_mean"] == pytest.approx(0.8)
+  union = sound_source_benchmark.box_field_scores(where, boxes, box_mask, frame_size)
+  assert union["field_ciou_mean"] == pytest.approx(2 / 3)
 
 
 def test_missing_list_says_what_to_download(tmp_path):

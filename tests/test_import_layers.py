@@ -22,10 +22,13 @@ from tests.conftest import REPO
 PACKAGES = ("data_pipelines", "configs", "stt")
 TRAINER = (
     "stt.train",
+    "stt.evaluation_modes",
     "stt.evaluator",
     "stt.main",
     "stt.config_validation",
     "stt.reproduce",
+    "stt.reproduce_suites",
+    "stt.reproduce_runs",
     "stt.reproduce_tables",
     "stt.reproduce_figures",
 )

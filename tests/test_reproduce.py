@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 
 from stt import reproduce
+from stt import reproduce_runs
+from stt import reproduce_suites
 from stt import reproduce_tables
 from tests.conftest import REPO
 
-SMOKE = reproduce.SUITES["smoke"]
+SMOKE = reproduce_suites.SUITES["smoke"]
 # What each stand-in run reports: accuracy and an AUC that depend on (row, seed).
 FAKE = {
     ("stan", 0): 1.0,
@@ -59,7 +61,7 @@ def _fake_execute(calls: list, fail: set = frozenset()):
 
 
 def test_plan_has_a_run_per_row_and_seed_and_only_the_explainers_a_model_has(tmp_path):
-  runs = reproduce.plan(SMOKE, epath.Path(tmp_path), seeds=3)
+  runs = reproduce_runs.plan(SMOKE, epath.Path(tmp_path), seeds=3)
   assert [(r.row.name, r.seed) for r in runs] == sorted(FAKE, key=lambda k: (k[0] != "stan", k))
   command = runs[0].command
   assert command[1:3] == ("-m", "stt.main") and "--mode=train,explain,sanity" in command
@@ -68,22 +70,23 @@ def test_plan_has_a_run_per_row_and_seed_and_only_the_explainers_a_model_has(tmp
   assert "--config.seed=0" in command and f"--workdir={tmp_path}/stan/seed0" in command
   late_fusion = [r for r in runs if r.row.name == "late_fusion"][0].command
   assert '--config.explain.explainers=("gradient","random",)' in late_fusion
-  assert reproduce.explainers_for(
-      reproduce.Row("avel", "c", (("model.name", "avel"),)), reproduce.EXPLAINERS
+  assert reproduce_suites.explainers_for(
+      reproduce_suites.Row("avel", "c", (("model.name", "avel"),)), reproduce_suites.EXPLAINERS
   )[:2] == ("gradient", "gradcam")
 
 
 def test_smoke_config_adds_the_argument_once():
   assert (
-      reproduce.smoke_config("configs/ave.py:features,weak") == "configs/ave.py:features,weak,smoke"
+      reproduce_runs.smoke_config("configs/ave.py:features,weak")
+      == "configs/ave.py:features,weak,smoke"
   )
-  assert reproduce.smoke_config("configs/synthetic.py") == "configs/synthetic.py:smoke"
-  assert reproduce.smoke_config("configs/synthetic.py:smoke") == "configs/synthetic.py:smoke"
+  assert reproduce_runs.smoke_config("configs/synthetic.py") == "configs/synthetic.py:smoke"
+  assert reproduce_runs.smoke_config("configs/synthetic.py:smoke") == "configs/synthetic.py:smoke"
 
 
 def test_tables_are_mean_and_sample_std_over_seeds(tmp_path):
-  runs = reproduce.plan(SMOKE, epath.Path(tmp_path), seeds=3)
-  assert reproduce.run_all(runs, jobs=2, execute=_fake_execute([]), log=lambda _: None) == 0
+  runs = reproduce_runs.plan(SMOKE, epath.Path(tmp_path), seeds=3)
+  assert reproduce_runs.run_all(runs, jobs=2, execute=_fake_execute([]), log=lambda _: None) == 0
   doc = epath.Path(tmp_path) / "docs" / "results.md"
   summary = reproduce.aggregate("smoke", runs, epath.Path(tmp_path), command="run it", doc=doc)
   assert doc.read_text() == (tmp_path / "tables.md").read_text()
@@ -129,58 +132,60 @@ def test_tables_are_mean_and_sample_std_over_seeds(tmp_path):
 
 
 def test_a_killed_suite_reruns_only_what_did_not_finish(tmp_path):
-  runs = reproduce.plan(SMOKE, epath.Path(tmp_path), seeds=3)
+  runs = reproduce_runs.plan(SMOKE, epath.Path(tmp_path), seeds=3)
   calls, lines = [], []
-  failures = reproduce.run_all(
+  failures = reproduce_runs.run_all(
       runs, jobs=1, execute=_fake_execute(calls, {("late_fusion", 1)}), log=lines.append
   )
   assert failures == 1 and "FAILED" in " ".join(lines)
   first = reproduce.aggregate("smoke", runs, epath.Path(tmp_path))["rows"]
   calls.clear()
-  assert reproduce.run_all(runs, jobs=1, execute=_fake_execute(calls), log=lines.append) == 0
+  assert reproduce_runs.run_all(runs, jobs=1, execute=_fake_execute(calls), log=lines.append) == 0
   assert calls == [("late_fusion", 1, True)]
   assert "6 runs, 5 already done, 1 to run" in lines[-2]
   again = reproduce.aggregate("smoke", runs, epath.Path(tmp_path))["rows"]
   fresh_dir = tmp_path / "fresh"
-  fresh = reproduce.plan(SMOKE, epath.Path(fresh_dir), seeds=3)
-  reproduce.run_all(fresh, jobs=3, execute=_fake_execute([]), log=lambda _: None)
+  fresh = reproduce_runs.plan(SMOKE, epath.Path(fresh_dir), seeds=3)
+  reproduce_runs.run_all(fresh, jobs=3, execute=_fake_execute([]), log=lambda _: None)
   assert again == reproduce.aggregate("smoke", fresh, epath.Path(fresh_dir))["rows"]
   assert len(first) < len(again) or first != again  # the failed run was missing before
 
 
 def test_synthetic_suite_pools_the_joint_transformers_tokens_only(tmp_path):
-  runs = reproduce.plan(reproduce.SUITES["synthetic"], epath.Path(tmp_path), seeds=1)
+  runs = reproduce_runs.plan(reproduce_suites.SUITES["synthetic"], epath.Path(tmp_path), seeds=1)
   train = {run.row.name: run.command for run in runs}
-  assert set(train) == set(reproduce.COMPARED_MODELS)
+  assert set(train) == set(reproduce_suites.COMPARED_MODELS)
   for name, command in train.items():
     pooled = "--config.model.token_pool=2" in command
     assert pooled == (name == "joint_transformer"), name
     assert "--config.explain.num_panels=1" in command
   assert "--config.model.num_layers=2" in train["joint_transformer"]
   # The AVE grid (7x7) is not pooled.
-  ave = reproduce.plan(reproduce.SUITES["ave_features"], epath.Path(tmp_path), seeds=1)
+  ave = reproduce_runs.plan(reproduce_suites.SUITES["ave_features"], epath.Path(tmp_path), seeds=1)
   assert not any("token_pool" in " ".join(run.command) for run in ave)
 
 
 def test_runs_share_a_compilation_cache_and_cpu_hosts_compile_fast(tmp_path):
   workdir = epath.Path(tmp_path)
-  env = reproduce.run_environment(workdir, {"XLA_FLAGS": "--a=1", "PATH": "/bin"}, cpu=True)
+  env = reproduce_runs.run_environment(workdir, {"XLA_FLAGS": "--a=1", "PATH": "/bin"}, cpu=True)
   assert env["JAX_COMPILATION_CACHE_DIR"] == str(workdir / "jax_cache")
-  assert env["XLA_FLAGS"].split() == ["--a=1", *reproduce.CPU_XLA_FLAGS] and env["PATH"] == "/bin"
+  assert (
+      env["XLA_FLAGS"].split() == ["--a=1", *reproduce_runs.CPU_XLA_FLAGS] and env["PATH"] == "/bin"
+  )
   # What the environment sets wins; an accelerator host keeps its compiler's defaults.
   mine = {
       "JAX_COMPILATION_CACHE_DIR": "/c",
       "XLA_FLAGS": "--xla_backend_optimization_level=3",
   }
-  env = reproduce.run_environment(workdir, mine, cpu=True)
+  env = reproduce_runs.run_environment(workdir, mine, cpu=True)
   assert env["JAX_COMPILATION_CACHE_DIR"] == "/c"
   assert env["XLA_FLAGS"].split() == [
       "--xla_backend_optimization_level=3",
       "--xla_llvm_disable_expensive_passes=true",
   ]
-  assert "XLA_FLAGS" not in reproduce.run_environment(workdir, {}, cpu=False)
-  assert reproduce.cpu_only({"JAX_PLATFORMS": "cpu"})
-  assert reproduce.cpu_only({})  # this test machine has no accelerator plugin
+  assert "XLA_FLAGS" not in reproduce_runs.run_environment(workdir, {}, cpu=False)
+  assert reproduce_runs.cpu_only({"JAX_PLATFORMS": "cpu"})
+  assert reproduce_runs.cpu_only({})  # this test machine has no accelerator plugin
 
 
 def test_cli_dry_run_and_bad_arguments(tmp_path, capsys):
@@ -244,7 +249,9 @@ def test_smoke_suite_end_to_end_and_its_dry_run_commands(tmp_path, smoke_run):
   dry = run(f"--workdir={tmp_path / 'b'}", "--dry_run").stdout.strip().splitlines()
   ran = [
       shlex.join(
-          json.loads((tmp_path / "a" / row / "seed0" / reproduce.DONE_FILE).read_text())["command"]
+          json.loads((tmp_path / "a" / row / "seed0" / reproduce_runs.DONE_FILE).read_text())[
+              "command"
+          ]
       ).replace(str(tmp_path / "a"), str(tmp_path / "b"))
       for row in ("stan", "late_fusion")
   ]

@@ -12,8 +12,8 @@ import pytest
 from scipy import stats
 
 from configs import synthetic
+from stt import evaluation_modes
 from stt import models
-from stt import train
 from stt.explain import explainers
 from stt.explain import sanity
 from stt.explain import sanity_report
@@ -175,7 +175,7 @@ def test_mode_sanity_on_the_smoke_run(tmp_path, smoke_run):
   config = synthetic.get_config("smoke")
   config.data_dir = str(data_dir)
   config.sanity.num_videos = 0
-  results = train.sanity_best(config, str(workdir))
+  results = evaluation_modes.sanity_best(config, str(workdir))
   assert results["sanity/trained/accuracy"] == pytest.approx(results["test/accuracy"])
   assert results["sanity/blocks"][0] == "classifier" and results["sanity/blocks"][-1] == "backbones"
   for block in ("classifier", "temporal_pool", "transformer"):

@@ -15,6 +15,7 @@ import pytest
 
 from configs import synthetic as synthetic_config
 from stt import datasets
+from stt import evaluation_modes
 from stt import input_pipeline
 from stt import sharding
 from stt import state as state_lib
@@ -108,7 +109,7 @@ def test_trained_attention_points_better_than_random_and_chance(smoke_run, tmp_p
   config.explain.explainers = ("attention", "random")
   trained = train.train_and_evaluate(config, str(tmp_path))
   assert trained["train/loss"] < 0.1 and trained["test/accuracy"] >= 0.5
-  results = train.explain_best(config, str(tmp_path))
+  results = evaluation_modes.explain_best(config, str(tmp_path))
   for game, margin in (("pointing_spatial", 0.05), ("pointing_temporal", 0.2)):
     attention = results[f"explain/attention/{game}"]
     assert attention > results[f"explain/random/{game}"] + margin, game

@@ -79,7 +79,8 @@ def test_summary_counts_the_defects_and_the_failed_rows(built):
   reasons = {record["video_id"]: record["reason"] for record in failures}
   assert reasons == {
       "def_000000": (
-          "vggss.json entry 2: no usable box (0 with the sentinel coordinate, " "1 degenerate)"
+          "vggss.json entry 2 (def_000000): no usable box (0 with the sentinel coordinate, "
+          "1 degenerate)"
       ),
       "noclip_000050": "file not found",
   }

@@ -4,7 +4,7 @@ CLI cases: each map's annotated segment equals the 224x224 ground truth itself. 
 usable entries' gts cover under half the image, so the binarised map is the gt: cIoU 1, and its
 argmax (first index) lies in a box: a pointing hit. Flickr: the consensus map covers exactly half
 the image (two 112x112 blocks), so `>` the median keeps only the 1-valued block (cIoU 2/3) and
-`>=` keeps both (cIoU 1), and keeps every pixel of a constant map.
+`>=` keeps both (cIoU 1); both keep every pixel of a constant map of zeros (LVS: 1 - 0 >= 1).
 """
 
 import json
@@ -15,7 +15,7 @@ import pytest
 from data_pipelines import flickr_soundnet_format
 from data_pipelines import vggss_format
 from stt.explain import evaluate
-from stt.explain import sound_localization as sl
+from stt.explain import sound_source_benchmark as sl
 from tests import vggss_files
 
 
@@ -45,6 +45,25 @@ def test_vggss_reads_entries_and_counts_the_defects(tmp_path):
       "test_ids_without_entry": 1,
   }
   assert len(vggss_format.read(json_path).entries) == 5
+
+
+def test_entries_are_named_by_their_position_in_the_file_and_their_id(tmp_path):
+  # The test list leaves out the first two entries: the third keeps position 2 (not 0).
+  json_path, _ = vggss_files.write_vggss(tmp_path)
+  entries = vggss_format.read(json_path, ["def_000000", "noclip_000050"]).entries
+  assert [(e.position, e.file) for e in entries] == [(2, "def_000000"), (4, "noclip_000050")]
+  assert vggss_format.entry_name(entries[0]) == "vggss.json entry 2 (def_000000)"
+
+
+def test_the_test_list_is_read_by_its_first_csv_field(tmp_path):
+  # EZ-VSL reads item[0] of each csv row: further fields (a class, a split) are not part of the
+  # id. The reference rule, independently: split each non-blank line at its first comma.
+  test_csv = tmp_path / "vggss_test.csv"
+  lines = ["abc_000010,dog barking", "x-y_Z_000030", "def_000000,dog,test", "", "ghi_000020,"]
+  test_csv.write_bytes("\r\n".join(lines).encode() + b"\r\n")
+  expected = [line.split(",")[0] for line in lines if line]
+  assert expected == ["abc_000010", "x-y_Z_000030", "def_000000", "ghi_000020"]
+  assert vggss_format.read_test_list(test_csv) == expected
 
 
 def test_vggss_annotated_frame_option_and_bad_files(tmp_path):
@@ -136,7 +155,9 @@ def test_evaluate_scores_flickr_maps_with_both_median_rules(tmp_path, capsys):
   )
   code, metrics = _run(tmp_path, capsys, "--maps", maps, "--flickr_annotations", annotation_dir)
   assert code == 0
-  assert metrics["field_ciou_mean"] == pytest.approx((2 / 3 + 0) / 2)
+  # 1002's constant map of zeros keeps every pixel under LVS's rule too: 18816 / (18816 + 25088)
+  # of its gt.
+  assert metrics["field_ciou_mean"] == pytest.approx((2 / 3 + 18816 / 43904) / 2)
   assert (metrics["field_ciou"], metrics["field_trials"]) == (0.5, 2)
   code, metrics = _run(
       tmp_path,

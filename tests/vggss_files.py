@@ -24,7 +24,7 @@ VGGSS_ENTRIES = [
 VGGSS_TEST_IDS = ["abc_000010", "x-y_Z_000030", "def_000000", "missing_000040", "noclip_000050"]
 
 # Flickr-SoundNet: three annotators' boxes on the 256-px image (the consensus case of
-# tests/test_sound_localization.py), the first child of <bbox> being skipped by the references.
+# tests/test_sound_source_benchmark.py), the first child of <bbox> being skipped by the references.
 FLICKR_XML = """<?xml version="1.0"?>
 <annotation>
   <file>{image_id}.jpg</file>

@@ -12,7 +12,7 @@ frame is taken as a virtual VIRTUAL_SIZE x VIRTUAL_SIZE square, whose crop is th
 and the boxes are scaled to it (the pointing tolerance is then in those pixels). Flickr-SoundNet
 boxes are on a 256 x 256 image, which is their frame.
 
-The field's scores (cIoU@0.5, AUC) come from stt.explain.sound_localization with the
+The field's scores (cIoU@0.5, AUC) come from stt.explain.sound_source_benchmark with the
 `gt_geometry`, `map_covers` and `median_rule` options; they are returned as `field_ciou`,
 `field_auc`, `field_ciou_mean`, `field_trials`.
 """
@@ -23,9 +23,9 @@ import numpy as np
 
 from data_pipelines import flickr_soundnet_format
 from data_pipelines import vggss_format
-from stt.explain import sound_localization
+from stt.explain import sound_source_benchmark
 
-VIRTUAL_SIZE = sound_localization.SCORED_SIZE
+VIRTUAL_SIZE = sound_source_benchmark.SCORED_SIZE
 
 
 class AnnotationSetError(ValueError):
@@ -77,7 +77,7 @@ def vggss_arrays(
   if map_covers == "crop":
     frame_size = np.asarray(maps["frame_size"], np.int32).reshape(num_videos, 2)
   else:
-    sound_localization.map_region((1, 1), map_covers)  # checks the choice
+    sound_source_benchmark.map_region((1, 1), map_covers)  # checks the choice
     frame_size = np.full((num_videos, 2), VIRTUAL_SIZE, np.int32)
   normalised = []
   for index, entry in enumerate(entries):
@@ -146,17 +146,11 @@ def field_metrics(
       frame_size = (
           tuple(int(v) for v in maps["frame_size"][index]) if "frame_size" in maps else None
       )
-      gt = sound_localization.vggss_gt_map(
+      gt = sound_source_benchmark.vggss_gt_map(
           video_boxes, frame_size, gt_geometry=gt_geometry, map_covers=map_covers
       )
     else:
-      gt = sound_localization.flickr_gt_map(video_boxes)
-    scored.append(sound_localization.scored_map(maps["where"][index, segment]))
+      gt = sound_source_benchmark.flickr_gt_map(video_boxes)
+    scored.append(sound_source_benchmark.scored_map(maps["where"][index, segment]))
     gts.append(gt)
-  result = sound_localization.field_scores(scored, gts, median_rule)
-  return {
-      "field_ciou": result.ciou,
-      "field_auc": result.auc,
-      "field_ciou_mean": result.ciou_mean,
-      "field_trials": result.num_images,
-  }
+  return sound_source_benchmark.field_scores(scored, gts, median_rule)

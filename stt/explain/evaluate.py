@@ -27,7 +27,7 @@ VGG-SS / Flickr-SoundNet instead of --events/--boxes (stt/explain/annotation_arr
 
 score the spatial pointing game and the LVS-style scores at the annotated segment, plus the
 sound-localization field's field_ciou (share of images with cIoU >= 0.5), field_auc,
-field_ciou_mean and field_trials (stt/explain/sound_localization.py), with --map_covers
+field_ciou_mean and field_trials (stt/explain/sound_source_benchmark.py), with --map_covers
 crop|frame (the part of the frame a map covers; crop needs frame_size [V,2] in maps.npz),
 --gt_geometry reference|aligned and --median_rule gt|ge (defaults: LVS's protocol).
 
@@ -52,9 +52,9 @@ import numpy as np
 from data_pipelines import ave_format
 from data_pipelines import vggss_format
 from stt.explain import annotation_arrays
-from stt.explain import localization
+from stt.explain import box_scores
 from stt.explain import pointing
-from stt.explain import sound_localization
+from stt.explain import sound_source_benchmark
 
 EXIT_BAD_INPUT = 2
 MAP_KEYS = ("where", "when", "when_audio", "when_visual")
@@ -235,7 +235,7 @@ def score(maps: dict, events: dict, boxes: dict | None, tolerance_px: float = 15
       metrics[f"pointing_temporal{suffix}_trials"] = temporal.num_trials
   nan = float("nan")
   spatial = pointing.PointingResult(nan, nan, 0)
-  located = localization.LocalizationResult(nan, nan, nan, nan, 0)
+  located = {**{name: nan for name in box_scores.METRICS[:-1]}, "localization_trials": 0}
   if boxes is not None:
     spatial = pointing.spatial_pointing(
         maps["where"],
@@ -246,7 +246,7 @@ def score(maps: dict, events: dict, boxes: dict | None, tolerance_px: float = 15
         tolerance_px,
         segment_mask=maps["segment_mask"],
     )
-    located = localization.localization_scores(
+    located = box_scores.box_scores(
         maps["where"], boxes["boxes"], boxes["box_mask"], boxes["frame_size"], maps["segment_mask"]
     )
   metrics.update(
@@ -254,13 +254,9 @@ def score(maps: dict, events: dict, boxes: dict | None, tolerance_px: float = 15
           "pointing_spatial": spatial.overall,
           "pointing_spatial_class_mean": spatial.class_mean,
           "pointing_spatial_trials": spatial.num_trials,
-          "relevance_mass": located.relevance_mass,
-          "ciou": located.ciou,
-          "ciou_auc": located.ciou_auc,
-          "ciou_mean": located.ciou_mean,
-          "localization_trials": located.num_trials,
       }
   )
+  metrics.update(located)
   return metrics
 
 
@@ -299,11 +295,11 @@ def parse_args(argv):
   parser.add_argument(
       "--segment", type=int, help="the segment scored (default: the annotated frame's; Flickr: 0)"
   )
-  parser.add_argument("--map_covers", choices=sound_localization.MAP_COVERS, default="crop")
+  parser.add_argument("--map_covers", choices=sound_source_benchmark.MAP_COVERS, default="crop")
   parser.add_argument(
-      "--gt_geometry", choices=sound_localization.GT_GEOMETRIES, default="reference"
+      "--gt_geometry", choices=sound_source_benchmark.GT_GEOMETRIES, default="reference"
   )
-  parser.add_argument("--median_rule", choices=sound_localization.MEDIAN_RULES, default="gt")
+  parser.add_argument("--median_rule", choices=sound_source_benchmark.MEDIAN_RULES, default="gt")
   args = parser.parse_args(argv)
   given = [name for name in ("events", "vggss", "flickr_annotations") if getattr(args, name)]
   if len(given) != 1:

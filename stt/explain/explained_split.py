@@ -18,7 +18,7 @@
   annotators' consensus map).
 
 `config.explain.gt_geometry` and `config.explain.median_rule` choose the field's protocol
-variants (stt/explain/sound_localization.py); the tables then print the record's published
+variants (stt/explain/sound_source_benchmark.py); the tables then print the record's published
 rows of sound-localization methods on that set beside ours.
 """
 

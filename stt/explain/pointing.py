@@ -7,7 +7,7 @@ coordinates (x, y) of the original frame, and the trial is a hit if some pixel o
 box mask lies at squared distance < `tolerance_px`² from it (TorchRay's disk of radius
 `tolerance` around the point overlapping the mask). A box [x0,y0,x1,y1] covers the pixels whose
 centres lie inside it, x0 <= x + ½ < x1 (for integer boxes the pixels x0..x1-1, as
-`localization`), clipped to the frame. Reported overall and as the per-class mean (TorchRay's
+`box_scores`), clipped to the frame. Reported overall and as the per-class mean (TorchRay's
 convention).
 
 Temporal (one trial per video with a non-empty event and at least one valid segment): a hit if

@@ -19,7 +19,7 @@ per batch):
 With `config.explain.dataset` (e.g. 'vggss', stt/explain/explained_split.py) the same is done on
 that annotation set, into `explain_<set>/...` keys and `<workdir>/explain_<set>/`; its tables also
 print the published rows of sound-localization methods, and the field's cIoU@0.5 / AUC
-(`field_ciou`, `field_auc`, stt/explain/sound_localization.py) are columns for every set.
+(`field_ciou`, `field_auc`, stt/explain/sound_source_benchmark.py) are columns for every set.
 Writes `explain/<explainer>/...` keys into the returned dict, and `<workdir>/explain/tables.md`,
 `tables.csv`, `curves.png` (accuracy vs fraction for each test; `curves.json` the same numbers) and
 `panels/<video_id>/<explainer>.png` (frames with "where", "when" over the spectrogram) for the
@@ -45,12 +45,12 @@ from data_pipelines import catalogue
 from stt import input_pipeline
 from stt import models
 from stt import sharding
+from stt.explain import box_scores
 from stt.explain import explainers as explainer_lib
-from stt.explain import localization
 from stt.explain import panels
 from stt.explain import perturbation
 from stt.explain import pointing
-from stt.explain import sound_localization
+from stt.explain import sound_source_benchmark
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -185,28 +185,27 @@ def metrics_of(
     spatial: bool = True,
 ) -> tuple[dict, dict]:
   """(flat `explain/<name>/...` metrics, accuracy curves {test/order: [P]}); field_options:
-  gt_geometry / median_rule / ground_truth of sound_localization.box_field_scores; labelled
+  gt_geometry / median_rule / ground_truth of sound_source_benchmark.box_field_scores; labelled
   False (a set without classes): the perturbation scores, accuracies against the true class,
   are NaN; model_explanations: the explained model's `EXPLANATIONS`, whose structure decides
   whether the spatial scores are attention's by construction (then NaN,
   `explainers.spatial_is_attention`)."""
   metrics = pointing.pointing_metrics(out, tolerance_px, explainer=name)
-  scores = localization.localization_scores(
+  prefix = f"explain/{name}"
+  # The scorers return bare names; the namespace is added here.
+  scores = box_scores.box_scores(
       out["where"],
       out["boxes"],
       out["box_mask"],
       out["frame_size"],
       segment_mask=out["segment_mask"],
   )
-  prefix = f"explain/{name}"
-  metrics[f"{prefix}/relevance_mass"] = float(scores.relevance_mass)
   # LVS's `ciou` (share of trials with cIoU >= 0.5) is 0 by construction when objects cover
   # well under half the frame (the map is binarised at its median); the mean and AUC are not.
-  metrics[f"{prefix}/ciou"] = float(scores.ciou)
-  metrics[f"{prefix}/ciou_mean"] = float(scores.ciou_mean)
-  metrics[f"{prefix}/ciou_auc"] = float(scores.ciou_auc)
+  for key in ("relevance_mass", "ciou", "ciou_mean", "ciou_auc"):
+    metrics[f"{prefix}/{key}"] = float(scores[key])
   # The sound-localization field's protocol (224 px, min-max, whole-frame boxes): cIoU@0.5, AUC.
-  field = sound_localization.box_field_scores(
+  field = sound_source_benchmark.box_field_scores(
       out["where"],
       out["boxes"],
       out["box_mask"],
@@ -214,8 +213,8 @@ def metrics_of(
       out["segment_mask"],
       **(field_options or {}),
   )
-  metrics[f"{prefix}/field_ciou"] = field.ciou
-  metrics[f"{prefix}/field_auc"] = field.auc
+  for key in ("field_ciou", "field_auc"):
+    metrics[f"{prefix}/{key}"] = field[key]
   curves = {}
   for test, order in TESTS:
     summary = perturbation.summarise(
@@ -306,7 +305,7 @@ def write_reports(
       "Perturbation AUC (trapz of accuracy over p = 0..0.9, x100, max 90): positive (most "
       "relevant removed first) lower is better, negative higher is better.\n"
   )
-  published = sound_localization.published_rows(published_dataset)
+  published = sound_source_benchmark.published_rows(published_dataset)
   if published:
     note += (
         "\nPublished on this set, field_ciou / field_auc in % (these methods are trained "

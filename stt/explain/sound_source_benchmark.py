@@ -1,4 +1,5 @@
-"""The sound-localization field's scores (cIoU@0.5 and AUC) on VGG-SS and Flickr-SoundNet.
+"""The sound-source localization benchmarks' scores (cIoU@0.5 and AUC) on VGG-SS and
+Flickr-SoundNet: the field's protocol, with the cIoU of stt/explain/ciou.py.
 
 The protocol of LVS (Chen et al. 2021, "Localizing Visual Sounds the Hard Way", test.py and
 utils.py) as EZ-VSL and SSL-alignment also report it:
@@ -8,13 +9,16 @@ utils.py) as EZ-VSL and SSL-alignment also report it:
      max(v, 0)), a box covering rows y0..y1-1 and columns x0..x1-1; the union of the boxes (0/1).
    - Flickr-SoundNet (`flickr_gt_map`): boxes on a 256-px image, v -> int(S * v / 256); the
      consensus map: sum of the box masks of all annotators / 2, clipped to 1 (values 0, .5, 1).
-2. The map is bilinearly resized to S x S, min-max normalised, and binarised above its median:
-   threshold = the value at index floor(S*S/2) of the ascending sorted pixels; LVS keeps pixels
-   `> threshold` (MEDIAN_RULES 'gt', the default), EZ-VSL `>= threshold` ('ge').
+2. The map is resized to S x S as cv2's INTER_LINEAR (no antialiasing when it shrinks),
+   min-max normalised, and binarised at its median: threshold = the value at index floor(S*S/2)
+   of the ascending sorted pixels; LVS keeps pixels `> threshold` and those at the maximum (a
+   flat top half stays; a constant map >= 0 keeps every pixel) (MEDIAN_RULES 'gt', the
+   default), EZ-VSL `>= threshold` ('ge'). The exact rules: stt/explain/ciou.py.
 3. Per image cIoU = sum(pred * gt) / (sum(gt) + sum(pred * [gt == 0])) (0 when both are empty).
-   Reported: `ciou` = share of images with cIoU >= 0.5; `auc` = trapezoid area under the success
-   rate (share of images with cIoU >= theta) over theta = 0, 0.05, ..., 1 (sklearn.metrics.auc
-   in the references); `ciou_mean`.
+   Reported (bare names, the caller adds its namespace): `field_ciou` = share of images with
+   cIoU >= 0.5; `field_auc` = trapezoid area under the success rate (share of images with
+   cIoU >= theta) over theta = 0, 0.05, ..., 1 (sklearn.metrics.auc in the references);
+   `field_ciou_mean`; `field_trials`, the number of images scored.
 
 Geometry. LVS scores the maps of its test images, made by resize-then-crop (shorter side to S,
 centre crop), against int(S * v) of box coordinates normalised to the WHOLE frame; EZ-VSL squashes
@@ -29,20 +33,15 @@ map_covers='frame', the two geometries coincide.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-
-import jax
 import numpy as np
 
 from data_pipelines import catalogue
 from data_pipelines import dataset_spec
-from stt.explain.localization import CIOU_THRESHOLDS
-from stt.explain.localization import ciou_auc
+from stt.explain import ciou as ciou_lib
 from stt.explain.pointing import crop_region
 
 SCORED_SIZE = 224
-MEDIAN_RULES = ("gt", "ge")  # LVS: pred = map > median; EZ-VSL: map >= median
+MEDIAN_RULES = ciou_lib.MEDIAN_RULES  # LVS: > median (and the maximum); EZ-VSL: >= median
 GT_GEOMETRIES = ("reference", "aligned")  # boxes on the whole frame / on the map's region
 MAP_COVERS = ("crop", "frame")  # the part of the frame a model's map covers
 FLICKR_IMAGE_SIZE = 256  # Flickr-SoundNet boxes are given on 256 x 256 images
@@ -52,12 +51,8 @@ FLICKR_IMAGE_SIZE = 256  # Flickr-SoundNet boxes are given on 256 x 256 images
 GROUND_TRUTHS = dataset_spec.GROUND_TRUTHS
 
 
-@dataclasses.dataclass(frozen=True)
-class FieldResult:
-  ciou: float  # share of images with cIoU >= 0.5
-  auc: float  # area under the success rate over CIOU_THRESHOLDS
-  ciou_mean: float
-  num_images: int
+# The keys of `field_scores` and `box_field_scores`, bare (the caller adds its namespace).
+METRICS = ("field_ciou", "field_auc", "field_ciou_mean", "field_trials")
 
 
 def _check_choice(value: str, choices: tuple[str, ...], name: str) -> None:
@@ -77,14 +72,9 @@ def map_region(
   return x_offset, y_offset, side, side
 
 
-@functools.partial(jax.jit, static_argnames="size")
-def _resize(where_map: jax.Array, size: int) -> jax.Array:
-  return jax.image.resize(where_map.astype(np.float32), (size, size), method="linear")
-
-
 def scored_map(where_map: np.ndarray, size: int = SCORED_SIZE) -> np.ndarray:
-  """[h,w] -> [S,S] bilinear (half-pixel centres, as cv2.INTER_LINEAR in LVS)."""
-  return np.asarray(_resize(np.asarray(where_map, np.float32), size), np.float64)
+  """[h,w] -> [S,S] float64, resized as cv2.INTER_LINEAR in LVS (growing or shrinking)."""
+  return np.asarray(ciou_lib.resize_linear(where_map, size), np.float64)
 
 
 def vggss_gt_map(
@@ -134,43 +124,24 @@ def consensus_map(mask_sum: np.ndarray) -> np.ndarray:
   return np.minimum(np.asarray(mask_sum, np.float64) / 2.0, 1.0)
 
 
-def binarise(scored_map: np.ndarray, median_rule: str = "gt") -> np.ndarray:
-  """[S,S] map -> [S,S] 0/1 prediction: min-max normalised, kept above (or at, 'ge') the value
-  at index floor(S*S/2) of its ascending sorted pixels. A constant map normalises to 0."""
-  _check_choice(median_rule, MEDIAN_RULES, "median_rule")
-  values = np.asarray(scored_map, np.float64)
-  low, high = values.min(), values.max()
-  values = (values - low) / (high - low) if high > low else np.zeros_like(values)
-  threshold = np.sort(values, axis=None)[values.size // 2]
-  kept = values > threshold if median_rule == "gt" else values >= threshold
-  return kept.astype(np.float64)
-
-
-def ciou(prediction: np.ndarray, gt: np.ndarray) -> float:
-  """sum(pred * gt) / (sum(gt) + sum(pred * [gt == 0])) for 0/1 prediction and gt [S,S]; 0 when
-  the denominator is 0."""
-  prediction, gt = np.asarray(prediction, np.float64), np.asarray(gt, np.float64)
-  denominator = gt.sum() + (prediction * (gt == 0)).sum()
-  return float((prediction * gt).sum() / denominator) if denominator > 0 else 0.0
-
-
-def success_rates(cious) -> np.ndarray:
-  """[21]: share of cIoUs >= theta for theta in CIOU_THRESHOLDS."""
-  cious = np.asarray(cious, np.float64)
-  return np.array([(cious >= theta).mean() for theta in CIOU_THRESHOLDS])
-
-
-def field_scores(scored_maps, gt_maps, median_rule: str = "gt") -> FieldResult:
-  """cIoU@0.5, AUC and mean cIoU of [S,S] maps on the scored image against [S,S] gt maps."""
+def field_scores(scored_maps, gt_maps, median_rule: str = "gt") -> dict[str, float]:
+  """{field_ciou, field_auc, field_ciou_mean, field_trials} of [S,S] maps on the scored image
+  against [S,S] gt maps (NaN scores when there is no image)."""
   cious = np.asarray(
-      [ciou(binarise(scored, median_rule), gt) for scored, gt in zip(scored_maps, gt_maps)],
+      [
+          ciou_lib.ciou(ciou_lib.binarise(scored, median_rule), gt)
+          for scored, gt in zip(scored_maps, gt_maps)
+      ],
       np.float64,
   )
   if cious.size == 0:
-    return FieldResult(float("nan"), float("nan"), float("nan"), 0)
-  return FieldResult(
-      float(np.mean(cious >= 0.5)), ciou_auc(cious), float(cious.mean()), int(cious.size)
-  )
+    return {**{name: float("nan") for name in METRICS[:-1]}, "field_trials": 0}
+  return {
+      "field_ciou": float(np.mean(cious >= 0.5)),
+      "field_auc": ciou_lib.ciou_auc(cious),
+      "field_ciou_mean": float(cious.mean()),
+      "field_trials": int(cious.size),
+  }
 
 
 def published_rows(dataset: str) -> list[tuple[str, float, float | None, str]]:
@@ -191,8 +162,8 @@ def box_field_scores(
     gt_geometry: str = "reference",
     median_rule: str = "gt",
     ground_truth: str = "union",
-) -> FieldResult:
-  """The field's scores of maps of the centre crop on every trial of the pointing game (an
+) -> dict[str, float]:
+  """The field's scores (`field_scores`) of maps of the centre crop on every trial of the pointing game (an
   annotated valid segment) of a built dataset, against the union of the boxes (VGG-SS) or,
   ground_truth='consensus', the annotators' consensus map (Flickr-SoundNet: the box masks of
   vggss_gt_map, one per box, summed by consensus_map; on the reference geometry this is

@@ -1,0 +1,113 @@
+"""The suites of stt.reproduce: which rows (a model, or a STAN variant) run with which config,
+overrides and explainers. A row's runs, commands and execution: stt/reproduce_runs.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from stt import models
+from stt.explain import explainers as explainers_lib
+
+COMPARED_MODELS = tuple(models.MODELS)  # every model, in stt.models.MODELS' order
+EXPLAINERS = ("attention", "rollout", "gradient", "gradcam", "grad_x_input", "random", "center")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One line of the tables: a config file (with its argument) and overrides."""
+
+  name: str
+  config: str
+  overrides: tuple[tuple[str, str], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+  rows: tuple[Row, ...]
+  explainers: tuple[str, ...] = EXPLAINERS
+  extra: tuple[str, ...] = ()  # flags for every stt.main command of the suite
+
+
+# Settings a compared model needs whatever the config: the joint transformer's modalities meet
+# only through its bottleneck tokens, which takes two layers (stt/models/joint_transformer.py).
+MODEL_OVERRIDES = {"joint_transformer": (("model.num_layers", "2"),)}
+# On the synthetic set (8x8 cells) the joint transformer attends over 655 tokens: its training
+# alone took longer than the other five rows together on 2 CPU cores. Visual tokens of 2x2 cells
+# (175 tokens) make its step ~7x cheaper (docs/reproducing.md).
+SYNTHETIC_MODEL_OVERRIDES = {"joint_transformer": (("model.token_pool", "2"),)}
+# Flags of every run of the CPU-sized suites: one example panel per explainer (rendering 4 took
+# ~20 s of a 55 s explanation run; the tables do not read them).
+SYNTHETIC_EXTRA = ("--config.explain.num_panels=1",)
+
+
+def _model_rows(config: str, names=COMPARED_MODELS, model_overrides=None) -> tuple[Row, ...]:
+  model_overrides = model_overrides or {}
+  return tuple(
+      Row(
+          name,
+          config,
+          (("model.name", name),) + MODEL_OVERRIDES.get(name, ()) + model_overrides.get(name, ()),
+      )
+      for name in names
+  )
+
+
+SUITES = {
+    "smoke": Suite(
+        _model_rows("configs/synthetic.py:smoke", ("stan", "late_fusion")),
+        explainers=("attention", "gradient", "random"),
+        extra=("--config.explain.num_panels=0",),
+    ),
+    "synthetic": Suite(
+        _model_rows("configs/synthetic.py", model_overrides=SYNTHETIC_MODEL_OVERRIDES),
+        extra=SYNTHETIC_EXTRA,
+    ),
+    "synthetic_ablations": Suite(
+        (
+            Row("stan", "configs/synthetic.py"),
+            Row(
+                "stan_spatial_query_none",
+                "configs/synthetic.py",
+                (("model.spatial_query", "none"),),
+            ),
+            Row(
+                "stan_spatial_query_learned",
+                "configs/synthetic.py",
+                (("model.spatial_query", "learned"),),
+            ),
+            Row(
+                "stan_temporal_pool_mean",
+                "configs/synthetic.py",
+                (("model.temporal_pool", "mean"),),
+            ),
+            Row(
+                "stan_pool_values_contextual",
+                "configs/synthetic.py",
+                (("model.pool_values", "contextual"),),
+            ),
+        ),
+        extra=SYNTHETIC_EXTRA,
+    ),
+    "ave_features": Suite(
+        _model_rows("configs/ave.py:features")
+        + tuple(
+            Row(
+                f"{name}_localization",
+                "configs/ave.py:features,localization",
+                (("model.name", name),) + MODEL_OVERRIDES.get(name, ()),
+            )
+            for name in COMPARED_MODELS
+        )
+        + (Row("stan_weak", "configs/ave.py:features,weak"),)
+    ),
+    "kinetics_sounds": Suite(_model_rows("configs/kinetics_sounds.py")),
+    "vggsound": Suite(_model_rows("configs/vggsound.py")),
+}
+
+
+def explainers_for(row: Row, explainers: tuple[str, ...]) -> tuple[str, ...]:
+  """The suite's explainers that the row's model can have."""
+  name = dict(row.overrides).get("model.name", "stan")
+  has = models.MODELS[name].EXPLANATIONS
+  return tuple(e for e in explainers if explainers_lib.applies_to(e, has))
