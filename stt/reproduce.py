@@ -37,7 +37,7 @@ from etils import epath
 from stt import models
 from stt import reproduce_figures
 from stt import reproduce_tables
-from stt.explain import explainers as explainers_lib
+from stt.explain import explainers as explainer_lib
 
 COMPARED_MODELS = ("stan", "late_fusion", "audio_only", "visual_only", "avel", "joint_transformer")
 EXPLAINERS = ("attention", "rollout", "gradient", "gradcam", "grad_x_input", "random", "center")
@@ -155,8 +155,8 @@ class Run:
 def explainers_for(row: Row, explainers: tuple[str, ...]) -> tuple[str, ...]:
   """The suite's explainers that the row's model can have."""
   name = dict(row.overrides).get("model.name", "stan")
-  has = models.MODELS[name].EXPLANATIONS
-  return tuple(e for e in explainers if explainers_lib.applies_to(e, has))
+  model = models.MODELS[name]
+  return tuple(e for e in explainers if explainer_lib.EXPLAINERS[e].applies_to(model))
 
 
 def smoke_config(config: str) -> str:
@@ -400,11 +400,11 @@ def main(argv=None) -> int:
   only = [m for m in args.models.split(",") if m]
   unknown = sorted(set(only) - {row.name for row in suite.rows})
   explainers = tuple(e for e in args.explainers.split(",") if e)
-  unknown_explainers = sorted(set(explainers) - set(explainers_lib.EXPLAINERS))
+  unknown_explainers = sorted(set(explainers) - set(explainer_lib.EXPLAINERS))
   if unknown_explainers:
     print(
         f"stt.reproduce: error: unknown explainers {unknown_explainers} (known: "
-        f"{sorted(explainers_lib.EXPLAINERS)})",
+        f"{sorted(explainer_lib.EXPLAINERS)})",
         file=sys.stderr,
     )
     return 2

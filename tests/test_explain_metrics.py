@@ -15,8 +15,8 @@ import sys
 import numpy as np
 import pytest
 
-from stt.explain import evaluate
 from stt.explain import localization
+from stt.explain import score_maps
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TOP_HALF_MAP = np.array([[1.0, 1.0], [0.0, 0.0]], np.float32)
@@ -81,14 +81,15 @@ def test_ciou_auc_and_localization_scores():
   result = localization.localization_scores(
       where, boxes, np.ones((1, 2, 1), bool), np.array([[100, 100]])
   )
-  assert result.num_trials == 2
-  assert result.relevance_mass == pytest.approx(0.5, abs=1e-5)
-  assert result.ciou == 0.5
-  assert result.ciou_mean == pytest.approx(0.99 / 2, abs=0.01 / 2)
+  assert sorted(result) == sorted(localization.METRICS)  # bare metric names
+  assert result["localization_trials"] == 2
+  assert result["relevance_mass"] == pytest.approx(0.5, abs=1e-5)
+  assert result["ciou"] == 0.5
+  assert result["ciou_mean"] == pytest.approx(0.99 / 2, abs=0.01 / 2)
   empty = localization.localization_scores(
       where, boxes, np.zeros((1, 2, 1), bool), np.array([[100, 100]])
   )
-  assert empty.num_trials == 0 and np.isnan(empty.ciou)
+  assert empty["localization_trials"] == 0 and np.isnan(empty["ciou"])
   # Padded segments (segment_mask false) are no trials: only segment 0 (cIoU ~0.99) is left.
   masked = localization.localization_scores(
       where,
@@ -97,8 +98,8 @@ def test_ciou_auc_and_localization_scores():
       np.array([[100, 100]]),
       segment_mask=np.array([[True, False]]),
   )
-  assert masked.num_trials == 1 and masked.ciou == 1.0
-  assert masked.relevance_mass == pytest.approx(0.875, abs=1e-5)
+  assert masked["localization_trials"] == 1 and masked["ciou"] == 1.0
+  assert masked["relevance_mass"] == pytest.approx(0.875, abs=1e-5)
 
 
 ANNOTATIONS = """Category&VideoID&Quality&StartTime&EndTime
@@ -140,7 +141,7 @@ def _write_inputs(directory: pathlib.Path, video_ids=("vidA", "vidB", "vidC"), n
 def test_cli_round_trip(tmp_path):
   args = _write_inputs(tmp_path)
   result = subprocess.run(
-      [sys.executable, "-m", "stt.explain.evaluate", *args],
+      [sys.executable, "-m", "stt.explain.score_maps", *args],
       cwd=REPO,
       capture_output=True,
       text=True,
@@ -164,7 +165,7 @@ def test_cli_round_trip(tmp_path):
 def test_cli_without_boxes_reports_null_spatial_scores(tmp_path, capsys):
   args = _write_inputs(tmp_path)
   del args[4:6]  # no --boxes
-  assert evaluate.main(args) == 0
+  assert score_maps.main(args) == 0
   metrics = json.loads((tmp_path / "metrics.json").read_text())
   assert metrics["pointing_spatial"] is None and metrics["ciou"] is None
   assert metrics["pointing_temporal"] == pytest.approx(2 / 3)
@@ -179,7 +180,7 @@ def test_cli_without_boxes_reports_null_spatial_scores(tmp_path, capsys):
 )
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, problem, message):
   args = _write_inputs(tmp_path, **problem)
-  assert evaluate.main(args) == evaluate.EXIT_BAD_INPUT
+  assert score_maps.main(args) == score_maps.EXIT_BAD_INPUT
   stderr = capsys.readouterr().err
   assert stderr.count("\n") == 1 and message in stderr
   assert not (tmp_path / "metrics.json").exists()

@@ -20,7 +20,6 @@ ground-truth mask is the union of the segment's boxes, clipped to the crop.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import jax
@@ -32,13 +31,10 @@ from stt.explain.pointing import trial_segments
 CIOU_THRESHOLDS = tuple(0.05 * i for i in range(21))
 
 
-@dataclasses.dataclass(frozen=True)
-class LocalizationResult:
-  relevance_mass: float  # mean over trials
-  ciou: float  # share of trials with cIoU >= 0.5
-  ciou_auc: float  # area under the success-vs-threshold curve, thresholds 0..1
-  ciou_mean: float  # mean cIoU
-  num_trials: int
+# `localization_scores`'s metrics: relevance_mass, the mean over trials; ciou, the share of
+# trials with cIoU >= 0.5; ciou_auc, the area under the success-vs-threshold curve (thresholds
+# 0..1); ciou_mean, the mean cIoU; the number of trials.
+METRICS = ("relevance_mass", "ciou", "ciou_auc", "ciou_mean", "localization_trials")
 
 
 @functools.partial(jax.jit, static_argnames="size")
@@ -93,8 +89,9 @@ def localization_scores(
     box_mask: np.ndarray,
     frame_size: np.ndarray,
     segment_mask: np.ndarray | None = None,
-) -> LocalizationResult:
-  """Relevance mass and cIoU over all trials.
+) -> dict:
+  """Relevance mass and cIoU over all trials: `{metric: value}` for `METRICS` (NaN, and 0
+  trials, when there is no trial).
 
   Args:
     where: [V,T,h,w] relevance maps.
@@ -113,12 +110,12 @@ def localization_scores(
       masses.append(relevance_mass(resized, mask))
       cious.append(ciou(resized, mask))
   if not cious:
-    return LocalizationResult(float("nan"), float("nan"), float("nan"), float("nan"), 0)
+    return {**{name: float("nan") for name in METRICS[:-1]}, "localization_trials": 0}
   cious = np.asarray(cious)
-  return LocalizationResult(
-      float(np.mean(masses)),
-      float(np.mean(cious >= 0.5)),
-      ciou_auc(cious),
-      float(np.mean(cious)),
-      int(cious.size),
-  )
+  return {
+      "relevance_mass": float(np.mean(masses)),
+      "ciou": float(np.mean(cious >= 0.5)),
+      "ciou_auc": ciou_auc(cious),
+      "ciou_mean": float(np.mean(cious)),
+      "localization_trials": int(cious.size),
+  }

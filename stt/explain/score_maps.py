@@ -1,6 +1,7 @@
-"""Scores explanation maps made by any model against AVE-format annotations.
+"""The maps-file CLI: scores explanation maps made by any model against AVE-format annotations
+(or VGG-SS / Flickr-SoundNet). Not the trainer's split evaluator (stt/split_evaluator.py).
 
-    python -m stt.explain.evaluate --maps maps.npz --events Annotations.txt \\
+    python -m stt.explain.score_maps --maps maps.npz --events Annotations.txt \\
         [--boxes boxes.jsonl] --out metrics.json [--tolerance_px 15]
 
 maps.npz (written by numpy.savez / savez_compressed, no pickled objects) holds `video_id` [V]
@@ -21,9 +22,9 @@ localization_trials, num_videos. Scores without trials (no boxes) are null. Miss
 above --out are created.
 VGG-SS / Flickr-SoundNet instead of --events/--boxes (stt/explain/annotation_sets.py):
 
-    python -m stt.explain.evaluate --maps maps.npz --vggss vggss.json \
+    python -m stt.explain.score_maps --maps maps.npz --vggss vggss.json \
         [--vggss_test_list vggss_test.csv] [--annotated_frame middle|frame125] --out metrics.json
-    python -m stt.explain.evaluate --maps maps.npz --flickr_annotations Annotations/ --out m.json
+    python -m stt.explain.score_maps --maps maps.npz --flickr_annotations Annotations/ --out m.json
 
 score the spatial pointing game and the LVS-style scores at the annotated segment, plus the
 sound-localization field's field_ciou (share of images with cIoU >= 0.5), field_auc,
@@ -57,7 +58,7 @@ from stt.explain import pointing
 from stt.explain import sound_localization
 
 EXIT_BAD_INPUT = 2
-MAP_KEYS = ("where", "when", "when_audio", "when_visual")
+MAP_KEYS = ("where", "when", "when_audio", "when_visual")  # the maps a model or explainer gives
 NPZ_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip file with members / an empty one
 NPY_MAGIC = b"\x93NUMPY"
 
@@ -235,7 +236,7 @@ def score(maps: dict, events: dict, boxes: dict | None, tolerance_px: float = 15
       metrics[f"pointing_temporal{suffix}_trials"] = temporal.num_trials
   nan = float("nan")
   spatial = pointing.PointingResult(nan, nan, 0)
-  located = localization.LocalizationResult(nan, nan, nan, nan, 0)
+  located = {**{key: nan for key in localization.METRICS}, "localization_trials": 0}
   if boxes is not None:
     spatial = pointing.spatial_pointing(
         maps["where"],
@@ -254,19 +255,15 @@ def score(maps: dict, events: dict, boxes: dict | None, tolerance_px: float = 15
           "pointing_spatial": spatial.overall,
           "pointing_spatial_class_mean": spatial.class_mean,
           "pointing_spatial_trials": spatial.num_trials,
-          "relevance_mass": located.relevance_mass,
-          "ciou": located.ciou,
-          "ciou_auc": located.ciou_auc,
-          "ciou_mean": located.ciou_mean,
-          "localization_trials": located.num_trials,
       }
   )
+  metrics.update(located)
   return metrics
 
 
 def parse_args(argv):
   parser = argparse.ArgumentParser(
-      prog="python -m stt.explain.evaluate",
+      prog="python -m stt.explain.score_maps",
       description=__doc__,
       formatter_class=argparse.RawDescriptionHelpFormatter,
   )
