@@ -46,8 +46,8 @@ POINTING_METRICS = (
 )
 # Rows of the pointing table computed on the annotations alone (stt/explain/suite.py).
 REFERENCE_ROWS = ("chance", "center_prior")
-# The model's own maps scored on val during training (stt/split_evaluator.py): the split that design
-# choices (e.g. STAN's pool_values and joint "when") are made on.
+# The model's own maps scored on val during training (stt/split_evaluator.py): the split that
+# design choices (e.g. STAN's pool_values and joint "when") are made on.
 VAL_POINTING_METRICS = (
     "pointing_spatial",
     "pointing_temporal",

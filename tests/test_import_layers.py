@@ -2,7 +2,8 @@
 
     data_pipelines  <-  configs
     data_pipelines  <-  stt core (models, datasets, input pipeline, state, ...)
-                    <-  stt.explain  <-  trainer and entry points (train, split_evaluator, main, ...)
+                    <-  stt.explain  <-  trainer and entry points (train, split_evaluator,
+                                                   main, ...)
 
 Every import statement counts, function-level ones included. A function-level import of a
 project module is allowed only where it guards an optional dependency (FUNCTION_LEVEL_ALLOWED).

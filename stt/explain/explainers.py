@@ -1,7 +1,8 @@
 """Explainers of a model (STAN or a compared one): where [B,T,h,w] and when [B,T] for a batch.
 
 Every explainer is a function `(model, inputs, target_class=None, **options) -> {'where', 'when'}`
-with inputs as for the models' `__call__` (stt/models/__init__.py); all are batched and run under `nnx.jit` (options static).
+with inputs as for the models' `__call__` (stt/models/__init__.py); all are batched and run under
+`nnx.jit` (options static).
 `target_class` is None (explain each video's predicted class), an int, or [B] ints. The
 model-intrinsic and baseline explainers (attention, rollout, random, center; their records say
 `class_agnostic`) ignore it: their maps are the same for every class.
