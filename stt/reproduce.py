@@ -38,7 +38,7 @@ from stt import reproduce_figures
 from stt import reproduce_runs
 from stt import reproduce_suites
 from stt import reproduce_tables
-from stt.explain import explainers as explainers_lib
+from stt.explain import explainers as explainer_lib
 
 
 def _commit() -> str:
@@ -155,11 +155,11 @@ def main(argv=None) -> int:
   only = [m for m in args.models.split(",") if m]
   unknown = sorted(set(only) - {row.name for row in suite.rows})
   explainers = tuple(e for e in args.explainers.split(",") if e)
-  unknown_explainers = sorted(set(explainers) - set(explainers_lib.EXPLAINERS))
+  unknown_explainers = sorted(set(explainers) - set(explainer_lib.EXPLAINERS))
   if unknown_explainers:
     print(
         f"stt.reproduce: error: unknown explainers {unknown_explainers} (known: "
-        f"{sorted(explainers_lib.EXPLAINERS)})",
+        f"{sorted(explainer_lib.EXPLAINERS)})",
         file=sys.stderr,
     )
     return 2

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from stt import models
-from stt.explain import explainers as explainers_lib
+from stt.explain import explainers as explainer_lib
 
 COMPARED_MODELS = tuple(models.MODELS)  # every model, in stt.models.MODELS' order
 EXPLAINERS = ("attention", "rollout", "gradient", "gradcam", "grad_x_input", "random", "center")
@@ -109,5 +109,5 @@ SUITES = {
 def explainers_for(row: Row, explainers: tuple[str, ...]) -> tuple[str, ...]:
   """The suite's explainers that the row's model can have."""
   name = dict(row.overrides).get("model.name", "stan")
-  has = models.MODELS[name].EXPLANATIONS
-  return tuple(e for e in explainers if explainers_lib.applies_to(e, has))
+  model = models.MODELS[name]
+  return tuple(e for e in explainers if explainer_lib.EXPLAINERS[e].applies_to(model))

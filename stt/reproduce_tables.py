@@ -47,7 +47,7 @@ POINTING_METRICS = (
 )
 # Rows of the pointing table computed on the annotations alone.
 REFERENCE_ROWS = suite.BASELINE_ROWS
-# The model's own maps scored on val during training (stt/evaluator.py): the split that design
+# The model's own maps scored on val during training (stt/split_evaluator.py): the split that design
 # choices (e.g. STAN's pool_values and joint "when") are made on.
 VAL_POINTING_METRICS = (
     "pointing_spatial",

@@ -18,11 +18,11 @@ import numpy as np
 
 from stt import checkpoint
 from stt import datasets
-from stt import evaluator as evaluator_lib
 from stt import input_pipeline
 from stt import preemption
 from stt import resident_input
 from stt import sharding
+from stt import split_evaluator
 from stt import state as state_lib
 from stt import train_step as train_step_lib
 from stt import trained_run
@@ -126,7 +126,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       donate_argnums=(0,),
       out_shardings=(state_shardings, sharding.replicated(mesh)),
   )
-  evaluator = evaluator_lib.Evaluator(graphdef, mesh, config)
+  evaluator = split_evaluator.Evaluator(graphdef, mesh, config)
 
   # --- Resume ---
   manager = state_lib.checkpoint_manager(workdir, config)
@@ -177,7 +177,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       )
     if evaluate_now:
       val_outputs = evaluator.predict(state, dataset.sources["val"])
-      val = evaluator_lib.split_metrics(val_outputs, "val")
+      val = split_evaluator.split_metrics(val_outputs, "val")
       writer.write_scalars(step, val)
       if is_chief and config.explain.num_panels > 0 and {"where", "when"} <= val_outputs.keys():
         write_panels(writer, step, val_outputs, dataset, config.explain.num_panels)

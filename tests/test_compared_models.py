@@ -15,6 +15,7 @@ from stt.explain import explainers
 from stt.explain import perturbation
 from stt.explain import suite
 from stt.models import joint_transformer
+from stt.models import two_stream
 
 B, T, C, GRID, CV, CA = 4, 5, 3, (3, 3), 6, 5
 N = GRID[0] * GRID[1]
@@ -317,7 +318,7 @@ def test_feature_perturbation_equals_the_reference_loop_on_every_model(name, poo
   where = jnp.asarray(rng.random((B, T) + grid), jnp.float32)
   when = jnp.asarray(rng.random((B, T)), jnp.float32)
   options = [dict(test="temporal", modality="both", order="positive", audio_value=-1.0)]
-  if models.sees_frames(config):
+  if models.sees_frames(model):
     options.append(dict(test="spatial", order="negative", visual_value=0.5))
   for option in options:
     curves = perturbation.perturbation_curves(model, inputs, labels, where, when, **option)
@@ -331,9 +332,12 @@ def test_feature_perturbation_equals_the_reference_loop_on_every_model(name, poo
 def test_a_model_without_frames_has_no_spatial_scores():
   """audio_only sees no frames: its spatial perturbation curves and spatial scores are NaN
   ("—"), while a grid-shaped map (random, center) is not forced onto its placeholder stream."""
-  assert not models.sees_frames(_config("audio_only")) and models.sees_frames(_config("stan"))
-  assert models.sees_frames(_config("visual_only"))
+  assert not models.sees_frames(models.MODELS["audio_only"])
+  assert models.sees_frames(models.MODELS["stan"]) and models.sees_frames(
+      models.MODELS["visual_only"]
+  )
   model = models.create_model(_config("audio_only"), C, rngs=nnx.Rngs(0))
+  assert not models.sees_frames(model)
   batch = {**_inputs(), "label": jnp.asarray([0, 1, 2, 0])}
   out = nnx.jit(
       lambda m, b: suite._explain_batch(
@@ -343,3 +347,27 @@ def test_a_model_without_frames_has_no_spatial_scores():
   assert np.isnan(np.asarray(out["spatial/positive/correct"])).all()
   temporal = np.asarray(out["temporal/positive/correct"])
   assert temporal.shape == (B, len(perturbation.FRACTIONS)) and np.isfinite(temporal).all()
+
+
+def test_each_model_says_which_explainers_it_has():
+  """The explainers ask the model (its class or an instance), never its name: attention needs
+  its own where and when, rollout its `rollout_readout` and `rollout_maps`; every model shares
+  `head` and `__call__` (two_stream.TwoStreamModel)."""
+  intrinsic = {
+      name: [e for e in ("attention", "rollout") if explainers.EXPLAINERS[e].applies_to(cls)]
+      for name, cls in models.MODELS.items()
+  }
+  assert intrinsic == {
+      "stan": ["attention", "rollout"],
+      "late_fusion": [],
+      "audio_only": [],
+      "visual_only": [],
+      "avel": [],
+      "joint_transformer": ["rollout"],
+  }
+  assert all(issubclass(cls, two_stream.TwoStreamModel) for cls in models.MODELS.values())
+  late = models.create_model(_config("late_fusion"), C, rngs=nnx.Rngs(0))
+  assert explainers.EXPLAINERS["gradient"].applies_to(late)
+  assert not explainers.EXPLAINERS["rollout"].applies_to(late)
+  with pytest.raises(ValueError, match=r"rollout needs .* LateFusion has no rollout_readout"):
+    explainers.rollout(late, _inputs())

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from stt.explain import evaluate as explain_evaluate
+from stt.explain import score_maps
 from tests.conftest import REPO
 from tests.conftest import REQUIRED_KEYS
 from tests.conftest import main_command
@@ -165,7 +165,7 @@ def test_explain_mode_adds_every_explainer_and_writes_reports(smoke_run, tmp_pat
     image = matplotlib.image.imread(directory / "attention.png")
     assert image.shape[0] > 200 and image.shape[1] > 600
 
-  # The maps, in stt.explain.evaluate's format: rescored alone, they give the same figures.
+  # The maps, in stt.explain.score_maps's format: rescored alone, they give the same figures.
   maps = np.load(workdir / "explain" / "maps" / "attention.npz")
   assert maps["where"].shape == (8, 10, 8, 8) and maps["when"].shape == (8, 10)
   assert sorted(maps.files) == [
@@ -179,7 +179,7 @@ def test_explain_mode_adds_every_explainer_and_writes_reports(smoke_run, tmp_pat
   assert (maps["explained_class"] == -1).all()  # attention is class-agnostic
   (annotations,) = data_dir.glob("downloads/manual/synthetic_*/Annotations.txt")
   assert (
-      explain_evaluate.main(
+      score_maps.main(
           [
               "--maps",
               str(workdir / "explain" / "maps" / "attention.npz"),

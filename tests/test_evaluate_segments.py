@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stt import evaluator
+from stt import split_evaluator
 from stt import tasks
 
 
@@ -50,9 +50,9 @@ def test_segment_accuracy_counts_valid_segments_only():
       "segment_labels": np.array([[1, 1, 3], [0, 3, 0]]),
       "segment_mask": np.array([[1, 1, 1], [1, 1, 0]], bool),
   }
-  metrics = evaluator.split_metrics(out, "test")
+  metrics = split_evaluator.split_metrics(out, "test")
   assert metrics["test/accuracy"] == 0.5 and metrics["test/loss"] == 1.0
   assert metrics["test/segment_accuracy"] == pytest.approx(3 / 5)  # 2 of 3, then 1 of 2
-  assert "test/segment_accuracy" not in evaluator.split_metrics(
+  assert "test/segment_accuracy" not in split_evaluator.split_metrics(
       {k: out[k] for k in ("prediction", "label", "loss")}, "test"
   )

@@ -17,7 +17,7 @@ import pytest
 
 from stt.explain import box_scores
 from stt.explain import ciou as ciou_lib
-from stt.explain import evaluate
+from stt.explain import score_maps
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TOP_HALF_MAP = np.array([[1.0, 1.0], [0.0, 0.0]], np.float32)
@@ -150,7 +150,7 @@ def _write_inputs(directory: pathlib.Path, video_ids=("vidA", "vidB", "vidC"), n
 def test_cli_round_trip(tmp_path):
   args = _write_inputs(tmp_path)
   result = subprocess.run(
-      [sys.executable, "-m", "stt.explain.evaluate", *args],
+      [sys.executable, "-m", "stt.explain.score_maps", *args],
       cwd=REPO,
       capture_output=True,
       text=True,
@@ -174,7 +174,7 @@ def test_cli_round_trip(tmp_path):
 def test_cli_without_boxes_reports_null_spatial_scores(tmp_path, capsys):
   args = _write_inputs(tmp_path)
   del args[4:6]  # no --boxes
-  assert evaluate.main(args) == 0
+  assert score_maps.main(args) == 0
   metrics = json.loads((tmp_path / "metrics.json").read_text())
   assert metrics["pointing_spatial"] is None and metrics["ciou"] is None
   assert metrics["pointing_temporal"] == pytest.approx(2 / 3)
@@ -189,7 +189,7 @@ def test_cli_without_boxes_reports_null_spatial_scores(tmp_path, capsys):
 )
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, problem, message):
   args = _write_inputs(tmp_path, **problem)
-  assert evaluate.main(args) == evaluate.EXIT_BAD_INPUT
+  assert score_maps.main(args) == score_maps.EXIT_BAD_INPUT
   stderr = capsys.readouterr().err
   assert stderr.count("\n") == 1 and message in stderr
   assert not (tmp_path / "metrics.json").exists()

@@ -1,5 +1,6 @@
-"""The explanation suite's target classes (stt/explain/suite.py): pointing and localisation score
-maps of the ground-truth class, perturbation maps of the predicted class (issue 11 §4a)."""
+"""The explanation suite (stt/explain/suite.py, suite_scores.py, suite_reports.py): pointing and
+localisation score maps of the ground-truth class, perturbation maps of the predicted class
+(issue 11 §4a); scores come bare and `namespaced` alone names them (issue 25 §3)."""
 
 import functools
 
@@ -13,6 +14,8 @@ from stt.explain import explainers
 from stt.explain import perturbation
 from stt.explain import pointing
 from stt.explain import suite
+from stt.explain import suite_reports
+from stt.explain import suite_scores
 from stt.models import joint_transformer
 from stt.models import stan
 from tests.test_explainers import GRID
@@ -60,7 +63,9 @@ def _references(model, inputs, label):
 
 
 def test_pointing_explains_the_label_and_perturbation_the_prediction(monkeypatch):
-  monkeypatch.setattr(suite, "TESTS", (("spatial", "positive"),))  # one test: one compilation
+  monkeypatch.setattr(
+      suite_scores, "TESTS", (("spatial", "positive"),)
+  )  # one test: one compilation
   model, inputs = make_model(), make_inputs()
   predicted = np.asarray(_references(model, inputs, jnp.zeros(B, jnp.int32))[0])
   label = (predicted + 1) % C  # both videos misclassified
@@ -96,7 +101,7 @@ def test_pointing_explains_the_label_and_perturbation_the_prediction(monkeypatch
 
 
 def test_class_agnostic_explainers_ignore_the_target_and_are_recorded_as_such(monkeypatch):
-  monkeypatch.setattr(suite, "TESTS", (("spatial", "positive"),))
+  monkeypatch.setattr(suite_scores, "TESTS", (("spatial", "positive"),))
   model, inputs = make_model(), make_inputs()
   target = jnp.asarray([1, 3])
   both = nnx.jit(
@@ -105,14 +110,15 @@ def test_class_agnostic_explainers_ignore_the_target_and_are_recorded_as_such(mo
               explainers.EXPLAINERS[name](m, x),
               explainers.EXPLAINERS[name](m, x, target_class=y),
           )
-          for name in explainers.CLASS_AGNOSTIC
+          for name, explainer in explainers.EXPLAINERS.items()
+          if explainer.class_agnostic
       }
   )
   for name, (default, targeted) in both(model, inputs, target).items():
     np.testing.assert_array_equal(
         np.asarray(default["where"]), np.asarray(targeted["where"]), err_msg=name
     )
-  sensitive = set(explainers.EXPLAINERS) - explainers.CLASS_AGNOSTIC
+  sensitive = {name for name, e in explainers.EXPLAINERS.items() if not e.class_agnostic}
   assert sensitive == {"gradient", "grad_x_input", "gradcam", "integrated_gradients", "occlusion"}
   step = nnx.jit(
       functools.partial(
@@ -142,7 +148,7 @@ def _fake_out(rng) -> dict:
       "event_start": np.array([0, 1, 2]),
       "event_end": np.array([2, 3, 4]),
   }
-  for test, order in suite.TESTS:
+  for test, order in suite_scores.TESTS:
     out[f"{test}/{order}/correct"] = rng.random((v, p)) < 0.5
     out[f"{test}/{order}/probability"] = rng.random((v, p))
   return out
@@ -157,20 +163,20 @@ def test_rollout_spatial_scores_are_attentions_and_not_reported(tmp_path):
   )
   ratio = maps[1]["where"][MASK] / maps[0]["where"][MASK]  # [valid segments, h, w]
   np.testing.assert_allclose(ratio, ratio[:, :1, :1] * np.ones_like(ratio), rtol=1e-4)
-  assert explainers.spatial_is_attention("rollout", stan.Stan.EXPLANATIONS)
+  assert explainers.EXPLAINERS["rollout"].spatial_is_attention(model)
   # So the suite reports them as not applicable; the temporal scores are rollout's own.
   out = _fake_out(np.random.default_rng(0))
-  metrics, curves = suite.metrics_of(
-      "rollout", out, 15.0, model_explanations=stan.Stan.EXPLANATIONS
-  )
-  reference, _ = suite.metrics_of("attention", out, 15.0)
-  for key in suite.SPATIAL_METRICS:
-    assert np.isnan(metrics[f"explain/rollout/{key}"]), key
-    assert np.isfinite(reference[f"explain/attention/{key}"]), key
+  metrics, curves = suite_scores.explainer_scores("rollout", out, 15.0, model=stan.Stan)
+  reference, _ = suite_scores.explainer_scores("attention", out, 15.0, model=stan.Stan)
+  for key in suite_scores.SPATIAL_METRICS:
+    assert np.isnan(metrics[key]), key
+    assert np.isfinite(reference[key]), key
   for key in ("pointing_temporal", "temporal/positive_auc", "temporal/negative_auc"):
-    assert metrics[f"explain/rollout/{key}"] == reference[f"explain/attention/{key}"], key
+    assert metrics[key] == reference[key], key
   assert np.isnan(curves["spatial/positive"]).all()
-  suite.write_reports(epath.Path(tmp_path), metrics, {"rollout": curves}, ["rollout"])
+  suite_reports.write_reports(
+      epath.Path(tmp_path), {"rollout": metrics}, {"rollout": curves}, ["rollout"]
+  )
   row = (tmp_path / "tables.md").read_text().splitlines()[2].split(" | ")
   # pointing_spatial, relevance_mass, ciou, ciou_mean, the field's cIoU and AUC and the spatial
   # AUCs; not the temporal.
@@ -180,13 +186,38 @@ def test_rollout_spatial_scores_are_attentions_and_not_reported(tmp_path):
 
 def test_rollout_spatial_scores_are_reported_for_the_joint_transformer():
   # Its cells are transformer tokens: rollout's "where" is its own, not attention's.
-  joint = joint_transformer.JointTransformer.EXPLANATIONS
-  assert not explainers.spatial_is_attention("rollout", joint)
-  assert not explainers.spatial_is_attention("gradient", stan.Stan.EXPLANATIONS)
+  joint = joint_transformer.JointTransformer
+  assert not explainers.EXPLAINERS["rollout"].spatial_is_attention(joint)
+  assert not explainers.EXPLAINERS["gradient"].spatial_is_attention(stan.Stan)
   out = _fake_out(np.random.default_rng(0))
-  metrics, curves = suite.metrics_of("rollout", out, 15.0, model_explanations=joint)
-  on_stan, _ = suite.metrics_of("rollout", out, 15.0, model_explanations=stan.Stan.EXPLANATIONS)
-  for key in suite.SPATIAL_METRICS:
-    assert np.isfinite(metrics[f"explain/rollout/{key}"]), key
-    assert np.isnan(on_stan[f"explain/rollout/{key}"]), key
+  metrics, curves = suite_scores.explainer_scores("rollout", out, 15.0, model=joint)
+  on_stan, _ = suite_scores.explainer_scores("rollout", out, 15.0, model=stan.Stan)
+  for key in suite_scores.SPATIAL_METRICS:
+    assert np.isfinite(metrics[key]), key
+    assert np.isnan(on_stan[key]), key
   assert np.isfinite(curves["spatial/positive"]).all()
+
+
+def test_scores_are_bare_and_namespaced_in_one_place():
+  out = _fake_out(np.random.default_rng(1))
+  metrics, _ = suite_scores.explainer_scores("gradient", out, 15.0, model=stan.Stan)
+  assert not [key for key in metrics if key.startswith("explain")]
+  # The pointing game's own function gives the same numbers under the same bare names.
+  games = pointing.pointing_metrics(out, 15.0)
+  assert all(metrics[key] == games[key] for key in ("pointing_spatial", "pointing_temporal"))
+  assert suite_scores.namespaced(
+      {"ciou": 0.25, "spatial/positive_auc": 40.0}, explainer="gradient"
+  ) == {
+      "explain/gradient/ciou": 0.25,
+      "explain/gradient/spatial/positive_auc": 40.0,
+  }
+  # An annotation set gets its own root, so several sets can sit side by side in one results.
+  on_sets = {
+      dataset: suite_scores.namespaced(metrics, explainer="gradient", annotation_set=dataset)
+      for dataset in ("vggss", "flickr_soundnet")
+  }
+  assert set(on_sets["vggss"]).isdisjoint(on_sets["flickr_soundnet"])
+  assert on_sets["vggss"]["explain_vggss/gradient/pointing_spatial"] == metrics["pointing_spatial"]
+  for bad in ("", "a/b"):
+    with np.testing.assert_raises_regex(ValueError, "explainer must be"):
+      suite_scores.namespaced(metrics, explainer=bad)

@@ -13,7 +13,7 @@ import math
 import pytest
 
 from data_pipelines import ave_format
-from stt.explain import evaluate as explain_evaluate
+from stt.explain import score_maps
 from tests.conftest import explain_on_annotation_set
 
 SEGMENT = 5  # the middle of the synthetic 10 s clips: the segment the build annotates
@@ -71,7 +71,7 @@ def test_explain_on_flickr_soundnet(smoke_run, tmp_path):
   # The standalone scorer on the run's maps, with the annotations: the same field columns.
   maps_path = workdir / "explain_flickr_soundnet" / "maps" / "attention.npz"
   assert (
-      explain_evaluate.main(
+      score_maps.main(
           [
               "--maps",
               str(maps_path),

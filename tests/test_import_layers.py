@@ -2,7 +2,8 @@
 
     data_pipelines  <-  configs  (which also read the core's list of task names, stt.tasks)
     data_pipelines  <-  stt core (models, datasets, input pipeline, state, ...)
-                    <-  stt.explain  <-  trainer and entry points (train, evaluator, main, ...)
+                    <-  stt.explain  <-  trainer and entry points (train, split_evaluator,
+                                                   main, ...)
 
 Every import statement counts, function-level ones included. A function-level import of a
 project module is allowed only where it guards an optional dependency (FUNCTION_LEVEL_ALLOWED).
@@ -23,7 +24,7 @@ PACKAGES = ("data_pipelines", "configs", "stt")
 TRAINER = (
     "stt.train",
     "stt.evaluation_modes",
-    "stt.evaluator",
+    "stt.split_evaluator",
     "stt.main",
     "stt.config_validation",
     "stt.reproduce",

@@ -7,7 +7,8 @@ import pytest
 
 from stt.explain import explainers
 from stt.explain import pointing
-from stt.explain import suite
+from stt.explain import suite_reports
+from stt.explain import suite_scores
 
 
 class _Grid:
@@ -228,10 +229,10 @@ def test_suite_reports_the_center_prior_row(tmp_path):
       "event_start": np.array([0]),
       "event_end": np.array([1]),
   }
-  metrics = suite.chance_metrics(out, 15.0)
-  assert metrics["explain/center_prior/pointing_spatial"] == 1.0
-  assert metrics["explain/chance/pointing_spatial"] < 0.5
-  suite.write_reports(epath.Path(tmp_path), metrics, {}, [])
+  scores = suite_scores.baseline_scores(out, 15.0)
+  assert scores["center_prior"]["pointing_spatial"] == 1.0
+  assert scores["chance"]["pointing_spatial"] < 0.5
+  suite_reports.write_reports(epath.Path(tmp_path), scores, {}, [])
   lines = (tmp_path / "tables.md").read_text().splitlines()
   assert lines[2].startswith("| chance |")
   assert lines[3].startswith("| center_prior | 1.000 | — |")

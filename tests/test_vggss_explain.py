@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from data_pipelines import ave_format
-from stt.explain import evaluate as explain_evaluate
+from stt.explain import score_maps
 from tests.conftest import explain_on_annotation_set
 
 SEGMENT = 5
@@ -87,7 +87,7 @@ def test_explain_on_vggss_matches_the_synthetic_boxes(smoke_run, tmp_path):
   np.savez(own_maps, **maps)
   (tmp_path / "own_boxes.jsonl").write_text("\n".join(own_boxes) + "\n")
   assert (
-      explain_evaluate.main(
+      score_maps.main(
           [
               "--maps",
               str(own_maps),
@@ -106,7 +106,7 @@ def test_explain_on_vggss_matches_the_synthetic_boxes(smoke_run, tmp_path):
     assert own[key] == pytest.approx(results[f"{prefix}/{key}"], abs=1e-9), key
   # And the standalone scorer, given vggss.json, gives the run's field columns.
   assert (
-      explain_evaluate.main(
+      score_maps.main(
           [
               "--maps",
               str(maps_path),

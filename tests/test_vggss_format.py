@@ -14,7 +14,7 @@ import pytest
 
 from data_pipelines import flickr_soundnet_format
 from data_pipelines import vggss_format
-from stt.explain import evaluate
+from stt.explain import score_maps
 from stt.explain import sound_source_benchmark as sl
 from tests import vggss_files
 
@@ -114,7 +114,7 @@ def _vggss_maps(path, with_frame_size=True):
 
 def _run(tmp_path, capsys, *args):
   out = tmp_path / "metrics.json"
-  code = evaluate.main([*map(str, args), "--out", str(out)])
+  code = score_maps.main([*map(str, args), "--out", str(out)])
   captured = capsys.readouterr()
   return code, (json.loads(out.read_text()) if code == 0 else captured.err)
 

@@ -1,6 +1,6 @@
 """VGG-SS and Flickr-SoundNet annotations as the arrays the map scorers read.
 
-Maps come as in `python -m stt.explain.evaluate` (video_id [V], where [V,T,h,w], segment_mask
+Maps come as in `python -m stt.explain.score_maps` (video_id [V], where [V,T,h,w], segment_mask
 [V,T], optionally frame_size [V,2] original (W, H)). The scored map of a video is
 where[v, segment]: for VGG-SS the segment holding the annotated frame
 (`vggss_format.annotated_segment`), for Flickr-SoundNet (one image per id) segment 0 unless told.
@@ -45,7 +45,7 @@ def _segment_column(maps: dict, segment: int) -> np.ndarray:
 def vggss_arrays(
     maps: dict, annotations: vggss_format.VggssAnnotations, segment: int, map_covers: str = "crop"
 ) -> tuple[dict, dict, list]:
-  """(events, boxes, normalised boxes per video) for `evaluate.score` and `field_metrics`.
+  """(events, boxes, normalised boxes per video) for `score_maps.score` and `field_metrics`.
 
   events: labels [V] (class index by first appearance in vggss.json), event_start = event_end = 0
   (VGG-SS has no temporal annotation: no temporal trial). boxes: boxes [V,T,K,4] in the pixels

@@ -1,10 +1,17 @@
 """Explainers of a model (STAN or a compared one): where [B,T,h,w] and when [B,T] for a batch.
 
 Every explainer is a function `(model, inputs, target_class=None, **options) -> {'where', 'when'}`
-with inputs as for the models' `__call__` (stt/models/__init__.py); all are batched and run under `nnx.jit` (options static).
+with inputs as for the models' `__call__` (stt/models/__init__.py); all are batched and run under
+`nnx.jit` (options static).
 `target_class` is None (explain each video's predicted class), an int, or [B] ints. The
-model-intrinsic and baseline explainers (attention, rollout, random, center; `CLASS_AGNOSTIC`)
-ignore it: their maps are the same for every class.
+model-intrinsic and baseline explainers (attention, rollout, random, center; their records say
+`class_agnostic`) ignore it: their maps are the same for every class.
+
+`EXPLAINERS` is the one table of explainers: `{name: Explainer(fn, class_agnostic, needs,
+spatial_is_attention_on, reads_model)}`, one record per explainer, all that the suite, the sanity
+checks and the tables know of it. An explainer asks the model (its class or instance) what it
+has, never its name: this module imports no model module (stt/models/__init__.py says what a
+model exposes). Adding an explainer is its function plus its record (docs/design.md §6).
 
 Attribution explainers act on the backbone outputs (`Stan.encode`), so they work alike for
 precomputed features and for backbone models: visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca].
@@ -21,11 +28,12 @@ zero.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from stt.models import joint_transformer
 
 _VISUAL_INPUTS = ("visual_features", "frames")
 _AUDIO_INPUTS = ("audio_features", "log_mel")
@@ -135,50 +143,28 @@ def rollout_relevance(attention: jax.Array, readout: jax.Array) -> jax.Array:
 
 
 def rollout(model, inputs: dict, target_class=None) -> dict:
-  """Attention rollout (`rollout_relevance`) through the model's transformer; the model's
-  explanations say which one.
+  """Attention rollout (`rollout_relevance`) through the model's transformer, as the model says
+  (`models.RolloutModel`): `model.rollout_readout` gives each layer's attention and the readout
+  q with which the model reads its output tokens, r = q R the relevance of the input tokens, and
+  `model.rollout_maps` turns r into "where" and "when".
 
-  STAN (`temporal_attention` [L,B,heads,2T,2T] over [a_1..a_T, v̂_1..v̂_T]): the pooled outputs
-  read the output tokens with q = ½ [beta^a ; beta^v] [B,2T] (each modality's pooling weights,
-  the two modalities weighted equally); with r = q R, r[:T] the audio tokens a_t, r[T:] the
-  attended visual tokens v̂_t:
-    when[t]      = r[t] + r[T+t]          (both tokens of segment t)
-    where[t,i,j] = alpha[t,i,j] * r[T+t]  (v̂_t's relevance split over cells by the head-averaged
-                                           spatial attention that formed it)
-  Its "where" is attention's alpha scaled per frame, so its spatial scores are attention's
-  (`SPATIAL_IS_ATTENTION`); it is kept for the panels, and "when" is rollout's own.
-
-  joint_transformer (`token_attention` [L,B,heads,S,S] over [CLS, bottlenecks, a_1..a_T, cells
-  (t, i, j)], stt/models/joint_transformer.py): the logits read the CLS token, so q is CLS's
-  one-hot and r = R[CLS]:
-    when[t]      = r(a_t) + sum_{i,j} r(cell t,i,j)
-    where[t,i,j] = r(cell t,i,j)          (rollout's own: every cell is a token; with
-                                           model.token_pool = p, r of the token holding the
-                                           cell, / p^2)
+  STAN (`temporal_attention` over [a_1..a_T, v̂_1..v̂_T], q = ½ [beta^a ; beta^v]): when[t] is
+  the relevance of both tokens of segment t, and "where" is alpha scaled per frame by v̂_t's
+  relevance, so its spatial scores are attention's (`spatial_is_attention_on`); it is kept for the
+  panels, and "when" is rollout's own.
+  joint_transformer (`token_attention` over [CLS, bottlenecks, a_1..a_T, cells], q = CLS's
+  one-hot): every cell is a token, so "where" is rollout's own.
   """
   del target_class  # class-agnostic
+  if not _has(model, "rollout_readout"):
+    raise ValueError(
+        f"rollout needs the model's per-layer attention and readout (models.RolloutModel); "
+        f"{type(model).__name__} has no rollout_readout"
+    )
   encoded = _Encoded(model, inputs, None)
   explanations = encoded.outputs["explanations"]
-  if "token_attention" in explanations:
-    attention = explanations["token_attention"]
-    b, t = encoded.segment_mask.shape
-    h, w = model.token_grid
-    readout = jnp.zeros((b, attention.shape[-1]), jnp.float32).at[:, 0].set(1.0)  # CLS
-    relevance = rollout_relevance(attention, readout)
-    _, _, audio, cells = joint_transformer.split_tokens(relevance, t, h * w)
-    p = model.token_pool
-    where = jnp.repeat(jnp.repeat(cells.reshape(b, t, h, w), p, axis=2), p, axis=3) / p**2
-    return normalise(where, audio + cells.sum(axis=-1), encoded.segment_mask)
-  if "temporal_attention" not in explanations:
-    raise ValueError(
-        f"rollout needs the model's per-layer attention ('token_attention' or "
-        f"'temporal_attention'); {type(model).__name__} returns {sorted(explanations)}"
-    )
-  pooling = 0.5 * jnp.concatenate([explanations["when_audio"], explanations["when_visual"]], -1)
-  relevance = rollout_relevance(explanations["temporal_attention"], pooling)  # [B,2T]
-  t = relevance.shape[1] // 2
-  when = relevance[:, :t] + relevance[:, t:]
-  where = explanations["where"] * relevance[:, t:, None, None]
+  attention, readout = model.rollout_readout(explanations)
+  where, when = model.rollout_maps(rollout_relevance(attention, readout), explanations)
   return normalise(where, when, encoded.segment_mask)
 
 
@@ -326,48 +312,65 @@ def center(model, inputs: dict, target_class=None, *, sigma: float = 0.25) -> di
   )
 
 
+def _has(model, need: str) -> bool:
+  """Whether `model` (a class or an instance) has `need`: a key of its own explanations
+  (`EXPLANATIONS`) or a method of its (e.g. `rollout_readout`)."""
+  return need in model.EXPLANATIONS or callable(getattr(model, need, None))
+
+
+@dataclasses.dataclass(frozen=True)
+class Explainer:
+  """One explainer: its function and what the suite, the sanity checks and the tables know of it.
+
+  fn: `(model, inputs, target_class=None, **options) -> {'where' [B,T,h,w], 'when' [B,T]}`.
+  class_agnostic: its maps do not depend on `target_class`: the suite computes them once for
+    both the ground-truth class (pointing, localisation) and the predicted class (perturbation).
+  needs: what it asks of the model beyond the interface of every model: keys of the model's own
+    explanations (`EXPLANATIONS`) or names of its methods. A model without them cannot have it.
+  spatial_is_attention_on: a need that marks a structure: on a model that has it, the
+    explainer's "where" is attention's alpha times a per-frame constant, so every spatial score
+    (pointing, relevance mass, cIoU, the spatial perturbation test: all rank cells within a
+    frame) equals attention's by construction, and the suite reports them as not applicable.
+  reads_model: False for the baselines that never read the model (the sanity checks, which
+    randomise the model, leave them out).
+  """
+
+  fn: Callable[..., dict]
+  class_agnostic: bool = False
+  needs: tuple[str, ...] = ()
+  spatial_is_attention_on: str | None = None
+  reads_model: bool = True
+
+  def __call__(self, model, inputs: dict, target_class=None, **options) -> dict:
+    return self.fn(model, inputs, target_class=target_class, **options)
+
+  def applies_to(self, model) -> bool:
+    """Whether `model` (a class or an instance) has everything this explainer `needs`."""
+    return all(_has(model, need) for need in self.needs)
+
+  def spatial_is_attention(self, model) -> bool:
+    """Whether this explainer's spatial scores are attention's on `model` (a class or an
+    instance): it has the structure `spatial_is_attention_on` names."""
+    return self.spatial_is_attention_on is not None and _has(model, self.spatial_is_attention_on)
+
+
 EXPLAINERS = {
-    "attention": attention,
-    "rollout": rollout,
-    "gradient": gradient,
-    "grad_x_input": grad_x_input,
-    "gradcam": gradcam,
-    "integrated_gradients": integrated_gradients,
-    "occlusion": occlusion,
-    "random": random,
-    "center": center,
+    "attention": Explainer(attention, class_agnostic=True, needs=("where", "when")),
+    # On STAN (`temporal_attention`) the visual cells reach the transformer only through
+    # v_hat_t = sum_n alpha[t,n] cell[t,n] (no residual), so any rollout splits v_hat_t's
+    # relevance over its cells by alpha; with pool_values='local' the pooled values bypass the
+    # transformer as well. On joint_transformer, whose cells are tokens, "where" is its own.
+    "rollout": Explainer(
+        rollout,
+        class_agnostic=True,
+        needs=("rollout_readout", "rollout_maps"),
+        spatial_is_attention_on="temporal_attention",
+    ),
+    "gradient": Explainer(gradient),
+    "grad_x_input": Explainer(grad_x_input),
+    "gradcam": Explainer(gradcam),
+    "integrated_gradients": Explainer(integrated_gradients),
+    "occlusion": Explainer(occlusion),
+    "random": Explainer(random, class_agnostic=True, reads_model=False),
+    "center": Explainer(center, class_agnostic=True, reads_model=False),
 }
-
-# The intrinsic explainers, with the alternative sets of `explanations` keys each can read: a
-# model with none of them (models.MODELS[name].EXPLANATIONS) cannot have that explainer.
-INTRINSIC_NEEDS = {
-    "attention": (("where", "when"),),
-    "rollout": (("temporal_attention",), ("token_attention",)),  # STAN; joint_transformer
-}
-# Explainers whose maps do not depend on `target_class`: the suite computes them once for both
-# the ground-truth class (pointing, localisation) and the predicted class (perturbation).
-CLASS_AGNOSTIC = frozenset({"attention", "rollout", "random", "center"})
-# {explainer: the model explanation that marks the structure}: on a model returning that
-# explanation, the explainer's "where" is attention's alpha times a per-frame constant, so every
-# spatial score (pointing, relevance mass, cIoU, the spatial perturbation test: all rank cells
-# within a frame) equals attention's by construction. Rollout on STAN (`temporal_attention`):
-# the visual cells reach the transformer only through v_hat_t = sum_n alpha[t,n] cell[t,n] (no
-# residual), so any rollout splits v_hat_t's relevance over its cells by alpha; with
-# pool_values='local' the pooled values bypass the transformer as well. Rollout on
-# joint_transformer (`token_attention`), whose cells are tokens, has a "where" of its own. The
-# suite reports the spatial scores of `spatial_is_attention` pairs as not applicable.
-SPATIAL_IS_ATTENTION = {"rollout": "temporal_attention"}
-assert CLASS_AGNOSTIC <= set(EXPLAINERS) and set(SPATIAL_IS_ATTENTION) <= set(EXPLAINERS)
-
-
-def spatial_is_attention(name: str, model_explanations) -> bool:
-  """Whether explainer `name`'s spatial scores are attention's on a model whose explanations
-  (its `EXPLANATIONS`) are `model_explanations`."""
-  return name in SPATIAL_IS_ATTENTION and SPATIAL_IS_ATTENTION[name] in model_explanations
-
-
-def applies_to(name: str, model_explanations) -> bool:
-  """Whether a model whose explanations are `model_explanations` (its `EXPLANATIONS`) can have
-  explainer `name`: the post-hoc ones always, an intrinsic one where it has the maps."""
-  needs = INTRINSIC_NEEDS.get(name)
-  return needs is None or any(set(keys) <= set(model_explanations) for keys in needs)

@@ -267,9 +267,10 @@ def _summarise(hits: np.ndarray, labels: np.ndarray) -> PointingResult:
   return PointingResult(float(hits.mean()), float(np.mean(per_class)), int(hits.size))
 
 
-def pointing_metrics(out: dict, tolerance_px: float, explainer: str = "attention") -> dict:
-  """`explain/<explainer>/pointing_{spatial,spatial_class_mean,temporal}` (+ trials, per-modality
-  temporal pointing where `out` has `when_audio` / `when_visual`).
+def pointing_metrics(out: dict, tolerance_px: float) -> dict:
+  """`{metric: value}` with bare metric names: pointing_{spatial,spatial_class_mean,temporal,
+  temporal_class_mean} (+ pointing_spatial_trials, per-modality temporal pointing where `out` has
+  `when_audio` / `when_visual`); the caller names the explainer (suite_scores.namespaced).
 
   out: per-example maps and annotations (input_pipeline.gather_split's outputs): where
   [V,T,h,w], when [V,T], boxes [V,T,K,4], box_mask [V,T,K], frame_size [V,2], label [V],
@@ -284,11 +285,10 @@ def pointing_metrics(out: dict, tolerance_px: float, explainer: str = "attention
       tolerance_px,
       segment_mask=out["segment_mask"],
   )
-  prefix = f"explain/{explainer}"
   metrics = {
-      f"{prefix}/pointing_spatial": spatial.overall,
-      f"{prefix}/pointing_spatial_class_mean": spatial.class_mean,
-      f"{prefix}/pointing_spatial_trials": spatial.num_trials,
+      "pointing_spatial": spatial.overall,
+      "pointing_spatial_class_mean": spatial.class_mean,
+      "pointing_spatial_trials": spatial.num_trials,
   }
   # "when" is the explainer's single temporal map; per-modality maps are reported beside it.
   for key, suffix in (("when", ""), ("when_audio", "_audio"), ("when_visual", "_visual")):
@@ -297,6 +297,6 @@ def pointing_metrics(out: dict, tolerance_px: float, explainer: str = "attention
     temporal = temporal_pointing(
         out[key], out["segment_mask"], out["event_start"], out["event_end"], out["label"]
     )
-    metrics[f"{prefix}/pointing_temporal{suffix}"] = temporal.overall
-    metrics[f"{prefix}/pointing_temporal{suffix}_class_mean"] = temporal.class_mean
+    metrics[f"pointing_temporal{suffix}"] = temporal.overall
+    metrics[f"pointing_temporal{suffix}_class_mean"] = temporal.class_mean
   return metrics

@@ -17,9 +17,9 @@ explainer in `config.sanity.explainers` that the model can have, on the first
 and per step the accuracy on those videos. A map that is constant over a video has no ranking:
 its correlation with a non-constant map is 0, with another constant map 1 (scipy gives NaN).
 An explainer whose maps do not follow the model fails the check by keeping ρ near 1 while the
-model is destroyed. `random` and `center` do not read the model at all (ρ = 1 by construction)
-and are left out. Rollout's spatial scores on STAN are attention's
-(`explainers.spatial_is_attention`): NaN here, "—" in the tables.
+model is destroyed. Explainers that do not read the model at all (their record's `reads_model`
+False: `random`, `center`; ρ = 1 by construction) are left out. Rollout's spatial scores on STAN
+are attention's (`Explainer.spatial_is_attention`): NaN here, "—" in the tables.
 
 results.json keys: `sanity/blocks` (the block names, top first), `sanity/trained/accuracy`
 and `sanity/trained/<explainer>/pointing_*`, then for each step in order
@@ -46,8 +46,6 @@ from stt.explain import pointing
 
 METRICS = ("where_spearman", "when_spearman", "pointing_spatial", "pointing_temporal")
 MODES = ("cascading", "independent")
-# Explainers that never read the model: a sanity check of them is trivially passed.
-MODEL_INDEPENDENT = ("random", "center")
 
 
 def parameter_blocks(model) -> list[tuple[str, tuple[str, ...]]]:
@@ -156,7 +154,8 @@ def applicable_explainers(model, names) -> list[str]:
   return [
       name
       for name in names
-      if name not in MODEL_INDEPENDENT and explainer_lib.applies_to(name, model.EXPLANATIONS)
+      if explainer_lib.EXPLAINERS[name].reads_model
+      and explainer_lib.EXPLAINERS[name].applies_to(model)
   ]
 
 
@@ -190,10 +189,10 @@ def run(graphdef, state, source, mesh, config, num_classes: int) -> dict:
   blocks = parameter_blocks(model)
   accuracy, trained_maps = evaluate(model)
   metrics = {"sanity/blocks": [name for name, _ in blocks], "sanity/trained/accuracy": accuracy}
-  spatial = {name: _spatial_applies(name, model, config) for name in names}
+  spatial = {name: _spatial_applies(name, model) for name in names}
   for name in names:
     metrics.update(
-        _pointing(f"sanity/trained/{name}", name, spatial[name], trained_maps[name], tolerance)
+        _pointing(f"sanity/trained/{name}", spatial[name], trained_maps[name], tolerance)
     )
   for mode, block, attributes in steps(blocks):
     variant = nnx.merge(model_graphdef, randomised_state(model_state, fresh_params, attributes))
@@ -205,24 +204,22 @@ def run(graphdef, state, source, mesh, config, num_classes: int) -> dict:
       if not spatial[name]:
         scores["where_spearman"] = float("nan")
       metrics.update({f"{prefix}/{name}/{key}": value for key, value in scores.items()})
-      metrics.update(_pointing(f"{prefix}/{name}", name, spatial[name], maps[name], tolerance))
+      metrics.update(_pointing(f"{prefix}/{name}", spatial[name], maps[name], tolerance))
   return metrics
 
 
-def _spatial_applies(name: str, model, config) -> bool:
+def _spatial_applies(name: str, model) -> bool:
   """False where the "where" is attention's (rollout on STAN) or the model sees no frames."""
-  return models.sees_frames(config.model) and not explainer_lib.spatial_is_attention(
-      name, model.EXPLANATIONS
+  return models.sees_frames(model) and not explainer_lib.EXPLAINERS[name].spatial_is_attention(
+      model
   )
 
 
-def _pointing(prefix: str, name: str, spatial: bool, maps: dict, tolerance_px: float) -> dict:
+def _pointing(prefix: str, spatial: bool, maps: dict, tolerance_px: float) -> dict:
   """`<prefix>/pointing_spatial` and `pointing_temporal` of gathered maps (spatial NaN where
   it does not apply)."""
-  games = pointing.pointing_metrics(maps, tolerance_px, explainer=name)
+  games = pointing.pointing_metrics(maps, tolerance_px)
   return {
-      f"{prefix}/pointing_spatial": float(
-          games[f"explain/{name}/pointing_spatial"] if spatial else float("nan")
-      ),
-      f"{prefix}/pointing_temporal": float(games[f"explain/{name}/pointing_temporal"]),
+      f"{prefix}/pointing_spatial": float(games["pointing_spatial"] if spatial else float("nan")),
+      f"{prefix}/pointing_temporal": float(games["pointing_temporal"]),
   }

@@ -175,6 +175,9 @@ def box_field_scores(
     box_mask: [V,T,K] which boxes exist.
     frame_size: [V,2] original (W, H).
     segment_mask: [V,T] valid segments (None: all).
+
+  Returns:
+    {field_ciou, field_auc, field_ciou_mean: `field_scores`'s, field_trials: the images scored}.
   """
   _check_choice(ground_truth, GROUND_TRUTHS, "ground_truth")
   trials = np.asarray(box_mask, bool).any(-1)
@@ -201,4 +204,10 @@ def box_field_scores(
     else:
       gts.append(vggss_gt_map(normalised, (width, height), gt_geometry=gt_geometry))
     scored.append(scored_map(where[video, segment]))
-  return field_scores(scored, gts, median_rule)
+  result = field_scores(scored, gts, median_rule)
+  return {
+      "field_ciou": result.ciou,
+      "field_auc": result.auc,
+      "field_ciou_mean": result.ciou_mean,
+      "field_trials": result.num_images,
+  }

@@ -19,7 +19,10 @@ rngs=...)`; adding one is a new file in this package, its line in `MODELS` and t
 [B,T,96,64] or `audio_features` [B,T,Ca], and `segment_mask` [B,T] bool
 (stt.input_pipeline.MODEL_INPUT_KEYS). The post-hoc explainers and the perturbation tests also
 use the split at the backbones that `AudioVisualModel` names (`encode`, `embed`,
-`head_from_tokens`) and `grid_size`.
+`head_from_tokens`) and `grid_size`. What a model has beyond that interface, it says on its
+class, and the explainers ask the model (stt/explain/explainers.py `Explainer.needs`), never its
+name: `EXPLANATIONS` (its own maps), `MODALITIES` (the streams it reads) and, for attention
+rollout, `RolloutModel`'s two methods.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class AudioVisualModel(Protocol):
   """What the trainer, evaluators, explainers and perturbation tests call on a model."""
 
   EXPLANATIONS: tuple[str, ...]  # the keys of `explanations` this model returns
+  MODALITIES: tuple[str, ...]  # the streams it reads: ('audio', 'visual') or one of them
   num_classes: int
   grid_size: tuple[int, int]  # (h, w) of the visual grid
   # Whether each visual token of `embed` is one grid cell's (from its own vector and position):
@@ -91,21 +95,36 @@ class AudioVisualModel(Protocol):
     model has it, to swap segments instead of rerunning the attention.)"""
 
 
-def sees_frames(model_config) -> bool:
-  """Whether the model `model_config` names reads the visual stream (`MODALITIES`, both when a
-  model does not say): without it, every spatial score is not applicable."""
-  modalities = getattr(MODELS[model_config.get("name", "stan")], "MODALITIES", ("audio", "visual"))
-  return "visual" in modalities
+class RolloutModel(AudioVisualModel, Protocol):
+  """A model whose explanations attention rollout can read (stt/explain/explainers.py
+  `rollout`): it says which attention, read out how, and how token relevance becomes maps."""
+
+  def rollout_readout(self, explanations: dict) -> tuple[jax.Array, jax.Array]:
+    """`explanations` of its outputs -> (attention [L,B,heads,S,S] of each layer, query i ->
+    key j; readout q [B,S], the weights with which the model reads its output tokens)."""
+
+  def rollout_maps(self, relevance: jax.Array, explanations: dict) -> tuple[jax.Array, jax.Array]:
+    """Relevance r [B,S] of the input tokens -> unnormalised (where [B,T,h,w], when [B,T])."""
+
+
+def model_class(model_config) -> type[AudioVisualModel]:
+  """The class `model_config.name` names; a ValueError names the known ones."""
+  if model_config.name not in MODELS:
+    raise ValueError(f"unknown model.name {model_config.name!r}; known: {sorted(MODELS)}")
+  return MODELS[model_config.name]
+
+
+def sees_frames(model: AudioVisualModel | type[AudioVisualModel]) -> bool:
+  """Whether `model` (an instance or its class) reads the visual stream: without it, every
+  spatial score is not applicable."""
+  return "visual" in model.MODALITIES
 
 
 def explanations_of(model_config) -> tuple[str, ...]:
   """The intrinsic explanations (keys of `explanations`) of the model `model_config` names."""
-  return MODELS[model_config.get("name", "stan")].EXPLANATIONS
+  return model_class(model_config).EXPLANATIONS
 
 
 def create_model(model_config, num_classes: int, *, rngs) -> AudioVisualModel:
   """The model `model_config.name` names; a ValueError names the known ones."""
-  name = model_config.get("name", "stan")
-  if name not in MODELS:
-    raise ValueError(f"unknown model.name {name!r}; known: {sorted(MODELS)}")
-  return MODELS[name](model_config, num_classes, rngs=rngs)
+  return model_class(model_config)(model_config, num_classes, rngs=rngs)

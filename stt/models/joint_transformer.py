@@ -238,6 +238,28 @@ class JointTransformer(two_stream.TwoStreamModel):
         "explanations": {"token_attention": token_attention},
     }
 
+  def rollout_readout(self, explanations: dict) -> tuple[jax.Array, jax.Array]:
+    """What attention rollout reads (stt/explain/explainers.py `rollout`): the per-layer
+    attention [L,B,heads,S,S] in token order and the readout q [B,S], CLS's one-hot (the logits
+    read the CLS token only)."""
+    attention = explanations["token_attention"]
+    readout = jnp.zeros((attention.shape[1], attention.shape[-1]), jnp.float32).at[:, 0].set(1.0)
+    return attention, readout
+
+  def rollout_maps(self, relevance: jax.Array, explanations: dict) -> tuple[jax.Array, jax.Array]:
+    """Rollout's relevance r [B,S] of the tokens -> (where [B,T,h,w], when [B,T]), unnormalised:
+        when[t]      = r(a_t) + sum_{i,j} r(cell t,i,j)
+        where[t,i,j] = r(cell t,i,j)   (every cell is a token; with token_pool = p, r of the
+                                        token holding the cell, / p^2)
+    The "where" is rollout's own, not attention's."""
+    del explanations  # r holds all: the token layout gives T
+    (h, w), p = self.token_grid, self.token_pool
+    b, num_tokens = relevance.shape
+    t = (num_tokens - 1 - self.num_bottlenecks) // (1 + h * w)
+    _, _, audio, cells = split_tokens(relevance, t, h * w)
+    where = jnp.repeat(jnp.repeat(cells.reshape(b, t, h, w), p, axis=2), p, axis=3) / p**2
+    return where, audio + cells.sum(axis=-1)
+
   def fuse(
       self,
       cells: jax.Array,

@@ -13,8 +13,10 @@ visual grid cells, Cv / Ca backbone channels, D width, C classes, L transformer 
             explanation "when" = beta^a * beta^v renormalised
     MLP([z^a; z^v]) -> logits [B,C];  optional Linear([h^a_t; h^v_t]) -> [B,T,C+1]
 
-`Stan.encode` and `Stan.head` split the forward pass at the backbone outputs so that
-explainers (Grad-CAM, occlusion) can act on the visual feature map.
+`Stan` is a `two_stream.TwoStreamModel`: its `head` and `__call__` are the shared ones, which
+split the forward pass at the backbone outputs (`encode`) and the per-token embedding (`embed`)
+so that explainers (Grad-CAM, occlusion) and the perturbation tests can act on the visual
+feature map. `head_from_tokens` is the spatial attention, then `head_from_attended`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from stt.models import encoders
+from stt.models import two_stream
 from stt.models.layers import AudioGuidedSpatialAttention
 from stt.models.layers import CrossModalTransformer
 from stt.models.layers import TemporalAttentionPool
@@ -43,7 +46,7 @@ def joint_when(beta_audio: jax.Array, beta_visual: jax.Array) -> jax.Array:
   return joint / jnp.maximum(joint.sum(axis=-1, keepdims=True), jnp.finfo(joint.dtype).tiny)
 
 
-class Stan(nnx.Module):
+class Stan(two_stream.TwoStreamModel):
   """Space-time attention network; see the module docstring for the data flow."""
 
   EXPLANATIONS = (
@@ -137,29 +140,6 @@ class Stan(nnx.Module):
         self.visual_backbone, self.audio_backbone, inputs, dtype=self.dtype, train=train
     )
 
-  def head(
-      self,
-      visual_map: jax.Array,
-      audio_vec: jax.Array,
-      segment_mask: jax.Array | None = None,
-      *,
-      train: bool = False,
-  ) -> dict:
-    """Everything after the backbones: `embed`, then `head_from_tokens`.
-
-    visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca], segment_mask [B,T] bool (None: all valid).
-    Returns {'logits': [B,C] f32, 'segment_logits': [B,T,C+1] f32 or None,
-             'explanations': {'where': [B,T,h,w], 'when': [B,T], 'when_audio': [B,T],
-                              'when_visual': [B,T],
-                              'spatial_attention': [B,T,heads,N],
-                              'temporal_attention': [L,B,heads,2T,2T]}}  (all f32).
-    """
-    b, t, h, w, _ = visual_map.shape
-    if (h, w) != self.grid_size:
-      raise ValueError(f"visual map grid {(h, w)} != config.grid_size {self.grid_size}")
-    cells, audio = self.embed(visual_map, audio_vec, train=train)
-    return self.head_from_tokens(cells, audio, segment_mask, train=train)
-
   def embed(self, visual_map: jax.Array, audio_vec: jax.Array, *, train: bool = False):
     """Per-token embedding: visual_map [B,T,h,w,Cv], audio_vec [B,T,Ca] ->
     (cells [B,T,N,D], audio [B,T,D]).
@@ -168,6 +148,8 @@ class Stan(nnx.Module):
     features replaces only that cell's token (the perturbation tests rely on it).
     """
     b, t, h, w, _ = visual_map.shape
+    if (h, w) != self.grid_size:
+      raise ValueError(f"visual map grid {(h, w)} != config.grid_size {self.grid_size}")
     if t > self.temporal_position.shape[0]:
       raise ValueError(f"{t} segments > config.num_segments {self.temporal_position.shape[0]}")
     deterministic = not train
@@ -188,7 +170,7 @@ class Stan(nnx.Module):
       *,
       train: bool = False,
   ) -> dict:
-    """cells [B,T,N,D], audio [B,T,D] (from `embed`) -> `head`'s dict."""
+    """cells [B,T,N,D], audio [B,T,D] (from `embed`) -> `head_from_attended`'s dict."""
     attended, alpha = self.spatial_attention(audio, cells)  # [B,T,D], [B,T,heads,N]
     return self.head_from_attended(audio, attended, alpha, segment_mask, train=train)
 
@@ -202,9 +184,14 @@ class Stan(nnx.Module):
       train: bool = False,
   ) -> dict:
     """audio [B,T,D], the spatial attention's (attended [B,T,D], alpha [B,T,heads,N]) ->
-    `head`'s dict. A segment's (attended, alpha) depends on that segment's tokens only, so
-    the temporal perturbation test computes it once for the clean and once for the removed
-    segments and swaps per fraction."""
+    {'logits': [B,C] f32, 'segment_logits': [B,T,C+1] f32 or None,
+     'explanations': {'where': [B,T,h,w], 'when': [B,T], 'when_audio': [B,T],
+                      'when_visual': [B,T], 'spatial_attention': [B,T,heads,N],
+                      'temporal_attention': [L,B,heads,2T,2T]}}  (all f32).
+
+    A segment's (attended, alpha) depends on that segment's tokens only, so the temporal
+    perturbation test computes it once for the clean and once for the removed segments and
+    swaps per fraction."""
     b, t = audio.shape[:2]
     h, w = self.grid_size
     if segment_mask is None:
@@ -247,7 +234,24 @@ class Stan(nnx.Module):
         },
     }
 
-  def __call__(self, inputs: dict, *, train: bool = False) -> dict:
-    """inputs: see `encode`, plus 'segment_mask' [B,T] bool (optional). Returns `head`'s dict."""
-    visual_map, audio_vec = self.encode(inputs, train=train)
-    return self.head(visual_map, audio_vec, inputs.get("segment_mask"), train=train)
+  def rollout_readout(self, explanations: dict) -> tuple[jax.Array, jax.Array]:
+    """What attention rollout reads (stt/explain/explainers.py `rollout`): the transformer's
+    attention [L,B,heads,2T,2T] over [a_1..a_T, v_hat_1..v_hat_T] and the readout q [B,2T] with
+    which the pooled outputs read its output tokens: ½ [beta^a ; beta^v], each modality's
+    pooling weights, the two modalities weighted equally."""
+    readout = 0.5 * jnp.concatenate(
+        [explanations["when_audio"], explanations["when_visual"]], axis=-1
+    )
+    return explanations["temporal_attention"], readout
+
+  def rollout_maps(self, relevance: jax.Array, explanations: dict) -> tuple[jax.Array, jax.Array]:
+    """Rollout's relevance r [B,2T] of the tokens -> (where [B,T,h,w], when [B,T]), unnormalised:
+        when[t]      = r[t] + r[T+t]          (both tokens of segment t)
+        where[t,i,j] = alpha[t,i,j] * r[T+t]  (v_hat_t's relevance split over its cells by the
+                                               head-averaged spatial attention that formed it)
+    The "where" is alpha scaled per frame: its spatial scores are attention's by construction
+    (the explainer's `spatial_is_attention_on` names `temporal_attention`)."""
+    t = relevance.shape[1] // 2
+    when = relevance[:, :t] + relevance[:, t:]
+    where = explanations["where"] * relevance[:, t:, None, None]
+    return where, when

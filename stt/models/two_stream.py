@@ -4,8 +4,8 @@
            --embed--> (cells [B,T,N,D], audio [B,T,D])
            --head_from_tokens--> ModelOutputs (stt/models/__init__.py)
 
-A model subclasses `TwoStreamModel` and defines `encode`, `embed` and `head_from_tokens`; the
-explainers and perturbation tests call the same three steps.
+Every model (STAN and the compared ones) subclasses `TwoStreamModel` and defines `encode`,
+`embed` and `head_from_tokens`; the explainers and perturbation tests call the same three steps.
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ import jax
 
 class TwoStreamModel(nnx.Module):
   """`head` and `__call__` from the subclass's `encode`, `embed` and `head_from_tokens`."""
+
+  # The streams the model reads (stt/models/__init__.py `sees_frames`); a single-modality model
+  # says which.
+  MODALITIES = ("audio", "visual")
 
   def head(
       self,

@@ -1,4 +1,4 @@
-"""Bad input to `python -m stt.explain.evaluate`: one line on stderr, exit 2, no metrics.json."""
+"""Bad input to `python -m stt.explain.score_maps`: one line on stderr, exit 2, no metrics.json."""
 
 import json
 import pathlib
@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from stt.explain import evaluate
+from stt.explain import score_maps
 
 ANNOTATIONS = """Category&VideoID&Quality&StartTime&EndTime
 Dog&vidA&good&1&3
@@ -45,7 +45,7 @@ def _args(directory: pathlib.Path, maps=None, boxes_name="boxes.jsonl", out="met
 
 def _fails_with(args, capsys) -> str:
   """The single stderr line of a run that must exit 2."""
-  assert evaluate.main(args) == evaluate.EXIT_BAD_INPUT
+  assert score_maps.main(args) == score_maps.EXIT_BAD_INPUT
   captured = capsys.readouterr()
   assert captured.err.count("\n") == 1 and captured.err.startswith("error: "), captured.err
   assert captured.out == ""
@@ -70,7 +70,7 @@ def test_out_whose_folder_cannot_be_created_is_one_line(tmp_path, capsys):
 
 def test_out_missing_folders_are_created(tmp_path, capsys):
   args = _args(tmp_path, out="new/deeper/metrics.json")
-  assert evaluate.main(args) == 0
+  assert score_maps.main(args) == 0
   assert json.loads((tmp_path / "new/deeper/metrics.json").read_text())["num_videos"] == 2
 
 
@@ -98,7 +98,7 @@ def test_boxes_errors_name_the_users_file(tmp_path, capsys):
 
 def test_boxes_with_any_file_name_are_scored(tmp_path, capsys):
   args = _args(tmp_path, boxes_name="my_boxes.txt")
-  assert evaluate.main(args) == 0
+  assert score_maps.main(args) == 0
   metrics = json.loads((tmp_path / "metrics.json").read_text())
   assert metrics["pointing_spatial"] == 1.0 and metrics["pointing_spatial_trials"] == 2
 
@@ -144,12 +144,12 @@ def test_non_finite_values_in_padded_segments_are_ignored(tmp_path, capsys):
   maps = _maps(segment_mask=mask)
   maps["where"][:, 3] = np.nan
   maps["when"][:, 3] = -np.inf
-  assert evaluate.main(_args(tmp_path, maps)) == 0
+  assert score_maps.main(_args(tmp_path, maps)) == 0
 
 
 def test_all_padded_segments_are_no_trials(tmp_path, capsys):
   args = _args(tmp_path, _maps(segment_mask=np.zeros((2, 4), bool)))
-  assert evaluate.main(args) == 0
+  assert score_maps.main(args) == 0
   metrics = json.loads((tmp_path / "metrics.json").read_text())
   for name in ("pointing_temporal", "pointing_spatial", "localization"):
     assert metrics[f"{name}_trials"] == 0
@@ -158,7 +158,7 @@ def test_all_padded_segments_are_no_trials(tmp_path, capsys):
   # vidB's only boxed segment (1) padded: one spatial trial left, vidB still a temporal trial.
   mask = np.ones((2, 4), bool)
   mask[1, 1] = False
-  assert evaluate.main(_args(tmp_path, _maps(segment_mask=mask))) == 0
+  assert score_maps.main(_args(tmp_path, _maps(segment_mask=mask))) == 0
   metrics = json.loads((tmp_path / "metrics.json").read_text())
   assert metrics["pointing_spatial_trials"] == metrics["localization_trials"] == 1
   assert metrics["pointing_temporal_trials"] == 2

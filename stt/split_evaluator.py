@@ -1,4 +1,6 @@
-"""The trainer's evaluation of a state on a split: accuracy, loss and (optionally) pointing games.
+"""The trainer's split evaluator: accuracy, loss and (optionally) the pointing games of a state
+on a split (val during training, test at the end). Not to be confused with
+`python -m stt.explain.score_maps`, which scores a maps file.
 
 The forward pass is one jitted function over global batches; the per-example outputs are
 gathered to every host by `input_pipeline.gather_split` (padding rows dropped, split order) and
@@ -20,8 +22,8 @@ from stt import input_pipeline
 from stt import sharding
 from stt import tasks
 from stt.explain import pointing
-
-INTRINSIC_MAPS = ("where", "when", "when_audio", "when_visual")
+from stt.explain import score_maps
+from stt.explain import suite_scores
 
 
 def eval_step(
@@ -43,7 +45,7 @@ def eval_step(
       "prediction": logits.argmax(-1),
       "loss": optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]),
       # The model's own maps, where it has them (stt/models/__init__.py).
-      **{key: explanations[key] for key in INTRINSIC_MAPS if key in explanations},
+      **{key: explanations[key] for key in score_maps.MAP_KEYS if key in explanations},
   }
 
 
@@ -79,7 +81,10 @@ class Evaluator:
     out = self.predict(state, source)
     metrics = split_metrics(out, split)
     if explain and "where" in out:
-      games = pointing.pointing_metrics(out, self._config.explain.pointing_tolerance_px)
+      games = suite_scores.namespaced(
+          pointing.pointing_metrics(out, self._config.explain.pointing_tolerance_px),
+          explainer="attention",
+      )
       metrics.update({key if split == "test" else f"{split}/{key}": v for key, v in games.items()})
     return metrics
 

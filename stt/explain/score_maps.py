@@ -1,6 +1,7 @@
-"""Scores explanation maps made by any model against AVE-format annotations.
+"""The maps-file CLI: scores explanation maps made by any model against AVE-format annotations
+(or VGG-SS / Flickr-SoundNet). Not the trainer's split evaluator (stt/split_evaluator.py).
 
-    python -m stt.explain.evaluate --maps maps.npz --events Annotations.txt \\
+    python -m stt.explain.score_maps --maps maps.npz --events Annotations.txt \\
         [--boxes boxes.jsonl] --out metrics.json [--tolerance_px 15]
 
 maps.npz (written by numpy.savez / savez_compressed, no pickled objects) holds `video_id` [V]
@@ -21,9 +22,9 @@ localization_trials, num_videos. Scores without trials (no boxes) are null. Miss
 above --out are created.
 VGG-SS / Flickr-SoundNet instead of --events/--boxes (stt/explain/annotation_arrays.py):
 
-    python -m stt.explain.evaluate --maps maps.npz --vggss vggss.json \
+    python -m stt.explain.score_maps --maps maps.npz --vggss vggss.json \
         [--vggss_test_list vggss_test.csv] [--annotated_frame middle|frame125] --out metrics.json
-    python -m stt.explain.evaluate --maps maps.npz --flickr_annotations Annotations/ --out m.json
+    python -m stt.explain.score_maps --maps maps.npz --flickr_annotations Annotations/ --out m.json
 
 score the spatial pointing game and the LVS-style scores at the annotated segment, plus the
 sound-localization field's field_ciou (share of images with cIoU >= 0.5), field_auc,
@@ -57,7 +58,7 @@ from stt.explain import pointing
 from stt.explain import sound_source_benchmark
 
 EXIT_BAD_INPUT = 2
-MAP_KEYS = ("where", "when", "when_audio", "when_visual")
+MAP_KEYS = ("where", "when", "when_audio", "when_visual")  # the maps a model or explainer gives
 NPZ_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip file with members / an empty one
 NPY_MAGIC = b"\x93NUMPY"
 
@@ -262,7 +263,7 @@ def score(maps: dict, events: dict, boxes: dict | None, tolerance_px: float = 15
 
 def parse_args(argv):
   parser = argparse.ArgumentParser(
-      prog="python -m stt.explain.evaluate",
+      prog="python -m stt.explain.score_maps",
       description=__doc__,
       formatter_class=argparse.RawDescriptionHelpFormatter,
   )

@@ -1,0 +1,156 @@
+"""The explanation suite's scores (stt/explain/suite.py), and the one place that names them.
+
+Every scorer returns `{metric: value}` with bare metric names (pointing.pointing_metrics,
+box_scores.box_scores, sound_source_benchmark.box_field_scores, perturbation.summarise);
+`explainer_scores` and `baseline_scores` collect one row of the tables each, still bare, and
+`namespaced` alone turns a row into results.json keys: `explain/<explainer>/<metric>` on the run's
+test split, `explain_<set>/<explainer>/<metric>` on an annotation set (config.explain.dataset).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stt import models
+from stt.explain import box_scores
+from stt.explain import explainers as explainer_lib
+from stt.explain import perturbation
+from stt.explain import pointing
+from stt.explain import sound_source_benchmark
+
+TESTS = (
+    ("spatial", "positive"),
+    ("spatial", "negative"),
+    ("temporal", "positive"),
+    ("temporal", "negative"),
+)
+# The scores of "where" (NaN where the explainer's spatial scores are attention's, "—" in the
+# tables).
+SPATIAL_METRICS = (
+    "pointing_spatial",
+    "pointing_spatial_class_mean",
+    "relevance_mass",
+    "ciou",
+    "ciou_mean",
+    "ciou_auc",
+    "field_ciou",
+    "field_auc",
+    "spatial/positive_auc",
+    "spatial/negative_auc",
+    "spatial/positive_probability_auc",
+    "spatial/negative_probability_auc",
+)
+# The localisation scores reported per explainer (of box_scores.METRICS and the field's).
+LOCALIZATION_METRICS = ("relevance_mass", "ciou", "ciou_mean", "ciou_auc")
+FIELD_METRICS = ("field_ciou", "field_auc")
+
+
+def namespaced(metrics: dict, *, explainer: str, annotation_set: str = "") -> dict:
+  """One row's bare `{metric: value}` -> results.json keys: `explain/<explainer>/<metric>`, or
+  `explain_<annotation_set>/<explainer>/<metric>` for an annotation set (e.g. 'vggss').
+  `explainer` is an explainer's name or a baseline row's (`chance`, `center_prior`)."""
+  if not explainer or "/" in explainer:
+    raise ValueError(f"explainer must be a non-empty name without '/', got {explainer!r}")
+  root = f"explain_{annotation_set}" if annotation_set else "explain"
+  return {f"{root}/{explainer}/{metric}": value for metric, value in metrics.items()}
+
+
+def explainer_scores(
+    explainer: str,
+    out: dict,
+    tolerance_px: float,
+    field_options: dict | None = None,
+    *,
+    model,
+    labelled: bool = True,
+) -> tuple[dict, dict]:
+  """(bare `{metric: value}` of one explainer, accuracy curves {test/order: [P]}).
+
+  out: the explainer's per-example maps, perturbation curves and annotations (suite.explain_split).
+  field_options: gt_geometry / median_rule / ground_truth of sound_source_benchmark.box_field_scores.
+  model: the explained model (its class or instance), which decides whether the spatial scores
+  are not applicable (NaN): it reads no frames, or the explainer's "where" is attention's by
+  construction on it (`Explainer.spatial_is_attention`).
+  labelled False (a set without classes): the perturbation scores, accuracies against the true
+  class, are NaN.
+  """
+  metrics = pointing.pointing_metrics(out, tolerance_px)
+  located = box_scores.box_scores(
+      out["where"],
+      out["boxes"],
+      out["box_mask"],
+      out["frame_size"],
+      segment_mask=out["segment_mask"],
+  )
+  # LVS's `ciou` (share of trials with cIoU >= 0.5) is 0 by construction when objects cover
+  # well under half the frame (the map is binarised at its median); the mean and AUC are not.
+  metrics.update({key: located[key] for key in LOCALIZATION_METRICS})
+  # The sound-localization field's protocol (224 px, min-max, whole-frame boxes): cIoU@0.5, AUC.
+  field = sound_source_benchmark.box_field_scores(
+      out["where"],
+      out["boxes"],
+      out["box_mask"],
+      out["frame_size"],
+      out["segment_mask"],
+      **(field_options or {}),
+  )
+  metrics.update({key: field[key] for key in FIELD_METRICS})
+  curves = {}
+  for test, order in TESTS:
+    summary = perturbation.summarise(
+        out[f"{test}/{order}/correct"].T, out[f"{test}/{order}/probability"].T
+    )
+    if not labelled:
+      summary = {
+          "auc": float("nan"),
+          "probability_auc": float("nan"),
+          "accuracy": np.full(len(perturbation.FRACTIONS), np.nan),
+      }
+    metrics[f"{test}/{order}_auc"] = summary["auc"]
+    metrics[f"{test}/{order}_probability_auc"] = summary["probability_auc"]
+    curves[f"{test}/{order}"] = summary["accuracy"]
+  # Not applicable: attention's by construction, or a model that does not see the frames.
+  spatial_is_attention = explainer_lib.EXPLAINERS[explainer].spatial_is_attention(model)
+  if not models.sees_frames(model) or spatial_is_attention:
+    metrics.update({key: float("nan") for key in SPATIAL_METRICS})
+    for order in ("positive", "negative"):
+      curves[f"spatial/{order}"] = [float("nan")] * len(curves[f"spatial/{order}"])
+  return metrics, curves
+
+
+def baseline_scores(out: dict, tolerance_px: float) -> dict[str, dict]:
+  """The tables' last rows, bare: {'chance': the pointing games' chance levels on these
+  annotations (a uniformly random cell, a uniformly random valid segment), 'center_prior':
+  pointing at the exact frame centre}, to read every explainer against."""
+  spatial = pointing.chance_spatial_pointing(
+      out["boxes"],
+      out["box_mask"],
+      out["frame_size"],
+      out["label"],
+      out["where"].shape[-2:],
+      tolerance_px,
+      segment_mask=out["segment_mask"],
+  )
+  temporal = pointing.chance_temporal_pointing(
+      out["segment_mask"], out["event_start"], out["event_end"], out["label"]
+  )
+  center = pointing.center_prior_spatial_pointing(
+      out["boxes"],
+      out["box_mask"],
+      out["frame_size"],
+      out["label"],
+      tolerance_px,
+      segment_mask=out["segment_mask"],
+  )
+  return {
+      "chance": {
+          "pointing_spatial": spatial.overall,
+          "pointing_spatial_class_mean": spatial.class_mean,
+          "pointing_temporal": temporal.overall,
+          "pointing_temporal_class_mean": temporal.class_mean,
+      },
+      "center_prior": {
+          "pointing_spatial": center.overall,
+          "pointing_spatial_class_mean": center.class_mean,
+      },
+  }
