@@ -38,6 +38,7 @@ from stt import models
 from stt import reproduce_figures
 from stt import reproduce_tables
 from stt.explain import explainers as explainers_lib
+from stt.explain import viewer_suite
 
 COMPARED_MODELS = ("stan", "late_fusion", "audio_only", "visual_only", "avel", "joint_transformer")
 EXPLAINERS = ("attention", "rollout", "gradient", "gradcam", "grad_x_input", "random", "center")
@@ -344,6 +345,7 @@ def aggregate(
     doc.write_text(text)
   (workdir / "tables.csv").write_text(reproduce_tables.csv_text(rows))
   reproduce_figures.write(workdir, rows, by_row)
+  viewer_suite.write(workdir, rows, by_row)  # index.html: the tables linked to the viewers
   return summary
 
 

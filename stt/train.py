@@ -32,6 +32,7 @@ from stt.explain import panels
 from stt.explain import sanity
 from stt.explain import sanity_report
 from stt.explain import suite
+from stt.explain import viewer_build
 
 
 class NonFiniteLossError(RuntimeError):
@@ -112,6 +113,10 @@ def explain_best(config: ml_collections.ConfigDict, workdir: str) -> dict:
   config, dataset, mesh, step, graphdef, state = _restore_for_evaluation(config, workdir, "explain")
   source = explain_sets.explain_source(config, dataset)  # the test split, or explain.dataset
   metrics = suite.run(graphdef, state, source, mesh, config, workdir, dataset.class_names)
+  if config.explain.viewer:  # <workdir>/viewer/ (viewer_<set>/): stt/explain/view.py
+    viewer_build.build(
+        workdir, dataset=config.explain.dataset, config=config, trained=(graphdef, state, mesh)
+    )
   return trained_run.write_results(
       workdir, {"best_step": step, **metrics}, write=jax.process_index() == 0
   )
@@ -270,4 +275,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # and null in the file.
   results = trained_run.write_results(workdir, results, write=is_chief)
   manager.close()
+  if config.explain.viewer:  # <workdir>/viewer/index.html of the model's own maps
+    viewer_build.build(workdir, config=config, trained=(graphdef, state, mesh))
   return results

@@ -51,6 +51,7 @@ from stt.explain import panels
 from stt.explain import perturbation
 from stt.explain import pointing
 from stt.explain import sound_localization
+from stt.explain import viewer_data
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -424,6 +425,7 @@ def run(graphdef, state, source, mesh, config, workdir: epath.Path, class_names)
   if jax.process_index() == 0:
     write_reports(report_dir, metrics, curves, list(outputs), annotation_set)
     write_maps(report_dir / "maps", outputs, source)
+    viewer_data.save_video_curves(report_dir / "video_curves", outputs, source)  # the viewer's
     write_panels(
         report_dir / "panels",
         outputs,

@@ -116,12 +116,14 @@ def build(
     max_videos: int | None = None,
     data_dir: str | None = None,
     config: ml_collections.ConfigDict | None = None,
+    trained: tuple | None = None,
 ) -> epath.Path:
   """Writes the viewer of the run in `workdir`; returns its index.html (written by process 0).
 
   dataset: '' for the run's test split, or an annotation set of explain_sets.EXPLAIN_DATASETS
   (the explain run of that set must exist). config: the run's config (default: its config.json);
-  data_dir overrides its config.data_dir.
+  data_dir overrides its config.data_dir. trained: (graphdef, state, mesh) of the best checkpoint
+  when the caller holds it (training, --mode=explain), else it is restored from the workdir.
   """
   workdir = epath.Path(workdir)
   record = trained_run.read(workdir)
@@ -141,8 +143,11 @@ def build(
     config.explain.dataset = dataset
   loaded = datasets.load(config)
   source = explain_sets.explain_source(config, loaded)
-  mesh = sharding.make_mesh(config)
-  _, graphdef, state = state_lib.restore_best(workdir, config, loaded.num_classes, mesh)
+  if trained is None:
+    mesh = sharding.make_mesh(config)
+    _, graphdef, state = state_lib.restore_best(workdir, config, loaded.num_classes, mesh)
+  else:
+    graphdef, state, mesh = trained
   outputs = predict(graphdef, state, source, mesh, config)
   count = len(outputs["label"]) if max_videos is None else min(max_videos, len(outputs["label"]))
   outputs = {key: value[:count] for key, value in outputs.items()}

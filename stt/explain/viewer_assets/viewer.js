@@ -293,9 +293,12 @@
       const label = svgEl("text", { x: 2, y: 12, "font-size": 9 });
       label.textContent = "p";
       svg.append(label);
-      figures.push(el("figure", {}, [svg, el("figcaption", { text: `${test.replace("_", ", ")}: predicted-class probability vs fraction removed (0\u20130.9)` })]));
+      figures.push(el("figure", {}, [svg, el("figcaption", { text: test.replace("_", ", ") })]));
     }
-    return figures.length ? el("div", { class: "curves" }, figures) : el("div", { text: "No perturbation curves saved for this video (run --mode=explain)." });
+    if (!figures.length) return el("div", { text: "No perturbation curves saved for this video (run --mode=explain)." });
+    return el("div", {}, [
+      el("div", { class: "note", text: "Perturbation: the predicted class's probability (0\u20131) as the fraction of the input the explainer calls most (positive) or least (negative) relevant is removed, 0 to 0.9." }),
+      el("div", { class: "curves" }, figures)]);
   }
   async function renderDetail() {
     const section = $("detail");
