@@ -145,6 +145,15 @@ def test_missing_boxes_padding_and_crop_coordinates(saved):
   assert summaries[1]["predicted"] == 2 and summaries[1]["confidence"] == pytest.approx(0.8)
 
 
+def test_a_model_without_maps_still_has_its_classes(saved):
+  _, outputs, video_ids = saved
+  summaries, details = _build({}, outputs, video_ids)
+  assert [s["predicted"] for s in summaries] == [0, 2, 2, 1, 1]
+  assert all(
+      d["explainers"] == {} and s["spatial_hit_rate"] == {} for s, d in zip(summaries, details)
+  )
+
+
 def test_unlabelled_videos_have_no_correctness(saved):
   maps, outputs, video_ids = saved
   annotations = {**outputs["gradcam"], "label": np.full(V, -1)}

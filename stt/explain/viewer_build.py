@@ -4,8 +4,8 @@ Reads (nothing here is written by the core; the viewer only reads what runs leav
 - `config.json`, `class_names.json` (stt/trained_run.py) and the data they name: the rows' frames,
   log-mel and annotations (the test split, or the annotation set `dataset`, e.g. 'vggss');
 - the best checkpoint: one inference pass gives the class probabilities [V,C] and the model's
-  own maps (`attention`: where, when, when_audio, when_visual), so a run that was only trained
-  still gets a viewer;
+  own maps (`attention`: where, when, when_audio, when_visual, where the model has a "where" and
+  a "when"), so a run that was only trained still gets a viewer;
 - `<explain dir>/maps/<explainer>.npz` of `--mode=explain` (stt/explain/suite.py), every
   explainer's maps, which replace or join the model's own; and `<explain dir>/video_curves/
   <explainer>.npz` (viewer_data.save_video_curves), each video's perturbation curves.
@@ -154,14 +154,13 @@ def build(
   video_ids = _video_ids(source, count)
 
   maps = {}
-  if "where" in outputs:
+  if {"where", "when"} <= outputs.keys():  # e.g. not AVEL (where only), not late fusion (none)
     maps[MODEL_EXPLAINER] = {key: outputs[key] for key in MODEL_MAPS if key in outputs}
   for name, saved in read_npz_by_video(maps_dir, video_ids).items():
     if name == MODEL_EXPLAINER:  # the saved maps, with the model's per-modality "when"
       saved = {**maps.get(name, {}), **saved}
     maps[name] = saved
-  if not maps:
-    raise ViewerError(f"the model has no maps of its own and {maps_dir} holds none")
+  # No maps at all (a model without its own, not explained yet): the page shows the classes.
   labelled = dataset not in explain_sets.UNLABELLED_SETS
   annotations = dict(outputs)
   if not labelled:

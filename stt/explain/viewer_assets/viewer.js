@@ -35,7 +35,7 @@
   const className = (c) => (c < 0 ? "unlabelled" : H.class_names[c] ?? `class ${c}`);
 
   // --- state in the address -------------------------------------------------------------
-  const DEFAULTS = { class: "", explainer: H.explainers[0], hit: "", correct: "", level: "",
+  const DEFAULTS = { class: "", explainer: H.explainers[0] || "", hit: "", correct: "", level: "",
     sort: "row", page: "0", video: "" };
   let state = { ...DEFAULTS };
   function readHash() {
