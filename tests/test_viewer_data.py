@@ -8,8 +8,11 @@ from etils import epath
 import numpy as np
 import pytest
 
+from configs import synthetic
+from stt import trained_run
 from stt.explain import pointing
 from stt.explain import suite
+from stt.explain import view
 from stt.explain import viewer_build
 from stt.explain import viewer_data
 from stt.explain import viewer_page
@@ -259,3 +262,13 @@ def test_suite_page_links_each_cell_to_its_viewer(tmp_path):
   assert "± 1.5 (n=2)" in page
   assert '<a href="stan/seed0/viewer/index.html">0.750' in page
   assert "<td>—</td>" in page  # late_fusion has no viewer and no value: no link
+
+
+def test_cli_bad_input_is_one_line(tmp_path, capsys):
+  assert view.main([f"--workdir={tmp_path}"]) == view.EXIT_BAD_INPUT
+  assert "has no config.json or class_names.json" in capsys.readouterr().err
+  trained_run.save(tmp_path, synthetic.get_config("smoke"), ["a", "b"])
+  assert view.main([f"--workdir={tmp_path}", "--max_videos=0"]) == view.EXIT_BAD_INPUT
+  assert "max_videos must be at least 1; got 0" in capsys.readouterr().err
+  assert view.main([f"--workdir={tmp_path}", "--dataset=nope"]) == view.EXIT_BAD_INPUT
+  assert "dataset='nope'; known:" in capsys.readouterr().err

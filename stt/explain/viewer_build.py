@@ -98,9 +98,19 @@ def read_npz_by_video(directory: epath.Path, video_ids: np.ndarray) -> dict[str,
   return found
 
 
-def _video_ids(source, count: int) -> np.ndarray:
-  ids = [source[i]["video_id"] for i in range(count)]
-  return np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in ids])
+def _text(value) -> str:
+  return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _ids_and_levels(source, count: int) -> tuple[np.ndarray, list[str] | None]:
+  """The rows' video ids, and their `level` (e.g. 'off-screen') where the set's records name
+  one (None when none does)."""
+  ids, levels = [], []
+  for row in range(count):  # one record at a time: records hold the frames
+    record = source[row]
+    ids.append(_text(record["video_id"]))
+    levels.append(_text(record.get("level", "")))
+  return np.asarray(ids), levels if any(levels) else None
 
 
 def _media(source, count: int):
@@ -151,7 +161,7 @@ def build(
   outputs = predict(graphdef, state, source, mesh, config)
   count = len(outputs["label"]) if max_videos is None else min(max_videos, len(outputs["label"]))
   outputs = {key: value[:count] for key, value in outputs.items()}
-  video_ids = _video_ids(source, count)
+  video_ids, levels = _ids_and_levels(source, count)
 
   maps = {}
   if {"where", "when"} <= outputs.keys():  # e.g. not AVEL (where only), not late fusion (none)
@@ -172,6 +182,7 @@ def build(
       maps=maps,
       class_names=record.class_names,
       tolerance_px=config.explain.pointing_tolerance_px,
+      levels=levels,
       video_curves=read_npz_by_video(explain_dir(workdir, dataset) / "video_curves", video_ids),
   )
   first = source[0] if count else {}
