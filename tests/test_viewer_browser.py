@@ -69,7 +69,9 @@ def _run(smoke_run, tmp_path_factory):
   data_dir, finished, _ = smoke_run
   workdir = tmp_path_factory.mktemp("viewer") / "run"
   shutil.copytree(finished, workdir)
-  shutil.rmtree(workdir / "viewer")  # the training's viewer: the explain run must write it
+  training_page = json.loads(_script_json(workdir / "viewer/data/index.js"))
+  assert training_page["header"]["explainers"] == ["attention"]  # the model's own maps
+  shutil.rmtree(workdir / "viewer")  # the explain run must write it again
   conftest.run_main(
       workdir,
       data_dir,
