@@ -272,3 +272,17 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
   assert "max_videos must be at least 1; got 0" in capsys.readouterr().err
   assert view.main([f"--workdir={tmp_path}", "--dataset=nope"]) == view.EXIT_BAD_INPUT
   assert "dataset='nope'; known:" in capsys.readouterr().err
+
+
+def test_suite_page_links_no_reference_row_and_no_empty_cell(tmp_path):
+  run = tmp_path / "stan" / "seed0"
+  (run / "viewer").mkdir(parents=True)
+  (run / "viewer" / "index.html").write_text("")
+  cell = {"table": "pointing", "model": "stan", "metric": "pointing_spatial", "split": "test"}
+  rows = [
+      {**cell, "explainer": "chance", "mean": 0.25, "std": 0.0, "n": 1},
+      {**cell, "explainer": "rollout", "mean": None, "std": None, "n": 0},
+  ]
+  page = viewer_suite.write(epath.Path(tmp_path), rows, {"stan": [run]}).read_text()
+  assert "<td>0.250 <span class=sd>± 0.000 (n=1)</span></td>" in page
+  assert "<td>—</td>" in page and "#explainer=" not in page

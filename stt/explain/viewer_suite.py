@@ -17,6 +17,8 @@ import urllib.parse
 
 from etils import epath
 
+from stt.explain import suite
+
 TABLES = (
     ("recognition", "Recognition", False),
     ("perturbation", "Perturbation AUC (positive: lower is better; negative: higher)", True),
@@ -79,15 +81,19 @@ def _table(rows: list[dict], table: str, by_explainer: bool, links: dict) -> str
   head += "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + "</tr>"
   body = []
   for model, explainer in keys:
-    href = _explainer_href(links.get(model, []), explainer)
+    # The chance and centre-prior rows are computed from the annotations: no maps to show.
+    reference = explainer in suite.BASELINE_ROWS
+    href = None if reference else _explainer_href(links.get(model, []), explainer)
     seeds = " ".join(
         f'<a href="{html.escape(link)}">s{k}</a>' for k, link in enumerate(links.get(model, []))
     )
     line = f"<tr><td>{html.escape(model)} <span class=sd>{seeds}</span></td>"
     if by_explainer:
       line += f'<td class="explainer">{html.escape(str(explainer))}</td>'
+    values = [index.get((model, explainer, m)) for m in metrics]
     line += "".join(
-        f"<td>{_linked(_format(index.get((model, explainer, m))), href)}</td>" for m in metrics
+        f"<td>{_linked(_format(v), href if v and v.get('mean') is not None else None)}</td>"
+        for v in values
     )
     body.append(line + "</tr>")
   return "<table>" + head + "".join(body) + "</table>"
