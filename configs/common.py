@@ -161,6 +161,8 @@ def get_common_config() -> ml_collections.ConfigDict:
   # Explanation panels (frames + "where", "when" over the spectrogram) of this many examples:
   # of val in TensorBoard at each evaluation, of test as PNGs by --mode=explain. 0: none.
   config.explain.num_panels = 4
+  # Training and --mode=explain write <workdir>/viewer/index.html (stt/explain/view.py).
+  config.explain.viewer = True
   # The set --mode=explain evaluates: '' the run's test split, 'vggss' VGG-SS (built by
   # data_pipelines.build --dataset=vggss at explain.annotated_frame 'middle' | 'frame125'). The
   # field's cIoU@0.5 / AUC variants: gt_geometry 'reference' | 'aligned', median_rule 'gt' | 'ge'

@@ -139,6 +139,7 @@ def _validate_explain(config: ml_collections.ConfigDict):
   )
   _require(explain.pointing_tolerance_px >= 0, "explain.pointing_tolerance_px must be >= 0")
   _require(explain.num_panels >= 0, "explain.num_panels must be >= 0")
+  _require(isinstance(explain.viewer, bool), "explain.viewer must be True or False")
   _one_of(explain.perturbation_mode, perturbation.MODES, "explain.perturbation_mode")
   _one_of(explain.temporal_modality, perturbation.MODALITIES, "explain.temporal_modality")
   # The set explained ('': the run's test split, else an annotation set of the catalogue,

@@ -24,6 +24,7 @@ from stt.explain import explained_split
 from stt.explain import sanity
 from stt.explain import sanity_report
 from stt.explain import suite
+from stt.explain import viewer_build
 
 
 def _restore_for_evaluation(config: ml_collections.ConfigDict, workdir: epath.Path, mode: str):
@@ -63,6 +64,10 @@ def explain_best(config: ml_collections.ConfigDict, workdir: str) -> dict:
   config, dataset, mesh, step, graphdef, state = _restore_for_evaluation(config, workdir, "explain")
   source = explained_split.explain_source(config, dataset)  # the test split, or explain.dataset
   metrics = suite.run(graphdef, state, source, mesh, config, workdir, dataset.class_names)
+  if config.explain.viewer:  # <workdir>/viewer/ (viewer_<set>/): stt/explain/view.py
+    viewer_build.build(
+        workdir, dataset=config.explain.dataset, config=config, trained=(graphdef, state, mesh)
+    )
   return trained_run.write_results(
       workdir, {"best_step": step, **metrics}, write=jax.process_index() == 0
   )

@@ -39,6 +39,7 @@ from stt import reproduce_runs
 from stt import reproduce_suites
 from stt import reproduce_tables
 from stt.explain import explainers as explainer_lib
+from stt.explain import viewer_suite
 
 
 def _commit() -> str:
@@ -99,6 +100,7 @@ def aggregate(
     doc.write_text(text)
   (workdir / "tables.csv").write_text(reproduce_tables.csv_text(rows))
   reproduce_figures.write(workdir, rows, by_row)
+  viewer_suite.write(workdir, rows, by_row)  # index.html: the tables linked to the viewers
   return summary
 
 

@@ -17,12 +17,12 @@ import numpy as np
 
 from stt import reproduce_tables
 from stt.explain import sanity_report
-from stt.explain import suite
+from stt.explain import suite_scores
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-TESTS = tuple(f"{test}/{order}" for test, order in suite.TESTS)  # "spatial/positive", ...
+TESTS = tuple(f"{test}/{order}" for test, order in suite_scores.TESTS)  # "spatial/positive", ...
 
 
 def mean_curves(run_dirs: list[epath.Path]) -> tuple[list[float], dict[str, dict]]:

@@ -28,7 +28,7 @@ from etils import epath
 import numpy as np
 
 from stt.explain import sanity_report
-from stt.explain import suite
+from stt.explain import suite_reports
 
 RECOGNITION_METRICS = ("accuracy", "segment_accuracy")
 PERTURBATION_METRICS = (
@@ -46,7 +46,7 @@ POINTING_METRICS = (
     "ciou_mean",
 )
 # Rows of the pointing table computed on the annotations alone.
-REFERENCE_ROWS = suite.BASELINE_ROWS
+REFERENCE_ROWS = suite_reports.BASELINE_ROWS
 # The model's own maps scored on val during training (stt/split_evaluator.py): the split that design
 # choices (e.g. STAN's pool_values and joint "when") are made on.
 VAL_POINTING_METRICS = (

@@ -27,6 +27,7 @@ from stt import state as state_lib
 from stt import train_step as train_step_lib
 from stt import trained_run
 from stt.explain import panels
+from stt.explain import viewer_build
 
 
 class NonFiniteLossError(RuntimeError):
@@ -209,4 +210,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # and null in the file.
   results = trained_run.write_results(workdir, results, write=is_chief)
   manager.close()
+  if config.explain.viewer:  # <workdir>/viewer/index.html of the model's own maps
+    viewer_build.build(workdir, config=config, trained=(graphdef, state, mesh))
   return results

@@ -46,6 +46,7 @@ from stt.explain import explainers as explainer_lib
 from stt.explain import perturbation
 from stt.explain import suite_reports
 from stt.explain import suite_scores
+from stt.explain import viewer_data
 
 
 def _explain_batch(
@@ -156,6 +157,7 @@ def explain_annotation_set(
   if jax.process_index() == 0:
     suite_reports.write_reports(report_dir, scores, curves, list(outputs), annotation_set)
     suite_reports.write_maps(report_dir / "maps", outputs, source)
+    viewer_data.save_video_curves(report_dir / "video_curves", outputs, source)  # the viewer's
     suite_reports.write_panels(
         report_dir / "panels",
         outputs,
