@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from configs import synthetic
+from stt import evaluation_modes
 from stt import models
-from stt import train
 from stt.explain import explainers
 from stt.explain import pointing
 from stt.explain import sanity
@@ -106,7 +106,7 @@ def test_the_toy_in_the_explain_and_sanity_modes_of_a_trained_run(with_toy, smok
   config.explain.explainers = ("attention", "feature_norm")
   config.explain.num_panels = 1
   config.sanity.explainers = ("feature_norm",)
-  results = train.explain_best(config, str(workdir))
+  results = evaluation_modes.explain_best(config, str(workdir))
   # The toy's row: every score the built-in explainers have, under its name.
   toy_keys = {k.removeprefix("explain/feature_norm/") for k in results if "/feature_norm/" in k}
   attention_keys = {  # less the per-modality "when" of training's evaluation of its own maps
@@ -126,7 +126,7 @@ def test_the_toy_in_the_explain_and_sanity_modes_of_a_trained_run(with_toy, smok
   with np.load(explain_dir / "maps" / "feature_norm.npz") as maps:
     assert (maps["explained_class"] == -1).all()
   assert list((explain_dir / "panels").glob("*/feature_norm.png"))
-  sanity_results = train.sanity_best(config, str(workdir))
+  sanity_results = evaluation_modes.sanity_best(config, str(workdir))
   blocks = sanity_results["sanity/blocks"]
   first = sanity_results[f"sanity/cascading/{blocks[0]}/feature_norm/where_spearman"]
   last = sanity_results[f"sanity/cascading/{blocks[-1]}/feature_norm/where_spearman"]

@@ -16,6 +16,7 @@ from data_pipelines import catalogue
 from data_pipelines import dataset_spec
 from stt import config_validation
 from stt import datasets
+from stt import evaluation_modes
 from stt import train
 from tests import toy_dataset
 
@@ -86,7 +87,7 @@ def test_a_run_trains_and_explains_on_a_registered_toy_dataset(with_toy, tmp_pat
 
   config.explain.dataset = "toy"  # explained as an annotation set: its boxes, its ground truth
   config_validation.validate(config, device_count=1)
-  results = train.explain_best(config, str(tmp_path / "run"))
+  results = evaluation_modes.explain_best(config, str(tmp_path / "run"))
   report_dir = tmp_path / "run" / "explain_toy"
   maps = np.load(report_dir / "maps" / "attention.npz")
   assert sorted(maps["video_id"]) == [f"toy_test_{i:03d}" for i in range(8)]  # TFDS's order

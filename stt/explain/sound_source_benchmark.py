@@ -204,10 +204,4 @@ def box_field_scores(
     else:
       gts.append(vggss_gt_map(normalised, (width, height), gt_geometry=gt_geometry))
     scored.append(scored_map(where[video, segment]))
-  result = field_scores(scored, gts, median_rule)
-  return {
-      "field_ciou": result.ciou,
-      "field_auc": result.auc,
-      "field_ciou_mean": result.ciou_mean,
-      "field_trials": result.num_images,
-  }
+  return field_scores(scored, gts, median_rule)
