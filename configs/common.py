@@ -168,6 +168,10 @@ def get_common_config() -> ml_collections.ConfigDict:
   # field's cIoU@0.5 / AUC variants: gt_geometry 'reference' | 'aligned', median_rule 'gt' | 'ge'
   # (stt/explain/sound_source_benchmark.py; the defaults are LVS's protocol).
   config.explain.dataset = ""
+  # Several sets in one --mode=explain run, each into its own keys and report dir (e.g.
+  # ('', 'vggss', 'flickr_soundnet'): the test split, then both annotation sets); when given,
+  # explain.dataset stays ''.
+  config.explain.datasets = ()
   config.explain.annotated_frame = "middle"
   config.explain.gt_geometry = "reference"
   config.explain.median_rule = "gt"

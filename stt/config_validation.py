@@ -145,6 +145,20 @@ def _validate_explain(config: ml_collections.ConfigDict):
   # The set explained ('': the run's test split, else an annotation set of the catalogue,
   # stt/explain/explained_split.py), and the sound-localization protocol's variants.
   _one_of(explain.dataset, ("", *catalogue.annotation_sets()), "explain.dataset")
+  sets = explain.get("datasets", ())
+  _require(
+      isinstance(sets, (tuple, list)),
+      "explain.datasets must be a tuple of set names, e.g. "
+      "--config.explain.datasets=\"('', 'vggss')\" ('' = the run's test split)",
+  )
+  for name in sets:
+    _one_of(name, ("", *catalogue.annotation_sets()), "explain.datasets")
+  _require(len(set(sets)) == len(sets), f"explain.datasets names a set twice: {tuple(sets)}")
+  _require(
+      not (sets and explain.dataset),
+      f"explain.dataset={explain.dataset!r} and explain.datasets={tuple(sets)} both name the "
+      "sets to explain: give one of them",
+  )
   _one_of(explain.annotated_frame, catalogue.annotated_frames(), "explain.annotated_frame")
   _one_of(explain.gt_geometry, sound_source_benchmark.GT_GEOMETRIES, "explain.gt_geometry")
   _one_of(explain.median_rule, sound_source_benchmark.MEDIAN_RULES, "explain.median_rule")

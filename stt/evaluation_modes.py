@@ -56,18 +56,22 @@ def _restore_for_evaluation(config: ml_collections.ConfigDict, workdir: epath.Pa
 
 
 def explain_best(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """--mode=explain: every configured explainer on the best checkpoint's test predictions.
+  """--mode=explain: every configured explainer on the best checkpoint, on the run's test split
+  and/or the annotation sets of `explain.dataset` / `explain.datasets`, one set after the other.
 
-  Adds the `explain/<explainer>/...` keys to results.json and writes workdir/explain/ reports.
+  Adds `explain/<explainer>/...` (test split) and `explain_<set>/<explainer>/...` keys to
+  results.json and writes workdir/explain/ (explain_<set>/) reports and viewer/ (viewer_<set>/).
   """
   workdir = epath.Path(workdir)
   config, dataset, mesh, step, graphdef, state = _restore_for_evaluation(config, workdir, "explain")
-  source = explained_split.explain_source(config, dataset)  # the test split, or explain.dataset
-  metrics = suite.run(graphdef, state, source, mesh, config, workdir, dataset.class_names)
-  if config.explain.viewer:  # <workdir>/viewer/ (viewer_<set>/): stt/explain/view.py
-    viewer_build.build(
-        workdir, dataset=config.explain.dataset, config=config, trained=(graphdef, state, mesh)
+  metrics = {}
+  for name in explained_split.explained_sets(config):  # '' the test split, else annotation sets
+    source = explained_split.explain_source(config, dataset, name)
+    metrics.update(
+        suite.run(graphdef, state, source, mesh, config, workdir, dataset.class_names, name)
     )
+    if config.explain.viewer:  # <workdir>/viewer/ (viewer_<set>/): stt/explain/view.py
+      viewer_build.build(workdir, dataset=name, config=config, trained=(graphdef, state, mesh))
   return trained_run.write_results(
       workdir, {"best_step": step, **metrics}, write=jax.process_index() == 0
   )

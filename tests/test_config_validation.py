@@ -56,6 +56,12 @@ def test_default_configs_are_valid():
         ({"explain.temporal_modality": "text"}, "explain.temporal_modality='text' is not one of"),
         ({"input.num_workers": -1}, "input.num_workers=-1 must be >= 0"),
         ({"input.prefetch_buffer_size": 0}, "input.prefetch_buffer_size=0 must be >= 1"),
+        ({"explain.datasets": ("", "imagenet")}, "explain.datasets='imagenet' is not one of"),
+        ({"explain.datasets": ("vggss", "vggss")}, "explain.datasets names a set twice"),
+        (
+            {"explain.dataset": "vggss", "explain.datasets": ("", "vggss")},
+            "both name the sets to explain: give one of them",
+        ),
     ],
 )
 def test_bad_values_are_named(overrides, message):

@@ -1,6 +1,7 @@
 """The split `--mode=explain` evaluates: the run's own test split, or an annotation set.
 
-`config.explain.dataset` (checked by stt/config_validation.py before anything runs):
+`config.explain.dataset`, or each of `config.explain.datasets` in turn (`explained_sets`;
+checked by stt/config_validation.py before anything runs):
 - '' (default): the test split of the dataset the run was trained on;
 - an annotation set of data_pipelines/catalogue.py (a record with a `ground_truth`, e.g.
   'vggss', 'flickr_soundnet'): its test split, built by `python -m data_pipelines.build
@@ -53,9 +54,16 @@ class RelabelledSource:
     return example
 
 
-def explain_source(config: ml_collections.ConfigDict, dataset: datasets.Dataset):
-  """The source of `config.explain.dataset` (the run's test split when '')."""
-  name = config.explain.get("dataset", "")
+def explained_sets(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The sets --mode=explain explains, in order: `explain.datasets` if given, else
+  (`explain.dataset`,); '' is the run's test split."""
+  return tuple(config.explain.get("datasets", ())) or (config.explain.get("dataset", ""),)
+
+
+def explain_source(config: ml_collections.ConfigDict, dataset: datasets.Dataset, name=None):
+  """The source of the set `name` (default `config.explain.dataset`; '' the run's test split)."""
+  if name is None:
+    name = config.explain.get("dataset", "")
   if not name:
     return dataset.sources["test"]
   spec = catalogue.spec(name)

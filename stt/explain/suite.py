@@ -174,10 +174,13 @@ def explain_annotation_set(
   }
 
 
-def run(graphdef, state, source, mesh, config, workdir: epath.Path, class_names) -> dict:
-  """Evaluates every configured explainer on `source`, the test split or the annotation set
-  `config.explain.dataset`; writes the reports (process 0); returns the metrics."""
+def run(
+    graphdef, state, source, mesh, config, workdir: epath.Path, class_names, annotation_set=None
+) -> dict:
+  """Evaluates every configured explainer on `source`, the test split ('') or the annotation set
+  `annotation_set` (default `config.explain.dataset`); writes the reports (process 0); returns
+  the metrics."""
   model, _ = nnx.merge(graphdef, state)
-  return explain_annotation_set(
-      model, source, mesh, config, workdir, class_names, config.explain.get("dataset", "")
-  )
+  if annotation_set is None:
+    annotation_set = config.explain.get("dataset", "")
+  return explain_annotation_set(model, source, mesh, config, workdir, class_names, annotation_set)
