@@ -164,7 +164,8 @@ def measure(
 ) -> dict:
   """Compiles and times `steps` training steps; returns the figures of one configuration.
 
-  peak: `roofline.measure_peak()` of this process, for the roofline figures (none if None);
+  peak: the peak of this process so far (`roofline.PeakTracker.peak`), for the roofline figures
+    (none if None; `roofline.rescore` recomputes them against the final peak);
   spec, model_config: as for `compile_step`.
   """
   start = time.perf_counter()
@@ -206,7 +207,15 @@ def measure(
   }
   if peak is not None:
     row.update(
-        roofline.roofline_row(flops, bytes_accessed, step_time, peak, dtype, jax.device_count())
+        roofline.roofline_row(
+            flops,
+            bytes_accessed,
+            step_time,
+            peak,
+            dtype,
+            jax.device_count(),
+            roofline.working_set_bytes(compiled),
+        )
     )
   return row
 
@@ -245,7 +254,8 @@ def main():
   if jax.default_backend() != "cpu" and not args.quick:
     default_batch = {"synthetic": 256, "features": 512, "raw": 64}
 
-  peak = roofline.measure_peak()
+  tracker = roofline.PeakTracker()
+  peak = tracker.measure()  # before the work; again after it, and every row rescored
   print(json.dumps(peak), flush=True)
   rows = []
   sizes = args.sizes or ("features,raw" if args.quick else "synthetic,features,raw")
@@ -293,6 +303,8 @@ def main():
           )
       )
       print(json.dumps(rows[-1]), flush=True)
+  peak = tracker.measure()
+  rows = [roofline.rescore(row, peak) for row in rows]
   print(
       json.dumps(
           {
