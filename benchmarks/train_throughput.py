@@ -104,7 +104,7 @@ def make_batch(
   return batch
 
 
-def compile_step(
+def build_step(
     size: str,
     dtype: str,
     batch_size: int,
@@ -114,9 +114,7 @@ def compile_step(
     spec: tuple | None = None,
     model_config: dict | None = None,
 ):
-  """(compiled train step, state, batch, (FLOPs, bytes) per step, config) of one configuration.
-
-  FLOPs and bytes as `roofline.compile_with_cost` counts them.
+  """(jitted train step, state, batch, config) of one configuration, not yet compiled.
 
   spec: (model overrides, per-example shapes) replacing SIZES[size] (e.g. shrunk for a smoke
   run); model_config: model fields set after the size's (e.g. another model.name).
@@ -145,6 +143,13 @@ def compile_step(
   step = jax.jit(
       functools.partial(train_step.train_step, graphdef, config=config), donate_argnums=(0,)
   )
+  return step, state, batch, config
+
+
+def compile_step(size: str, dtype: str, batch_size: int, **options):
+  """(compiled train step, state, batch, (FLOPs, bytes) per step, config) of one configuration
+  (`build_step`'s options); FLOPs and bytes as `roofline.compile_with_cost` counts them."""
+  step, state, batch, config = build_step(size, dtype, batch_size, **options)
   compiled, flops, bytes_accessed = roofline.compile_with_cost(step, state, batch)
   return compiled, state, batch, (flops, bytes_accessed), config
 
