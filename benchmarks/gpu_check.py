@@ -284,6 +284,7 @@ def rescore_all(result: dict, peak: dict) -> None:
       f"{row['size']}/{row['dtype']}": row["fraction_of_peak"]
       for row in result["training"]
       if row["batch_size"] == result["sizes"]["train_batch"][row["size"]]
+      and row["dtype"] in result["sizes"]["train_dtypes"][row["size"]]
   }
   result["raw_bf16_mfu_by_batch"] = {
       str(row["batch_size"]): row["fraction_of_peak"]
