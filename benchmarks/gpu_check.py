@@ -22,9 +22,10 @@ Run through benchmarks/gpu_check.sh (which sets the platform and a time limit). 
 Also: `raw_bf16_mfu_by_batch`, the raw-size bf16 fraction of peak at two batch sizes
 (`raw_bf16_batches`), and `versions`, the Python, jax, jaxlib, flax, ... it ran with.
 --cpu_smoke shrinks every size (T=2, small grids and widths, 32² and 48² frames, batch 2, 8 videos,
-8 examples) and runs each code path once (bfloat16 only at the features size: compiling the
-train step is most of a smoke run's time), so that the whole check runs on a CPU in under a
-minute: it tests the script, not the machine. Its figures are not results.
+8 examples) and runs each code path once (bfloat16 at the features size and, for the raw-size
+batch sweep, at one more raw batch; compiling the train step is most of a smoke run's time; one
+host worker process), so that the whole check runs on 2 idle CPU cores in about a minute and a
+half: it tests the script, not the machine. Its figures are not results.
 --cpu keeps every real per-example shape (ResNet-18 + VGGish at the raw size) with batches a
 CPU runs in minutes (32 / 64 / 2, 64 suite videos): the CPU's fraction-of-peak figures of
 benchmarks/RESULTS.md, every training size and the perturbation suite in one process.
@@ -124,14 +125,14 @@ def plan(mode: str) -> dict:
     return {
         "train_batch": dict.fromkeys(TRAIN_SIZES, 2),
         "train_dtypes": {"features": DTYPES, "synthetic": ("float32",), "raw": ("float32",)},
-        "raw_bf16_batches": (2, 4),
+        "raw_bf16_batches": (4,),  # one more compile: the path, not the figure
         "train_steps": 1,
         "num_segments": 2,
         "suite_videos": 8,
         "suite_shape": dict(num_segments=2, grid=2, visual_dim=64, width=32),
         "input_examples": 8,
         "input_batch": 4,
-        "input_workers": (0, 2, "resident"),
+        "input_workers": (0, 1, "resident"),  # one worker process: the path
     }
   if mode == "cpu":
     return {

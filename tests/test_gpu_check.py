@@ -38,8 +38,8 @@ def test_gpu_check_cpu_smoke_writes_every_figure(tmp_path):
   assert set(figures["peak"]["spread"]) == {"flops/float32", "flops/bfloat16", "copy", "cache_copy"}
   assert figures["peak_unstable"] == figures["peak"]["peak_unstable"]
   assert figures["versions"]["jax"] and figures["versions"]["flax"]
-  # Raw-size bf16 at two batch sizes.
-  assert set(figures["raw_bf16_mfu_by_batch"]) == {"2", "4"}
+  # Raw-size bf16 at another batch (two on the accelerator; one more compile here).
+  assert set(figures["raw_bf16_mfu_by_batch"]) == {"4"}
   for fraction in figures["raw_bf16_mfu_by_batch"].values():
     assert math.isfinite(fraction) and 0 < fraction < 1.5
   fractions = dict(figures["mfu"])
@@ -58,7 +58,7 @@ def test_gpu_check_cpu_smoke_writes_every_figure(tmp_path):
   assert len(suite["explainers"]) == 5
   assert math.isfinite(figures["ave_suite_seconds"]) and figures["ave_suite_seconds"] > 0
   assert {(row["size"], row["workers"]) for row in figures["input_pipeline"]} == {
-      (size, workers) for size in ("features", "raw") for workers in (0, 2, "resident")
+      (size, workers) for size in ("features", "raw") for workers in (0, 1, "resident")
   }
   for row in figures["input_pipeline"]:
     assert math.isfinite(row["input_over_model"]) and row["input_over_model"] > 0
