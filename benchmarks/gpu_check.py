@@ -14,12 +14,18 @@ Run through benchmarks/gpu_check.sh (which sets the platform and a time limit). 
      plus the 5 explainers' maps, as seconds (all 402 videos in one batch, compilation
      excluded) and fraction of peak;
   4. the input pipeline (benchmarks/input_pipeline.py): examples/s read through the trainer's
-     pipeline (0 and 8 worker processes, and the device-resident split of
-     `input.device_resident`) against the model's examples/s at the same size (f32).
+     pipeline (0, 8 and 16 worker processes, start-up excluded, and the device-resident split of
+     `input.device_resident`) against the model's examples/s at the same size (the faster
+     dtype): `device_waits` says whether the device would wait on its input.
+  5. the peak again (the interleaved peak: every fraction against the best of both, their
+     spread, `peak_unstable` when it moved more than 20 %).
+Also: `raw_bf16_mfu_by_batch`, the raw-size bf16 fraction of peak at two batch sizes
+(`raw_bf16_batches`), and `versions`, the Python, jax, jaxlib, flax, ... it ran with.
 --cpu_smoke shrinks every size (T=2, small grids and widths, 32² and 48² frames, batch 2, 8 videos,
-8 examples) and runs each code path once (bfloat16 only at the features size: compiling the
-train step is most of a smoke run's time), so that the whole check runs on a CPU in under a
-minute: it tests the script, not the machine. Its figures are not results.
+8 examples) and runs each code path once (bfloat16 at the features size and, for the raw-size
+batch sweep, at one more raw batch; compiling the train step is most of a smoke run's time; one
+host worker process), so that the whole check runs on 2 idle CPU cores in about a minute and a
+half: it tests the script, not the machine. Its figures are not results.
 --cpu keeps every real per-example shape (ResNet-18 + VGGish at the raw size) with batches a
 CPU runs in minutes (32 / 64 / 2, 64 suite videos): the CPU's fraction-of-peak figures of
 benchmarks/RESULTS.md, every training size and the perturbation suite in one process.
@@ -28,6 +34,7 @@ benchmarks/RESULTS.md, every training size and the perturbation suite in one pro
 from __future__ import annotations
 
 import argparse
+from importlib import metadata
 import json
 import math
 import pathlib
@@ -63,7 +70,21 @@ TRAINING_KEYS = (
     "gflops_per_step",
     "fraction_of_peak",
     "fraction_of_roofline",
+    "memory_level",
     "mfu_nominal",
+    "roofline_inputs",
+)
+# Distributions whose versions every run prints (and the accelerator plugin, whatever its name).
+VERSIONED = (
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "grain",
+    "numpy",
+    "tensorflow-datasets",
+    "array_record",
 )
 SUITE_EXPLAINERS = ("attention", "rollout", "gradcam", "grad_x_input", "random")
 AVE_TEST_VIDEOS = 402
@@ -104,46 +125,69 @@ def plan(mode: str) -> dict:
     return {
         "train_batch": dict.fromkeys(TRAIN_SIZES, 2),
         "train_dtypes": {"features": DTYPES, "synthetic": ("float32",), "raw": ("float32",)},
+        "raw_bf16_batches": (4,),  # one more compile: the path, not the figure
         "train_steps": 1,
         "num_segments": 2,
         "suite_videos": 8,
         "suite_shape": dict(num_segments=2, grid=2, visual_dim=64, width=32),
         "input_examples": 8,
         "input_batch": 4,
-        "input_workers": (0, "resident"),
+        "input_workers": (0, 1, "resident"),  # one worker process: the path
     }
   if mode == "cpu":
     return {
         "train_batch": {"synthetic": 32, "features": 64, "raw": 2},
         "train_dtypes": {"synthetic": DTYPES, "features": DTYPES, "raw": ("float32",)},
+        "raw_bf16_batches": (2,),  # ResNet-18 compiles for minutes on 2 CPU cores
         "train_steps": 3,
         "num_segments": 10,
         "suite_videos": 64,
         "suite_shape": {},
         "input_examples": 64,
         "input_batch": 16,
-        "input_workers": (0, "resident"),
+        "input_workers": (0, 2, "resident"),
     }
   assert mode == "accelerator", mode
   return {
       "train_batch": {"synthetic": 256, "features": 512, "raw": 64},
       "train_dtypes": dict.fromkeys(TRAIN_SIZES, DTYPES),
+      # Raw-size bf16 MFU at two batch sizes: does a larger batch lift the 0.28-0.30 of 2026-12-04?
+      "raw_bf16_batches": (64, 128),
       "train_steps": 10,
       "num_segments": 10,
       "suite_videos": AVE_TEST_VIDEOS,
       "suite_shape": {},
       "input_examples": 256,
       "input_batch": 32,
-      "input_workers": (0, 8, "resident"),
+      "input_workers": (0, 8, 16, "resident"),
   }
 
 
-def training_row(peak: dict, sizes: dict, smoke: bool, size: str, dtype: str) -> dict:
-  """One training size and dtype: step time, examples/s, fraction of the measured peak."""
+def versions() -> dict:
+  """Python's and each VERSIONED distribution's version (None: not installed), plus every
+  installed jax plugin (jax-cuda12-plugin, jax-cuda13-pjrt, ...)."""
+  found = {"python": sys.version.split()[0]}
+  for name in VERSIONED:
+    try:
+      found[name] = metadata.version(name)
+    except metadata.PackageNotFoundError:
+      found[name] = None
+  for distribution in metadata.distributions():
+    name = (distribution.metadata["Name"] or "").lower().replace("_", "-")
+    if name.startswith(("jax-cuda", "jax-rocm", "libtpu")):
+      found[name] = distribution.version
+  return found
+
+
+def training_row(
+    peak: dict, sizes: dict, smoke: bool, size: str, dtype: str, batch: int | None = None
+) -> dict:
+  """One training size and dtype (at `batch`, default the plan's): step time, examples/s,
+  fraction of the measured peak."""
   row = train_throughput.measure(
       size,
       dtype,
-      sizes["train_batch"][size],
+      batch or sizes["train_batch"][size],
       sizes["train_steps"],
       num_segments=sizes["num_segments"],
       peak=peak,
@@ -151,7 +195,7 @@ def training_row(peak: dict, sizes: dict, smoke: bool, size: str, dtype: str) ->
   )
   row["mfu_nominal"] = row.pop("mfu")
   print(json.dumps(row), flush=True)
-  return {key: row[key] for key in TRAINING_KEYS}
+  return {key: row.get(key) for key in TRAINING_KEYS}
 
 
 def explanation_suite(peak: dict, sizes: dict) -> dict:
@@ -183,14 +227,20 @@ def explanation_suite(peak: dict, sizes: dict) -> dict:
       "maps_s": maps_s,
       "seconds": tests_s * explainers + maps_s,
       "perturbation_roofline": roofline.roofline_row(
-          mflop * 1e6 * passes, bytes_per_pass * passes, tests_s, peak
+          mflop * 1e6 * passes,
+          bytes_per_pass * passes,
+          tests_s,
+          peak,
+          working_set=perturbation_throughput.suite_working_set(suite),
       ),
       "maps_rows": maps,
   }
 
 
 def input_rates(train_rows: list[dict], sizes: dict) -> list[dict]:
-  """The trainer's pipeline against the model's f32 rate at the features and raw sizes."""
+  """The trainer's pipeline (0 / N workers, start-up excluded, and the device-resident split)
+  against the model's fastest rate at the features and raw sizes (the faster of f32 and bf16
+  at the plan's batch): `device_waits` when the input is slower (the goal: it never is)."""
   if input_benchmark is None:
     raise INPUT_IMPORT_ERROR
   rows = []
@@ -200,8 +250,10 @@ def input_rates(train_rows: list[dict], sizes: dict) -> list[dict]:
           size, sizes["input_examples"], pathlib.Path(tmp)
       )
       num_batches = max(2, 2 * sizes["input_examples"] // sizes["input_batch"])
-      model_rate = next(
-          r["examples_per_s"] for r in train_rows if r["size"] == size and r["dtype"] == "float32"
+      model_rate = max(
+          r["examples_per_s"]
+          for r in train_rows
+          if r["size"] == size and r["batch_size"] == sizes["train_batch"][size]
       )
       for workers in sizes["input_workers"]:
         rate = (
@@ -219,10 +271,32 @@ def input_rates(train_rows: list[dict], sizes: dict) -> list[dict]:
                 "mb_per_example": megabytes,
                 "model_examples_per_s": model_rate,
                 "input_over_model": rate / model_rate,
+                "device_waits": rate < model_rate,
             }
         )
         print(json.dumps(rows[-1]), flush=True)
   return rows
+
+
+def rescore_all(result: dict, peak: dict) -> None:
+  """Every roofline figure of `result` recomputed against the final interleaved `peak`."""
+  result["training"] = [roofline.rescore(row, peak) for row in result["training"]]
+  result["mfu"] = {
+      f"{row['size']}/{row['dtype']}": row["fraction_of_peak"]
+      for row in result["training"]
+      if row["batch_size"] == result["sizes"]["train_batch"][row["size"]]
+      and row["dtype"] in result["sizes"]["train_dtypes"][row["size"]]
+  }
+  result["raw_bf16_mfu_by_batch"] = {
+      str(row["batch_size"]): row["fraction_of_peak"]
+      for row in result["training"]
+      if (row["size"], row["dtype"]) == ("raw", "bfloat16")
+  }
+  if "ave_suite" in result:
+    suite = result["ave_suite"]
+    suite["perturbation_roofline"] = roofline.rescore(suite["perturbation_roofline"], peak)
+    suite["maps_rows"] = [roofline.rescore(row, peak) for row in suite["maps_rows"]]
+  result["peak_unstable"] = peak["peak_unstable"]
 
 
 def main():
@@ -246,6 +320,7 @@ def main():
       "backend": jax.default_backend(),
       "device_count": jax.device_count(),
       "jax": jax.__version__,
+      "versions": versions(),
       "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
       "sizes": sizes,
       "training": [],
@@ -282,15 +357,32 @@ def main():
   def store_suite(suite):
     result["ave_suite"], result["ave_suite_seconds"] = suite, suite["seconds"]
 
-  # Most valuable first.
-  peak = part("peak", lambda value: result.update(peak=value), roofline.measure_peak, smoke)
+  print(json.dumps({"versions": result["versions"]}), flush=True)
+  # The peak interleaved with the work: measured first and again last; every fraction is
+  # recomputed against the best of both (roofline.PeakTracker).
+  tracker = roofline.PeakTracker(smoke)
+  peak = part("peak", lambda value: result.update(peak=value), tracker.measure)
   if peak is None:
     sys.exit(f"gpu_check: the peak measurement failed: {result['errors']['peak']}")
   print(json.dumps(peak), flush=True)
+  # Most valuable first.
   for size in ("features", "synthetic", "raw"):
     for dtype in sizes["train_dtypes"][size]:
       part(
           f"training/{size}/{dtype}", store_training, training_row, peak, sizes, smoke, size, dtype
+      )
+  for batch in sizes["raw_bf16_batches"]:  # raw-size bf16 MFU at two batch sizes
+    if batch != sizes["train_batch"]["raw"] or "bfloat16" not in sizes["train_dtypes"]["raw"]:
+      part(
+          f"training/raw/bfloat16@{batch}",
+          result["training"].append,
+          training_row,
+          peak,
+          sizes,
+          smoke,
+          "raw",
+          "bfloat16",
+          batch,
       )
   part("ave_suite", store_suite, explanation_suite, peak, sizes)
   part(
@@ -300,6 +392,10 @@ def main():
       result["training"],
       sizes,
   )
+  peak = part("peak_after", lambda value: result.update(peak=value), tracker.measure)
+  if peak is not None:
+    rescore_all(result, peak)
+    out.write_text(json.dumps(result, indent=1))
   print(json.dumps(result))
   # A fraction of 0 means the FLOPs were not counted (as an accelerator's cost analysis can do).
   counted = all(math.isfinite(v) and v > 0 for v in result["mfu"].values())

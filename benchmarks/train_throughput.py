@@ -104,7 +104,7 @@ def make_batch(
   return batch
 
 
-def compile_step(
+def build_step(
     size: str,
     dtype: str,
     batch_size: int,
@@ -114,9 +114,7 @@ def compile_step(
     spec: tuple | None = None,
     model_config: dict | None = None,
 ):
-  """(compiled train step, state, batch, (FLOPs, bytes) per step, config) of one configuration.
-
-  FLOPs and bytes as `roofline.compile_with_cost` counts them.
+  """(jitted train step, state, batch, config) of one configuration, not yet compiled.
 
   spec: (model overrides, per-example shapes) replacing SIZES[size] (e.g. shrunk for a smoke
   run); model_config: model fields set after the size's (e.g. another model.name).
@@ -145,6 +143,13 @@ def compile_step(
   step = jax.jit(
       functools.partial(train_step.train_step, graphdef, config=config), donate_argnums=(0,)
   )
+  return step, state, batch, config
+
+
+def compile_step(size: str, dtype: str, batch_size: int, **options):
+  """(compiled train step, state, batch, (FLOPs, bytes) per step, config) of one configuration
+  (`build_step`'s options); FLOPs and bytes as `roofline.compile_with_cost` counts them."""
+  step, state, batch, config = build_step(size, dtype, batch_size, **options)
   compiled, flops, bytes_accessed = roofline.compile_with_cost(step, state, batch)
   return compiled, state, batch, (flops, bytes_accessed), config
 
@@ -164,7 +169,8 @@ def measure(
 ) -> dict:
   """Compiles and times `steps` training steps; returns the figures of one configuration.
 
-  peak: `roofline.measure_peak()` of this process, for the roofline figures (none if None);
+  peak: the peak of this process so far (`roofline.PeakTracker.peak`), for the roofline figures
+    (none if None; `roofline.rescore` recomputes them against the final peak);
   spec, model_config: as for `compile_step`.
   """
   start = time.perf_counter()
@@ -206,7 +212,15 @@ def measure(
   }
   if peak is not None:
     row.update(
-        roofline.roofline_row(flops, bytes_accessed, step_time, peak, dtype, jax.device_count())
+        roofline.roofline_row(
+            flops,
+            bytes_accessed,
+            step_time,
+            peak,
+            dtype,
+            jax.device_count(),
+            roofline.working_set_bytes(compiled),
+        )
     )
   return row
 
@@ -245,7 +259,8 @@ def main():
   if jax.default_backend() != "cpu" and not args.quick:
     default_batch = {"synthetic": 256, "features": 512, "raw": 64}
 
-  peak = roofline.measure_peak()
+  tracker = roofline.PeakTracker()
+  peak = tracker.measure()  # before the work; again after it, and every row rescored
   print(json.dumps(peak), flush=True)
   rows = []
   sizes = args.sizes or ("features,raw" if args.quick else "synthetic,features,raw")
@@ -293,6 +308,8 @@ def main():
           )
       )
       print(json.dumps(rows[-1]), flush=True)
+  peak = tracker.measure()
+  rows = [roofline.rescore(row, peak) for row in rows]
   print(
       json.dumps(
           {
