@@ -201,7 +201,7 @@ def _check_optional_labels(
     want = expected != num_classes
     if event_mask.shape != want.shape:
       raise ReleaseError(
-          f"{EVENT_MASK_FILE} has shape {list(event_mask.shape)}, expected " f"{list(want.shape)}"
+          f"{EVENT_MASK_FILE} has shape {list(event_mask.shape)}, expected {list(want.shape)}"
       )
     bad = np.flatnonzero(np.any((event_mask == 1) != want, axis=-1))
     if bad.size:

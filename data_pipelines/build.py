@@ -77,7 +77,7 @@ def _beam_options(args):
     from data_pipelines import video_beam  # pylint: disable=g-import-not-at-top
   except ImportError as error:
     raise BuildInputError(
-        f"--beam_runner needs apache-beam ({error}); install it with " "pip install -e .[beam]"
+        f"--beam_runner needs apache-beam ({error}); install it with pip install -e .[beam]"
     ) from None
   return video_beam.pipeline_options(args.beam_runner, args.beam_num_workers, args.beam_args)
 

@@ -139,7 +139,7 @@ def parse_args(argv, description: str):
   )
   parser.add_argument(
       "--tag",
-      help="manifest: names the built dataset (a config's " "dataset.tag; default: manifest)",
+      help="manifest: names the built dataset (a config's dataset.tag; default: manifest)",
   )
   parser.add_argument(
       "--beam_runner",

@@ -238,7 +238,7 @@ def _wait_and_collect(children: list[_Child], timeout_s: float, lost, results: d
           child,
           results,
           lost,
-          f"timed out after " f"{timeout_s if child.ready else STARTUP_TIMEOUT_S:g} s",
+          f"timed out after {timeout_s if child.ready else STARTUP_TIMEOUT_S:g} s",
       )
 
 

@@ -208,7 +208,7 @@ def _sample_video(
   if not mask.any():
     raise MediaError(
         path,
-        f"video ends at {end_s:.2f} s, before the first sample time " f"{sample_times[0]:.2f} s",
+        f"video ends at {end_s:.2f} s, before the first sample time {sample_times[0]:.2f} s",
     )
   frames = np.zeros((num_segments, frames_per_segment, frame_size, frame_size, 3), dtype=np.uint8)
   for index in range(sample_times.size):

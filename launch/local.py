@@ -124,13 +124,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
       type=int,
       default=1,
       metavar="M",
-      help="CPU devices each process sees, through XLA_FLAGS " "(default: %(default)s)",
+      help="CPU devices each process sees, through XLA_FLAGS (default: %(default)s)",
   )
   parser.add_argument(
       "--port",
       type=int,
       default=None,
-      help="port of the coordinator (process 0) on localhost " "(default: a free port)",
+      help="port of the coordinator (process 0) on localhost (default: a free port)",
   )
   split = argv.index("--") if "--" in argv else len(argv)
   args = parser.parse_args(argv[:split])  # --help prints the text above and exits

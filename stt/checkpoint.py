@@ -179,7 +179,7 @@ def restore_newest_usable(
       reason = " ".join(str(error).split())[:300]
       failures.append(f"step {step}: {type(error).__name__}: {reason}")
       logging.warning(
-          "Checkpoint at step %d cannot be restored (%s: %s); trying the previous " "one.",
+          "Checkpoint at step %d cannot be restored (%s: %s); trying the previous one.",
           step,
           type(error).__name__,
           reason,

@@ -67,7 +67,7 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int, process_co
     _require(config.dataset[key] >= 1, f"dataset.{key} must be >= 1")
 
   model = config.model
-  _one_of(model.get("name", "stan"), models.MODELS, "model.name")
+  _one_of(model.name, models.MODELS, "model.name")
   _one_of(model.visual_backbone, backbones.VISUAL_BACKBONES, "model.visual_backbone")
   _one_of(model.audio_backbone, backbones.AUDIO_BACKBONES, "model.audio_backbone")
   _validate_input(config)
@@ -82,7 +82,7 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int, process_co
   num_bottlenecks = model.get("num_bottlenecks", joint_transformer.DEFAULT_NUM_BOTTLENECKS)
   _require(num_bottlenecks >= 0, f"model.num_bottlenecks={num_bottlenecks} must be >= 0")
   _require(
-      model.get("name", "stan") != "joint_transformer" or model.num_layers >= 1,
+      model.name != "joint_transformer" or model.num_layers >= 1,
       "model.name='joint_transformer' needs model.num_layers >= 1 (2 or more for its "
       "bottlenecks to carry anything between the modalities)",
   )
@@ -226,7 +226,7 @@ def _validate_task(config: ml_collections.ConfigDict):
     _require(
         "when" in models.explanations_of(config.model),
         f"task='weak' reads the model's own 'when'; model.name="
-        f"{config.model.get('name', 'stan')!r} has none (use stan, or task='localization')",
+        f"{config.model.name!r} has none (use stan, or task='localization')",
     )
     _require(
         config.loss.segment_weight == 0,

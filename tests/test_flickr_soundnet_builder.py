@@ -91,7 +91,7 @@ def test_summary_lists_every_defect(built):
   dataset_dir, stdout, _ = built
   lines = stdout.strip().splitlines()
   assert lines[-1] == (
-      f"flickr_soundnet: built 3 (train=0, val=0, test=3), skipped 0, failed 2 " f"-> {dataset_dir}"
+      f"flickr_soundnet: built 3 (train=0, val=0, test=3), skipped 0, failed 2 -> {dataset_dir}"
   )
   assert lines[-2] == (
       "flickr_test.csv: 5 ids (duplicate ids 1, ids without annotation 1, ids "

@@ -181,7 +181,7 @@ def test_a_tiny_kinetics_sounds_build_is_what_the_config_finds(tmp_path):
   config.data_dir = str(data_dir)
   with pytest.raises(
       datasets.DatasetError,
-      match="python -m data_pipelines.build " "--dataset=kinetics_sounds .* --frame_size=64",
+      match="python -m data_pipelines.build --dataset=kinetics_sounds .* --frame_size=64",
   ):
     datasets.load(config)
   status, stdout, stderr = run_build(

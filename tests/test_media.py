@@ -428,7 +428,7 @@ def test_read_error_ends_the_stream_and_keeps_the_frames_read(video_10s):
   assert damage.num_packets == 40 and damage.undecodable_at_s == []
   assert damage.read_error.startswith("InvalidDataError") and 2.0 < damage.read_error_at_s < 4.5
   assert damage.warnings() == [
-      f"video: reading stopped after {damage.read_error_at_s:.2f} s " f"({damage.read_error})"
+      f"video: reading stopped after {damage.read_error_at_s:.2f} s ({damage.read_error})"
   ]
 
 

@@ -61,7 +61,7 @@ def test_the_build_cli_reads_the_record(with_toy, tmp_path, capsys):
   assert (
       capsys.readouterr()
       .out.strip()
-      .endswith("toy: built 32 (train=16, val=8, test=8), skipped 0, failed 0 -> " f"{built_dir}")
+      .endswith(f"toy: built 32 (train=16, val=8, test=8), skipped 0, failed 0 -> {built_dir}")
   )
   assert build.main(["--dataset=toy", *flags]) == 0
   assert "toy: built 0, skipped 32 (already built: train=16, val=8, test=8)" in (

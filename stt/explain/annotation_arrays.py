@@ -37,7 +37,7 @@ def _segment_column(maps: dict, segment: int) -> np.ndarray:
   num_segments = maps["where"].shape[1]
   if not 0 <= segment < num_segments:
     raise AnnotationSetError(
-        f"the annotated segment {segment} is not in the maps' " f"T={num_segments} segments"
+        f"the annotated segment {segment} is not in the maps' T={num_segments} segments"
     )
   return np.asarray(maps["segment_mask"], bool)[:, segment]
 

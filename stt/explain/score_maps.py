@@ -73,7 +73,7 @@ def _read_npz(path: pathlib.Path) -> dict:
     magic = file.read(len(NPY_MAGIC))
   if magic.startswith(NPY_MAGIC):
     raise InputError(
-        f"{path}: a .npy file (one array); save video_id, where, when together " "with numpy.savez"
+        f"{path}: a .npy file (one array); save video_id, where, when together with numpy.savez"
     )
   if not magic.startswith(NPZ_MAGIC):
     raise InputError(f"{path}: not a .npz file written by numpy.savez")
@@ -159,7 +159,7 @@ def event_arrays(video_ids: np.ndarray, rows: list) -> dict:
     candidates = rows_by_video.get(video_id, [])
     if seen[video_id] >= len(candidates):
       raise InputError(
-          f"video id {video_id!r} (occurrence {seen[video_id] + 1}) is not in the " "events file"
+          f"video id {video_id!r} (occurrence {seen[video_id] + 1}) is not in the events file"
       )
     row = candidates[seen[video_id]]
     seen[video_id] += 1

@@ -86,7 +86,7 @@ def write_reports(
         "to localize sounds; STAN's maps explain a classifier's decision):\n\n"
         "| method | field_ciou | field_auc | source |\n|---|---|---|---|\n"
         + "".join(
-            f"| {method} | {ciou:.2f} | {'—' if auc is None else f'{auc:.2f}'} | " f"{source} |\n"
+            f"| {method} | {ciou:.2f} | {'—' if auc is None else f'{auc:.2f}'} | {source} |\n"
             for method, ciou, auc, source in published
         )
     )

@@ -133,7 +133,7 @@ def _read_safetensors(path: str) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
   except ImportError:
     raise WeightsError(
-        f"{path}: reading .safetensors needs the safetensors package " "(pip install safetensors)"
+        f"{path}: reading .safetensors needs the safetensors package (pip install safetensors)"
     ) from None
   try:
     return load_file(path)
