@@ -12,7 +12,7 @@ the test videos. Three metrics whose definitions coincide, each computed by both
   bilinearly resized over the frame, is on the box mask) against Quantus's PointingGame on the
   same resized map and mask. Difference: ours takes the first argmax on ties, Quantus counts a
   hit if any tied maximum is on the mask (resized maps have tied plateaus at the frame's edge).
-- relevance_mass: our `localization_scores` relevance mass against Quantus's
+- relevance_mass: our `box_scores.box_scores` relevance mass against Quantus's
   RelevanceMassAccuracy on the same resized map and mask. Difference: ours counts only
   positive relevance; attention maps are non-negative, so the two coincide here.
 - region_perturbation: our spatial perturbation test (feature mode, order positive, removal
@@ -44,8 +44,8 @@ import warnings
 import jax
 import numpy as np
 
+from stt.explain import box_scores
 from stt.explain import explainers
-from stt.explain import localization
 from stt.explain import perturbation
 from stt.explain import pointing
 
@@ -91,8 +91,8 @@ def localisation_inputs(where: np.ndarray, videos) -> tuple[np.ndarray, np.ndarr
   for video in range(where.shape[0]):
     size = tuple(int(v) for v in videos.frame_size[video])
     for segment in range(where.shape[1]):
-      maps.append(localization.resize_over_crop(where[video, segment], size))
-      masks.append(localization.box_mask_over_crop(videos.boxes[video, segment], size))
+      maps.append(box_scores.resize_over_crop(where[video, segment], size))
+      masks.append(box_scores.box_mask_over_crop(videos.boxes[video, segment], size))
   return np.stack(maps)[:, None].astype(np.float32), np.stack(masks)[:, None]
 
 
@@ -105,7 +105,7 @@ def our_metrics(where, where_constant, videos, model, inputs, predicted) -> dict
       "pointing": lambda: pointing.spatial_pointing(
           where, videos.boxes, box_mask, videos.frame_size, videos.labels, tolerance_px=1.0
       ),
-      "relevance_mass": lambda: localization.localization_scores(
+      "relevance_mass": lambda: box_scores.box_scores(
           where, videos.boxes, box_mask, videos.frame_size
       ),
       "region_perturbation": lambda: np.asarray(
@@ -124,9 +124,9 @@ def ours_per_trial(where, videos) -> tuple[np.ndarray, np.ndarray]:
     points = pointing.points_of_maps(where[video], size)
     for segment, point in enumerate(points):
       hits.append(pointing.is_hit(tuple(point), videos.boxes[video, segment], size, 1.0))
-      resized = localization.resize_over_crop(where[video, segment], size)
-      mask = localization.box_mask_over_crop(videos.boxes[video, segment], size)
-      masses.append(localization.relevance_mass(resized, mask))
+      resized = box_scores.resize_over_crop(where[video, segment], size)
+      mask = box_scores.box_mask_over_crop(videos.boxes[video, segment], size)
+      masses.append(box_scores.relevance_mass(resized, mask))
   return np.asarray(hits, np.float64), np.asarray(masses)
 
 
@@ -240,7 +240,7 @@ def main(argv=None) -> int:
           "relevance_mass",
           our_masses,
           their_masses,
-          ours_summary=our_mass.relevance_mass,
+          ours_summary=our_mass["relevance_mass"],
           difference=RELEVANCE_MASS_DIFFERENCE,
       ),
       "region_perturbation": compare(
