@@ -285,4 +285,35 @@ def test_suite_page_links_no_reference_row_and_no_empty_cell(tmp_path):
   ]
   page = viewer_suite.write(epath.Path(tmp_path), rows, {"stan": [run]}).read_text()
   assert "<td>0.250 <span class=sd>± 0.000 (n=1)</span></td>" in page
+  assert "Sanity checks" not in page  # no sanity rows, no table
   assert "<td>—</td>" in page and "#explainer=" not in page
+
+
+def test_suite_page_shows_the_sanity_table_by_randomised_blocks(tmp_path):
+  run = tmp_path / "stan" / "seed0"
+  (run / "viewer").mkdir(parents=True)
+  (run / "viewer" / "index.html").write_text("")
+  cell = {"table": "sanity", "model": "stan", "explainer": "attention", "split": "test"}
+  rows = [
+      {
+          **cell,
+          "metric": "where_spearman",
+          "randomised": ["classifier", "transformer"],
+          "mean": 0.2,
+          "std": 0.05,
+          "n": 3,
+      },
+      {
+          **cell,
+          "metric": "where_spearman",
+          "randomised": ["classifier"],
+          "mean": 0.9,
+          "std": 0.1,
+          "n": 3,
+      },
+  ]
+  page = viewer_suite.write(epath.Path(tmp_path), rows, {"stan": [run]}).read_text()
+  assert "Sanity checks" in page and "<th>where_spearman</th>" in page
+  assert "<td class=explainer>classifier, transformer</td>" in page
+  assert '<a href="stan/seed0/viewer/index.html#explainer=attention">0.200' in page
+  assert page.index("0.900") < page.index("0.200")  # by depth of the cascade, not input order

@@ -128,21 +128,25 @@ def field_metrics(
     maps: dict,
     gt_boxes: list,
     segment: int,
-    dataset: str,
+    ground_truth: str,
     *,
     gt_geometry: str = "reference",
     map_covers: str = "crop",
     median_rule: str = "gt",
 ) -> dict:
   """`field_ciou`, `field_auc`, `field_ciou_mean`, `field_trials` of where[:, segment] against
-  the VGG-SS (normalised) or Flickr-SoundNet (256-px) boxes of each video; videos without a box
-  or whose segment is padded are no trials."""
+  each video's boxes; videos without a box or whose segment is padded are no trials.
+
+  ground_truth: the annotation set's record's (data_pipelines/catalogue.py): 'union', the union
+  of VGG-SS's normalised boxes (`vggss_arrays`), or 'consensus', the annotators' consensus map
+  of Flickr-SoundNet's 256-px boxes (`flickr_arrays`).
+  """
   valid = _segment_column(maps, segment)
   scored, gts = [], []
   for index, video_boxes in enumerate(gt_boxes):
     if not len(video_boxes) or not valid[index]:
       continue
-    if dataset == "vggss":
+    if ground_truth == "union":
       frame_size = (
           tuple(int(v) for v in maps["frame_size"][index]) if "frame_size" in maps else None
       )

@@ -51,6 +51,7 @@ import zlib
 import numpy as np
 
 from data_pipelines import ave_format
+from data_pipelines import catalogue
 from data_pipelines import vggss_format
 from stt.explain import annotation_arrays
 from stt.explain import box_scores
@@ -323,20 +324,20 @@ def annotation_set_metrics(args, maps: dict) -> dict:
     events, boxes, gt_boxes = annotation_arrays.vggss_arrays(
         maps, annotations, segment, args.map_covers
     )
-    dataset = "vggss"
+    ground_truth = catalogue.spec("vggss").ground_truth
   else:
     segment = args.segment if args.segment is not None else 0
     events, boxes, gt_boxes = annotation_arrays.flickr_arrays(
         maps, args.flickr_annotations, segment
     )
-    dataset = "flickr_soundnet"
+    ground_truth = catalogue.spec("flickr_soundnet").ground_truth
   metrics = score(maps, events, boxes, args.tolerance_px)
   metrics.update(
       annotation_arrays.field_metrics(
           maps,
           gt_boxes,
           segment,
-          dataset,
+          ground_truth,
           gt_geometry=args.gt_geometry,
           map_covers=args.map_covers,
           median_rule=args.median_rule,

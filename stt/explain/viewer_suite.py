@@ -99,6 +99,37 @@ def _table(rows: list[dict], table: str, by_explainer: bool, links: dict) -> str
   return "<table>" + head + "".join(body) + "</table>"
 
 
+def _sanity_table(rows: list[dict], links: dict) -> str:
+  """Table 4: each (model, explainer) with its parameter blocks randomised (cascading from the
+  top: the blocks named), its metrics as mean ± std; a cell opens the run's viewer."""
+  cells = [r for r in rows if r["table"] == "sanity" and r["split"] == "test"]
+  if not cells:
+    return ""
+  metrics = list(dict.fromkeys(r["metric"] for r in cells))
+  blocks = lambda r: ", ".join(r.get("randomised") or ()) or "none"
+  models = list(dict.fromkeys(r["model"] for r in cells))
+  depth = lambda r: len(r.get("randomised") or ())
+  ordered = sorted(cells, key=lambda r: (models.index(r["model"]), depth(r)))  # stable: cascade
+  keys = list(dict.fromkeys((r["model"], r["explainer"], blocks(r)) for r in ordered))
+  index = {(r["model"], r["explainer"], blocks(r), r["metric"]): r for r in cells}
+  head = "<tr><th>model</th><th>explainer</th><th>randomised</th>"
+  head += "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + "</tr>"
+  body = []
+  for model, explainer, randomised in keys:
+    href = _explainer_href(links.get(model, []), explainer)
+    line = (
+        f"<tr><td>{html.escape(model)}</td><td class=explainer>{html.escape(str(explainer or '—'))}"
+    )
+    line += f"</td><td class=explainer>{html.escape(randomised)}</td>"
+    values = [index.get((model, explainer, randomised, m)) for m in metrics]
+    line += "".join(
+        f"<td>{_linked(_format(v), href if v and v.get('mean') is not None else None)}</td>"
+        for v in values
+    )
+    body.append(line + "</tr>")
+  return "<table>" + head + "".join(body) + "</table>"
+
+
 def write(workdir: epath.Path, rows: list[dict], run_dirs: dict[str, list]) -> epath.Path:
   """Writes `<workdir>/index.html` from the suite's cells (reproduce_tables.summary_rows) and
   its runs ({row: [run directory, ...]}); returns its path."""
@@ -114,6 +145,12 @@ def write(workdir: epath.Path, rows: list[dict], run_dirs: dict[str, list]) -> e
     text = _table(rows, table, by_explainer, links)
     if text:
       parts += [f"<h2>{html.escape(title)}</h2>", text]
+  sanity = _sanity_table(rows, links)
+  if sanity:
+    parts += [
+        "<h2>Sanity checks: the trained maps against randomised parameter blocks</h2>",
+        sanity,
+    ]
   figures = sorted((workdir / "figures").glob("*.png")) if (workdir / "figures").exists() else []
   if figures:
     parts.append("<h2>Figures</h2>")
