@@ -178,7 +178,8 @@ def test_video_curves_are_saved_per_video(tmp_path):
     outputs["gradcam"][f"{test.replace('_', '/')}/probability"] = np.full((3, 10), 0.5)
   outputs["gradcam"]["spatial/positive/probability"] = np.arange(30.0).reshape(3, 10) / 30
   source = [{"video_id": f"v{i}"} for i in range(3)]
-  viewer_data.save_video_curves(epath.Path(tmp_path), outputs, source)
+  video_ids = suite_reports.video_ids_of(outputs, source)
+  suite_reports.write_video_curves(epath.Path(tmp_path), outputs, video_ids)
   curves = viewer_build.read_npz_by_video(epath.Path(tmp_path), np.array(["v2", "v0"]))
   np.testing.assert_allclose(curves["gradcam"]["spatial_positive"][0], np.arange(20, 30) / 30)
 

@@ -46,7 +46,6 @@ from stt.explain import explainers as explainer_lib
 from stt.explain import perturbation
 from stt.explain import suite_reports
 from stt.explain import suite_scores
-from stt.explain import viewer_data
 
 
 def _explain_batch(
@@ -156,8 +155,9 @@ def explain_annotation_set(
   report_dir = workdir / (f"explain_{annotation_set}" if annotation_set else "explain")
   if jax.process_index() == 0:
     suite_reports.write_reports(report_dir, scores, curves, list(outputs), annotation_set)
-    suite_reports.write_maps(report_dir / "maps", outputs, source)
-    viewer_data.save_video_curves(report_dir / "video_curves", outputs, source)  # the viewer's
+    video_ids = suite_reports.video_ids_of(outputs, source)  # read once for both files
+    suite_reports.write_maps(report_dir / "maps", outputs, source, video_ids)
+    suite_reports.write_video_curves(report_dir / "video_curves", outputs, video_ids)
     suite_reports.write_panels(
         report_dir / "panels",
         outputs,

@@ -147,15 +147,24 @@ def write_panels(
       panels.save_png(directory / video_id / f"{name}.png", image)
 
 
-def write_maps(directory: epath.Path, outputs: dict[str, dict], source) -> None:
+def video_ids_of(outputs: dict[str, dict], source) -> np.ndarray:
+  """[V] str: the video id of each row of `outputs` (split order: row i is `source[i]`)."""
+  count = len(next(iter(next(iter(outputs.values())).values())))  # any per-example array's V
+  video_ids = [source[i]["video_id"] for i in range(count)]
+  return np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in video_ids])
+
+
+def write_maps(
+    directory: epath.Path, outputs: dict[str, dict], source, video_ids: np.ndarray | None = None
+) -> None:
   """`<directory>/<explainer>.npz`: the maps in stt.explain.score_maps's --maps format.
 
-  outputs: per-example arrays in split order, so row i is `source[i]`.
+  outputs: per-example arrays in split order, so row i is `source[i]`; video_ids [V]
+  (`video_ids_of`), read from `source` when not given.
   """
   directory.mkdir(parents=True, exist_ok=True)
-  count = len(next(iter(outputs.values()))["where"])
-  video_ids = [source[i]["video_id"] for i in range(count)]
-  video_ids = np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in video_ids])
+  if video_ids is None:
+    video_ids = video_ids_of(outputs, source)
   for name, out in outputs.items():
     with (directory / f"{name}.npz").open("wb") as file:
       np.savez_compressed(
@@ -167,3 +176,22 @@ def write_maps(directory: epath.Path, outputs: dict[str, dict], source) -> None:
           frame_size=np.asarray(out["frame_size"], np.int32),
           explained_class=np.asarray(out["explained_class"], np.int32),
       )
+
+
+# The per-video perturbation curves the viewer draws (stt/explain/viewer_build.py reads them).
+CURVE_TESTS = ("spatial_positive", "spatial_negative", "temporal_positive", "temporal_negative")
+
+
+def write_video_curves(
+    directory: epath.Path, outputs: dict[str, dict], video_ids: np.ndarray
+) -> None:
+  """`<directory>/<explainer>.npz`: video_id [V] and each CURVE_TESTS curve [V,P] (the predicted
+  class's probability at perturbation.FRACTIONS) of the suite's per-example outputs."""
+  directory.mkdir(parents=True, exist_ok=True)
+  for name, out in outputs.items():
+    curves = {
+        test: np.asarray(out[f"{test.replace('_', '/')}/probability"], np.float32)
+        for test in CURVE_TESTS
+    }
+    with (directory / f"{name}.npz").open("wb") as file:
+      np.savez_compressed(file, video_id=np.asarray(video_ids), **curves)

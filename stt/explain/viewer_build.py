@@ -8,7 +8,7 @@ Reads (nothing here is written by the core; the viewer only reads what runs leav
   a "when"), so a run that was only trained still gets a viewer;
 - `<explain dir>/maps/<explainer>.npz` of `--mode=explain` (stt/explain/suite.py), every
   explainer's maps, which replace or join the model's own; and `<explain dir>/video_curves/
-  <explainer>.npz` (viewer_data.save_video_curves), each video's perturbation curves.
+  <explainer>.npz` (suite_reports.write_video_curves), each video's perturbation curves.
 Writes `<workdir>/viewer/` (`viewer_<dataset>/` for an annotation set) with viewer_page.
 """
 

@@ -8,7 +8,7 @@ view draws) are built from the per-video arrays of an explain run:
   event_start / event_end [V] (seconds, an empty event when end <= start), boxes [V,T,K,4] in
   original-frame pixels, box_mask [V,T,K], frame_size [V,2] (W, H);
 - the model's class probabilities [V,C] and, where the explain step saved them
-  (`save_video_curves`), each video's perturbation curves [V,P].
+  (`suite_reports.write_video_curves`), each video's perturbation curves [V,P].
 
 Positions (boxes, the pointing game's point) are given as fractions of the centred square crop
 the model saw (stt/explain/pointing.py), which is what the page draws its frames from; a box may
@@ -18,33 +18,16 @@ segments (`where_scale` is that peak), so one video's segments share one colour 
 
 from __future__ import annotations
 
-from etils import epath
 import numpy as np
 
 from stt.explain import perturbation
 from stt.explain import pointing
+from stt.explain import suite_reports
 
-# The per-video perturbation curves `save_video_curves` keeps: the probability of the predicted
+# The per-video perturbation curves the explain step saves (suite_reports): the probability of the predicted
 # class as the most (positive) or least (negative) relevant part is removed.
-CURVE_TESTS = ("spatial_positive", "spatial_negative", "temporal_positive", "temporal_negative")
+CURVE_TESTS = suite_reports.CURVE_TESTS
 TOP_CLASSES = 3
-
-
-def save_video_curves(directory: epath.Path, outputs: dict[str, dict], source) -> None:
-  """`<directory>/<explainer>.npz`: video_id [V] and each CURVE_TESTS curve [V,P] (the predicted
-  class's probability at perturbation.FRACTIONS) of stt.explain.suite's per-example outputs,
-  whose row i is `source[i]`."""
-  directory.mkdir(parents=True, exist_ok=True)
-  count = len(next(iter(outputs.values()))["label"])
-  video_ids = [source[i]["video_id"] for i in range(count)]
-  video_ids = [v.decode() if isinstance(v, bytes) else str(v) for v in video_ids]
-  for name, out in outputs.items():
-    curves = {
-        test: np.asarray(out[f"{test.replace('_', '/')}/probability"], np.float32)
-        for test in CURVE_TESTS
-    }
-    with (directory / f"{name}.npz").open("wb") as file:
-      np.savez_compressed(file, video_id=np.asarray(video_ids), **curves)
 
 
 def _finite_or_none(value: float) -> float | None:
