@@ -64,6 +64,17 @@ def default_model_config() -> ml_collections.ConfigDict:
   config.mlp_ratio = 2
   config.dropout = 0.1
   config.spatial_query = "audio"  # 'audio' | 'learned' | 'none'
+  # STAN only, the ablations of its "where" (issue 29; docs/design.md §2). How the spatial
+  # attention scores a cell: 'dot' (scaled dot product per head) | 'additive' (AVEL's
+  # w^T tanh(W_v v + W_a a), per head).
+  config.spatial_scoring = "dot"
+  config.spatial_heads = 0  # heads of STAN's spatial attention at the same width; 0: num_heads
+  # STAN only: add the learned cell-position embedding to the cells before the spatial
+  # attention (False: alpha can follow the cells' content only, as AVEL's).
+  config.spatial_position_embedding = True
+  # STAN only: > 0 adds AVEL's direct path from the loss to alpha, a linear classifier on the
+  # mean over valid segments of the attended v_hat_t, its cross-entropy added with this weight.
+  config.spatial_aux_weight = 0.0
   config.temporal_pool = "attention"  # 'attention' | 'mean'
   # What the "when" pooling averages: 'contextual' = the transformer outputs h_t (every h_t
   # sees the whole video, so beta need not point at the evidence); 'local' = the segment's own

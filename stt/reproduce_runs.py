@@ -1,6 +1,7 @@
-"""The runs of a reproduce suite: one `python -m stt.main --mode=train,explain,sanity` command per
-(row, seed) in `<workdir>/<row>/seed<k>/`, run `jobs` at a time with a progress line each; a run
-whose command finished (its DONE_FILE) is skipped, a killed one resumes from its checkpoints.
+"""The runs of a reproduce suite: one `python -m stt.main --mode=train,explain,sanity` command
+(the suite's `modes`) per (row, seed) in `<workdir>/<row>/seed<k>/`, run `jobs` at a time with a
+progress line each; a run whose command finished (its DONE_FILE) is skipped, a killed one
+resumes from its checkpoints.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class Run:
   row: reproduce_suites.Row
   seed: int
   directory: epath.Path
-  command: tuple[str, ...]  # stt.main --mode=train,explain,sanity
+  command: tuple[str, ...]  # stt.main --mode=<the suite's modes>
 
 
 def smoke_config(config: str) -> str:
@@ -61,6 +62,11 @@ def plan(
     for seed in range(seeds):
       directory = workdir / row.name / f"seed{seed}"
       names = ",".join(f'"{e}"' for e in reproduce_suites.explainers_for(row, suite.explainers))
+      explain_flags = (
+          (f"--config.explain.explainers=({names},)", f"--config.sanity.explainers=({names},)")
+          if set(suite.modes) - {"train"}
+          else ()
+      )
       command = (
           sys.executable,
           "-m",
@@ -71,9 +77,8 @@ def plan(
           *(f"--config.{key}={value}" for key, value in row.overrides),
           *suite.extra,
           *extra,
-          "--mode=train,explain,sanity",
-          f"--config.explain.explainers=({names},)",
-          f"--config.sanity.explainers=({names},)",
+          f"--mode={','.join(suite.modes)}",
+          *explain_flags,
       )
       runs.append(Run(row, seed, directory, command))
   return runs

@@ -22,11 +22,17 @@ class Row:
   overrides: tuple[tuple[str, str], ...] = ()
 
 
+RUN_MODES = ("train", "explain", "sanity")  # stt.main's --mode steps a suite's run may take
+
+
 @dataclasses.dataclass(frozen=True)
 class Suite:
   rows: tuple[Row, ...]
   explainers: tuple[str, ...] = EXPLAINERS
   extra: tuple[str, ...] = ()  # flags for every stt.main command of the suite
+  # The --mode of every run: ("train",) trains, selects on val and tests; its tables are
+  # Table 1 and the validation table (the model's own maps on val), no explanation tables.
+  modes: tuple[str, ...] = RUN_MODES
 
 
 # Settings a compared model needs whatever the config: the joint transformer's modalities meet
@@ -86,8 +92,27 @@ SUITES = {
                 "configs/synthetic.py",
                 (("model.pool_values", "contextual"),),
             ),
+            # Why STAN's "where" points worse than AVEL's (issue 29): each row moves STAN's
+            # spatial attention one step towards AVEL's (docs/design.md §2).
+            Row(
+                "stan_additive_scoring",
+                "configs/synthetic.py",
+                (("model.spatial_scoring", "additive"),),
+            ),
+            Row(
+                "stan_no_position_in_attention",
+                "configs/synthetic.py",
+                (("model.spatial_position_embedding", "False"),),
+            ),
+            Row("stan_one_head", "configs/synthetic.py", (("model.spatial_heads", "1"),)),
+            Row(
+                "stan_direct_alpha_loss",
+                "configs/synthetic.py",
+                (("model.spatial_aux_weight", "1.0"),),
+            ),
         ),
         extra=SYNTHETIC_EXTRA,
+        modes=("train",),  # the evidence is the validation table
     ),
     "ave_features": Suite(
         _model_rows("configs/ave.py:features")

@@ -17,7 +17,8 @@ from stt import input_pipeline
 
 
 def loss_and_metrics(outputs: dict, batch: dict, config) -> tuple[jax.Array, dict]:
-  """Cross-entropy on the video label (+ weighted per-segment loss), averaged over valid rows."""
+  """Cross-entropy on the video label (+ weighted per-segment loss, + weighted cross-entropy of
+  outputs['auxiliary_logits'] where the model has them), averaged over valid rows."""
   logits = outputs["logits"].astype(jnp.float32)
   num_classes = logits.shape[-1]
   labels = optax.smooth_labels(
@@ -34,6 +35,11 @@ def loss_and_metrics(outputs: dict, batch: dict, config) -> tuple[jax.Array, dic
     )
     loss += config.loss.segment_weight * (
         jnp.sum(per_segment * segment_weights) / jnp.maximum(segment_weights.sum(), 1.0)
+    )
+  if outputs.get("auxiliary_logits") is not None:  # STAN's model.spatial_aux_weight > 0
+    per_example = optax.softmax_cross_entropy(outputs["auxiliary_logits"], labels)
+    loss += config.model.spatial_aux_weight * (
+        jnp.sum(per_example * weights) / jnp.maximum(weights.sum(), 1.0)
     )
   correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
   accuracy = jnp.sum(correct * weights) / jnp.maximum(weights.sum(), 1.0)

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 SPATIAL_QUERIES = ("audio", "learned", "none")
+SPATIAL_SCORINGS = ("dot", "additive")
 TEMPORAL_POOLS = ("attention", "mean")
 
 # Masked logits get this finite value (not -inf) so that gradients stay finite.
@@ -45,6 +46,12 @@ class AudioGuidedSpatialAttention(nnx.Module):
     'audio'   : the query is the segment's audio token (default).
     'learned' : a learned query vector shared by all segments.
     'none'    : no attention; uniform mean pool (alpha = 1/N).
+
+  scoring (how head h scores cell n against the query q, both width D, heads of D/H dims):
+    'dot'      : scaled dot product, (W_q q + b_q)_h . (W_k c_n)_h / sqrt(D/H) (default).
+    'additive' : AVEL's additive tanh scoring per head (Tian et al. 2018; stt/models/avel.py),
+                 w_h^T tanh((W_k c_n)_h + (W_q q + b_q)_h) with a learned w_h [D/H]. With one
+                 head it is AVEL's alpha_t = softmax(w^T tanh(W_v v + W_a a)) exactly.
   """
 
   def __init__(
@@ -53,15 +60,18 @@ class AudioGuidedSpatialAttention(nnx.Module):
       num_heads: int,
       spatial_query: str = "audio",
       *,
+      scoring: str = "dot",
       dtype=jnp.float32,
       rngs: nnx.Rngs,
   ):
     if spatial_query not in SPATIAL_QUERIES:
       raise ValueError(f"spatial_query must be one of {SPATIAL_QUERIES}, got {spatial_query!r}")
+    if scoring not in SPATIAL_SCORINGS:
+      raise ValueError(f"scoring must be one of {SPATIAL_SCORINGS}, got {scoring!r}")
     if width % num_heads:
       raise ValueError(f"width {width} is not divisible by num_heads {num_heads}")
     self.width, self.num_heads, self.head_dim = width, num_heads, width // num_heads
-    self.spatial_query = spatial_query
+    self.spatial_query, self.scoring = spatial_query, scoring
     self.dtype = dtype
     if spatial_query != "none":
       self.query = _linear(width, width, dtype, rngs)
@@ -71,6 +81,10 @@ class AudioGuidedSpatialAttention(nnx.Module):
       self.learned_query = nnx.Param(_INIT(rngs.params(), (width,), jnp.float32))
     self.value = _linear(width, width, dtype, rngs)
     self.out = _linear(width, width, dtype, rngs)
+    if scoring == "additive" and spatial_query != "none":
+      # w_h per head: [H, D/H], fan-in D/H (as AVEL's Linear(D, 1) score has fan-in D).
+      init = nnx.initializers.lecun_normal(in_axis=-1, out_axis=-2)
+      self.score = nnx.Param(init(rngs.params(), (num_heads, self.head_dim), jnp.float32))
 
   def __call__(self, audio_tokens: jax.Array, visual_cells: jax.Array):
     """audio_tokens [B,T,D], visual_cells [B,T,N,D] ->
@@ -81,6 +95,7 @@ class AudioGuidedSpatialAttention(nnx.Module):
     sum_n alpha_hn (W_v c_n + b_v)_h = W_v,h (sum_n alpha_hn c_n) + b_v,h. The result equals
     the textbook form (tested) at a fraction of its cost: the two [B*T*N, D] x [D, D] matmuls
     and their head transposes were most of a training step's time (benchmarks/RESULTS.md).
+    Additive scoring needs every cell's W_k c_n (the tanh is not linear), so it computes them.
     """
     b, t, n, d = visual_cells.shape
     heads, dh = self.num_heads, self.head_dim
@@ -94,8 +109,13 @@ class AudioGuidedSpatialAttention(nnx.Module):
         query_in = jnp.broadcast_to(self.learned_query[...].astype(self.dtype), (b, t, self.width))
       q = self.query(query_in).reshape(b, t, heads, dh)
       key_kernel = self.key.kernel[...].astype(self.dtype).reshape(d, heads, dh)
-      folded_query = jnp.einsum("bthe,dhe->bthd", q, key_kernel)  # [B,T,H,D]
-      logits = jnp.einsum("bthd,btnd->bthn", folded_query, cells) / jnp.sqrt(dh).astype(q.dtype)
+      if self.scoring == "additive":
+        keys = jnp.einsum("btnd,dhe->btnhe", cells, key_kernel)  # [B,T,N,H,D/H]
+        hidden = jnp.tanh(keys + q[:, :, None])
+        logits = jnp.einsum("btnhe,he->bthn", hidden, self.score[...].astype(self.dtype))
+      else:
+        folded_query = jnp.einsum("bthe,dhe->bthd", q, key_kernel)  # [B,T,H,D]
+        logits = jnp.einsum("bthd,btnd->bthn", folded_query, cells) / jnp.sqrt(dh).astype(q.dtype)
       alpha = masked_softmax(logits, None, axis=-1)
     pooled_cells = jnp.einsum("bthn,btnd->bthd", alpha.astype(self.dtype), cells)  # [B,T,H,D]
     value_kernel = self.value.kernel[...].astype(self.dtype).reshape(d, heads, dh)

@@ -13,6 +13,14 @@ visual grid cells, Cv / Ca backbone channels, D width, C classes, L transformer 
             explanation "when" = beta^a * beta^v renormalised
     MLP([z^a; z^v]) -> logits [B,C];  optional Linear([h^a_t; h^v_t]) -> [B,T,C+1]
 
+Ablation switches of the "where" (issue 29; defaults are the model above, docs/design.md §2):
+model.spatial_scoring ('dot' | 'additive': AVEL's tanh scoring per head), model.spatial_heads
+(the spatial attention's heads at the same width; 0: model.num_heads),
+model.spatial_position_embedding (False: no cell position embedding, so alpha can only
+follow the cells' content), model.spatial_aux_weight (> 0: AVEL's direct path from the loss
+to alpha, a linear classifier on the segments' mean of v_hat_t whose cross-entropy is added to
+the loss with this weight; its logits are the output 'auxiliary_logits' [B,C]).
+
 `Stan` is a `two_stream.TwoStreamModel`: its `head` and `__call__` are the shared ones, which
 split the forward pass at the backbone outputs (`encode`) and the per-token embedding (`embed`)
 so that explainers (Grad-CAM, occlusion) and the perturbation tests can act on the visual
@@ -61,7 +69,10 @@ class Stan(two_stream.TwoStreamModel):
   # Parameter blocks from the output down to the inputs (attribute names), what the sanity
   # checks (stt/explain/sanity.py) randomise in cascade.
   PARAMETER_BLOCKS = (
-      ("classifier", ("classifier_hidden", "classifier_out", "segment_classifier")),
+      (
+          "classifier",
+          ("classifier_hidden", "classifier_out", "segment_classifier", "auxiliary_classifier"),
+      ),
       ("temporal_pool", ("audio_pool", "visual_pool")),
       ("transformer", ("transformer",)),
       ("spatial_attention", ("spatial_attention",)),
@@ -103,7 +114,13 @@ class Stan(two_stream.TwoStreamModel):
     layer_norm = lambda: nnx.LayerNorm(width, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
     self.visual_projection = linear(visual_dim, width)
     self.audio_projection = linear(audio_dim, width)
-    self.spatial_position = nnx.Param(_EMBED_INIT(rngs.params(), (num_cells, width)))
+    # The cells' position embedding, added before the spatial attention (its only reader: the
+    # cells enter nothing else, and v_hat_t carries position only through it).
+    self.spatial_position = (
+        nnx.Param(_EMBED_INIT(rngs.params(), (num_cells, width)))
+        if config.get("spatial_position_embedding", True)
+        else None
+    )
     self.temporal_position = nnx.Param(_EMBED_INIT(rngs.params(), (config.num_segments, width)))
     self.modality_embedding = nnx.Param(_EMBED_INIT(rngs.params(), (2, width)))  # audio, visual
     self.visual_norm = layer_norm()
@@ -111,7 +128,12 @@ class Stan(two_stream.TwoStreamModel):
     self.token_dropout = nnx.Dropout(config.dropout, rngs=rngs)
 
     self.spatial_attention = AudioGuidedSpatialAttention(
-        width, config.num_heads, config.spatial_query, dtype=dtype, rngs=rngs
+        width,
+        config.get("spatial_heads", 0) or config.num_heads,
+        config.spatial_query,
+        scoring=config.get("spatial_scoring", "dot"),
+        dtype=dtype,
+        rngs=rngs,
     )
     self.transformer = CrossModalTransformer(
         width,
@@ -130,6 +152,12 @@ class Stan(two_stream.TwoStreamModel):
     self.classifier_out = linear(width, num_classes, jnp.float32)
     self.segment_classifier = (
         linear(2 * width, num_classes + 1, jnp.float32) if config.segment_head else None
+    )
+    self.auxiliary_weight = float(config.get("spatial_aux_weight", 0.0))
+    if self.auxiliary_weight < 0:
+      raise ValueError(f"spatial_aux_weight must be >= 0, got {self.auxiliary_weight}")
+    self.auxiliary_classifier = (
+        linear(width, num_classes, jnp.float32) if self.auxiliary_weight > 0 else None
     )
 
   def encode(self, inputs: dict, *, train: bool = False):
@@ -156,7 +184,10 @@ class Stan(two_stream.TwoStreamModel):
     temporal = self.temporal_position[...][:t]  # [T,D]
     modality = self.modality_embedding[...]
     cells = self.visual_projection(visual_map.reshape(b, t, h * w, -1).astype(self.dtype))
-    cells = cells + self.spatial_position[...] + temporal[:, None, :] + modality[1]
+    if self.spatial_position is not None:
+      cells = cells + self.spatial_position[...] + temporal[:, None, :] + modality[1]
+    else:  # spatial_position_embedding=False: permuting the cells permutes alpha
+      cells = cells + temporal[:, None, :] + modality[1]
     cells = self.token_dropout(self.visual_norm(cells), deterministic=deterministic)
     audio = self.audio_projection(audio_vec.astype(self.dtype)) + temporal + modality[0]
     audio = self.token_dropout(self.audio_norm(audio), deterministic=deterministic)
@@ -185,6 +216,7 @@ class Stan(two_stream.TwoStreamModel):
   ) -> dict:
     """audio [B,T,D], the spatial attention's (attended [B,T,D], alpha [B,T,heads,N]) ->
     {'logits': [B,C] f32, 'segment_logits': [B,T,C+1] f32 or None,
+     'auxiliary_logits' (only with spatial_aux_weight > 0): [B,C] f32,
      'explanations': {'where': [B,T,h,w], 'when': [B,T], 'when_audio': [B,T],
                       'when_visual': [B,T], 'spatial_attention': [B,T,heads,N],
                       'temporal_attention': [L,B,heads,2T,2T]}}  (all f32).
@@ -221,7 +253,7 @@ class Stan(two_stream.TwoStreamModel):
       per_segment = jnp.concatenate([hidden_audio, hidden_visual], axis=-1)
       segment_logits = self.segment_classifier(per_segment.astype(jnp.float32))
 
-    return {
+    outputs = {
         "logits": logits,
         "segment_logits": segment_logits,
         "explanations": {
@@ -233,6 +265,13 @@ class Stan(two_stream.TwoStreamModel):
             "temporal_attention": temporal_attention,
         },
     }
+    if self.auxiliary_classifier is not None:  # AVEL's direct path: mean_t v_hat_t -> classes
+      valid = segment_mask.astype(jnp.float32)[..., None]
+      mean_attended = (attended.astype(jnp.float32) * valid).sum(axis=1) / jnp.maximum(
+          valid.sum(axis=1), 1.0
+      )
+      outputs["auxiliary_logits"] = self.auxiliary_classifier(mean_attended)
+    return outputs
 
   def rollout_readout(self, explanations: dict) -> tuple[jax.Array, jax.Array]:
     """What attention rollout reads (stt/explain/explainers.py `rollout`): the transformer's
