@@ -73,6 +73,7 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int, process_co
   _validate_input(config)
   _validate_task(config)
   _one_of(model.spatial_query, layers.SPATIAL_QUERIES, "model.spatial_query")
+  _one_of(model.get("spatial_scoring", "dot"), layers.SPATIAL_SCORINGS, "model.spatial_scoring")
   _one_of(model.temporal_pool, layers.TEMPORAL_POOLS, "model.temporal_pool")
   _one_of(model.pool_values, stan.POOL_VALUES, "model.pool_values")
   _one_of(model.dtype, ("float32", "bfloat16"), "model.dtype")
@@ -90,6 +91,12 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int, process_co
   _require(
       model.width % model.num_heads == 0,
       f"model.width={model.width} must be divisible by model.num_heads={model.num_heads}",
+  )
+  spatial_heads = model.get("spatial_heads", 0) or model.num_heads
+  _require(
+      spatial_heads >= 1 and model.width % spatial_heads == 0,
+      f"model.spatial_heads={model.get('spatial_heads', 0)} must be 0 (model.num_heads) or a "
+      f"divisor of model.width={model.width}",
   )
   _require(
       model.num_segments == config.dataset.num_segments,

@@ -10,6 +10,8 @@ import numpy as np
 import optax
 import pytest
 
+from configs import synthetic
+from stt import config_validation
 from stt import train_step
 from stt.explain import sanity
 from stt.models import layers
@@ -174,3 +176,18 @@ def test_direct_alpha_loss_adds_a_classifier_of_the_attended_feature_to_the_loss
   assert float(auxiliary) > 0.1
   with pytest.raises(ValueError, match="spatial_aux_weight"):
     make_model("features", spatial_aux_weight=-1.0)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("spatial_scoring", "cosine", "model.spatial_scoring='cosine' is not one of"),
+        ("spatial_heads", 3, "model.spatial_heads=3 must be 0"),
+    ],
+)
+def test_bad_switch_values_are_named_before_anything_runs(key, value, message):
+  config = synthetic.get_config("smoke")
+  config_validation.validate(config, device_count=1)
+  config.model[key] = value
+  with pytest.raises(config_validation.ConfigError, match=message):
+    config_validation.validate(config, device_count=1)
