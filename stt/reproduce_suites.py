@@ -110,6 +110,16 @@ SUITES = {
                 "configs/synthetic.py",
                 (("model.spatial_aux_weight", "1.0"),),
             ),
+            Row(  # all four: alpha is AVEL's (one additive head over position-free cells)
+                "stan_avel_where",
+                "configs/synthetic.py",
+                (
+                    ("model.spatial_scoring", "additive"),
+                    ("model.spatial_position_embedding", "False"),
+                    ("model.spatial_heads", "1"),
+                    ("model.spatial_aux_weight", "1.0"),
+                ),
+            ),
         ),
         extra=SYNTHETIC_EXTRA,
         modes=("train",),  # the evidence is the validation table

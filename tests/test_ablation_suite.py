@@ -18,6 +18,7 @@ NEW_ROWS = {
     "stan_one_head": "--config.model.spatial_heads=1",
     "stan_direct_alpha_loss": "--config.model.spatial_aux_weight=1.0",
 }
+ALL_FOUR = list(NEW_ROWS.values())
 OLD_ROWS = {
     "stan": None,
     "stan_spatial_query_none": "--config.model.spatial_query=none",
@@ -35,7 +36,7 @@ def test_ablation_rows_train_only_with_their_overrides(tmp_path, capsys):
       == 0
   )
   lines = capsys.readouterr().out.splitlines()
-  rows = list(OLD_ROWS) + list(NEW_ROWS)
+  rows = list(OLD_ROWS) + list(NEW_ROWS) + ["stan_avel_where"]
   assert len(lines) == 2 * len(rows)
   for line, (row, seed) in zip(lines, [(r, s) for r in rows for s in range(2)]):
     command = shlex.split(line)
@@ -45,6 +46,9 @@ def test_ablation_rows_train_only_with_their_overrides(tmp_path, capsys):
         c.startswith(("--config.explain.explainers", "--config.sanity")) for c in command
     )
     overrides = [c for c in command if c.startswith("--config.model.")]
+    if row == "stan_avel_where":
+      assert overrides == ALL_FOUR
+      continue
     expected = {**OLD_ROWS, **NEW_ROWS}[row]
     assert overrides == ([expected] if expected else []), row
   # The other suites still explain and sanity-check.
