@@ -46,6 +46,7 @@ from stt.explain import explainers as explainer_lib
 from stt.explain import perturbation
 from stt.explain import suite_reports
 from stt.explain import suite_scores
+from stt.explain import video_scores
 
 
 def _explain_batch(
@@ -158,6 +159,9 @@ def explain_annotation_set(
     video_ids = suite_reports.video_ids_of(outputs, source)  # read once for both files
     suite_reports.write_maps(report_dir / "maps", outputs, source, video_ids)
     suite_reports.write_video_curves(report_dir / "video_curves", outputs, video_ids)
+    video_scores.write(  # per-video scores, for the suite's paired tests
+        report_dir, video_scores.records(outputs, scores, video_ids, tolerance_px, labelled)
+    )
     suite_reports.write_panels(
         report_dir / "panels",
         outputs,
