@@ -16,6 +16,8 @@ per batch):
   `python -m stt.explain.score_maps --maps` (video_id [V], where [V,T,h,w], when [V,T],
   segment_mask [V,T], explained_class [V]: the class the maps explain, -1 for a class-agnostic
   explainer), so they can be rescored or compared with other models' maps.
+- the per-video scores, `explain/videos.json` (stt/explain/video_scores.py): each test video's
+  correctness and each explainer's pointing hits, for the suite's paired tests across models.
 With `config.explain.dataset` (e.g. 'vggss', stt/explain/explained_split.py) the same is done on
 that annotation set, into `explain_<set>/...` keys and `<workdir>/explain_<set>/`; its tables also
 print the published rows of sound-localization methods, and the field's cIoU@0.5 / AUC

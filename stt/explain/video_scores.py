@@ -1,4 +1,4 @@
-"""Per-video scores of one explain step, for the paired tests across models (stt/reproduce_comparisons.py).
+"""Per-video scores of one explain step, for the paired tests of stt/reproduce_comparisons.py.
 
 The suite's tables pool every video of the split into one number per metric; a paired test
 between two models needs each video's share instead. `write` puts them in
