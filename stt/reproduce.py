@@ -12,7 +12,9 @@ was killed), evaluates its explainers, and runs the parameter randomisation test
 a model (`model.name`) or, for `synthetic_ablations`, a STAN variant. Explainers a model cannot
 have (the intrinsic `attention` and `rollout` need the model's own maps) are not run for it and
 show as "—". Output: `<workdir>/summary.json` (one record per cell, stt/reproduce_tables.py),
-`tables.md` and `tables.csv` (Tables 1-4), and `figures/` (stt/reproduce_figures.py).
+`tables.md` and `tables.csv` (Tables 1-4, each cell with its 95 % interval over seeds, and the
+`comparisons` table of paired tests, stt/reproduce_comparisons.py), and `figures/`
+(stt/reproduce_figures.py).
 
 This file is the command line and the summary; the suites are stt/reproduce_suites.py, their
 runs (plan, resume, execute) stt/reproduce_runs.py.
@@ -34,6 +36,7 @@ import time
 
 from etils import epath
 
+from stt import reproduce_comparisons
 from stt import reproduce_figures
 from stt import reproduce_runs
 from stt import reproduce_suites
@@ -69,6 +72,8 @@ def aggregate(
   for run in runs:
     by_row.setdefault(run.row.name, []).append(run.directory)
   rows = reproduce_tables.summary_rows(reproduce_tables.read_results(by_row))
+  # STAN against the others, paired over seeds x test videos (the explain steps' videos.json).
+  comparisons = reproduce_comparisons.comparison_rows(reproduce_comparisons.read_videos(by_row))
   summary = {
       "suite": suite_name,
       "commit": _commit(),
@@ -80,7 +85,7 @@ def aggregate(
       "run_time_s": reproduce_runs.run_seconds(runs),
       "runs_done": sum(reproduce_runs.is_done(run) for run in runs),
       "runs": len(runs),
-      "rows": rows,
+      "rows": rows + comparisons,
   }
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -94,11 +99,13 @@ def aggregate(
       + "."
   )
   text = reproduce_tables.markdown(rows, header)
+  if comparisons:
+    text += "\n" + reproduce_comparisons.markdown(comparisons)
   (workdir / "tables.md").write_text(text)
   if doc is not None:
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
-  (workdir / "tables.csv").write_text(reproduce_tables.csv_text(rows))
+  (workdir / "tables.csv").write_text(reproduce_tables.csv_text(rows + comparisons))
   reproduce_figures.write(workdir, rows, by_row)
   viewer_suite.write(workdir, rows, by_row)  # index.html: the tables linked to the viewers
   return summary

@@ -4,14 +4,18 @@ One record per table cell (long form), each the mean ± std over seeds of one me
 
     {"table": "recognition" | "perturbation" | "pointing" | "sanity", "model": ...,
      "explainer": ... or None, "metric": ..., "split": "val" | "test", "randomised": None or
-     [block, ...], "mean": ..., "std": ..., "n": ...}
+     [block, ...], "mean": ..., "std": ..., "n": ..., "ci95": ...}
 
 Table 4 ("sanity", stt/explain/sanity.py): `randomised` lists the re-initialised parameter
 blocks: None for the trained model, the blocks from the top down to b for the cascade's step b
 (a prefix of the model's block order), [b] for block b alone (never the first block: that is the
 cascade's first step).
 
-std is the sample standard deviation (ddof=1; 0.0 for one seed). A metric missing or null in a
+std is the sample standard deviation (ddof=1; 0.0 for one seed); ci95 the half-width of the 95 %
+confidence interval of the mean over seeds, Student t with n - 1 degrees of freedom,
+t(0.975, n - 1) * std / sqrt(n) (None for one seed: no interval). It assumes the seeds' values
+are independent draws of a normal variable; with 3 seeds t(0.975, 2) = 4.30, so the interval is
+2.5 std wide on each side. A metric missing or null in a
 run (an explainer that does not apply to a model, a metric without trials) is left out of that
 cell's n; a cell no run has is not written, and the Markdown tables show "—" for it.
 """
@@ -26,6 +30,7 @@ import math
 
 from etils import epath
 import numpy as np
+from scipy import stats
 
 from stt.explain import sanity_report
 from stt.explain import suite_reports
@@ -55,7 +60,36 @@ VAL_POINTING_METRICS = (
     "pointing_temporal_audio",
     "pointing_temporal_visual",
 )
-CSV_FIELDS = ("table", "model", "explainer", "metric", "split", "randomised", "mean", "std", "n")
+CSV_FIELDS = (
+    "table",
+    "model",
+    "explainer",
+    "metric",
+    "split",
+    "randomised",
+    "mean",
+    "std",
+    "n",
+    "ci95",
+    # The comparisons table's (stt/reproduce_comparisons.py), empty in the other tables' rows.
+    "versus",
+    "versus_explainer",
+    "versus_mean",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "n_seeds",
+    "n_pairs",
+)
+
+
+def ci95(std: float | None, n: int) -> float | None:
+  """Half-width of the 95 % Student-t interval of a mean of n values with sample std `std`;
+  None for n < 2."""
+  if std is None or n < 2:
+    return None
+  return float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
 
 
 def _cell(values: list) -> tuple[float | None, float | None, int]:
@@ -109,7 +143,7 @@ def summary_rows(results_by_model: dict[str, list[dict]]) -> list[dict]:
         add("perturbation", model, explainer, metric, "test", f"explain/{explainer}/{metric}")
       for metric in POINTING_METRICS:
         add("pointing", model, explainer, metric, "test", f"explain/{explainer}/{metric}")
-  return rows
+  return [{**row, "ci95": ci95(row["std"], row["n"])} for row in rows]
 
 
 def _sanity_rows(model: str, results: list[dict]) -> list[dict]:
@@ -165,7 +199,10 @@ def sanity_values(rows: list[dict], model: str) -> tuple[list[str], dict]:
 def _format(row: dict | None) -> str:
   if row is None:
     return "—"
-  return f"{row['mean']:.3f} ± {row['std']:.3f}"
+  interval = row.get("ci95")
+  return f"{row['mean']:.3f} ± {row['std']:.3f}" + (
+      "" if interval is None else f" [±{interval:.3f}]"
+  )
 
 
 def markdown(rows: list[dict], header: str) -> str:
@@ -243,15 +280,16 @@ def markdown(rows: list[dict], header: str) -> str:
       lines += ["", table.rstrip("\n")]
   lines += [
       "",
-      "Each cell: mean ± sample std over seeds; — : not applicable to that model or "
-      "not measured. Perturbation AUCs are on the scale 0..90.",
+      "Each cell: mean ± sample std over seeds [±ci95: half-width of the 95 % confidence "
+      "interval of the mean, Student t with n - 1 degrees of freedom; none for one seed]; — : "
+      "not applicable to that model or not measured. Perturbation AUCs are on the scale 0..90.",
   ]
   return "\n".join(lines) + "\n"
 
 
 def csv_text(rows: list[dict]) -> str:
   buffer = io.StringIO()
-  writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
+  writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, restval="")
   writer.writeheader()
   writer.writerows(rows)
   return buffer.getvalue()

@@ -46,6 +46,27 @@ def _fake_execute(calls: list, fail: set = frozenset()):
           results[f"explain/{name}/spatial/positive_auc"] = 10 * value
           results[f"explain/{name}/pointing_spatial"] = value / 2
       (directory / "results.json").write_text(json.dumps(results))
+      # The explain step's per-video scores (stt/explain/video_scores.py): 10 videos, the
+      # first 10 * value right; attention hits the first 10 * value / 2 videos' one trial.
+      right = round(10 * value)
+      videos = {
+          "video_id": [f"v{i}" for i in range(10)],
+          "label": [0] * 10,
+          "correct": [i < right for i in range(10)],
+          "explainers": {
+              name: {
+                  "pointing_spatial_hits": [
+                      int(i < right / 2 and name != "random") for i in range(10)
+                  ],
+                  "pointing_spatial_trials": [1] * 10,
+                  "pointing_temporal": [None] * 10,
+              }
+              for name in ("attention", "gradient", "random")
+              if f'"{name}"' in explainers[0]
+          },
+      }
+      (directory / "explain").mkdir()
+      (directory / "explain" / "videos.json").write_text(json.dumps(videos))
       # The sanity checks add to the explain step's results, as stt.main does.
       results = json.loads((directory / "results.json").read_text())
       results["sanity/blocks"] = ["classifier", "embedding"]
@@ -103,10 +124,11 @@ def test_tables_are_mean_and_sample_std_over_seeds(tmp_path):
   assert ("pointing", "late_fusion", "attention", "pointing_spatial", "test") not in cells
   assert set(summary) >= {"suite", "commit", "rows"} and len(summary["commit"]) == 40
   tables = (tmp_path / "tables.md").read_text()
-  assert "| stan | 0.900 ± 0.100 | 0.900 ± 0.100 | — | 3 |" in tables
+  assert stan["ci95"] == pytest.approx(0.248414, abs=1e-6)  # t(0.975, 2) * 0.1 / sqrt(3)
+  assert "| stan | 0.900 ± 0.100 [±0.248] | 0.900 ± 0.100 [±0.248] | — | 3 |" in tables
   assert "| late_fusion | attention | — |" in tables
   # The validation table: the model's own maps on val, mean ± std (what choices rest on).
-  assert "| stan | 0.900 ± 0.100 | — | 0.225 ± 0.025 | — | — |" in tables
+  assert "| stan | 0.900 ± 0.100 [±0.248] | — | 0.225 ± 0.025 [±0.062] | — | — |" in tables
   assert (tmp_path / "tables.csv").read_text().splitlines()[0] == ",".join(
       reproduce_tables.CSV_FIELDS
   )
@@ -125,8 +147,32 @@ def test_tables_are_mean_and_sample_std_over_seeds(tmp_path):
   # stan's gradient "where": 0.8 after the classifier, 0.4 (< 0.5) once the embedding is too.
   assert "Table 4: sanity checks, stan" in tables
   row = next(x for x in tables.splitlines() if x.startswith("| gradient | where_spearman"))
-  assert row.split(" | ")[3:6] == ["0.800 ± 0.100", "0.400 ± 0.100", "0.450 ± 0.050"]
+  assert row.split(" | ")[3:6] == [
+      "0.800 ± 0.100 [±0.248]",
+      "0.400 ± 0.100 [±0.248]",
+      "0.450 ± 0.050 [±0.124]",
+  ]
   assert row.rstrip(" |").endswith("embedding")
+  # The paired tests: stan right on 27 of 30 (seed, video) pairs, late_fusion on 18.
+  comparisons = {
+      (r["versus"], r["explainer"], r["metric"]): r
+      for r in summary["rows"]
+      if r["table"] == "comparisons"
+  }
+  assert set(comparisons) == {
+      ("late_fusion", None, "accuracy"),
+      ("stan", "attention", "pointing_spatial"),
+      ("stan", "gradient", "pointing_spatial"),
+  }  # late_fusion has no own map: no pointing row
+  accuracy = comparisons[("late_fusion", None, "accuracy")]
+  assert accuracy["difference"] == pytest.approx((27 - 18) / 30)
+  assert accuracy["n_pairs"] == 30 and accuracy["n_seeds"] == 3
+  assert accuracy["p_value"] < 0.01 and accuracy["ci_low"] > 0
+  assert (
+      "## Comparisons" in tables and "| accuracy | stan | late_fusion | 0.900 | 0.600 |" in tables
+  )
+  csv_rows = (tmp_path / "tables.csv").read_text().splitlines()
+  assert sum(line.startswith("comparisons,stan,") for line in csv_rows) == 3
   for name in ("sanity_stan", "sanity_late_fusion"):
     assert (tmp_path / "figures" / f"{name}.png").exists()
 
@@ -225,6 +271,11 @@ def test_cli_explainers_pick_a_subset_of_the_suites(tmp_path, capsys):
   assert "unknown explainers ['shap']" in capsys.readouterr().err
 
 
+def summary_videos(run_dir) -> int:
+  """The number of test videos in a run's explain/videos.json."""
+  return len(json.loads((run_dir / "explain" / "videos.json").read_text())["video_id"])
+
+
 @pytest.mark.slow
 def test_smoke_suite_end_to_end_and_its_dry_run_commands(tmp_path, smoke_run):
   """The real suite (1 seed); its dry-run prints the very commands the suite ran, and those of
@@ -240,10 +291,23 @@ def test_smoke_suite_end_to_end_and_its_dry_run_commands(tmp_path, smoke_run):
   done = run(f"--workdir={tmp_path / 'a'}")
   assert done.returncode == 0, done.stderr[-3000:]
   summary = json.loads((tmp_path / "a" / "summary.json").read_text())
-  cells = {(r["model"], r["explainer"], r["metric"]): r for r in summary["rows"]}
+  cells = {
+      (r["model"], r["explainer"], r["metric"]): r
+      for r in summary["rows"]
+      if r["table"] != "comparisons"
+  }
   assert cells[("stan", None, "accuracy")]["n"] == 1
   assert ("late_fusion", "attention", "pointing_spatial") not in cells
   assert cells[("late_fusion", "gradient", "pointing_spatial")]["n"] == 1
+  assert all("ci95" in r for r in summary["rows"])  # None: one seed has no interval
+  assert cells[("stan", None, "accuracy")]["ci95"] is None
+  # The paired tests read each run's explain/videos.json: STAN against late_fusion.
+  accuracy = next(
+      r for r in summary["rows"] if r["table"] == "comparisons" and r["metric"] == "accuracy"
+  )
+  assert accuracy["versus"] == "late_fusion" and accuracy["n_seeds"] == 1
+  assert all(np.isfinite(accuracy[k]) for k in ("difference", "ci95", "p_value"))
+  assert accuracy["n_pairs"] == summary_videos(tmp_path / "a" / "stan" / "seed0")
   again = run(f"--workdir={tmp_path / 'a'}")
   assert "2 runs, 2 already done, 0 to run" in again.stdout
   dry = run(f"--workdir={tmp_path / 'b'}", "--dry_run").stdout.strip().splitlines()

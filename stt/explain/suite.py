@@ -16,6 +16,8 @@ per batch):
   `python -m stt.explain.score_maps --maps` (video_id [V], where [V,T,h,w], when [V,T],
   segment_mask [V,T], explained_class [V]: the class the maps explain, -1 for a class-agnostic
   explainer), so they can be rescored or compared with other models' maps.
+- the per-video scores, `explain/videos.json` (stt/explain/video_scores.py): each test video's
+  correctness and each explainer's pointing hits, for the suite's paired tests across models.
 With `config.explain.dataset` (e.g. 'vggss', stt/explain/explained_split.py) the same is done on
 that annotation set, into `explain_<set>/...` keys and `<workdir>/explain_<set>/`; its tables also
 print the published rows of sound-localization methods, and the field's cIoU@0.5 / AUC
@@ -46,6 +48,7 @@ from stt.explain import explainers as explainer_lib
 from stt.explain import perturbation
 from stt.explain import suite_reports
 from stt.explain import suite_scores
+from stt.explain import video_scores
 
 
 def _explain_batch(
@@ -158,6 +161,9 @@ def explain_annotation_set(
     video_ids = suite_reports.video_ids_of(outputs, source)  # read once for both files
     suite_reports.write_maps(report_dir / "maps", outputs, source, video_ids)
     suite_reports.write_video_curves(report_dir / "video_curves", outputs, video_ids)
+    video_scores.write(  # per-video scores, for the suite's paired tests
+        report_dir, video_scores.records(outputs, scores, video_ids, tolerance_px, labelled)
+    )
     suite_reports.write_panels(
         report_dir / "panels",
         outputs,
