@@ -343,6 +343,11 @@ class Explainer:
     frame) equals attention's by construction, and the suite reports them as not applicable.
   reads_model: False for the baselines that never read the model (the sanity checks, which
     randomise the model, leave them out).
+  map_sources: for an explainer computed from the model's own explanations alone (attention,
+    rollout), per map ("where", "when") the keys of `EXPLANATIONS` it reads: randomising only
+    parameter blocks above the ones that make them (the model's `EXPLANATION_BLOCKS`) cannot
+    change the map, so the sanity checks mark those cells as 1 by construction. Empty for the
+    others (they read the whole model).
   """
 
   fn: Callable[..., dict]
@@ -351,6 +356,7 @@ class Explainer:
   needs_any: tuple[str, ...] = ()
   spatial_is_attention_on: str | None = None
   reads_model: bool = True
+  map_sources: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
   def __call__(self, model, inputs: dict, target_class=None, **options) -> dict:
     return self.fn(model, inputs, target_class=target_class, **options)
@@ -373,8 +379,17 @@ class Explainer:
     return self.spatial_is_attention_on is not None and _has(model, self.spatial_is_attention_on)
 
 
+# What rollout reads of a model's own explanations (`rollout_readout`): its layers' attention
+# and the readout weights (STAN's pooling weights beta; joint_transformer's CLS reads one-hot).
+_ROLLOUT_READS = ("temporal_attention", "token_attention", "when_audio", "when_visual")
+
 EXPLAINERS = {
-    "attention": Explainer(attention, class_agnostic=True, needs_any=("where", "when")),
+    "attention": Explainer(
+        attention,
+        class_agnostic=True,
+        needs_any=("where", "when"),
+        map_sources=(("where", ("where",)), ("when", ("when",))),
+    ),
     # On STAN (`temporal_attention`) the visual cells reach the transformer only through
     # v_hat_t = sum_n alpha[t,n] cell[t,n] (no residual), so any rollout splits v_hat_t's
     # relevance over its cells by alpha; with pool_values='local' the pooled values bypass the
@@ -384,6 +399,10 @@ EXPLAINERS = {
         class_agnostic=True,
         needs=("rollout_readout", "rollout_maps"),
         spatial_is_attention_on="temporal_attention",
+        map_sources=(
+            ("where", ("where",) + _ROLLOUT_READS),
+            ("when", _ROLLOUT_READS),
+        ),
     ),
     "gradient": Explainer(gradient),
     "grad_x_input": Explainer(grad_x_input),

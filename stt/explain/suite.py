@@ -159,9 +159,17 @@ def explain_annotation_set(
   if record is not None:
     field_options["ground_truth"] = record.ground_truth
   labelled = record is None or record.labelled
+  # The boxes' set: the annotation set, or the dataset the run was trained on (its test split).
+  boxes_record = record or catalogue.trained(config.dataset.name, config.dataset.get("input", ""))
   for name, out in outputs.items():
     scores[name], curves[name] = suite_scores.explainer_scores(
-        name, out, tolerance_px, field_options, model=model, labelled=labelled
+        name,
+        out,
+        tolerance_px,
+        field_options,
+        model=model,
+        labelled=labelled,
+        small_boxes=boxes_record is not None and boxes_record.small_boxes,
     )
   report_dir = workdir / (f"explain_{annotation_set}" if annotation_set else "explain")
   if jax.process_index() == 0:

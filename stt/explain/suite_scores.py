@@ -73,6 +73,7 @@ def explainer_scores(
     *,
     model,
     labelled: bool = True,
+    small_boxes: bool = False,
 ) -> tuple[dict, dict]:
   """(bare `{metric: value}` of one explainer, accuracy curves {test/order: [P]}).
 
@@ -85,6 +86,8 @@ def explainer_scores(
   (AVEL's attention).
   labelled False (a set without classes): the perturbation scores, accuracies against the true
   class, are NaN.
+  small_boxes True (the dataset record's `small_boxes`: every box under a quarter of the frame):
+  `ciou`, 0 by construction there, is NaN (not applicable); ciou_mean and ciou_auc are kept.
   """
   metrics = pointing.pointing_metrics(out, tolerance_px)
   located = box_scores.box_scores(
@@ -97,6 +100,8 @@ def explainer_scores(
   # LVS's `ciou` (share of trials with cIoU >= 0.5) is 0 by construction when objects cover
   # well under half the frame (the map is binarised at its median); the mean and AUC are not.
   metrics.update({key: located[key] for key in LOCALIZATION_METRICS})
+  if small_boxes:
+    metrics["ciou"] = float("nan")
   # The sound-localization field's protocol (224 px, min-max, whole-frame boxes): cIoU@0.5, AUC.
   field = sound_source_benchmark.box_field_scores(
       out["where"],
