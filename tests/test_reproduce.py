@@ -72,7 +72,10 @@ def test_plan_has_a_run_per_row_and_seed_and_only_the_explainers_a_model_has(tmp
   assert '--config.explain.explainers=("gradient","random",)' in late_fusion
   assert reproduce_suites.explainers_for(
       reproduce_suites.Row("avel", "c", (("model.name", "avel"),)), reproduce_suites.EXPLAINERS
-  )[:2] == ("gradient", "gradcam")
+  )[:2] == (
+      "attention",
+      "gradient",
+  )  # AVEL's own "where" (issue 29 §1)
 
 
 def test_smoke_config_adds_the_argument_once():
@@ -106,7 +109,7 @@ def test_tables_are_mean_and_sample_std_over_seeds(tmp_path):
   assert "| stan | 0.900 ± 0.100 | 0.900 ± 0.100 | — | 3 |" in tables
   assert "| late_fusion | attention | — |" in tables
   # The validation table: the model's own maps on val, mean ± std (what choices rest on).
-  assert "| stan | 0.900 ± 0.100 | — | 0.225 ± 0.025 | — | — |" in tables
+  assert "| stan | 0.900 ± 0.100 | — | — | 0.225 ± 0.025 | — | — |" in tables
   assert (tmp_path / "tables.csv").read_text().splitlines()[0] == ",".join(
       reproduce_tables.CSV_FIELDS
   )

@@ -78,7 +78,13 @@ def test_spearman_matches_scipy_and_handles_constant_maps():
   other = {"where": maps["where"].copy(), "when": -maps["when"]}  # |when| equal: ρ = 1
   other["where"][0, 2] = 99.0  # a padded segment: ignored
   scores = sanity.map_correlations({**maps, "segment_mask": mask}, other)
-  assert scores == {"where_spearman": pytest.approx(1.0), "when_spearman": pytest.approx(1.0)}
+  # The signed maps (Adebayo et al. report both): the flipped "when" ranks in reverse.
+  assert scores == {
+      "where_spearman": pytest.approx(1.0),
+      "when_spearman": pytest.approx(1.0),
+      "where_spearman_signed": pytest.approx(1.0),
+      "when_spearman_signed": pytest.approx(-1.0),
+  }
 
 
 def test_map_correlations_match_scipy_per_video_with_ties_and_mixed_masks():
