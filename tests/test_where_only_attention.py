@@ -80,16 +80,19 @@ def test_attention_applies_to_a_model_with_a_where_only():
 
 def test_suite_scores_avels_attention_spatially_and_leaves_its_temporal_scores_out():
   model = models.create_model(_config("avel"), C, rngs=nnx.Rngs(0))
-  config = _run_config(("attention", "gradient"))
+  config = _run_config(("attention",))
   mesh = sharding.make_mesh(config)
   outputs = suite.explain_split(model, _source(), mesh, config)
   attention, _ = suite_scores.explainer_scores("attention", outputs["attention"], 15.0, model=model)
-  gradient, _ = suite_scores.explainer_scores("gradient", outputs["gradient"], 15.0, model=model)
+  on_stan, _ = suite_scores.explainer_scores(
+      "attention", outputs["attention"], 15.0, model=models.MODELS["stan"]
+  )
   for key in suite_scores.SPATIAL_METRICS:
     assert np.isfinite(attention[key]), key
   for key in suite_scores.TEMPORAL_METRICS:
     assert np.isnan(attention[key]), key  # no "when" of its own: "—", not a score of zeros
-    assert np.isfinite(gradient[key]), key
+  # Scored as a model with a "when", the zero map would get a pointing score: no more.
+  assert np.isfinite(on_stan["pointing_temporal"])
   # The temporal perturbation curves were not even computed for it.
   assert np.isnan(outputs["attention"]["temporal/positive/correct"]).all()
   assert np.isfinite(outputs["attention"]["spatial/positive/probability"]).all()
