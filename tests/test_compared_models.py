@@ -246,7 +246,7 @@ def test_joint_transformer_rollout_matches_hand_computation():
     assert np.ptp(maps["where"][video][valid], axis=(1, 2)).min() > 0
   np.testing.assert_allclose(np.abs(maps["where"]).sum(axis=(1, 2, 3)), 1.0, rtol=1e-5)
   np.testing.assert_allclose(np.abs(maps["when"]).sum(axis=1), 1.0, rtol=1e-5)
-  with pytest.raises(ValueError, match=r"attention needs the model's own 'where' and 'when'"):
+  with pytest.raises(ValueError, match=r"attention needs the model's own 'where' or 'when'"):
     explainers.attention(model, inputs)  # it has neither
 
 
