@@ -83,13 +83,16 @@ class Evaluator:
     """Flat metrics `{split}/accuracy`, `{split}/loss`, `{split}/num_examples`, and with
     `explain` the pointing games of the model's own maps: `explain/attention/...` for test,
     `{split}/explain/attention/...` for another split (val: what design choices are made on),
-    with the spatial pointing of each head's map (`head_pointing`)."""
+    and on val the spatial pointing of each head's map (`head_pointing`)."""
     out = self.predict(state, source)
     metrics = split_metrics(out, split)
     if explain and "where" in out:
       tolerance_px = self._config.explain.pointing_tolerance_px
       games = suite_scores.namespaced(
-          {**pointing.pointing_metrics(out, tolerance_px), **head_pointing(out, tolerance_px)},
+          {
+              **pointing.pointing_metrics(out, tolerance_px),
+              **(head_pointing(out, tolerance_px) if split != "test" else {}),
+          },
           explainer="attention",
       )
       metrics.update({key if split == "test" else f"{split}/{key}": v for key, v in games.items()})
