@@ -71,6 +71,7 @@ DATASETS: dict[str, DatasetSpec] = {
             cli_decode=(Decode(**synthetic.BUILD_SIZES), "configs/synthetic.py"),
             trained_as=("synthetic", "raw"),
             built_on_first_use=True,
+            small_boxes=True,  # objects of 26-36 px on 128 px frames
         ),
         DatasetSpec(
             name="manifest",

@@ -5,6 +5,11 @@ figures/sanity_<row>.png         rank correlation vs cascading randomisation dep
 figures/perturbation_<row>.png   top-1 accuracy vs fraction removed for the four tests, one
                                  line per explainer, mean over the seeds' runs
                                  (each run's explain/curves.json)
+
+A curve is drawn only where Table 2 has its AUC (`drawn_tests`): the figure and the table agree.
+Rollout's spatial curves on STAN are not drawn: its "where" is attention's alpha times a
+positive per-frame constant, and the spatial tests rank cells within each frame, so its curves
+are attention's (tests/test_explain_suite.py checks them equal, point for point).
 """
 
 from __future__ import annotations
@@ -46,12 +51,30 @@ def mean_curves(run_dirs: list[epath.Path]) -> tuple[list[float], dict[str, dict
   return fractions, means
 
 
-def perturbation_figure(path: epath.Path, row: str, fractions, curves: dict) -> None:
+def drawn_tests(rows: list[dict], row: str) -> set[tuple[str, str]]:
+  """{(explainer, test)} of the row's Table 2 cells (`<test>_auc` records): the curves drawn."""
+  return {
+      (r["explainer"], r["metric"].removesuffix("_auc"))
+      for r in rows
+      if r["table"] == "perturbation" and r["model"] == row and r["metric"].endswith("_auc")
+  }
+
+
+def perturbation_figure(
+    path: epath.Path, row: str, fractions, curves: dict, drawn: set | None = None
+) -> dict[str, list[str]]:
+  """The four panels of `curves` {explainer: {test: [P]}}; with `drawn` only its (explainer,
+  test) pairs. Returns {test: [explainers drawn]}."""
   figure, axes = plt.subplots(1, len(TESTS), figsize=(4 * len(TESTS), 3.2), sharey=True)
+  lines = {}
   for axis, test in zip(axes, TESTS):
+    lines[test] = []
     for explainer, tests in curves.items():
+      if drawn is not None and (explainer, test) not in drawn:
+        continue
       if test in tests and np.isfinite(tests[test]).any():
         axis.plot(fractions, tests[test], marker="o", ms=3, label=explainer)
+        lines[test].append(explainer)
     axis.set_title(f"{row}: {test.replace('/', ', ')}")
     axis.set_xlabel("fraction removed")
   axes[0].set_ylabel("top-1 accuracy (mean over seeds)")
@@ -61,6 +84,7 @@ def perturbation_figure(path: epath.Path, row: str, fractions, curves: dict) -> 
   with path.open("wb") as file:
     figure.savefig(file, dpi=100)
   plt.close(figure)
+  return lines
 
 
 def write(workdir: epath.Path, rows: list[dict], run_dirs: dict[str, list[epath.Path]]) -> list:
@@ -70,7 +94,7 @@ def write(workdir: epath.Path, rows: list[dict], run_dirs: dict[str, list[epath.
     fractions, curves = mean_curves(directories)
     if curves:
       path = workdir / "figures" / f"perturbation_{row}.png"
-      perturbation_figure(path, row, fractions, curves)
+      perturbation_figure(path, row, fractions, curves, drawn_tests(rows, row))
       written.append(path)
     blocks, records = reproduce_tables.sanity_values(rows, row)
     if records:

@@ -27,6 +27,7 @@ import csv
 import io
 import json
 import math
+import re
 
 from etils import epath
 import numpy as np
@@ -45,6 +46,7 @@ PERTURBATION_METRICS = (
 POINTING_METRICS = (
     "pointing_spatial",
     "pointing_spatial_class_mean",
+    "pointing_spatial_in_box",
     "pointing_temporal",
     "relevance_mass",
     "ciou",
@@ -56,10 +58,13 @@ REFERENCE_ROWS = suite_reports.BASELINE_ROWS
 # choices (e.g. STAN's pool_values and joint "when") are made on.
 VAL_POINTING_METRICS = (
     "pointing_spatial",
+    "pointing_spatial_in_box",
     "pointing_temporal",
     "pointing_temporal_audio",
     "pointing_temporal_visual",
 )
+# Beside them, each head's map alone (split_evaluator.head_pointing), as many as the model has.
+HEAD_POINTING = re.compile(r"^pointing_spatial_head\d+$")
 CSV_FIELDS = (
     "table",
     "model",
@@ -70,6 +75,7 @@ CSV_FIELDS = (
     "mean",
     "std",
     "n",
+    "by_construction",
     "ci95",
     # The comparisons table's (stt/reproduce_comparisons.py), empty in the other tables' rows.
     "versus",
@@ -110,6 +116,18 @@ def _explainers_in(results: list[dict]) -> list[str]:
   return list(names)
 
 
+def _head_metrics(results: list[dict]) -> tuple[str, ...]:
+  """The per-head val pointing metrics (`HEAD_POINTING`) in any of `results`, in order."""
+  prefix = "val/explain/attention/"
+  found = {
+      key.removeprefix(prefix)
+      for result in results
+      for key in result
+      if key.startswith(prefix) and HEAD_POINTING.match(key.removeprefix(prefix))
+  }
+  return tuple(sorted(found, key=lambda metric: int(metric.removeprefix("pointing_spatial_head"))))
+
+
 def summary_rows(results_by_model: dict[str, list[dict]]) -> list[dict]:
   """Long-form records (module docstring) from {model: [results.json of each seed]}."""
   rows = []
@@ -136,7 +154,7 @@ def summary_rows(results_by_model: dict[str, list[dict]]) -> list[dict]:
     for split in ("test", "val"):
       for metric in RECOGNITION_METRICS:
         add("recognition", model, None, metric, split, f"{split}/{metric}")
-    for metric in VAL_POINTING_METRICS:
+    for metric in VAL_POINTING_METRICS + _head_metrics(results):
       add("pointing", model, "attention", metric, "val", f"val/explain/attention/{metric}")
     for explainer in _explainers_in(results):
       for metric in PERTURBATION_METRICS:
@@ -152,6 +170,10 @@ def _sanity_rows(model: str, results: list[dict]) -> list[dict]:
   parsed = [sanity_report.parse(result) for result in results]
   blocks = next((blocks for blocks, _ in parsed if blocks), [])
   keys = list(dict.fromkeys(key for _, values in parsed for key in values))
+  above = {}
+  for result in results:
+    above.update(sanity_report.blocks_above(result))
+  constructed = sanity_report.constructed_keys(blocks, dict.fromkeys(keys), above)
   for mode, block, explainer, metric in keys:
     mean, std, n = _cell([values.get((mode, block, explainer, metric)) for _, values in parsed])
     if not n:
@@ -173,6 +195,7 @@ def _sanity_rows(model: str, results: list[dict]) -> list[dict]:
             mean=mean,
             std=std,
             n=n,
+            by_construction=(mode, block, explainer, metric) in constructed,
         )
     )
   return rows
@@ -227,8 +250,13 @@ def markdown(rows: list[dict], header: str) -> str:
     ]
     n = cells[0]["n"] if cells[0] else 0
     lines.append(f"| {model} | " + " | ".join(_format(c) for c in cells) + f" | {n} |")
+  heads = sorted(
+      {r["metric"] for r in rows if r["split"] == "val" and HEAD_POINTING.match(r["metric"])},
+      key=lambda metric: int(metric.removeprefix("pointing_spatial_head")),
+  )
+  val_metrics = VAL_POINTING_METRICS + tuple(heads)
   val_cells = {
-      model: [index.get(("pointing", model, "attention", m, "val")) for m in VAL_POINTING_METRICS]
+      model: [index.get(("pointing", model, "attention", m, "val")) for m in val_metrics]
       for model in models
   }
   if any(any(cells) for cells in val_cells.values()):
@@ -236,8 +264,8 @@ def markdown(rows: list[dict], header: str) -> str:
         "",
         "## Validation: the model's own maps (what design choices are made on)",
         "",
-        "| model | val accuracy | " + " | ".join(VAL_POINTING_METRICS) + " |",
-        "|---" * (len(VAL_POINTING_METRICS) + 2) + "|",
+        "| model | val accuracy | " + " | ".join(val_metrics) + " |",
+        "|---" * (len(val_metrics) + 2) + "|",
     ]
     for model in models:
       accuracy = index.get(("recognition", model, None, "accuracy", "val"))
@@ -276,6 +304,7 @@ def markdown(rows: list[dict], header: str) -> str:
           {key: record["mean"] for key, record in values.items()},
           f"Table 4: sanity checks, {model} (test)",
           texts={key: _format(record) for key, record in values.items()},
+          constructed={key for key, record in values.items() if record.get("by_construction")},
       )
       lines += ["", table.rstrip("\n")]
   lines += [
@@ -284,6 +313,24 @@ def markdown(rows: list[dict], header: str) -> str:
       "interval of the mean, Student t with n - 1 degrees of freedom; none for one seed]; — : "
       "not applicable to that model or not measured. Perturbation AUCs are on the scale 0..90.",
   ]
+  if heads:
+    lines.append(
+        "Validation `pointing_spatial_head<k>`: the spatial pointing of head k's attention map "
+        'alone (`pointing_spatial` scores their mean, the model\'s "where").'
+    )
+  pointing_rows = [r for r in rows if r["table"] == "pointing" and r["split"] == "test"]
+  if any(r["metric"] == "ciou_mean" for r in pointing_rows) and not any(
+      r["metric"] == "ciou" for r in pointing_rows
+  ):
+    lines.append(
+        "`ciou` (LVS's share of cIoU >= 0.5 of the median-binarised map) is — : every box of "
+        "this dataset covers under a quarter of the frame (its record's `small_boxes`), so a map "
+        "that keeps half the frame has cIoU < 0.5 by construction; `ciou_mean` is its mean cIoU."
+    )
+  lines.append(
+      "`pointing_spatial_in_box`: the pointing games' point (TorchRay's, the centre of a plateau "
+      "of tied maxima) inside the box, without TorchRay's 15 px tolerance."
+  )
   return "\n".join(lines) + "\n"
 
 

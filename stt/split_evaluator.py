@@ -44,8 +44,13 @@ def eval_step(
       **extra,
       "prediction": logits.argmax(-1),
       "loss": optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]),
-      # The model's own maps, where it has them (stt/models/__init__.py).
-      **{key: explanations[key] for key in score_maps.MAP_KEYS if key in explanations},
+      # The model's own maps, where it has them (stt/models/__init__.py), and its spatial
+      # attention per head [B,T,heads,N] (the per-head pointing of `head_pointing`).
+      **{
+          key: explanations[key]
+          for key in score_maps.MAP_KEYS + ("spatial_attention",)
+          if key in explanations
+      },
   }
 
 
@@ -77,12 +82,17 @@ class Evaluator:
   def evaluate(self, state, source, split: str, *, explain: bool = False) -> dict:
     """Flat metrics `{split}/accuracy`, `{split}/loss`, `{split}/num_examples`, and with
     `explain` the pointing games of the model's own maps: `explain/attention/...` for test,
-    `{split}/explain/attention/...` for another split (val: what design choices are made on)."""
+    `{split}/explain/attention/...` for another split (val: what design choices are made on),
+    and on val the spatial pointing of each head's map (`head_pointing`)."""
     out = self.predict(state, source)
     metrics = split_metrics(out, split)
     if explain and "where" in out:
+      tolerance_px = self._config.explain.pointing_tolerance_px
       games = suite_scores.namespaced(
-          pointing.pointing_metrics(out, self._config.explain.pointing_tolerance_px),
+          {
+              **pointing.pointing_metrics(out, tolerance_px),
+              **(head_pointing(out, tolerance_px) if split != "test" else {}),
+          },
           explainer="attention",
       )
       metrics.update({key if split == "test" else f"{split}/{key}": v for key, v in games.items()})
@@ -102,3 +112,25 @@ def split_metrics(out: dict, split: str) -> dict:
     correct = out["segment_prediction"] == out["segment_labels"]
     metrics[f"{split}/segment_accuracy"] = float(correct[valid].mean()) if valid.any() else 0.0
   return metrics
+
+
+def head_pointing(out: dict, tolerance_px: float) -> dict:
+  """`pointing_spatial_head<k>` (k = 0..heads-1): TorchRay's spatial pointing of each head's
+  attention map alone, spatial_attention[:, :, k] [V,T,N] as [V,T,h,w] ("where" is their mean);
+  {} for a model with one head or none (AVEL). out: `Evaluator.predict`'s outputs."""
+  attention = out.get("spatial_attention")
+  if attention is None or attention.shape[2] < 2:
+    return {}
+  grid = out["where"].shape[-2:]
+  return {
+      f"pointing_spatial_head{head}": pointing.spatial_pointing(
+          np.asarray(attention[:, :, head]).reshape(attention.shape[:2] + grid),
+          out["boxes"],
+          out["box_mask"],
+          out["frame_size"],
+          out["label"],
+          tolerance_px,
+          segment_mask=out["segment_mask"],
+      ).overall
+      for head in range(attention.shape[2])
+  }

@@ -114,7 +114,7 @@ def test_the_toy_in_the_explain_and_sanity_modes_of_a_trained_run(with_toy, smok
       for k in results
       if k.startswith("explain/attention/") and "_audio" not in k and "_visual" not in k
   }
-  assert toy_keys == attention_keys and len(toy_keys) == 19
+  assert toy_keys == attention_keys and len(toy_keys) == 20
   assert 0.0 <= results["explain/feature_norm/pointing_spatial"] <= 1.0
   assert 0.0 <= results["explain/feature_norm/temporal/positive_auc"] <= 90.0
   # The other explainers' numbers do not move when it is added: attention's pointing is the one

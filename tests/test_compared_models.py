@@ -246,7 +246,7 @@ def test_joint_transformer_rollout_matches_hand_computation():
     assert np.ptp(maps["where"][video][valid], axis=(1, 2)).min() > 0
   np.testing.assert_allclose(np.abs(maps["where"]).sum(axis=(1, 2, 3)), 1.0, rtol=1e-5)
   np.testing.assert_allclose(np.abs(maps["when"]).sum(axis=1), 1.0, rtol=1e-5)
-  with pytest.raises(ValueError, match=r"attention needs the model's own 'where' and 'when'"):
+  with pytest.raises(ValueError, match=r"attention needs the model's own 'where' or 'when'"):
     explainers.attention(model, inputs)  # it has neither
 
 
@@ -351,7 +351,7 @@ def test_a_model_without_frames_has_no_spatial_scores():
 
 def test_each_model_says_which_explainers_it_has():
   """The explainers ask the model (its class or an instance), never its name: attention needs
-  its own where and when, rollout its `rollout_readout` and `rollout_maps`; every model shares
+  its own where or when, rollout its `rollout_readout` and `rollout_maps`; every model shares
   `head` and `__call__` (two_stream.TwoStreamModel)."""
   intrinsic = {
       name: [e for e in ("attention", "rollout") if explainers.EXPLAINERS[e].applies_to(cls)]
@@ -362,9 +362,11 @@ def test_each_model_says_which_explainers_it_has():
       "late_fusion": [],
       "audio_only": [],
       "visual_only": [],
-      "avel": [],
+      "avel": ["attention"],  # its "where" only (issue 29 §1)
       "joint_transformer": ["rollout"],
   }
+  assert explainers.EXPLAINERS["attention"].dimensions(models.MODELS["avel"]) == ("where",)
+  assert explainers.EXPLAINERS["attention"].dimensions(models.MODELS["stan"]) == ("where", "when")
   assert all(issubclass(cls, two_stream.TwoStreamModel) for cls in models.MODELS.values())
   late = models.create_model(_config("late_fusion"), C, rngs=nnx.Rngs(0))
   assert explainers.EXPLAINERS["gradient"].applies_to(late)

@@ -221,3 +221,30 @@ def test_scores_are_bare_and_namespaced_in_one_place():
   for bad in ("", "a/b"):
     with np.testing.assert_raises_regex(ValueError, "explainer must be"):
       suite_scores.namespaced(metrics, explainer=bad)
+
+
+def test_rollouts_spatial_perturbation_curves_are_attentions_point_for_point():
+  # Issue 29 §5: the suite blanks rollout's spatial scores on STAN as attention's. Its "where"
+  # is alpha times a positive per-frame constant and the spatial tests rank cells within each
+  # frame, so the curves are equal, also with a near one-hot (saturated) alpha.
+  model, inputs = make_model(), make_inputs()
+  labels = jnp.zeros(B, jnp.int32)
+
+  @nnx.jit
+  def spatial_curves(m, x):
+    out = {}
+    for name in ("attention", "rollout"):
+      maps = explainers.EXPLAINERS[name](m, x)
+      for order in ("positive", "negative"):
+        out[(name, order)] = perturbation.curves(
+            m, x, labels, maps["where"], maps["when"], test="spatial", order=order
+        )
+    return out
+
+  for scale in (1.0, 30.0):
+    kernel = model.spatial_attention.key.kernel
+    kernel[...] = kernel[...] * scale
+    out = jax.tree.map(np.asarray, spatial_curves(model, inputs))
+    for order in ("positive", "negative"):
+      for key in ("correct", "probability"):
+        np.testing.assert_array_equal(out[("rollout", order)][key], out[("attention", order)][key])

@@ -24,28 +24,59 @@ def _one_hot_map(row, col, size=2):
   return where
 
 
-def test_point_of_map_is_first_argmax_in_integer_original_pixels():
-  # A 2×2 map peaking top-left, bilinearly resized to 100×100: the plateau starts at pixel 0.
-  assert pointing.point_of_map(_one_hot_map(0, 0), (100, 100)) == (0, 0)
-  # Peak bottom-right → inside the bottom-right plateau (pixels from 75 on).
-  x, y = pointing.point_of_map(_one_hot_map(1, 1), (100, 100))
-  assert 75 <= x < 100 and 75 <= y < 100
+def test_point_of_map_is_the_argmax_or_the_centre_of_its_plateau_in_original_pixels():
+  # A 2×2 map peaking top-left, bilinearly resized to 100×100: a plateau of the pixels 0..24
+  # (up to the cell centre, 24.5) in x and y; its point is the plateau's centre.
+  assert pointing.point_of_map(_one_hot_map(0, 0), (100, 100)) == (12.0, 12.0)
+  assert pointing.point_of_map(_one_hot_map(1, 1), (100, 100)) == (87.0, 87.0)
   # A 200×100 frame is centre-cropped to 100×100 starting at x=50.
-  assert pointing.point_of_map(_one_hot_map(0, 0), (200, 100)) == (50, 0)
+  assert pointing.point_of_map(_one_hot_map(0, 0), (200, 100)) == (62.0, 12.0)
+  # A single maximum is TorchRay's point, the argmax pixel itself.
+  single = np.zeros((100, 100), np.float32)
+  single[30, 70] = 1.0
+  assert pointing.point_of_map(single, (100, 100)) == (70.0, 30.0)
+
+
+@pytest.mark.parametrize(
+    "grid, frame_size",
+    [((8, 8), (128, 128)), ((7, 7), (128, 128)), ((3, 3), (30, 30)), ((4, 6), (90, 60))]
+    + [((8, 8), (160, 120))],
+)
+def test_center_explainer_points_at_the_frame_centre(grid, frame_size):
+  # One centre, the right one: the `center` map's point is the center_prior's point (it was
+  # (56, 56), the first pixel of the central plateau, on 128 px with an 8x8 grid).
+  where = np.asarray(
+      explainers.center(_Grid(grid), {"segment_mask": np.ones((1, 2), bool)})["where"]
+  )
+  assert pointing.point_of_map(where[0, 0], frame_size) == pointing.frame_centre(frame_size)
+
+
+def _run_centre(line: np.ndarray, index: int) -> float:
+  """The centre of the run of True in line [n] through line[index] (a plain loop)."""
+  start, end = index, index
+  while start > 0 and line[start - 1]:
+    start -= 1
+  while end < len(line) - 1 and line[end + 1]:
+    end += 1
+  return (start + end) / 2
 
 
 def test_points_of_maps_equal_one_resize_per_map_across_chunks():
-  # More maps than one resize chunk, on a non-square frame: each point is the first argmax of
-  # that map alone resized over the centred crop (the per-map reference, eager jax.image).
+  # More maps than one resize chunk, on a non-square frame: each point is the argmax of that
+  # map alone resized over the centred crop, moved to the centre of its plateau (a peak on the
+  # border cells is flat up to the border) (the per-map reference, eager jax.image).
   rng = np.random.default_rng(0)
   maps = rng.random((pointing._RESIZE_CHUNK + 7, 4, 4)).astype(np.float32)
-  maps[3] = 0.0  # a constant map: the first pixel of the crop
+  maps[3] = 0.0  # a constant map: one plateau, the whole crop; its centre
   points = pointing.points_of_maps(maps, (90, 60))
-  for where_map, point in zip(maps, points):
+  for index, (where_map, point) in enumerate(zip(maps, points)):
+    if index == 3:
+      continue
     resized = np.asarray(jax.image.resize(where_map, (60, 60), method="linear"))
     row, col = np.unravel_index(np.argmax(resized), resized.shape)
-    assert tuple(point) == (15 + col, row)
-  assert tuple(points[3]) == (15, 0)
+    tied = resized >= resized.max() * (1 - 1e-5)
+    assert tuple(point) == (15 + _run_centre(tied[row], col), _run_centre(tied[:, col], row))
+  assert tuple(points[3]) == (15 + 29.5, 29.5)
 
 
 def test_squared_distance_to_box_pixels():
@@ -66,7 +97,7 @@ def test_squared_distance_to_box_pixels():
 
 def test_torchray_hit_rule_at_the_boundary():
   """TorchRay's PointingGame: hit iff (x - px)² + (y - py)² < tolerance² for a mask pixel."""
-  where = np.stack([_one_hot_map(0, 0)] * 6)[None]  # [V=1,T=6,2,2] → point (0, 0)
+  where = np.stack([_one_hot_map(0, 0, size=100)] * 6)[None]  # [V=1,T=6,100,100] → (0, 0)
   boxes = np.zeros((1, 6, 1, 4), np.float32)
   boxes[0, 0, 0] = (15, 0, 30, 10)  # exactly 15 px away: miss (strict <)
   boxes[0, 1, 0] = (14, 0, 30, 10)  # 14 px away: hit
@@ -93,7 +124,7 @@ def test_torchray_hit_rule_at_the_boundary():
 
 
 def test_spatial_pointing_tolerance_and_class_mean():
-  where = np.stack([_one_hot_map(0, 0)] * 4)[None]  # [V=1,T=4,2,2] → point (0, 0)
+  where = np.stack([_one_hot_map(0, 0, size=100)] * 4)[None]  # [V=1,T=4,100,100] → (0, 0)
   where = np.concatenate([where, where])  # V=2
   boxes = np.zeros((2, 4, 1, 4), np.float32)
   box_mask = np.zeros((2, 4, 1), bool)
@@ -128,7 +159,7 @@ def test_temporal_pointing_respects_mask_and_event():
 
 
 def test_padded_segments_are_no_trials():
-  where = np.stack([_one_hot_map(0, 0)] * 3)[None]  # [V=1,T=3,2,2] → point (0, 0)
+  where = np.stack([_one_hot_map(0, 0, size=100)] * 3)[None]  # [V=1,T=3,100,100] → (0, 0)
   boxes = np.zeros((1, 3, 1, 4), np.float32)
   boxes[0, :, 0] = (0, 0, 10, 10)
   box_mask = np.ones((1, 3, 1), bool)
@@ -162,12 +193,12 @@ def test_padded_segments_are_no_trials():
 
 
 def test_chance_levels_are_the_shares_of_cells_and_segments_that_hit():
-  # 2×2 grid on 100×100 frames. The four one-hot maps point at (0, 0), then at the first
-  # pixel of the other plateaus: (75, 0), (0, 75), (75, 75).
+  # 2×2 grid on 100×100 frames. The four one-hot maps point at the centres of their plateaus
+  # (pixels 0..24 and 75..99): (12, 12), (87, 12), (12, 87), (87, 87).
   boxes = np.zeros((2, 3, 1, 4), np.float32)
   box_mask = np.zeros((2, 3, 1), bool)
   boxes[0, 0, 0] = (0, 0, 50, 50)  # only the top-left point: 1/4
-  boxes[0, 1, 0] = (0, 0, 100, 10)  # the two top points: 2/4
+  boxes[0, 1, 0] = (0, 0, 100, 20)  # the two top points: 2/4
   boxes[1, 2, 0] = (0, 0, 100, 100)  # all four: 4/4, but segment 2 of video 1 is padded
   boxes[1, 0, 0] = (40, 40, 60, 60)  # none on the box
   box_mask[0, :2, 0] = box_mask[1, [0, 2], 0] = True
@@ -204,16 +235,70 @@ def test_center_prior_points_at_the_exact_frame_centre():
       boxes, box_mask, np.array([[128, 128]]), np.array([0]), tolerance_px=15
   )
   assert result.num_trials == 4 and result.overall == pytest.approx(2 / 4)
-  # The `center` explainer's 8×8 Gaussian points at (56, 56), the first pixel of the central
-  # plateau of its resize: box 0 is 22 px and box 2 17 px (in x and y) away from it, misses.
+  # The `center` explainer's 8×8 Gaussian points at the same centre: the same hits, and in the
+  # box without tolerance only where the box holds the centre.
   where = np.asarray(
       explainers.center(_Grid((8, 8)), {"segment_mask": np.ones((1, 4), bool)})["where"]
   )
-  assert pointing.point_of_map(where[0, 0], (128, 128)) == (56, 56)
   explained = pointing.spatial_pointing(
       where, boxes, box_mask, np.array([[128, 128]]), np.array([0]), tolerance_px=15
   )
-  assert explained.overall == 0.0
+  assert explained.overall == pytest.approx(2 / 4) and explained.in_box == 0.0
+  boxes[0, 3, 0] = (60, 60, 70, 70)  # holds the centre
+  for result in (
+      pointing.spatial_pointing(
+          where, boxes, box_mask, np.array([[128, 128]]), np.array([0]), tolerance_px=15
+      ),
+      pointing.center_prior_spatial_pointing(
+          boxes, box_mask, np.array([[128, 128]]), np.array([0]), tolerance_px=15
+      ),
+  ):
+    assert result.overall == pytest.approx(3 / 4) and result.in_box == pytest.approx(1 / 4)
+
+
+def test_pointing_in_box_is_the_same_point_without_tolerance():
+  # One map peaking at pixel (x=70, y=30) on 100 px frames; boxes 0 px, 5 px and 20 px away.
+  where = np.zeros((1, 3, 100, 100), np.float32)
+  where[:, :, 30, 70] = 1.0
+  boxes = np.zeros((1, 3, 1, 4), np.float32)
+  boxes[0, 0, 0] = (65, 25, 75, 35)  # holds the point
+  boxes[0, 1, 0] = (75, 25, 85, 35)  # 5 px right: a TorchRay hit, not in the box
+  boxes[0, 2, 0] = (90, 25, 99, 35)  # 20 px: a miss
+  out = {
+      "where": where,
+      "boxes": boxes,
+      "box_mask": np.ones((1, 3, 1), bool),
+      "frame_size": np.array([[100, 100]]),
+      "label": np.array([0]),
+      "segment_mask": np.ones((1, 3), bool),
+      "when": np.ones((1, 3)),
+      "event_start": np.array([0]),
+      "event_end": np.array([1]),
+  }
+  metrics = pointing.pointing_metrics(out, 15.0)
+  assert metrics["pointing_spatial"] == pytest.approx(2 / 3)
+  assert metrics["pointing_spatial_in_box"] == pytest.approx(1 / 3)
+
+
+def test_a_model_without_frames_has_no_spatial_baseline_rows():
+  # audio_only's 1x1 placeholder map: no spatial chance or centre row ("—"), not 0.000.
+  out = {
+      "boxes": np.tile(np.array([78, 60, 90, 70], np.float32), (1, 2, 1, 1)),
+      "box_mask": np.ones((1, 2, 1), bool),
+      "frame_size": np.array([[128, 128]]),
+      "label": np.array([0]),
+      "where": np.zeros((1, 2, 1, 1), np.float32),
+      "segment_mask": np.ones((1, 2), bool),
+      "event_start": np.array([0]),
+      "event_end": np.array([1]),
+  }
+  with_frames = suite_scores.baseline_scores(out, 15.0)
+  without = suite_scores.baseline_scores(out, 15.0, spatial=False)
+  assert np.isfinite(with_frames["chance"]["pointing_spatial"])
+  for row in ("chance", "center_prior"):
+    assert np.isnan(without[row]["pointing_spatial"]), row
+    assert np.isnan(without[row]["pointing_spatial_class_mean"]), row
+  assert without["chance"]["pointing_temporal"] == with_frames["chance"]["pointing_temporal"]
 
 
 def test_suite_reports_the_center_prior_row(tmp_path):

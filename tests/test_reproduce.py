@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from stt import reproduce
+from stt import reproduce_figures
 from stt import reproduce_runs
 from stt import reproduce_suites
 from stt import reproduce_tables
+from stt import split_evaluator
 from tests.conftest import REPO
 
 SMOKE = reproduce_suites.SUITES["smoke"]
@@ -93,7 +95,10 @@ def test_plan_has_a_run_per_row_and_seed_and_only_the_explainers_a_model_has(tmp
   assert '--config.explain.explainers=("gradient","random",)' in late_fusion
   assert reproduce_suites.explainers_for(
       reproduce_suites.Row("avel", "c", (("model.name", "avel"),)), reproduce_suites.EXPLAINERS
-  )[:2] == ("gradient", "gradcam")
+  )[:2] == (
+      "attention",
+      "gradient",
+  )  # AVEL's own "where" (issue 29 §1)
 
 
 def test_smoke_config_adds_the_argument_once():
@@ -128,7 +133,7 @@ def test_tables_are_mean_and_sample_std_over_seeds(tmp_path):
   assert "| stan | 0.900 ± 0.100 [±0.248] | 0.900 ± 0.100 [±0.248] | — | 3 |" in tables
   assert "| late_fusion | attention | — |" in tables
   # The validation table: the model's own maps on val, mean ± std (what choices rest on).
-  assert "| stan | 0.900 ± 0.100 [±0.248] | — | 0.225 ± 0.025 [±0.062] | — | — |" in tables
+  assert "| stan | 0.900 ± 0.100 [±0.248] | — | — | 0.225 ± 0.025 [±0.062] | — | — |" in tables
   assert (tmp_path / "tables.csv").read_text().splitlines()[0] == ",".join(
       reproduce_tables.CSV_FIELDS
   )
@@ -329,3 +334,86 @@ def test_smoke_suite_end_to_end_and_its_dry_run_commands(tmp_path, smoke_run):
   rows_b = json.loads((tmp_path / "b" / "summary.json").read_text())["rows"]
   late_fusion = [r for r in summary["rows"] if r["model"] == "late_fusion"]
   assert late_fusion and [r for r in rows_b if r["model"] == "late_fusion"] == late_fusion
+
+
+def test_perturbation_figure_draws_only_the_curves_table_2_has(tmp_path):
+  # Issue 29 §5: rollout's spatial curves on STAN (attention's by construction) were drawn from
+  # curves that had values while Table 2 blanks them; the figure now follows the table.
+  fractions = [0.0, 0.5]
+  curves = {
+      name: {test: np.array([0.9, 0.5]) for test in reproduce_figures.TESTS}
+      for name in ("attention", "rollout")
+  }
+  rows = [
+      dict(table="perturbation", model="stan", explainer=name, metric=f"{test}_auc")
+      for name in ("attention", "rollout")
+      for test in reproduce_figures.TESTS
+      if not (name == "rollout" and test.startswith("spatial"))
+  ]
+  drawn = reproduce_figures.drawn_tests(rows, "stan")
+  lines = reproduce_figures.perturbation_figure(
+      epath.Path(tmp_path) / "p.png", "stan", fractions, curves, drawn
+  )
+  assert lines["spatial/positive"] == lines["spatial/negative"] == ["attention"]
+  assert lines["temporal/positive"] == ["attention", "rollout"]
+  assert (tmp_path / "p.png").exists()
+
+
+def test_head_pointing_and_the_validation_tables_head_columns():
+  # Issue 29 §2: each head's map alone is scored on val (pointing_spatial_head<k>) and shown.
+  v, t, heads = 2, 2, 3
+  attention = np.zeros((v, t, heads, 4), np.float32)  # 2x2 grid on 100 px frames
+  attention[:, :, 0, 0] = 1.0  # head 0: the top-left cell, on the box
+  attention[:, :, 1, 3] = 1.0  # head 1: the bottom-right cell, off it
+  attention[:, :, 2, 0] = attention[:, :, 2, 3] = 0.5
+  attention[0, :, 2, 3] = attention[1, :, 2, 0] = 0.6  # head 2: top-left in video 1 only
+  boxes = np.tile(np.array([0, 0, 30, 30], np.float32), (v, t, 1, 1))
+  out = {
+      "where": attention.mean(2).reshape(v, t, 2, 2),
+      "spatial_attention": attention,
+      "boxes": boxes,
+      "box_mask": np.ones((v, t, 1), bool),
+      "frame_size": np.full((v, 2), 100),
+      "label": np.array([0, 1]),
+      "segment_mask": np.ones((v, t), bool),
+  }
+  scores = split_evaluator.head_pointing(out, 15.0)
+  assert scores == {
+      "pointing_spatial_head0": 1.0,
+      "pointing_spatial_head1": 0.0,
+      "pointing_spatial_head2": 0.5,
+  }
+  assert split_evaluator.head_pointing({**out, "spatial_attention": attention[:, :, :1]}, 15) == {}
+  results = [
+      {
+          "val/accuracy": 0.5,
+          "val/explain/attention/pointing_spatial": 0.75,
+          "val/explain/attention/pointing_spatial_in_box": 0.5,
+          **{f"val/explain/attention/{k}": value for k, value in scores.items()},
+      }
+  ]
+  rows = reproduce_tables.summary_rows({"stan": results, "avel": [{"val/accuracy": 0.4}]})
+  text = reproduce_tables.markdown(rows, "# t")
+  header = next(x for x in text.splitlines() if x.startswith("| model | val accuracy |"))
+  assert header.split(" | ")[2:4] == ["pointing_spatial", "pointing_spatial_in_box"]
+  assert header.rstrip(" |").endswith("pointing_spatial_head1 | pointing_spatial_head2")
+  assert "| stan | 0.500 ± 0.000 | 0.750 ± 0.000 | 0.500 ± 0.000 | — | — | — | 1.000 ± 0.000 |" in (
+      text
+  )
+
+
+def test_pointing_table_has_in_box_and_says_why_ciou_is_absent():
+  def results(ciou):
+    return {
+        "explain/gradient/pointing_spatial": 0.5,
+        "explain/gradient/pointing_spatial_in_box": 0.25,
+        "explain/gradient/ciou_mean": 0.2,
+        **({"explain/gradient/ciou": ciou} if ciou is not None else {}),
+    }
+
+  assert "pointing_spatial_in_box" in reproduce_tables.POINTING_METRICS
+  small = reproduce_tables.markdown(reproduce_tables.summary_rows({"stan": [results(None)]}), "#")
+  assert "| stan | gradient | 0.500 ± 0.000 | — | 0.250 ± 0.000 | — | — | — |" in small
+  assert "covers under a quarter of the frame" in small
+  large = reproduce_tables.markdown(reproduce_tables.summary_rows({"stan": [results(0.3)]}), "#")
+  assert "covers under a quarter of the frame" not in large

@@ -78,7 +78,13 @@ def test_spearman_matches_scipy_and_handles_constant_maps():
   other = {"where": maps["where"].copy(), "when": -maps["when"]}  # |when| equal: ρ = 1
   other["where"][0, 2] = 99.0  # a padded segment: ignored
   scores = sanity.map_correlations({**maps, "segment_mask": mask}, other)
-  assert scores == {"where_spearman": pytest.approx(1.0), "when_spearman": pytest.approx(1.0)}
+  # The signed maps (Adebayo et al. report both): the flipped "when" ranks in reverse.
+  assert scores == {
+      "where_spearman": pytest.approx(1.0),
+      "when_spearman": pytest.approx(1.0),
+      "where_spearman_signed": pytest.approx(1.0),
+      "when_spearman_signed": pytest.approx(-1.0),
+  }
 
 
 def test_map_correlations_match_scipy_per_video_with_ties_and_mixed_masks():
@@ -135,12 +141,36 @@ def test_what_randomising_each_stan_block_does_to_attention_and_gradients():
   assert gradient["where_spearman"] < 0.95 and gradient["when_spearman"] < 0.95
 
 
+def test_blocks_above_each_map_are_those_that_cannot_change_it():
+  # Issue 29 §5: the cells randomising only these blocks are 1 by construction (marked).
+  stan = models.create_model(_config("stan"), C, rngs=nnx.Rngs(0))
+  avel = models.create_model(_config("avel"), C, rngs=nnx.Rngs(0))
+  assert sanity.blocks_above_maps(stan, "attention") == {
+      "where": ["classifier", "temporal_pool", "transformer"],
+      "when": ["classifier"],
+  }
+  assert sanity.blocks_above_maps(stan, "rollout") == {
+      "where": ["classifier"],
+      "when": ["classifier"],
+  }
+  assert sanity.blocks_above_maps(avel, "attention") == {"where": ["classifier", "lstm"]}
+  assert sanity.blocks_above_maps(stan, "gradient") == {}
+  blocks = [name for name, _ in sanity.parameter_blocks(stan)]
+  above = ["classifier", "temporal_pool", "transformer"]
+  assert sanity_report.by_construction("cascading", "transformer", blocks, above)
+  assert not sanity_report.by_construction("cascading", "spatial_attention", blocks, above)
+  assert sanity_report.by_construction("independent", "temporal_pool", blocks, above)
+  assert not sanity_report.by_construction("independent", "embedding", blocks, above)
+
+
 def test_applicable_explainers_skip_the_model_independent_and_missing_maps():
   names = ("attention", "rollout", "gradient", "random", "center")
   stan = models.create_model(_config("stan"), C, rngs=nnx.Rngs(0))
   late = models.create_model(_config("late_fusion"), C, rngs=nnx.Rngs(0))
   assert sanity.applicable_explainers(stan, names) == ["attention", "rollout", "gradient"]
   assert sanity.applicable_explainers(late, names) == ["gradient"]
+  avel = models.create_model(_config("avel"), C, rngs=nnx.Rngs(0))
+  assert sanity.applicable_explainers(avel, names) == ["attention", "gradient"]
 
 
 def test_report_reads_the_stop_from_the_cascade(tmp_path):
@@ -183,6 +213,7 @@ def test_mode_sanity_on_the_smoke_run(tmp_path, smoke_run):
   assert results["sanity/cascading/spatial_attention/attention/where_spearman"] < 0.9
   assert results["sanity/cascading/classifier/gradcam/where_spearman"] < 0.9
   assert np.isnan(results["sanity/cascading/classifier/rollout/where_spearman"])  # not applicable
+  assert results["sanity/above/attention/where"] == ["classifier", "temporal_pool", "transformer"]
   saved = json.loads((workdir / "results.json").read_text())
   assert saved["test/accuracy"] == results["test/accuracy"]  # the training results are kept
   assert (workdir / "sanity" / "sanity.md").exists()

@@ -8,7 +8,7 @@ model-intrinsic and baseline explainers (attention, rollout, random, center; the
 `class_agnostic`) ignore it: their maps are the same for every class.
 
 `EXPLAINERS` is the one table of explainers: `{name: Explainer(fn, class_agnostic, needs,
-spatial_is_attention_on, reads_model)}`, one record per explainer, all that the suite, the sanity
+needs_any, spatial_is_attention_on, reads_model)}`, one record per explainer, all that the suite, the sanity
 checks and the tables know of it. An explainer asks the model (its class or instance) what it
 has, never its name: this module imports no model module (stt/models/__init__.py says what a
 model exposes). Adding an explainer is its function plus its record (docs/design.md §6).
@@ -112,16 +112,24 @@ class _Encoded:
 
 def attention(model, inputs: dict, target_class=None) -> dict:
   """The model's own maps: where = alpha averaged over heads (alpha / T_valid once normalised
-  over the video), when = the model's joint beta^a * beta^v renormalised."""
+  over the video), when = the model's joint beta^a * beta^v renormalised.
+
+  A model with only one of them (AVEL has a "where" and no "when") gets zeros for the other:
+  the record's `dimensions` says which maps are the model's, and the suite, the sanity checks
+  and the tables report the missing one as not applicable, never as a score of the zero map.
+  """
   del target_class  # intrinsic: the same for every class
   encoded = _Encoded(model, inputs, None)
   explanations = encoded.outputs["explanations"]
-  if not {"where", "when"} <= set(explanations):
+  if not {"where", "when"} & set(explanations):
     raise ValueError(
-        f"attention needs the model's own 'where' and 'when'; {type(model).__name__} returns "
+        f"attention needs the model's own 'where' or 'when'; {type(model).__name__} returns "
         f"{sorted(explanations)}"
     )
-  return normalise(explanations["where"], explanations["when"], encoded.segment_mask)
+  b, t = encoded.segment_mask.shape
+  where = explanations.get("where", jnp.zeros((b, t) + tuple(model.grid_size)))
+  when = explanations.get("when", jnp.zeros((b, t)))
+  return normalise(where, when, encoded.segment_mask)
 
 
 def rollout_relevance(attention: jax.Array, readout: jax.Array) -> jax.Array:
@@ -297,10 +305,9 @@ def center(model, inputs: dict, target_class=None, *, sigma: float = 0.25) -> di
   """Centre baseline: where = Gaussian at the grid centre with std sigma * (h, w) cells, the same
   in every frame; when uniform over valid segments.
 
-  On an even grid the bilinear resize of this map peaks on a central plateau whose first pixel
-  (the pointing games' point) is half a cell up and left of the frame centre, (56, 56) on 128 px
-  frames with an 8x8 grid; no grid map can point at the centre itself. The pointing of the exact
-  centre is the tables' `center_prior` row (`pointing.center_prior_spatial_pointing`)."""
+  The map is symmetric about the frame centre, so its pointing games' point (the centre of the
+  resized map's plateau of maxima, `pointing.points_of_maps`) is the frame centre
+  (`pointing.frame_centre`, 63.5 on 128 px), the point of the tables' `center_prior` row."""
   del target_class
   b, t = batch_shape(inputs)
   h, w = model.grid_size
@@ -327,26 +334,44 @@ class Explainer:
     both the ground-truth class (pointing, localisation) and the predicted class (perturbation).
   needs: what it asks of the model beyond the interface of every model: keys of the model's own
     explanations (`EXPLANATIONS`) or names of its methods. A model without them cannot have it.
+  needs_any: of these, the model must have at least one (attention: "where" or "when"). Those
+    of them that are maps ("where", "when") and that the model lacks are the maps this
+    explainer does not give on it (`dimensions`): not applicable, "—" in the tables.
   spatial_is_attention_on: a need that marks a structure: on a model that has it, the
     explainer's "where" is attention's alpha times a per-frame constant, so every spatial score
     (pointing, relevance mass, cIoU, the spatial perturbation test: all rank cells within a
     frame) equals attention's by construction, and the suite reports them as not applicable.
   reads_model: False for the baselines that never read the model (the sanity checks, which
     randomise the model, leave them out).
+  map_sources: for an explainer computed from the model's own explanations alone (attention,
+    rollout), per map ("where", "when") the keys of `EXPLANATIONS` it reads: randomising only
+    parameter blocks above the ones that make them (the model's `EXPLANATION_BLOCKS`) cannot
+    change the map, so the sanity checks mark those cells as 1 by construction. Empty for the
+    others (they read the whole model).
   """
 
   fn: Callable[..., dict]
   class_agnostic: bool = False
   needs: tuple[str, ...] = ()
+  needs_any: tuple[str, ...] = ()
   spatial_is_attention_on: str | None = None
   reads_model: bool = True
+  map_sources: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
   def __call__(self, model, inputs: dict, target_class=None, **options) -> dict:
     return self.fn(model, inputs, target_class=target_class, **options)
 
   def applies_to(self, model) -> bool:
     """Whether `model` (a class or an instance) has everything this explainer `needs`."""
-    return all(_has(model, need) for need in self.needs)
+    return all(_has(model, need) for need in self.needs) and (
+        not self.needs_any or any(_has(model, need) for need in self.needs_any)
+    )
+
+  def dimensions(self, model) -> tuple[str, ...]:
+    """The maps of ("where", "when") this explainer gives on `model` (a class or an instance):
+    both, less the ones of its `needs_any` that the model lacks (AVEL's attention: "where")."""
+    lacking = {need for need in self.needs_any if not _has(model, need)}
+    return tuple(dimension for dimension in ("where", "when") if dimension not in lacking)
 
   def spatial_is_attention(self, model) -> bool:
     """Whether this explainer's spatial scores are attention's on `model` (a class or an
@@ -354,8 +379,17 @@ class Explainer:
     return self.spatial_is_attention_on is not None and _has(model, self.spatial_is_attention_on)
 
 
+# What rollout reads of a model's own explanations (`rollout_readout`): its layers' attention
+# and the readout weights (STAN's pooling weights beta; joint_transformer's CLS reads one-hot).
+_ROLLOUT_READS = ("temporal_attention", "token_attention", "when_audio", "when_visual")
+
 EXPLAINERS = {
-    "attention": Explainer(attention, class_agnostic=True, needs=("where", "when")),
+    "attention": Explainer(
+        attention,
+        class_agnostic=True,
+        needs_any=("where", "when"),
+        map_sources=(("where", ("where",)), ("when", ("when",))),
+    ),
     # On STAN (`temporal_attention`) the visual cells reach the transformer only through
     # v_hat_t = sum_n alpha[t,n] cell[t,n] (no residual), so any rollout splits v_hat_t's
     # relevance over its cells by alpha; with pool_values='local' the pooled values bypass the
@@ -365,6 +399,10 @@ EXPLAINERS = {
         class_agnostic=True,
         needs=("rollout_readout", "rollout_maps"),
         spatial_is_attention_on="temporal_attention",
+        map_sources=(
+            ("where", ("where",) + _ROLLOUT_READS),
+            ("when", _ROLLOUT_READS),
+        ),
     ),
     "gradient": Explainer(gradient),
     "grad_x_input": Explainer(grad_x_input),

@@ -2,10 +2,17 @@
 
 Spatial (one trial per annotated valid (video, segment)), TorchRay's `PointingGame`: the "where"
 map [h,w] is bilinearly resized to the part of the original frame it covers (frames are
-centre-cropped squares), its argmax (first index on ties) is the point, in integer pixel
-coordinates (x, y) of the original frame, and the trial is a hit if some pixel of the segment's
-box mask lies at squared distance < `tolerance_px`² from it (TorchRay's disk of radius
-`tolerance` around the point overlapping the mask). A box [x0,y0,x1,y1] covers the pixels whose
+centre-cropped squares), its argmax is the point, in pixel coordinates (x, y) of the original
+frame, and the trial is a hit if some pixel of the segment's box mask lies at squared distance
+< `tolerance_px`² from it (TorchRay's disk of radius `tolerance` around the point overlapping
+the mask). Ties: TorchRay takes the first argmax; we take the centre of the plateau that the
+first argmax starts (the run of pixels equal to the maximum, within float rounding of 1e-5
+relative, to its right and below it), so a map symmetric about a point points at that point:
+a resized even grid peaks on a plateau between two pixels, whose first pixel is half a cell
+off the map's centre (the `center` explainer pointed at (56, 56) instead of 63.5 on 128 px with
+an 8x8 grid). A single maximum is TorchRay's point; a plateau's point can be a half pixel.
+`pointing_spatial_in_box` scores the same point without tolerance: a hit iff it lies on the
+box mask (squared distance 0), as the tolerance of 15 px is 12 % of a 128 px frame. A box [x0,y0,x1,y1] covers the pixels whose
 centres lie inside it, x0 <= x + ½ < x1 (for integer boxes the pixels x0..x1-1, as
 `box_scores`), clipped to the frame. Reported overall and as the per-class mean (TorchRay's
 convention).
@@ -32,6 +39,7 @@ class PointingResult:
   overall: float  # hit rate over all trials
   class_mean: float  # mean over classes of the per-class hit rate
   num_trials: int
+  in_box: float = float("nan")  # hit rate of the same points without tolerance (on the mask)
 
 
 def crop_region(frame_size: tuple[int, int]) -> tuple[float, float, float]:
@@ -41,28 +49,54 @@ def crop_region(frame_size: tuple[int, int]) -> tuple[float, float, float]:
   return (width - side) / 2.0, (height - side) / 2.0, float(side)
 
 
-def point_of_map(where_map: np.ndarray, frame_size: tuple[int, int]) -> tuple[int, int]:
-  """The integer (x, y) original-frame pixel at the argmax of [h,w] resized over the crop.
+def point_of_map(where_map: np.ndarray, frame_size: tuple[int, int]) -> tuple[float, float]:
+  """The (x, y) original-frame point at the argmax of [h,w] resized over the crop (a pixel, or
+  the centre of a plateau of tied maxima: module docstring).
 
   The crop is the centred min(W, H) square, starting at pixel ((W - side) // 2, (H - side) // 2).
   """
   ((x, y),) = points_of_maps(np.asarray(where_map)[None], frame_size)
-  return int(x), int(y)
+  return float(x), float(y)
 
 
 # Maps resized per call of `points_of_maps`: bounds its memory (chunk x side² floats).
 _RESIZE_CHUNK = 64
 
 
+# Pixels within this relative distance of the maximum are tied with it (float rounding of the
+# resize: equal cells interpolate to values a few ulps apart).
+_TIE_RTOL = 1e-5
+
+
 @functools.partial(jax.jit, static_argnames="side")
 def _crop_argmax(maps: jax.Array, side: int) -> jax.Array:
-  """[N,h,w] → [N] flat argmax (first on ties) of each map bilinearly resized to side x side."""
-  resized = jax.image.resize(maps, (maps.shape[0], side, side), method="linear")
-  return jnp.argmax(resized.reshape(maps.shape[0], -1), axis=-1)
+  """[N,h,w] → [N,2] (row, col) of each map bilinearly resized to side x side: the first argmax,
+  moved to the centre of the runs of tied maxima through it along its row (col) and its
+  column (row)."""
+  n = maps.shape[0]
+  resized = jax.image.resize(maps, (n, side, side), method="linear")
+  first = jnp.argmax(resized.reshape(n, -1), axis=-1)
+  row, col = first // side, first % side
+  peak = resized.reshape(n, -1).max(-1)
+  tied = resized >= (peak - _TIE_RTOL * jnp.abs(peak))[:, None, None]  # [N,side,side]
+  positions = jnp.arange(side)
+  along_row = jnp.take_along_axis(tied, row[:, None, None], axis=1)[:, 0]  # [N,side]
+  along_col = jnp.take_along_axis(tied, col[:, None, None], axis=2)[:, :, 0]  # [N,side]
+
+  def run_centre(line, at):  # centre of the run of tied pixels of `line` [N,side] through `at`
+    untied = ~line
+    start = jnp.where(untied & (positions[None] < at[:, None]), positions[None], -1).max(-1) + 1
+    end = jnp.where(untied & (positions[None] > at[:, None]), positions[None], side).min(-1) - 1
+    return (start + end) / 2
+
+  centre_row = run_centre(along_col, row)
+  centre_col = run_centre(along_row, col)
+  return jnp.stack([centre_row, centre_col], -1)
 
 
 def points_of_maps(where_maps: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
-  """`point_of_map` of each of where_maps [N,h,w] on one W x H frame size: [N,2] int (x, y).
+  """`point_of_map` of each of where_maps [N,h,w] on one W x H frame size: [N,2] float (x, y),
+  whole or half pixels.
 
   One jitted resize per chunk of maps: the pointing games score thousands of segments.
   """
@@ -70,14 +104,14 @@ def points_of_maps(where_maps: np.ndarray, frame_size: tuple[int, int]) -> np.nd
   side = max(1, min(width, height))
   where_maps = np.asarray(where_maps, np.float32)
   count = len(where_maps)
-  flat = []
+  found = []
   for start in range(0, count, _RESIZE_CHUNK):
     chunk = where_maps[start : start + _RESIZE_CHUNK]
     padded = np.zeros((_RESIZE_CHUNK, *chunk.shape[1:]), np.float32)  # one compiled shape
     padded[: len(chunk)] = chunk
-    flat.append(np.asarray(_crop_argmax(padded, side))[: len(chunk)])
-  rows, cols = np.divmod(np.concatenate(flat) if flat else np.zeros(0, int), side)
-  return np.stack([(width - side) // 2 + cols, (height - side) // 2 + rows], -1).astype(int)
+    found.append(np.asarray(_crop_argmax(padded, side), np.float64)[: len(chunk)])
+  rows, cols = (np.concatenate(found) if found else np.zeros((0, 2))).T
+  return np.stack([(width - side) // 2 + cols, (height - side) // 2 + rows], -1)
 
 
 def box_pixels(box, frame_size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -145,15 +179,23 @@ def spatial_pointing(
   """
   videos, segments = np.nonzero(trial_segments(box_mask, segment_mask))  # trials, in order
   sizes = np.asarray(frame_size, int)[videos]
-  points = np.zeros((len(videos), 2), int)
+  points = np.zeros((len(videos), 2))
   for size in np.unique(sizes, axis=0):  # one batched resize per frame size
     same = np.flatnonzero((sizes == size).all(-1))
     points[same] = points_of_maps(np.asarray(where)[videos[same], segments[same]], tuple(size))
-  hits = [
-      is_hit(point, boxes[video, segment][box_mask[video, segment]], size, tolerance_px)
-      for point, video, segment, size in zip(points, videos, segments, sizes)
-  ]
-  return _summarise(np.asarray(hits, bool), np.asarray(labels, int)[videos])
+  distances = np.asarray(
+      [
+          min(
+              squared_distance_to_box(point, box, size)
+              for box in boxes[video, segment][box_mask[video, segment]]
+          )
+          for point, video, segment, size in zip(points, videos, segments, sizes)
+      ],
+      np.float64,
+  )
+  return _summarise(
+      distances < tolerance_px**2, np.asarray(labels, int)[videos], in_box=distances == 0
+  )
 
 
 def temporal_pointing(
@@ -228,17 +270,22 @@ def center_prior_spatial_pointing(
     segment_mask: np.ndarray | None = None,
 ) -> PointingResult:
   """The spatial pointing of the centre prior: the point is the exact frame centre
-  (`frame_centre`) in every trial, scored with `is_hit`. A grid map cannot point there on an
-  even grid (its bilinear resize peaks on a plateau whose first pixel is half a cell off), so
-  this is computed on the annotations, like the chance level. Arguments as `spatial_pointing`."""
+  (`frame_centre`) in every trial, scored with `is_hit`; the `center` explainer's map points at
+  the same centre (a plateau's centre, module docstring). Computed on the annotations, like the
+  chance level. Arguments as `spatial_pointing`."""
   trials = trial_segments(box_mask, segment_mask)
-  hits, trial_labels = [], []
+  hits, in_box, trial_labels = [], [], []
   for video, segment in zip(*np.nonzero(trials)):
     size = (int(frame_size[video][0]), int(frame_size[video][1]))
     segment_boxes = boxes[video, segment][box_mask[video, segment]]
     hits.append(is_hit(frame_centre(size), segment_boxes, size, tolerance_px))
+    in_box.append(
+        min(squared_distance_to_box(frame_centre(size), b, size) for b in segment_boxes) == 0
+    )
     trial_labels.append(int(labels[video]))
-  return _summarise(np.asarray(hits, bool), np.asarray(trial_labels, int))
+  return _summarise(
+      np.asarray(hits, bool), np.asarray(trial_labels, int), in_box=np.asarray(in_box, bool)
+  )
 
 
 def chance_temporal_pointing(
@@ -259,17 +306,19 @@ def chance_temporal_pointing(
   return _summarise(shares.astype(np.float64), np.asarray(labels, int)[trial])
 
 
-def _summarise(hits: np.ndarray, labels: np.ndarray) -> PointingResult:
-  """hits [trials]: 1/0 per trial, or a trial's expected hit rate."""
+def _summarise(hits: np.ndarray, labels: np.ndarray, in_box=None) -> PointingResult:
+  """hits [trials]: 1/0 per trial, or a trial's expected hit rate; in_box [trials] the hits
+  without tolerance, where measured."""
   if hits.size == 0:
     return PointingResult(float("nan"), float("nan"), 0)
   per_class = [hits[labels == c].mean() for c in np.unique(labels)]
-  return PointingResult(float(hits.mean()), float(np.mean(per_class)), int(hits.size))
+  in_box_rate = float("nan") if in_box is None else float(np.mean(in_box))
+  return PointingResult(float(hits.mean()), float(np.mean(per_class)), int(hits.size), in_box_rate)
 
 
 def pointing_metrics(out: dict, tolerance_px: float) -> dict:
-  """`{metric: value}` with bare metric names: pointing_{spatial,spatial_class_mean,temporal,
-  temporal_class_mean} (+ pointing_spatial_trials, per-modality temporal pointing where `out` has
+  """`{metric: value}` with bare metric names: pointing_{spatial,spatial_class_mean,
+  spatial_in_box,temporal,temporal_class_mean} (+ pointing_spatial_trials, per-modality temporal pointing where `out` has
   `when_audio` / `when_visual`); the caller names the explainer (suite_scores.namespaced).
 
   out: per-example maps and annotations (input_pipeline.gather_split's outputs): where
@@ -288,6 +337,7 @@ def pointing_metrics(out: dict, tolerance_px: float) -> dict:
   metrics = {
       "pointing_spatial": spatial.overall,
       "pointing_spatial_class_mean": spatial.class_mean,
+      "pointing_spatial_in_box": spatial.in_box,
       "pointing_spatial_trials": spatial.num_trials,
   }
   # "when" is the explainer's single temporal map; per-modality maps are reported beside it.

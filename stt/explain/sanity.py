@@ -13,15 +13,27 @@ explainer in `config.sanity.explainers` that the model can have, on the first
                    randomised and the trained model, per video, mean over videos: the paper's
                    absolute-value rank correlation;
   when_spearman    the same for |when| over the valid segments;
+  where_spearman_signed, when_spearman_signed   the same of the signed maps (Adebayo et al.
+                   report both: a map whose sign flips keeps its |map| ranking);
   pointing_spatial, pointing_temporal   the pointing games of the randomised model's maps;
 and per step the accuracy on those videos. A map that is constant over a video has no ranking:
 its correlation with a non-constant map is 0, with another constant map 1 (scipy gives NaN).
 An explainer whose maps do not follow the model fails the check by keeping ρ near 1 while the
 model is destroyed. Explainers that do not read the model at all (their record's `reads_model`
 False: `random`, `center`; ρ = 1 by construction) are left out. Rollout's spatial scores on STAN
-are attention's (`Explainer.spatial_is_attention`): NaN here, "—" in the tables.
+are attention's (`Explainer.spatial_is_attention`), and a map the explainer does not give on the
+model (`Explainer.dimensions`: AVEL's attention has no "when") is not scored: NaN here, "—" in
+the tables.
 
-results.json keys: `sanity/blocks` (the block names, top first), `sanity/trained/accuracy`
+Cells that are 1 by construction: an explainer computed from the model's own explanations alone
+(its record's `map_sources`: attention, rollout) cannot change while only blocks above the
+layer that makes its map are randomised (STAN's "where" is made by its spatial attention, so
+randomising the classifier, the temporal pooling and the transformer leaves it as it was).
+`blocks_above_maps` names those blocks per map, from the model's `EXPLANATION_BLOCKS` and the
+block order; the tables mark such cells so that no reader takes ρ = 1 there for a failed check.
+
+results.json keys: `sanity/blocks` (the block names, top first),
+`sanity/above/<explainer>/<where|when>` (`blocks_above_maps`, where there are any), `sanity/trained/accuracy`
 and `sanity/trained/<explainer>/pointing_*`, then for each step in order
 `sanity/<cascading|independent>/<block>/accuracy` and
 `sanity/<cascading|independent>/<block>/<explainer>/<metric>`; a cascading `<block>` means the
@@ -44,7 +56,14 @@ from stt import sharding
 from stt.explain import explainers as explainer_lib
 from stt.explain import pointing
 
-METRICS = ("where_spearman", "when_spearman", "pointing_spatial", "pointing_temporal")
+METRICS = (
+    "where_spearman",
+    "when_spearman",
+    "where_spearman_signed",
+    "when_spearman_signed",
+    "pointing_spatial",
+    "pointing_temporal",
+)
 MODES = ("cascading", "independent")
 
 
@@ -64,6 +83,23 @@ def parameter_blocks(model) -> list[tuple[str, tuple[str, ...]]]:
         f"missing {missing}, repeated {repeated}"
     )
   return [(name, attrs) for name, attrs in model.PARAMETER_BLOCKS if set(attrs) & owners]
+
+
+def blocks_above_maps(model, name: str) -> dict[str, list[str]]:
+  """{map: the parameter blocks above the layer that makes explainer `name`'s map on `model`},
+  for "where" / "when" of an explainer with `map_sources`: the blocks before the topmost block
+  that makes one of the explanations it reads (the model's `EXPLANATION_BLOCKS`). Randomising
+  only these leaves the map exactly as it was. A map is left out where a source's block is not
+  declared; {} for the explainers that read the whole model."""
+  made_by = getattr(model, "EXPLANATION_BLOCKS", {})
+  order = [block for block, _ in parameter_blocks(model)]
+  above = {}
+  for dimension, sources in explainer_lib.EXPLAINERS[name].map_sources:
+    present = [source for source in sources if source in model.EXPLANATIONS]
+    if not present or any(made_by.get(source) not in order for source in present):
+      continue
+    above[dimension] = order[: min(order.index(made_by[source]) for source in present)]
+  return above
 
 
 def steps(blocks: list[tuple[str, tuple[str, ...]]]) -> list[tuple[str, str, set[str]]]:
@@ -103,23 +139,28 @@ def spearman(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
 
 
 def map_correlations(reference: dict, other: dict) -> dict:
-  """Mean over videos of where/when Spearman ρ of |maps|; maps [V,T,h,w] / [V,T] and
-  segment_mask [V,T] as gathered. Videos with the same valid segments are ranked together."""
+  """Mean over videos of where/when Spearman ρ of |maps| (`where_spearman`, `when_spearman`)
+  and of the signed maps (`..._signed`); maps [V,T,h,w] / [V,T] and segment_mask [V,T] as
+  gathered. Videos with the same valid segments are ranked together."""
   segment_mask = np.asarray(reference["segment_mask"], bool)
   # A video without a valid segment has no map to rank: NaN, left out of the mean.
-  where, when = np.full(len(segment_mask), np.nan), np.full(len(segment_mask), np.nan)
+  scores = {
+      f"{key}_spearman{kind}": np.full(len(segment_mask), np.nan)
+      for key in ("where", "when")
+      for kind in ("", "_signed")
+  }
   patterns, group_of_video = np.unique(segment_mask, axis=0, return_inverse=True)
   for group, valid in enumerate(patterns):
     if not valid.any():
       continue
     videos = np.flatnonzero(group_of_video.ravel() == group)
-    maps = [
-        {key: np.abs(np.asarray(side[key])[videos][:, valid]) for key in ("where", "when")}
-        for side in (reference, other)
-    ]
-    where[videos] = spearman(*(m["where"].reshape(len(videos), -1) for m in maps))
-    when[videos] = spearman(maps[0]["when"], maps[1]["when"])
-  return {"where_spearman": float(np.nanmean(where)), "when_spearman": float(np.nanmean(when))}
+    for kind, transform in (("", np.abs), ("_signed", np.asarray)):
+      for key in ("where", "when"):
+        maps = [transform(np.asarray(side[key])[videos][:, valid]) for side in (reference, other)]
+        scores[f"{key}_spearman{kind}"][videos] = spearman(
+            *(m.reshape(len(videos), -1) for m in maps)
+        )
+  return {key: float(np.nanmean(values)) for key, values in scores.items()}
 
 
 class _Prefix:
@@ -190,10 +231,17 @@ def run(graphdef, state, source, mesh, config, num_classes: int) -> dict:
   accuracy, trained_maps = evaluate(model)
   metrics = {"sanity/blocks": [name for name, _ in blocks], "sanity/trained/accuracy": accuracy}
   spatial = {name: _spatial_applies(name, model) for name in names}
+  temporal = {name: "when" in explainer_lib.EXPLAINERS[name].dimensions(model) for name in names}
   for name in names:
     metrics.update(
-        _pointing(f"sanity/trained/{name}", spatial[name], trained_maps[name], tolerance)
+        _pointing(
+            f"sanity/trained/{name}", spatial[name], temporal[name], trained_maps[name], tolerance
+        )
     )
+  for name in names:
+    for dimension, above in blocks_above_maps(model, name).items():
+      if above:
+        metrics[f"sanity/above/{name}/{dimension}"] = above
   for mode, block, attributes in steps(blocks):
     variant = nnx.merge(model_graphdef, randomised_state(model_state, fresh_params, attributes))
     accuracy, maps = evaluate(variant)
@@ -201,25 +249,33 @@ def run(graphdef, state, source, mesh, config, num_classes: int) -> dict:
     metrics[f"{prefix}/accuracy"] = accuracy
     for name in names:
       scores = map_correlations(trained_maps[name], maps[name])
-      if not spatial[name]:
-        scores["where_spearman"] = float("nan")
+      for key in scores:
+        if not {"where": spatial[name], "when": temporal[name]}[key.split("_")[0]]:
+          scores[key] = float("nan")
       metrics.update({f"{prefix}/{name}/{key}": value for key, value in scores.items()})
-      metrics.update(_pointing(f"{prefix}/{name}", spatial[name], maps[name], tolerance))
+      metrics.update(
+          _pointing(f"{prefix}/{name}", spatial[name], temporal[name], maps[name], tolerance)
+      )
   return metrics
 
 
 def _spatial_applies(name: str, model) -> bool:
-  """False where the "where" is attention's (rollout on STAN) or the model sees no frames."""
-  return models.sees_frames(model) and not explainer_lib.EXPLAINERS[name].spatial_is_attention(
-      model
+  """False where the "where" is attention's (rollout on STAN), the model sees no frames or the
+  explainer gives no "where" on it."""
+  record = explainer_lib.EXPLAINERS[name]
+  return (
+      models.sees_frames(model)
+      and not record.spatial_is_attention(model)
+      and "where" in record.dimensions(model)
   )
 
 
-def _pointing(prefix: str, spatial: bool, maps: dict, tolerance_px: float) -> dict:
-  """`<prefix>/pointing_spatial` and `pointing_temporal` of gathered maps (spatial NaN where
-  it does not apply)."""
+def _pointing(prefix: str, spatial: bool, temporal: bool, maps: dict, tolerance_px: float) -> dict:
+  """`<prefix>/pointing_spatial` and `pointing_temporal` of gathered maps (NaN where they do
+  not apply)."""
   games = pointing.pointing_metrics(maps, tolerance_px)
+  nan = float("nan")
   return {
-      f"{prefix}/pointing_spatial": float(games["pointing_spatial"] if spatial else float("nan")),
-      f"{prefix}/pointing_temporal": float(games["pointing_temporal"]),
+      f"{prefix}/pointing_spatial": float(games["pointing_spatial"] if spatial else nan),
+      f"{prefix}/pointing_temporal": float(games["pointing_temporal"] if temporal else nan),
   }

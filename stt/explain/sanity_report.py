@@ -45,6 +45,37 @@ def parse(metrics: dict) -> tuple[list[str], dict]:
   return blocks, values
 
 
+def blocks_above(metrics: dict) -> dict[tuple[str, str], list[str]]:
+  """{(explainer, 'where' | 'when'): the blocks above the layer that makes its map} from a
+  run's `sanity/above/...` keys (sanity.blocks_above_maps)."""
+  found = {}
+  for key, value in metrics.items():
+    parts = key.split("/")
+    if len(parts) == 4 and parts[:2] == ["sanity", "above"]:
+      found[(parts[2], parts[3])] = list(value)
+  return found
+
+
+def by_construction(mode: str, block: str | None, blocks: list[str], above: list[str]) -> bool:
+  """Whether the step (mode, block) randomises only blocks in `above` (those above the layer
+  that makes the map): ρ = 1 there by construction. blocks: the cascade, top first."""
+  if mode == "cascading":
+    return set(blocks[: blocks.index(block) + 1]) <= set(above)
+  return mode == "independent" and block in above
+
+
+def constructed_keys(blocks: list[str], values: dict, above: dict) -> set:
+  """The keys (mode, block, explainer, metric) of `values` whose Spearman ρ is 1 by
+  construction (`by_construction`), from `blocks_above`'s {(explainer, map): blocks}."""
+  return {
+      key
+      for key in values
+      if "spearman" in key[3]
+      and key[0] != "trained"
+      and by_construction(key[0], key[1], blocks, above.get((key[2], key[3].split("_")[0]), []))
+  }
+
+
 def explainers_in(values: dict) -> list[str]:
   return list(dict.fromkeys(key[2] for key in values if key[2] is not None))
 
@@ -67,13 +98,34 @@ def _cell(value) -> str:
   return "—" if value is None or not math.isfinite(value) else f"{value:.3f}"
 
 
+CONSTRUCTED_MARK = "†"
+METRICS = (
+    "where_spearman",
+    "where_spearman_signed",
+    "when_spearman",
+    "when_spearman_signed",
+    "pointing_spatial",
+    "pointing_temporal",
+)
+
+
 def markdown(
-    blocks: list[str], values: dict, title: str = "Sanity checks", texts: dict | None = None
+    blocks: list[str],
+    values: dict,
+    title: str = "Sanity checks",
+    texts: dict | None = None,
+    constructed: set | None = None,
 ) -> str:
   """The table of the module docstring from `values` {(mode, block, explainer, metric): value}
   (seed means, for the stop-matching column); `texts` replaces the cells' text where it has the
-  key (e.g. "mean ± std")."""
-  fmt_key = lambda key: (texts or {}).get(key) or _cell(values.get(key))
+  key (e.g. "mean ± std"); the cells of `constructed` keys (`constructed_keys`) carry
+  CONSTRUCTED_MARK: 1 by construction."""
+  constructed = constructed or set()
+
+  def fmt_key(key):
+    text = (texts or {}).get(key) or _cell(values.get(key))
+    return f"{text} {CONSTRUCTED_MARK}" if key in constructed and text != "—" else text
+
   independent = [b for b in dict.fromkeys(k[1] for k in values if k[0] == "independent")]
   cascade_header = " | ".join(f"→ {block}" for block in blocks)
   alone_header = " | ".join(f"{block} alone" for block in independent)
@@ -81,8 +133,11 @@ def markdown(
       f"## {title}",
       "",
       "Cascading randomisation from the top block down (`→ b`: every block from the top to b "
-      "re-initialised), then each block alone. ρ: Spearman rank correlation of |map| with "
-      f"the trained model's; 'stops matching': first cascade step with ρ < {MATCH_THRESHOLD}.",
+      "re-initialised), then each block alone. ρ: Spearman rank correlation of |map| "
+      "(`_spearman`) and of the signed map (`_spearman_signed`) with the trained model's; "
+      f"'stops matching': first cascade step with ρ < {MATCH_THRESHOLD}. {CONSTRUCTED_MARK}: 1 "
+      "by construction, only blocks above the layer that makes the map are randomised (not a "
+      "failed check).",
       "",
       f"| explainer | metric | trained | {cascade_header} | {alone_header} | stops matching |",
       "|---" * (4 + len(blocks) + len(independent)) + "|",
@@ -94,7 +149,7 @@ def markdown(
   )
   lines.append("| (model) | accuracy | " + " | ".join(row(None, "accuracy")) + " | |")
   for explainer in explainers_in(values):
-    for metric in ("where_spearman", "when_spearman", "pointing_spatial", "pointing_temporal"):
+    for metric in METRICS:
       cells = row(explainer, metric)
       if metric.endswith("spearman"):
         cells[0] = "1" if any(c != "—" for c in cells[1:]) else "—"
@@ -137,5 +192,6 @@ def write(directory: epath.Path, metrics: dict) -> None:
   """sanity.md and cascading.png of one run's `sanity/...` metrics."""
   blocks, values = parse(metrics)
   directory.mkdir(parents=True, exist_ok=True)
-  (directory / "sanity.md").write_text(markdown(blocks, values))
+  constructed = constructed_keys(blocks, values, blocks_above(metrics))
+  (directory / "sanity.md").write_text(markdown(blocks, values, constructed=constructed))
   figure(directory / "cascading.png", blocks, values)

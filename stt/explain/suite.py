@@ -52,12 +52,19 @@ from stt.explain import video_scores
 
 
 def _explain_batch(
-    model, batch: dict, *, name: str, mode: str, temporal_modality: str, spatial: bool = True
+    model,
+    batch: dict,
+    *,
+    name: str,
+    mode: str,
+    temporal_modality: str,
+    spatial: bool = True,
+    temporal: bool = True,
 ) -> dict:
   """One explainer on one batch: maps of the ground-truth class ("where" [B,T,h,w], "when"
   [B,T], "explained_class" [B], -1 when class-agnostic) and perturbation curves [B,P] of the
-  maps of the predicted class (spatial False: a model without frames; its spatial curves are
-  NaN)."""
+  maps of the predicted class (spatial False: a model without frames or an explainer without a
+  "where" on it; temporal False: without a "when" (AVEL's attention); those curves are NaN)."""
   inputs = input_pipeline.model_inputs(batch)
   explainer = explainer_lib.EXPLAINERS[name]
   label = batch["label"].astype(jnp.int32)
@@ -68,7 +75,7 @@ def _explain_batch(
     predicted_maps, explained_class = explainer(model, inputs, target_class=None), label
   out = {"where": maps["where"], "when": maps["when"], "explained_class": explained_class}
   for test, order in suite_scores.TESTS:
-    if test == "spatial" and not spatial:
+    if not {"spatial": spatial, "temporal": temporal}[test]:
       nan = jnp.full((label.shape[0], len(perturbation.FRACTIONS)), jnp.nan)
       out[f"{test}/{order}/correct"] = out[f"{test}/{order}/probability"] = nan
       continue
@@ -100,7 +107,9 @@ def explain_split(model, source, mesh, config) -> dict[str, dict]:
               name=name,
               mode=config.explain.perturbation_mode,
               temporal_modality=config.explain.temporal_modality,
-              spatial=models.sees_frames(model),
+              spatial=models.sees_frames(model)
+              and "where" in explainer_lib.EXPLAINERS[name].dimensions(model),
+              temporal="when" in explainer_lib.EXPLAINERS[name].dimensions(model),
           )
       )
       for name in config.explain.explainers
@@ -142,7 +151,9 @@ def explain_annotation_set(
   (`suite_scores.namespaced`)."""
   outputs = explain_split(model, source, mesh, config)
   tolerance_px = config.explain.pointing_tolerance_px
-  scores = suite_scores.baseline_scores(next(iter(outputs.values())), tolerance_px)
+  scores = suite_scores.baseline_scores(
+      next(iter(outputs.values())), tolerance_px, spatial=models.sees_frames(model)
+  )
   curves = {}
   field_options = {
       key: config.explain[key] for key in ("gt_geometry", "median_rule") if key in config.explain
@@ -151,9 +162,17 @@ def explain_annotation_set(
   if record is not None:
     field_options["ground_truth"] = record.ground_truth
   labelled = record is None or record.labelled
+  # The boxes' set: the annotation set, or the dataset the run was trained on (its test split).
+  boxes_record = record or catalogue.trained(config.dataset.name, config.dataset.get("input", ""))
   for name, out in outputs.items():
     scores[name], curves[name] = suite_scores.explainer_scores(
-        name, out, tolerance_px, field_options, model=model, labelled=labelled
+        name,
+        out,
+        tolerance_px,
+        field_options,
+        model=model,
+        labelled=labelled,
+        small_boxes=boxes_record is not None and boxes_record.small_boxes,
     )
   report_dir = workdir / (f"explain_{annotation_set}" if annotation_set else "explain")
   if jax.process_index() == 0:

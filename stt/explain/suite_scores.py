@@ -28,6 +28,7 @@ TESTS = (
 # tables).
 SPATIAL_METRICS = (
     "pointing_spatial",
+    "pointing_spatial_in_box",
     "pointing_spatial_class_mean",
     "relevance_mass",
     "ciou",
@@ -39,6 +40,15 @@ SPATIAL_METRICS = (
     "spatial/negative_auc",
     "spatial/positive_probability_auc",
     "spatial/negative_probability_auc",
+)
+# The scores of "when" (NaN for an explainer without a "when" on the model: AVEL's attention).
+TEMPORAL_METRICS = (
+    "pointing_temporal",
+    "pointing_temporal_class_mean",
+    "temporal/positive_auc",
+    "temporal/negative_auc",
+    "temporal/positive_probability_auc",
+    "temporal/negative_probability_auc",
 )
 # The localisation scores reported per explainer (of box_scores.METRICS and the field's).
 LOCALIZATION_METRICS = ("relevance_mass", "ciou", "ciou_mean", "ciou_auc")
@@ -63,16 +73,21 @@ def explainer_scores(
     *,
     model,
     labelled: bool = True,
+    small_boxes: bool = False,
 ) -> tuple[dict, dict]:
   """(bare `{metric: value}` of one explainer, accuracy curves {test/order: [P]}).
 
   out: the explainer's per-example maps, perturbation curves and annotations (suite.explain_split).
   field_options: gt_geometry / median_rule / ground_truth of sound_source_benchmark.box_field_scores.
   model: the explained model (its class or instance), which decides whether the spatial scores
-  are not applicable (NaN): it reads no frames, or the explainer's "where" is attention's by
-  construction on it (`Explainer.spatial_is_attention`).
+  are not applicable (NaN): it reads no frames, the explainer has no "where" on it
+  (`Explainer.dimensions`), or its "where" is attention's by construction on it
+  (`Explainer.spatial_is_attention`); and the temporal ones: the explainer has no "when" on it
+  (AVEL's attention).
   labelled False (a set without classes): the perturbation scores, accuracies against the true
   class, are NaN.
+  small_boxes True (the dataset record's `small_boxes`: every box under a quarter of the frame):
+  `ciou`, 0 by construction there, is NaN (not applicable); ciou_mean and ciou_auc are kept.
   """
   metrics = pointing.pointing_metrics(out, tolerance_px)
   located = box_scores.box_scores(
@@ -85,6 +100,8 @@ def explainer_scores(
   # LVS's `ciou` (share of trials with cIoU >= 0.5) is 0 by construction when objects cover
   # well under half the frame (the map is binarised at its median); the mean and AUC are not.
   metrics.update({key: located[key] for key in LOCALIZATION_METRICS})
+  if small_boxes:
+    metrics["ciou"] = float("nan")
   # The sound-localization field's protocol (224 px, min-max, whole-frame boxes): cIoU@0.5, AUC.
   field = sound_source_benchmark.box_field_scores(
       out["where"],
@@ -109,20 +126,33 @@ def explainer_scores(
     metrics[f"{test}/{order}_auc"] = summary["auc"]
     metrics[f"{test}/{order}_probability_auc"] = summary["probability_auc"]
     curves[f"{test}/{order}"] = summary["accuracy"]
-  # Not applicable: attention's by construction, or a model that does not see the frames.
-  spatial_is_attention = explainer_lib.EXPLAINERS[explainer].spatial_is_attention(model)
-  if not models.sees_frames(model) or spatial_is_attention:
+  # Not applicable: attention's by construction, a model that does not see the frames, or a
+  # map the explainer does not give on this model.
+  record = explainer_lib.EXPLAINERS[explainer]
+  dimensions = record.dimensions(model)
+  if (
+      not models.sees_frames(model)
+      or record.spatial_is_attention(model)
+      or "where" not in dimensions
+  ):
     metrics.update({key: float("nan") for key in SPATIAL_METRICS})
     for order in ("positive", "negative"):
       curves[f"spatial/{order}"] = [float("nan")] * len(curves[f"spatial/{order}"])
+  if "when" not in dimensions:
+    metrics.update({key: float("nan") for key in TEMPORAL_METRICS})
+    for order in ("positive", "negative"):
+      curves[f"temporal/{order}"] = [float("nan")] * len(curves[f"temporal/{order}"])
   return metrics, curves
 
 
-def baseline_scores(out: dict, tolerance_px: float) -> dict[str, dict]:
+def baseline_scores(out: dict, tolerance_px: float, *, spatial: bool = True) -> dict[str, dict]:
   """The tables' last rows, bare: {'chance': the pointing games' chance levels on these
   annotations (a uniformly random cell, a uniformly random valid segment), 'center_prior':
-  pointing at the exact frame centre}, to read every explainer against."""
-  spatial = pointing.chance_spatial_pointing(
+  pointing at the exact frame centre}, to read every explainer against.
+
+  spatial False (a model that sees no frames, e.g. audio_only: no spatial map to point with):
+  the spatial rows are NaN ("—"), not the chance of its 1x1 placeholder map."""
+  spatial_chance = pointing.chance_spatial_pointing(
       out["boxes"],
       out["box_mask"],
       out["frame_size"],
@@ -142,15 +172,17 @@ def baseline_scores(out: dict, tolerance_px: float) -> dict[str, dict]:
       tolerance_px,
       segment_mask=out["segment_mask"],
   )
+  nan = float("nan")
   return {
       "chance": {
-          "pointing_spatial": spatial.overall,
-          "pointing_spatial_class_mean": spatial.class_mean,
+          "pointing_spatial": spatial_chance.overall if spatial else nan,
+          "pointing_spatial_class_mean": spatial_chance.class_mean if spatial else nan,
           "pointing_temporal": temporal.overall,
           "pointing_temporal_class_mean": temporal.class_mean,
       },
       "center_prior": {
-          "pointing_spatial": center.overall,
-          "pointing_spatial_class_mean": center.class_mean,
+          "pointing_spatial": center.overall if spatial else nan,
+          "pointing_spatial_class_mean": center.class_mean if spatial else nan,
+          "pointing_spatial_in_box": center.in_box if spatial else nan,
       },
   }

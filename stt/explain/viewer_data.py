@@ -42,11 +42,12 @@ def crop_fractions(xy: np.ndarray, frame_size) -> np.ndarray:
 
 
 def points_of_videos(where: np.ndarray, frame_size: np.ndarray) -> np.ndarray:
-  """[V,T,2] integer (x, y) original-frame pixels the spatial pointing game picks in each map of
-  where [V,T,h,w] (frame_size [V,2]); one batched `pointing.points_of_maps` per frame size."""
+  """[V,T,2] (x, y) original-frame points (whole or half pixels: a plateau's centre) the spatial
+  pointing game picks in each map of where [V,T,h,w] (frame_size [V,2]); one batched
+  `pointing.points_of_maps` per frame size."""
   where = np.asarray(where, np.float32)
   frame_size = np.asarray(frame_size, np.int64).reshape(len(where), 2)
-  pixels = np.zeros((*where.shape[:2], 2), np.int64)
+  pixels = np.zeros((*where.shape[:2], 2))
   for size in np.unique(frame_size, axis=0):
     rows = np.flatnonzero((frame_size == size).all(-1))
     flat = where[rows].reshape(-1, *where.shape[2:])

@@ -21,8 +21,9 @@ rngs=...)`; adding one is a new file in this package, its line in `MODELS` and t
 use the split at the backbones that `AudioVisualModel` names (`encode`, `embed`,
 `head_from_tokens`) and `grid_size`. What a model has beyond that interface, it says on its
 class, and the explainers ask the model (stt/explain/explainers.py `Explainer.needs`), never its
-name: `EXPLANATIONS` (its own maps), `MODALITIES` (the streams it reads) and, for attention
-rollout, `RolloutModel`'s two methods.
+name: `EXPLANATIONS` (its own maps), `MODALITIES` (the streams it reads), for attention
+rollout `RolloutModel`'s two methods, and optionally `EXPLANATION_BLOCKS` ({explanation key:
+the `PARAMETER_BLOCKS` block that makes it}; the sanity checks mark what is 1 by construction).
 """
 
 from __future__ import annotations

@@ -44,6 +44,8 @@ class Avel(two_stream.TwoStreamModel):
       ("embedding", ("visual_projection", "audio_projection")),
       ("backbones", ("visual_backbone", "audio_backbone")),
   )
+  # The block that makes each of its own explanations (stt/explain/sanity.py).
+  EXPLANATION_BLOCKS = {"where": "spatial_attention", "spatial_attention": "spatial_attention"}
 
   def __init__(self, config: ml_collections.ConfigDict, num_classes: int, *, rngs: nnx.Rngs):
     self.num_classes = num_classes

@@ -90,6 +90,16 @@ class Stan(two_stream.TwoStreamModel):
       ),
       ("backbones", ("visual_backbone", "audio_backbone")),
   )
+  # The block that makes each of its own explanations (the topmost block its computation
+  # reads): the sanity checks mark randomising only the blocks above as 1 by construction.
+  EXPLANATION_BLOCKS = {
+      "where": "spatial_attention",
+      "spatial_attention": "spatial_attention",
+      "temporal_attention": "transformer",
+      "when": "temporal_pool",
+      "when_audio": "temporal_pool",
+      "when_visual": "temporal_pool",
+  }
 
   def __init__(self, config: ml_collections.ConfigDict, num_classes: int, *, rngs: nnx.Rngs):
     self.num_classes = num_classes
