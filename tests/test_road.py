@@ -1,13 +1,20 @@
 """ROAD's noisy linear imputation (stt/explain/road_imputation.py) and the perturbation tests'
 'road' baseline (issue 29 §7)."""
 
+import functools
+
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from stt import reproduce_tables
 from stt.explain import perturbation
 from stt.explain import road_imputation
+from stt.explain import suite
+from stt.explain import suite_scores
+from stt.models import stan
 from tests.test_explainers import make_inputs
 from tests.test_explainers import make_model
 
@@ -223,3 +230,82 @@ def test_road_needs_feature_mode():
         mode="pixel",
         baseline="road",
     )
+
+
+def _explain_step(baselines):
+  return nnx.jit(
+      functools.partial(
+          suite._explain_batch,  # pylint: disable=protected-access
+          name="attention",
+          mode="feature",
+          temporal_modality="both",
+          baselines=baselines,
+      )
+  )
+
+
+def test_the_explain_step_adds_road_keys_and_leaves_the_zero_baseline_bit_identical(monkeypatch):
+  monkeypatch.setattr(suite_scores, "TESTS", (("spatial", "positive"), ("temporal", "negative")))
+  model, inputs = make_model(), make_inputs()
+  batch = {**inputs, "label": jnp.asarray([1, 3])}
+  zero = jax.tree.map(np.asarray, _explain_step(("zero",))(model, batch))
+  both = jax.tree.map(np.asarray, _explain_step(("zero", "road"))(model, batch))
+  assert set(both) - set(zero) == {
+      f"road/{test}/{order}/{record}"
+      for test, order in suite_scores.TESTS
+      for record in ("correct", "probability")
+  }
+  for key, value in zero.items():
+    np.testing.assert_array_equal(both[key], value, err_msg=key)
+  assert both["road/spatial/positive/probability"].shape == (2, len(perturbation.FRACTIONS))
+  # p = 0 is the clean input in both baselines; beyond it ROAD's curves are its own.
+  np.testing.assert_allclose(
+      both["road/spatial/positive/probability"][:, 0],
+      zero["spatial/positive/probability"][:, 0],
+      rtol=1e-5,
+  )
+  assert not np.allclose(
+      both["road/spatial/positive/probability"], zero["spatial/positive/probability"]
+  )
+
+
+def test_road_aucs_are_scored_named_and_tabulated():
+  rng = np.random.default_rng(0)
+  v, p = 3, len(perturbation.FRACTIONS)
+  out = {
+      "where": rng.random((v, 4, 3, 3)),
+      "when": rng.random((v, 4)),
+      "boxes": np.tile(np.asarray([0, 0, 10, 10], np.float32), (v, 4, 1, 1)),
+      "box_mask": np.ones((v, 4, 1), bool),
+      "frame_size": np.full((v, 2), 30),
+      "label": np.array([0, 1, 1]),
+      "segment_mask": np.ones((v, 4), bool),
+      "event_start": np.array([0, 1, 2]),
+      "event_end": np.array([2, 3, 4]),
+  }
+  for prefix in ("", "road/"):
+    for test, order in suite_scores.TESTS:
+      out[f"{prefix}{test}/{order}/correct"] = rng.random((v, p)) < 0.5
+      out[f"{prefix}{test}/{order}/probability"] = rng.random((v, p))
+  metrics, curves = suite_scores.explainer_scores("gradient", out, 15.0, model=stan.Stan)
+  summary = perturbation.summarise(
+      out["road/temporal/negative/correct"].T, out["road/temporal/negative/probability"].T
+  )
+  assert metrics["road/temporal/negative_auc"] == summary["auc"]
+  assert metrics["road/temporal/negative_probability_auc"] == summary["probability_auc"]
+  assert set(curves) == {f"{test}/{order}" for test, order in suite_scores.TESTS}
+  # Rollout's spatial scores are attention's on STAN: ROAD's spatial AUCs are blanked too.
+  on_rollout, _ = suite_scores.explainer_scores("rollout", out, 15.0, model=stan.Stan)
+  assert np.isnan(on_rollout["road/spatial/positive_auc"])
+  assert np.isfinite(on_rollout["road/temporal/positive_auc"])
+  # Table 2 shows both baselines, with the probability-drop AUCs.
+  for metric in (
+      "spatial/positive_probability_auc",
+      "road/spatial/positive_auc",
+      "road/temporal/negative_probability_auc",
+  ):
+    assert metric in reproduce_tables.PERTURBATION_METRICS
+  results = {"stan": [{f"explain/gradient/{k}": v for k, v in metrics.items()}]}
+  rows = reproduce_tables.summary_rows(results)
+  road = [r for r in rows if r["metric"] == "road/temporal/negative_auc"]
+  assert len(road) == 1 and road[0]["mean"] == pytest.approx(summary["auc"])

@@ -40,6 +40,7 @@ SPATIAL_METRICS = (
     "spatial/positive_probability_auc",
     "spatial/negative_probability_auc",
 )
+ROAD_PREFIXES = ("", "road/")  # the perturbation baselines' key prefixes: 'zero', 'road'
 # The localisation scores reported per explainer (of box_scores.METRICS and the field's).
 LOCALIZATION_METRICS = ("relevance_mass", "ciou", "ciou_mean", "ciou_auc")
 FIELD_METRICS = ("field_ciou", "field_auc")
@@ -96,9 +97,12 @@ def explainer_scores(
   )
   metrics.update({key: field[key] for key in FIELD_METRICS})
   curves = {}
-  for test, order in TESTS:
+  # "" the zero baseline, "road/" ROAD's imputation where the explain step ran it (curves: zero's).
+  for prefix, (test, order) in ((p, t) for p in ROAD_PREFIXES for t in TESTS):
+    if f"{prefix}{test}/{order}/correct" not in out:
+      continue
     summary = perturbation.summarise(
-        out[f"{test}/{order}/correct"].T, out[f"{test}/{order}/probability"].T
+        out[f"{prefix}{test}/{order}/correct"].T, out[f"{prefix}{test}/{order}/probability"].T
     )
     if not labelled:
       summary = {
@@ -106,13 +110,15 @@ def explainer_scores(
           "probability_auc": float("nan"),
           "accuracy": np.full(len(perturbation.FRACTIONS), np.nan),
       }
-    metrics[f"{test}/{order}_auc"] = summary["auc"]
-    metrics[f"{test}/{order}_probability_auc"] = summary["probability_auc"]
-    curves[f"{test}/{order}"] = summary["accuracy"]
+    metrics[f"{prefix}{test}/{order}_auc"] = summary["auc"]
+    metrics[f"{prefix}{test}/{order}_probability_auc"] = summary["probability_auc"]
+    if not prefix:
+      curves[f"{test}/{order}"] = summary["accuracy"]
   # Not applicable: attention's by construction, or a model that does not see the frames.
   spatial_is_attention = explainer_lib.EXPLAINERS[explainer].spatial_is_attention(model)
   if not models.sees_frames(model) or spatial_is_attention:
     metrics.update({key: float("nan") for key in SPATIAL_METRICS})
+    metrics.update({f"road/{k}": float("nan") for k in SPATIAL_METRICS if f"road/{k}" in metrics})
     for order in ("positive", "negative"):
       curves[f"spatial/{order}"] = [float("nan")] * len(curves[f"spatial/{order}"])
   return metrics, curves
