@@ -17,11 +17,15 @@ What we do, and where it departs:
 - temporal test: a removed segment is imputed from its neighbouring *valid* segments along T
   (weight 1 to t-1 and t+1, normalised, the 1-D analogue; padded segments are never neighbours),
   per cell and channel of the visual map and per channel of the audio vector.
-- the system is solved densely over all N cells of a frame (N x N, kept rows x_i = v_i) with
-  jnp.linalg.solve: jittable and batched, and exact on these small grids (a 64 x 64 solve per
-  frame). Removed rows carry a ridge epsilon = 1e-6 on the diagonal: without it a frame whose
-  every cell is removed (no neighbour to impute from) is singular; with it such cells become 0,
-  the zero baseline's value, and elsewhere the solution moves by about 1e-6 relative.
+- the system is solved densely over all N cells of a frame, as the symmetric positive definite
+  N x N matrix that is the removed cells' block of the weighted Laplacian (plus a ridge
+  epsilon = 1e-6 on its diagonal) and the identity on the kept cells, by a Cholesky
+  factorisation: jittable, batched and exact on these small grids. Measured on 2 CPU cores for
+  one batch of the synthetic suite (10 fractions x 32 videos x 10 frames of 8x8 cells x 32
+  channels): LU solve 14 s, Cholesky 3.9 s (1.6e-5 from LU), 32 CG iterations 8 s (5e-6),
+  100 Jacobi sweeps 5 s (2e-4). A system with no kept cell (a frame, or a video's valid
+  segments, removed whole: nothing to impute from) gives 0, the zero baseline's value; the
+  ridge moves other solutions by about 1e-6 relative.
 - noise: sigma = noise x the standard deviation of the clean features of the video (all its
   cells and channels), so that noise=0.01 is the paper's 1 % of the data's scale on unit-variance
   images; drawn from a fixed key (the suite's results are deterministic).
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.linalg
 import numpy as np
 
 DIRECT_WEIGHT = 1 / 6
@@ -81,11 +86,19 @@ def linear_impute(values: jax.Array, removed: jax.Array, weights: jax.Array) -> 
   weights = jnp.broadcast_to(jnp.asarray(weights, jnp.float32), removed.shape + removed.shape[-1:])
   n = removed.shape[-1]
   identity = jnp.eye(n, dtype=jnp.float32)
+  # Nothing kept: nothing to impute from; those cells become 0 (identity system, zero right side).
+  removed_or_none = removed & (~removed).any(axis=-1, keepdims=True)
+  nowhere = removed & ~removed_or_none
+  mask = removed_or_none.astype(jnp.float32)  # [..., N]
   degree = weights.sum(axis=-1)  # [..., N]
   laplacian = (degree + RIDGE)[..., None] * identity - weights
-  system = jnp.where(removed[..., None], laplacian, identity)  # kept rows: x_i = v_i
-  right_hand_side = jnp.where(removed[..., None], 0.0, values)
-  return jnp.linalg.solve(system, right_hand_side)
+  # Symmetric positive definite: the removed block of the (ridged) Laplacian, identity on the kept
+  # cells; the kept neighbours' values move to the right-hand side.
+  system = mask[..., :, None] * mask[..., None, :] * laplacian + identity * (1 - mask)[..., None]
+  kept = jnp.where((removed_or_none | nowhere)[..., None], 0.0, values)
+  right_hand_side = mask[..., None] * jnp.einsum("...ij,...jc->...ic", weights, kept) + kept
+  factor = jnp.linalg.cholesky(system)
+  return jax.scipy.linalg.cho_solve((factor, True), right_hand_side)
 
 
 def noise_scale(values: jax.Array, noise: float) -> jax.Array:
