@@ -174,6 +174,22 @@ def _validate_explain(config: ml_collections.ConfigDict):
       "explain.perturbation_mode='pixel' removes pixels and log-mel bins: it needs "
       "dataset.input='raw' (precomputed features can only be removed in 'feature' mode)",
   )
+  baselines = explain.get("perturbation_baselines", ("zero",))
+  _require(
+      isinstance(baselines, (tuple, list))
+      and "zero" in baselines
+      and len(set(baselines)) == len(baselines),
+      "explain.perturbation_baselines must be a tuple of distinct names with 'zero' (the "
+      f"tables' and figures' baseline), e.g. \"('zero', 'road')\"; got {baselines!r}",
+  )
+  for name in baselines:
+    _one_of(name, perturbation.BASELINES, "explain.perturbation_baselines")
+  _require(
+      "road" not in baselines or explain.perturbation_mode == "feature",
+      "explain.perturbation_baselines 'road' imputes backbone features: it needs "
+      "explain.perturbation_mode='feature' (or set explain.perturbation_baselines=\"('zero',)\")",
+  )
+  _require(explain.get("road_noise", 0.0) >= 0, "explain.road_noise must be >= 0")
 
 
 def _validate_input(config: ml_collections.ConfigDict):

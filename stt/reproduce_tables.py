@@ -37,11 +37,14 @@ from stt.explain import sanity_report
 from stt.explain import suite_reports
 
 RECOGNITION_METRICS = ("accuracy", "segment_accuracy")
-PERTURBATION_METRICS = (
-    "spatial/positive_auc",
-    "spatial/negative_auc",
-    "temporal/positive_auc",
-    "temporal/negative_auc",
+# Accuracy AUCs, then the predicted class's probability-drop AUCs (the same curves' other record),
+# each for the zero baseline and ROAD's imputation (`road/`, explain.perturbation_baselines).
+PERTURBATION_METRICS = tuple(
+    f"{baseline}{test}/{order}_{kind}"
+    for baseline in ("", "road/")
+    for kind in ("auc", "probability_auc")
+    for test in ("spatial", "temporal")
+    for order in ("positive", "negative")
 )
 POINTING_METRICS = (
     "pointing_spatial",

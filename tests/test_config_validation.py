@@ -54,6 +54,12 @@ def test_default_configs_are_valid():
         ({"explain.explainers": ()}, "explain.explainers must be a non-empty tuple"),
         ({"explain.perturbation_mode": "blur"}, "explain.perturbation_mode='blur' is not one of"),
         ({"explain.temporal_modality": "text"}, "explain.temporal_modality='text' is not one of"),
+        (
+            {"explain.perturbation_baselines": ("zero", "blur")},
+            "explain.perturbation_baselines='blur' is not one of",
+        ),
+        ({"explain.perturbation_baselines": ("road",)}, "distinct names with 'zero'"),
+        ({"explain.road_noise": -0.1}, "explain.road_noise must be >= 0"),
         ({"input.num_workers": -1}, "input.num_workers=-1 must be >= 0"),
         ({"input.prefetch_buffer_size": 0}, "input.prefetch_buffer_size=0 must be >= 1"),
         ({"explain.datasets": ("", "imagenet")}, "explain.datasets='imagenet' is not one of"),
@@ -106,6 +112,15 @@ def test_pixel_perturbation_needs_raw_input():
   config.explain.perturbation_mode = "pixel"
   with pytest.raises(config_validation.ConfigError, match="needs dataset.input='raw'"):
     config_validation.validate(config, device_count=1)
+
+
+def test_road_needs_feature_mode():
+  config = ave_config.get_config("raw,smoke")
+  config.explain.perturbation_mode = "pixel"
+  with pytest.raises(config_validation.ConfigError, match="'road' imputes backbone features"):
+    config_validation.validate(config, device_count=1)
+  config.explain.perturbation_baselines = ("zero",)
+  config_validation.validate(config, device_count=1)
 
 
 # Each case is a `python -m stt.main` process (~9 s of imports): two stay in the default run,

@@ -15,6 +15,9 @@ index order (stable sort). What "remove" means:
   (r*h // H, c*w // W)) to pixel_value (uint8 RGB, default the ImageNet mean, i.e. 0 after
   normalisation); temporally, all frames of the segment and/or its log-mel (to log_mel_value,
   default 0). The backbones then run on the perturbed inputs.
+Baseline 'road' (feature mode only) instead imputes the removed cells / segments from their
+neighbours by ROAD's noisy linear imputation (stt/explain/road_imputation.py; Rong et al. 2022,
+MoRF = 'positive', LeRF = 'negative'); baseline 'zero' is the removal value above.
 Recorded per fraction and video: correct = (argmax == label), probability = softmax probability
 of the class predicted on the clean input. AUC = trapz(accuracy, p) * 100 (at most 90).
 
@@ -31,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stt.explain import road_imputation
 from stt.explain.explainers import segment_mask_of
 from stt.models.encoders import IMAGENET_MEAN
 
@@ -39,6 +43,7 @@ TESTS = ("spatial", "temporal")
 ORDERS = ("positive", "negative")
 MODALITIES = ("audio", "visual", "both")
 MODES = ("feature", "pixel")
+BASELINES = ("zero", "road")  # what replaces a removed cell: the removal value, or ROAD's
 PIXEL_MEAN = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)  # (124, 116, 104)
 _ROUNDING_SLACK = 1e-4
 
@@ -70,10 +75,18 @@ def cell_block_mask(cell_mask: jax.Array, frame_height: int, frame_width: int) -
   return cell_mask[..., rows, :][..., cols]
 
 
-def _check_options(test, order, modality, mode, inputs):
-  for value, allowed in ((test, TESTS), (order, ORDERS), (modality, MODALITIES), (mode, MODES)):
+def _check_options(test, order, modality, mode, inputs, baseline="zero"):
+  for value, allowed in (
+      (test, TESTS),
+      (order, ORDERS),
+      (modality, MODALITIES),
+      (mode, MODES),
+      (baseline, BASELINES),
+  ):
     if value not in allowed:
       raise ValueError(f"{value!r} is not one of {allowed}")
+  if baseline == "road" and mode != "feature":
+    raise ValueError("baseline 'road' imputes backbone features: it needs mode 'feature'")
   if mode == "pixel":
     needs_frames = test == "spatial" or modality in ("visual", "both")
     needs_log_mel = test == "temporal" and modality in ("audio", "both")
@@ -164,9 +177,11 @@ def curves(
     audio_value=0.0,
     pixel_value=PIXEL_MEAN,
     log_mel_value=0.0,
+    baseline: str = "zero",
+    road_noise: float = road_imputation.DEFAULT_NOISE,
 ) -> dict:
   """`perturbation_curves` without its jit, for callers that are already inside one."""
-  _check_options(test, order, modality, mode, inputs)
+  _check_options(test, order, modality, mode, inputs, baseline)
   segment_mask = segment_mask_of(inputs)
   visual_map, audio_vec = model.encode(inputs, train=False)
   grid = visual_map.shape[2:4]
@@ -175,7 +190,7 @@ def curves(
   # Feature mode swaps the removed cells' and segments' tokens for the removal value's, which
   # is exact where each visual token is one cell's (`tokens_are_cells`); otherwise the
   # perturbed features are embedded again.
-  swap_tokens = mode == "feature" and model.tokens_are_cells
+  swap_tokens = mode == "feature" and model.tokens_are_cells and baseline == "zero"
   if swap_tokens:  # The removal value's tokens, once: [1,T,N,D] and [1,T,D].
     removal_tokens = model.embed(
         jnp.broadcast_to(jnp.asarray(visual_value, jnp.float32), (1,) + visual_map.shape[1:]),
@@ -196,12 +211,27 @@ def curves(
   else:
     ranks = removal_ranks(when, segment_mask, order)  # [B,T]
     counts = segment_mask.sum(axis=1, keepdims=True)  # [B,1]
+  features = (visual_map, audio_vec)
+  sigmas = tuple(road_imputation.noise_scale(x, road_noise) for x in features)  # [B] each
 
-  def at_fraction(fraction):
+  def at_fraction(fraction, index):
     removed = ranks < num_removed(fraction, counts)
     if test == "spatial":
       removed = removed.reshape(where.shape)
-    if swap_attention:
+    if baseline == "road":  # a fixed key per fraction: deterministic
+      tokens = model.embed(
+          *road_imputation.impute_removed(
+              features,
+              removed,
+              test=test,
+              removes=_removes(test, modality),
+              segment_mask=segment_mask,
+              sigmas=sigmas,
+              key=jax.random.fold_in(jax.random.key(0), index),
+          )
+      )
+      logits = model.head_from_tokens(*tokens, segment_mask)["logits"]
+    elif swap_attention:
       select = lambda r, c: jnp.where(removed.reshape(removed.shape + (1,) * (r.ndim - 2)), r, c)
       logits = model.head_from_attended(
           *map(select, removed_attention, clean_attention), segment_mask
@@ -243,10 +273,13 @@ def curves(
         "probability": jnp.take_along_axis(probs, predicted[:, None], axis=1)[:, 0],
     }
 
-  return jax.vmap(at_fraction)(jnp.asarray(fractions, jnp.float32))
+  return jax.vmap(at_fraction)(jnp.asarray(fractions, jnp.float32), jnp.arange(len(fractions)))
 
 
-_jitted_curves = nnx.jit(curves, static_argnames=("test", "order", "modality", "mode", "fractions"))
+_jitted_curves = nnx.jit(
+    curves,
+    static_argnames=("test", "order", "modality", "mode", "fractions", "baseline", "road_noise"),
+)
 
 
 def perturbation_curves(model, inputs: dict, labels, where, when, **options) -> dict:
@@ -254,8 +287,9 @@ def perturbation_curves(model, inputs: dict, labels, where, when, **options) -> 
 
   Args: model (Stan), inputs (as Stan.__call__), labels [B] int, where [B,T,h,w], when [B,T];
     options: test 'spatial' | 'temporal', order 'positive' | 'negative', modality 'audio' |
-    'visual' | 'both' (temporal only), mode 'feature' | 'pixel', fractions (a tuple), and the
-    removal values visual_value, audio_value, pixel_value, log_mel_value.
+    'visual' | 'both' (temporal only), mode 'feature' | 'pixel', fractions (a tuple), the
+    removal values visual_value, audio_value, pixel_value, log_mel_value, and baseline 'zero'
+    (the removal values) | 'road' (ROAD's imputation, feature mode; road_noise its noise).
   Returns {'correct': [P,B] bool, 'probability': [P,B] f32}; see the module docstring.
   """
   if "fractions" in options:

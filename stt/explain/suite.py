@@ -11,7 +11,11 @@ per batch):
   of the exact frame centre (`explain/center_prior/...`), the tables' last rows;
 - perturbation tests, fractions 0..0.9: spatial and temporal, positive and negative,
   AUC = trapz(accuracy) x 100; in `config.explain.perturbation_mode` ('feature' or 'pixel'),
-  the temporal test removing `config.explain.temporal_modality` ('both', 'audio', 'visual');
+  the temporal test removing `config.explain.temporal_modality` ('both', 'audio', 'visual'),
+  once per `config.explain.perturbation_baselines`: 'zero' (the removal value: keys
+  `explain/<e>/<test>/<order>_auc`) and 'road' (ROAD's noisy linear imputation,
+  stt/explain/road_imputation.py: `explain/<e>/road/<test>/<order>_auc`), each with its
+  probability-drop AUC `..._probability_auc`;
 - the ground-truth-class maps, `explain/maps/<explainer>.npz` in the format of
   `python -m stt.explain.score_maps --maps` (video_id [V], where [V,T,h,w], when [V,T],
   segment_mask [V,T], explained_class [V]: the class the maps explain, -1 for a class-agnostic
@@ -46,6 +50,7 @@ from stt import models
 from stt import sharding
 from stt.explain import explainers as explainer_lib
 from stt.explain import perturbation
+from stt.explain import road_imputation
 from stt.explain import suite_reports
 from stt.explain import suite_scores
 from stt.explain import video_scores
@@ -60,11 +65,15 @@ def _explain_batch(
     temporal_modality: str,
     spatial: bool = True,
     temporal: bool = True,
+    baselines: tuple = ("zero",),
+    road_noise: float = road_imputation.DEFAULT_NOISE,
 ) -> dict:
   """One explainer on one batch: maps of the ground-truth class ("where" [B,T,h,w], "when"
   [B,T], "explained_class" [B], -1 when class-agnostic) and perturbation curves [B,P] of the
-  maps of the predicted class (spatial False: a model without frames or an explainer without a
-  "where" on it; temporal False: without a "when" (AVEL's attention); those curves are NaN)."""
+  maps of the predicted class, `<test>/<order>/correct|probability` for baseline 'zero', the
+  same under `road/` for ROAD's imputation (spatial False: a model without frames or an
+  explainer without a "where" on it; temporal False: without a "when" (AVEL's attention); those
+  curves are NaN)."""
   inputs = input_pipeline.model_inputs(batch)
   explainer = explainer_lib.EXPLAINERS[name]
   label = batch["label"].astype(jnp.int32)
@@ -74,24 +83,29 @@ def _explain_batch(
   else:
     predicted_maps, explained_class = explainer(model, inputs, target_class=None), label
   out = {"where": maps["where"], "when": maps["when"], "explained_class": explained_class}
-  for test, order in suite_scores.TESTS:
-    if not {"spatial": spatial, "temporal": temporal}[test]:
-      nan = jnp.full((label.shape[0], len(perturbation.FRACTIONS)), jnp.nan)
-      out[f"{test}/{order}/correct"] = out[f"{test}/{order}/probability"] = nan
-      continue
-    curves = perturbation.curves(
-        model,
-        inputs,
-        batch["label"],
-        predicted_maps["where"],
-        predicted_maps["when"],
-        test=test,
-        order=order,
-        modality=temporal_modality,
-        mode=mode,
-    )
-    out[f"{test}/{order}/correct"] = curves["correct"].T  # [B,P]
-    out[f"{test}/{order}/probability"] = curves["probability"].T
+  for baseline in baselines:
+    prefix = "" if baseline == "zero" else f"{baseline}/"
+    for test, order in suite_scores.TESTS:
+      key = f"{prefix}{test}/{order}"
+      if not {"spatial": spatial, "temporal": temporal}[test]:
+        nan = jnp.full((label.shape[0], len(perturbation.FRACTIONS)), jnp.nan)
+        out[f"{key}/correct"] = out[f"{key}/probability"] = nan
+        continue
+      curves = perturbation.curves(
+          model,
+          inputs,
+          batch["label"],
+          predicted_maps["where"],
+          predicted_maps["when"],
+          test=test,
+          order=order,
+          modality=temporal_modality,
+          mode=mode,
+          baseline=baseline,
+          road_noise=road_noise,
+      )
+      out[f"{key}/correct"] = curves["correct"].T  # [B,P]
+      out[f"{key}/probability"] = curves["probability"].T
   return out
 
 
@@ -110,6 +124,8 @@ def explain_split(model, source, mesh, config) -> dict[str, dict]:
               spatial=models.sees_frames(model)
               and "where" in explainer_lib.EXPLAINERS[name].dimensions(model),
               temporal="when" in explainer_lib.EXPLAINERS[name].dimensions(model),
+              baselines=tuple(config.explain.get("perturbation_baselines", ("zero",))),
+              road_noise=config.explain.get("road_noise", road_imputation.DEFAULT_NOISE),
           )
       )
       for name in config.explain.explainers

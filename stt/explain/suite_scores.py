@@ -50,6 +50,7 @@ TEMPORAL_METRICS = (
     "temporal/positive_probability_auc",
     "temporal/negative_probability_auc",
 )
+ROAD_PREFIXES = ("", "road/")  # the perturbation baselines' key prefixes: 'zero', 'road'
 # The localisation scores reported per explainer (of box_scores.METRICS and the field's).
 LOCALIZATION_METRICS = ("relevance_mass", "ciou", "ciou_mean", "ciou_auc")
 FIELD_METRICS = ("field_ciou", "field_auc")
@@ -113,9 +114,12 @@ def explainer_scores(
   )
   metrics.update({key: field[key] for key in FIELD_METRICS})
   curves = {}
-  for test, order in TESTS:
+  # "" the zero baseline, "road/" ROAD's imputation where the explain step ran it (curves: zero's).
+  for prefix, (test, order) in ((p, t) for p in ROAD_PREFIXES for t in TESTS):
+    if f"{prefix}{test}/{order}/correct" not in out:
+      continue
     summary = perturbation.summarise(
-        out[f"{test}/{order}/correct"].T, out[f"{test}/{order}/probability"].T
+        out[f"{prefix}{test}/{order}/correct"].T, out[f"{prefix}{test}/{order}/probability"].T
     )
     if not labelled:
       summary = {
@@ -123,9 +127,10 @@ def explainer_scores(
           "probability_auc": float("nan"),
           "accuracy": np.full(len(perturbation.FRACTIONS), np.nan),
       }
-    metrics[f"{test}/{order}_auc"] = summary["auc"]
-    metrics[f"{test}/{order}_probability_auc"] = summary["probability_auc"]
-    curves[f"{test}/{order}"] = summary["accuracy"]
+    metrics[f"{prefix}{test}/{order}_auc"] = summary["auc"]
+    metrics[f"{prefix}{test}/{order}_probability_auc"] = summary["probability_auc"]
+    if not prefix:
+      curves[f"{test}/{order}"] = summary["accuracy"]
   # Not applicable: attention's by construction, a model that does not see the frames, or a
   # map the explainer does not give on this model.
   record = explainer_lib.EXPLAINERS[explainer]
@@ -136,10 +141,12 @@ def explainer_scores(
       or "where" not in dimensions
   ):
     metrics.update({key: float("nan") for key in SPATIAL_METRICS})
+    metrics.update({f"road/{k}": float("nan") for k in SPATIAL_METRICS if f"road/{k}" in metrics})
     for order in ("positive", "negative"):
       curves[f"spatial/{order}"] = [float("nan")] * len(curves[f"spatial/{order}"])
   if "when" not in dimensions:
     metrics.update({key: float("nan") for key in TEMPORAL_METRICS})
+    metrics.update({f"road/{k}": float("nan") for k in TEMPORAL_METRICS if f"road/{k}" in metrics})
     for order in ("positive", "negative"):
       curves[f"temporal/{order}"] = [float("nan")] * len(curves[f"temporal/{order}"])
   return metrics, curves
