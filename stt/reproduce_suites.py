@@ -86,6 +86,15 @@ SUITES = {
                 "configs/synthetic.py",
                 (("model.pool_values", "contextual"),),
             ),
+            # The joint transformer at one token per cell, against the `synthetic` suite's
+            # 2 x 2-cell tokens: does the coarse "where" explain its lower pointing?
+            Row(
+                "joint_transformer_token_pool_1",
+                "configs/synthetic.py",
+                (("model.name", "joint_transformer"),)
+                + MODEL_OVERRIDES["joint_transformer"]
+                + (("model.token_pool", "1"),),
+            ),
         ),
         extra=SYNTHETIC_EXTRA,
     ),

@@ -2,6 +2,7 @@
 through the bottleneck tokens from layer L_f on, the mean of the per-modality logits, and a
 rollout that follows the bottleneck path (stt/models/joint_transformer.py)."""
 
+from etils import epath
 from flax import nnx
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,8 @@ import pytest
 
 from configs.common import default_model_config
 from stt import models
+from stt import reproduce_runs
+from stt import reproduce_suites
 from stt.explain import explainers
 from stt.explain import sanity
 from stt.explain import suite
@@ -204,3 +207,16 @@ def test_fusion_layer_must_be_a_layer_boundary():
   with pytest.raises(ValueError, match=r"fusion_layer must be in \[0, num_layers=2\]"):
     _model(num_layers=2, fusion_layer=3)
   assert joint_transformer.DEFAULT_FUSION_LAYER == 0
+
+
+def test_the_ablation_suite_measures_the_joint_transformer_at_one_token_per_cell(tmp_path):
+  runs = reproduce_runs.plan(
+      reproduce_suites.SUITES["synthetic_ablations"], epath.Path(tmp_path), seeds=1
+  )
+  commands = {run.row.name: " ".join(run.command) for run in runs}
+  command = commands["joint_transformer_token_pool_1"]
+  for flag in ("model.name=joint_transformer", "model.num_layers=2", "model.token_pool=1"):
+    assert f"--config.{flag}" in command, flag
+  assert "configs/synthetic.py" in command
+  row = next(run.row for run in runs if run.row.name == "joint_transformer_token_pool_1")
+  assert "rollout" in reproduce_suites.explainers_for(row, reproduce_suites.EXPLAINERS)
