@@ -17,9 +17,9 @@ Each modality has its own CLS token and its own L pre-LN transformer blocks (two
 layers.CrossModalTransformer, `audio_transformer` and `visual_transformer`). Layer l (0-based):
 
     l <  L_f: each stream's block attends within its own tokens only;
-    l >= L_f: each stream's block attends over [its tokens, bottlenecks] (MBT eq. 8-9), giving
+    l >= L_f: each stream's block attends over [its tokens, bottlenecks], giving
               the stream's tokens and its copy of the updated bottlenecks; the bottlenecks
-              become the mean of the two copies (MBT eq. 10).
+              become the mean of the two copies (MBT's bottleneck fusion).
 
 The keys of padded segments (segment_mask False: the segment's audio token and its N cells) are
 masked for every query. The modalities exchange information only through the bottlenecks, and
@@ -28,8 +28,8 @@ L - L_f < 2 (or K = 0) the two streams are independent up to the logits. Then
 
     logits = (Linear(final CLS_a) + Linear(final CLS_v)) / 2       [B,C]
 
-one linear head shared by both CLS tokens and the pre-softmax logits averaged, as MBT's
-classification ("the same linear classifier ... average the pre-softmax logits");
+one linear head shared by both CLS tokens and the pre-softmax logits averaged, as in MBT's
+classification (the final CLS token of each modality through the same linear classifier);
 `stream_logits` gives the two. segment logits (segment_head, not in MBT): Linear([hidden a_t ;
 mean over n of hidden v_{t,n}]) [B,T,C+1].
 
@@ -358,7 +358,7 @@ class JointTransformer(two_stream.TwoStreamModel):
       if num_layers is not None and layer >= num_layers:
         break
       fused = layer >= self.fusion_layer and k > 0
-      if fused:  # MBT eq. 8-10: each stream over [its tokens, bottlenecks], then their mean
+      if fused:  # MBT: each stream over [its tokens, bottlenecks], then the bottlenecks' mean
         audio_out, audio_probs = audio_block(
             jnp.concatenate([audio_x, bottlenecks], axis=1),
             jnp.concatenate([audio_keys, bottleneck_keys], axis=1),
