@@ -83,8 +83,12 @@ def default_model_config() -> ml_collections.ConfigDict:
   config.pool_values = "local"
   config.segment_head = False
   # joint_transformer only: the fusion-bottleneck tokens through which its audio and visual
-  # tokens exchange information (MBT's; 0: none, only its CLS token reads both modalities).
+  # streams exchange information (MBT's; 0: none, the streams meet only in the mean logits).
   config.num_bottlenecks = 4
+  # joint_transformer only: MBT's fusion layer L_f (0-based): layers below it attend within each
+  # modality, layers from it on exchange through the bottlenecks (num_layers: no fusion but the
+  # mean of the two streams' logits). Cross-modal exchange needs num_layers - fusion_layer >= 2.
+  config.fusion_layer = 0
   # joint_transformer only: each visual token is the mean of a token_pool x token_pool block of
   # the visual map's cells (1: a token per cell); attention costs O(tokens^2).
   config.token_pool = 1

@@ -124,6 +124,23 @@ SUITES = {
         extra=SYNTHETIC_EXTRA,
         modes=("train",),  # the evidence is the validation table
     ),
+    # The joint transformer at one token per cell, against the `synthetic` suite's 2 x 2-cell
+    # tokens (the same config otherwise): does the coarse "where" explain its lower pointing?
+    # Its "where" is rollout's, so the runs are explained (pointing on test).
+    "joint_token_pool": Suite(
+        (
+            Row(
+                "joint_transformer_token_pool_1",
+                "configs/synthetic.py",
+                (("model.name", "joint_transformer"),)
+                + MODEL_OVERRIDES["joint_transformer"]
+                + (("model.token_pool", "1"),),
+            ),
+        ),
+        explainers=("rollout", "random"),
+        extra=SYNTHETIC_EXTRA,
+        modes=("train", "explain"),
+    ),
     "ave_features": Suite(
         _model_rows("configs/ave.py:features")
         + tuple(

@@ -160,8 +160,8 @@ def rollout(model, inputs: dict, target_class=None) -> dict:
   the relevance of both tokens of segment t, and "where" is alpha scaled per frame by v̂_t's
   relevance, so its spatial scores are attention's (`spatial_is_attention_on`); it is kept for the
   panels, and "when" is rollout's own.
-  joint_transformer (`token_attention` over [CLS, bottlenecks, a_1..a_T, cells], q = CLS's
-  one-hot): every cell is a token, so "where" is rollout's own.
+  joint_transformer (MBT; `token_attention` over [CLS_a, a_1..a_T, CLS_v, cells, bottlenecks],
+  q = 1/2 on each CLS): every cell is a token, so "where" is rollout's own.
   """
   del target_class  # class-agnostic
   if not _has(model, "rollout_readout"):

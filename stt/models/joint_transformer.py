@@ -1,54 +1,65 @@
-r"""Joint transformer: an MBT-style compared model (Nagrani et al., "Attention Bottlenecks for
-Multimodal Fusion", NeurIPS 2021), whose explanation is attention rollout.
+r"""Joint transformer: MBT, the compared model of Nagrani et al., "Attention Bottlenecks for
+Multimodal Fusion" (NeurIPS 2021), whose explanation is attention rollout.
 
 Shape letters as in stan.py: B videos, T segments, h x w cells of the visual map, D width,
-C classes, L transformer layers; p = `model.token_pool`, N = (h/p)(w/p) visual tokens per
-segment; K = `model.num_bottlenecks` fusion-bottleneck tokens and S = 1 + K + T + T*N tokens.
+C classes, L transformer layers, H heads; p = `model.token_pool`, N = (h/p)(w/p) visual tokens
+per segment; K = `model.num_bottlenecks` bottleneck tokens, L_f = `model.fusion_layer`.
 
     visual_map [B,T,h,w,Cv] --mean over p x p cells (p = 1: none)--> [B,T,h/p,w/p,Cv]
                             --Linear, LayerNorm per token, + spatial + temporal position-->
                                                                        cells [B,T,N,D]
     audio_vec [B,T,Ca]      --Linear, LayerNorm, + temporal position--> audio [B,T,D]
-    tokens [B,S,D], in this order (`split_tokens`):
-        [CLS, b_1..b_K, a_1..a_T, v_{1,1}..v_{1,N}, v_{2,1}, ..., v_{T,N}]   (cells row-major)
-    L pre-LN transformer blocks (layers.CrossModalTransformer), each ONE self-attention over
-    all S tokens under the fusion mask below                   -> hidden [B,S,D]
-    logits = Linear(hidden CLS) [B,C]
-    segment logits (segment_head): Linear([hidden a_t ; mean over n of hidden v_{t,n}]) [B,T,C+1]
+    audio stream  [CLS_a, a_1..a_T]                (1 + T tokens)
+    visual stream [CLS_v, v_{1,1}..v_{T,N}]        (1 + T*N tokens, cells row-major)
+    bottlenecks   [b_1..b_K]                       (learned, used from layer L_f on)
 
-The fusion mask (`FUSION_MASK`; row: the query's group, column: the key groups it may read):
+Each modality has its own CLS token and its own L pre-LN transformer blocks (two
+layers.CrossModalTransformer, `audio_transformer` and `visual_transformer`). Layer l (0-based):
 
-    query \ key   CLS  bottleneck  audio  visual
-    CLS            x       x         x      x
-    bottleneck             x         x      x
-    audio                  x         x
-    visual                 x                x
+    l <  L_f: each stream's block attends within its own tokens only;
+    l >= L_f: each stream's block attends over [its tokens, bottlenecks], giving
+              the stream's tokens and its copy of the updated bottlenecks; the bottlenecks
+              become the mean of the two copies (MBT's bottleneck fusion).
 
-and the keys of padded segments (segment_mask False: the segment's audio token and its N
-cells) are masked for every query. No token but CLS reads CLS, so CLS is a read-out: audio and
-visual tokens exchange information only through the K bottlenecks, MBT's information flow.
-Cross-modal information reaches a modality token after two layers (modality -> bottleneck ->
-other modality), so the bottlenecks carry something only when model.num_layers >= 2; CLS reads
-both modalities from the first layer on.
+The keys of padded segments (segment_mask False: the segment's audio token and its N cells) are
+masked for every query. The modalities exchange information only through the bottlenecks, and
+it takes two fusion layers (modality -> bottleneck -> other modality): with
+L - L_f < 2 (or K = 0) the two streams are independent up to the logits. Then
 
-How it differs from MBT. MBT runs a transformer per modality (in its fusion layers, each over its
-own tokens and the bottlenecks, with its own weights) and sets the bottlenecks to the average of
-the two modalities' updates; its first layers are unimodal, and it averages the logits of a CLS
-token per modality. Here one set of weights runs one attention per layer over all tokens, the
-mask giving the same routing: a bottleneck's update is one softmax over the bottleneck, audio and
-visual keys (the modalities' shares learned, not fixed at one half), every layer fuses, and a
-single CLS reads all tokens. One attention matrix per layer makes rollout the standard
-computation (Abnar & Zuidema 2020, stt/explain/explainers.py `rollout`); MBT's tokens are ViT
-patches, here they are the backbones' grid cells and per-segment audio vectors, as for the other
-models. `explanations` holds only `token_attention` [L,B,heads,S,S] (the per-layer attention
-weights, in the token order above): the model has no "where" or "when" of its own, so the
-`attention` explainer does not apply to it.
+    logits = (Linear(final CLS_a) + Linear(final CLS_v)) / 2       [B,C]
 
-Token pooling. Attention over all S tokens costs O(S^2): at the synthetic size (8 x 8 cells,
-T = 10, S = 655) a training step is ~7x the FLOPs and ~10x the time of STAN's on a CPU, more
-than the rest of the `synthetic` suite together. `model.token_pool = p` makes each visual token
-the mean of a p x p block of cells (as MBT's tokens are patches), S = 175 at p = 2. Rollout's
-"where" is then per token, spread evenly over the token's p x p cells (`token_grid` vs
+one linear head shared by both CLS tokens and the pre-softmax logits averaged, as in MBT's
+classification (the final CLS token of each modality through the same linear classifier);
+`stream_logits` gives the two. segment logits (segment_head, not in MBT): Linear([hidden a_t ;
+mean over n of hidden v_{t,n}]) [B,T,C+1].
+
+Attention for rollout. `explanations` holds `token_attention` [L,B,H,S,S] over all
+S = 2 + T + T*N + K tokens in the order `[CLS_a, a_1..a_T, CLS_v, cells, b_1..b_K]`
+(`split_tokens`): layer l's weights with which each token's update reads every token,
+
+    audio rows:      the audio block's attention over its keys (audio stream [, bottlenecks]);
+    visual rows:     the visual block's, likewise; 0 on the other modality's tokens;
+    bottleneck rows: l >= L_f: half the audio block's bottleneck rows + half the visual
+                     block's (the bottleneck update is the mean of the two); l < L_f: the
+                     identity (a bottleneck is not yet used: it stays itself).
+
+Every row sums to 1 (head h of both streams in slot h). Rollout (Abnar & Zuidema 2020,
+stt/explain/explainers.py `rollout`) multiplies these (A + I)/2 layer by layer and reads out
+q = 1/2 on CLS_a and 1/2 on CLS_v (the logits' mean): it is rollout per stream with the
+bottleneck tokens shared, so a cell's relevance reaches the prediction through CLS_v directly
+and through the bottlenecks into the audio stream's CLS_a (and the other way round).
+The model has no "where" or "when" of its own, so the `attention` explainer does not apply.
+
+How it departs from MBT. MBT's tokens are ViT patches and spectrogram patches, initialised from
+ImageNet-21K ViT-Base (12 layers, L_f = 8 in its best setting); here they are the backbones' grid
+cells and per-segment audio vectors, as for the other models, the transformer is trained from
+scratch, and the suites use 2 layers with L_f = 0 (`fusion_layer`; fusion from the first layer,
+MBT's "early" bottleneck fusion) so that the two fusion layers cross-modal exchange needs fit.
+
+Token pooling. Self-attention costs O(tokens^2) per stream: at the synthetic size (8 x 8 cells,
+T = 10) the visual stream holds 1 + 640 + K tokens. `model.token_pool = p` makes each visual
+token the mean of a p x p block of cells (as MBT's tokens are patches), 1 + 160 + K at p = 2.
+Rollout's "where" is then per token, spread evenly over the token's p x p cells (`token_grid` vs
 `grid_size`); the gradient explainers still see every cell of the visual map.
 """
 
@@ -58,65 +69,85 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from stt.models import encoders
 from stt.models import layers
 from stt.models import two_stream
 
 DEFAULT_NUM_BOTTLENECKS = 4  # when the model config has no num_bottlenecks (older runs)
-CLS, BOTTLENECK, AUDIO, VISUAL = range(4)  # token groups, in token order
-# FUSION_MASK[query group, key group]: whether a token of the first group attends to the second.
-FUSION_MASK = np.array(
-    [
-        [True, True, True, True],  # CLS: everything
-        [False, True, True, True],  # bottleneck: bottlenecks, audio and visual
-        [False, True, True, False],  # audio: bottlenecks and audio
-        [False, True, False, True],  # visual: bottlenecks and visual
-    ]
-)
+DEFAULT_FUSION_LAYER = 0  # when the model config has no fusion_layer
 _EMBED_INIT = nnx.initializers.normal(stddev=0.02)
 
 
-def token_groups(num_bottlenecks: int, num_segments: int, num_cells: int) -> np.ndarray:
-  """[S] int: the group (CLS, BOTTLENECK, AUDIO, VISUAL) of each token, in token order."""
-  counts = [1, num_bottlenecks, num_segments, num_segments * num_cells]
-  return np.repeat(np.arange(4), counts)
+def split_tokens(x: jax.Array, num_segments: int, num_cells: int, num_bottlenecks: int):
+  """x [B,S,...] in token order [CLS_a, a_1..a_T, CLS_v, cells, b_1..b_K] -> (CLS_a [B,...],
+  audio [B,T,...], CLS_v [B,...], cells [B,T,N,...], bottlenecks [B,K,...])."""
+  t, n, k = num_segments, num_cells, num_bottlenecks
+  cells = x[:, t + 2 : t + 2 + t * n]
+  return (
+      x[:, 0],
+      x[:, 1 : t + 1],
+      x[:, t + 1],
+      cells.reshape((-1, t, n) + x.shape[2:]),
+      x[:, x.shape[1] - k :],
+  )
 
 
-def fusion_mask(segment_mask: jax.Array, num_bottlenecks: int, num_cells: int) -> jax.Array:
-  """segment_mask [B,T] bool -> attention mask [B,S,S] bool (query, key): FUSION_MASK between
-  the tokens' groups, and False for the keys of padded segments."""
-  b, t = segment_mask.shape
-  groups = token_groups(num_bottlenecks, t, num_cells)
-  allowed = FUSION_MASK[groups[:, None], groups[None, :]]  # [S,S], static
-  valid_keys = jnp.concatenate(
-      [
-          jnp.ones((b, 1 + num_bottlenecks), bool),
-          segment_mask,
-          jnp.repeat(segment_mask, num_cells, axis=1),  # cell (t, n) is token t*N + n
-      ],
-      axis=1,
-  )  # [B,S]
-  return jnp.asarray(allowed)[None] & valid_keys[:, None, :]
+def _attention_rows(probs: jax.Array, stream_size: int, others: int, first: bool):
+  """One stream's attention probs [B,H,s+k,s+k] (stream tokens, then k bottlenecks) -> (its
+  rows over all S keys [B,H,s,S], its bottleneck rows over all S keys [B,H,k,S]); `others`
+  tokens of the other stream sit after (first) or before (not first) this stream's."""
+  s = stream_size
+  pad = lambda x: [x, jnp.zeros(x.shape[:-1] + (others,), x.dtype)]
+  place = lambda x: jnp.concatenate(
+      (pad(x[..., :s]) if first else pad(x[..., :s])[::-1]) + [x[..., s:]], axis=-1
+  )
+  return place(probs[:, :, :s]), place(probs[:, :, s:])
 
 
-def split_tokens(x: jax.Array, num_segments: int, num_cells: int):
-  """x [B,S,...] in token order -> (CLS [B,...], bottlenecks [B,K,...], audio [B,T,...],
-  cells [B,T,N,...])."""
-  t, n = num_segments, num_cells
-  cells = x[:, x.shape[1] - t * n :]
-  audio = x[:, x.shape[1] - t * n - t : x.shape[1] - t * n]
-  return x[:, 0], x[:, 1 : x.shape[1] - t * n - t], audio, cells.reshape((-1, t, n) + x.shape[2:])
+def assemble_attention(
+    audio_probs: jax.Array, visual_probs: jax.Array, num_bottlenecks: int, fused: bool
+) -> jax.Array:
+  """One layer's per-stream attention -> [B,H,S,S] over [CLS_a, audio, CLS_v, cells,
+  bottlenecks] (the module docstring's rule).
+
+  audio_probs [B,H,Sa',Sa'], visual_probs [B,H,Sv',Sv']: each stream's block, over its own
+  tokens and, if `fused`, then the K bottlenecks (Sa' = Sa + K), else over its own tokens only.
+  """
+  k = num_bottlenecks
+  k_used = k if fused else 0
+  sa, sv = audio_probs.shape[-1] - k_used, visual_probs.shape[-1] - k_used
+  if not fused:  # the blocks did not read the bottlenecks: give them K zero columns
+    zeros = lambda p: jnp.zeros(p.shape[:-1] + (k,), p.dtype)
+    audio_probs = jnp.concatenate([audio_probs, zeros(audio_probs)], axis=-1)
+    visual_probs = jnp.concatenate([visual_probs, zeros(visual_probs)], axis=-1)
+  audio_rows, audio_bottleneck = _attention_rows(audio_probs, sa, sv, first=True)
+  visual_rows, visual_bottleneck = _attention_rows(visual_probs, sv, sa, first=False)
+  b, h = audio_probs.shape[:2]
+  if fused:
+    bottleneck_rows = 0.5 * (audio_bottleneck + visual_bottleneck)
+  else:  # not used yet: each stays itself
+    eye = jnp.eye(k, sa + sv + k, sa + sv, dtype=audio_probs.dtype)
+    bottleneck_rows = jnp.broadcast_to(eye, (b, h, k, sa + sv + k))
+  return jnp.concatenate([audio_rows, visual_rows, bottleneck_rows], axis=2)
 
 
 class JointTransformer(two_stream.TwoStreamModel):
-  """See the module docstring; follows the model interface of stt/models/__init__.py."""
+  """MBT; see the module docstring. Follows the model interface of stt/models/__init__.py."""
 
   EXPLANATIONS = ("token_attention",)
   PARAMETER_BLOCKS = (  # output to input, for the sanity checks (stt/explain/sanity.py)
       ("classifier", ("classifier", "segment_classifier")),
-      ("transformer", ("transformer", "cls_token", "bottleneck_tokens")),
+      (
+          "transformer",
+          (
+              "audio_transformer",
+              "visual_transformer",
+              "audio_cls_token",
+              "visual_cls_token",
+              "bottleneck_tokens",
+          ),
+      ),
       (
           "embedding",
           (
@@ -136,6 +167,8 @@ class JointTransformer(two_stream.TwoStreamModel):
     self.dtype = jnp.dtype(config.dtype)
     self.grid_size = encoders.grid_size_of(config)
     self.num_bottlenecks = int(config.get("num_bottlenecks", DEFAULT_NUM_BOTTLENECKS))
+    self.fusion_layer = int(config.get("fusion_layer", DEFAULT_FUSION_LAYER))
+    self.num_layers = int(config.num_layers)
     self.token_pool = int(config.get("token_pool", 1))
     if self.token_pool < 1 or any(size % self.token_pool for size in self.grid_size):
       raise ValueError(
@@ -147,8 +180,13 @@ class JointTransformer(two_stream.TwoStreamModel):
     self.tokens_are_cells = self.token_pool == 1
     if self.num_bottlenecks < 0:
       raise ValueError(f"num_bottlenecks must be >= 0, got {self.num_bottlenecks}")
-    if config.num_layers < 1:
-      raise ValueError(f"joint_transformer needs num_layers >= 1, got {config.num_layers}")
+    if self.num_layers < 1:
+      raise ValueError(f"joint_transformer needs num_layers >= 1, got {self.num_layers}")
+    if not 0 <= self.fusion_layer <= self.num_layers:
+      raise ValueError(
+          f"model.fusion_layer must be in [0, num_layers={self.num_layers}], "
+          f"got {self.fusion_layer}"
+      )
     dtype, width = self.dtype, config.width
     num_cells = self.token_grid[0] * self.token_grid[1]
     linear = lambda d_in, d_out, dt=dtype: nnx.Linear(
@@ -156,6 +194,15 @@ class JointTransformer(two_stream.TwoStreamModel):
     )
     layer_norm = lambda: nnx.LayerNorm(width, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
     embedding = lambda *shape: nnx.Param(_EMBED_INIT(rngs.params(), shape))
+    transformer = lambda: layers.CrossModalTransformer(
+        width,
+        config.num_heads,
+        self.num_layers,
+        config.mlp_ratio,
+        config.dropout,
+        dtype=dtype,
+        rngs=rngs,
+    )
 
     self.visual_backbone, visual_dim = encoders.make_visual_backbone(
         config.visual_backbone, config.visual_feature_dim, dtype=dtype, rngs=rngs
@@ -169,19 +216,13 @@ class JointTransformer(two_stream.TwoStreamModel):
     self.audio_norm = layer_norm()
     self.spatial_position = embedding(num_cells, width)
     self.temporal_position = embedding(config.num_segments, width)
-    self.cls_token = embedding(1, width)
+    self.audio_cls_token = embedding(1, width)
+    self.visual_cls_token = embedding(1, width)
     self.bottleneck_tokens = embedding(self.num_bottlenecks, width)
     self.token_dropout = nnx.Dropout(config.dropout, rngs=rngs)
-    self.transformer = layers.CrossModalTransformer(
-        width,
-        config.num_heads,
-        config.num_layers,
-        config.mlp_ratio,
-        config.dropout,
-        dtype=dtype,
-        rngs=rngs,
-    )
-    self.classifier = linear(width, num_classes, jnp.float32)
+    self.audio_transformer = transformer()
+    self.visual_transformer = transformer()
+    self.classifier = linear(width, num_classes, jnp.float32)  # shared by both CLS tokens
     self.segment_classifier = (
         linear(2 * width, num_classes + 1, jnp.float32) if config.segment_head else None
     )
@@ -225,25 +266,45 @@ class JointTransformer(two_stream.TwoStreamModel):
       train: bool = False,
   ) -> dict:
     """cells [B,T,N,D], audio [B,T,D] (from `embed`) -> the model interface's outputs, with
-    explanations {'token_attention': [L,B,heads,S,S] float32}."""
+    explanations {'token_attention': [L,B,H,S,S] float32}."""
     hidden, token_attention = self.fuse(cells, audio, segment_mask, train=train)
-    cls, _, hidden_audio, hidden_cells = split_tokens(hidden, *cells.shape[1:3])
+    audio_logits, visual_logits = self.stream_logits(hidden)
     segment_logits = None
     if self.segment_classifier is not None:
+      _, hidden_audio, _, hidden_cells, _ = split_tokens(
+          hidden, *cells.shape[1:3], self.num_bottlenecks
+      )
       per_segment = jnp.concatenate([hidden_audio, hidden_cells.mean(axis=2)], axis=-1)
       segment_logits = self.segment_classifier(per_segment.astype(jnp.float32))
     return {
-        "logits": self.classifier(cls.astype(jnp.float32)),
+        "logits": 0.5 * (audio_logits + visual_logits),
         "segment_logits": segment_logits,
         "explanations": {"token_attention": token_attention},
     }
 
+  def num_segments_of(self, num_tokens: int) -> int:
+    """T from the token count S = 2 + T (1 + N) + K."""
+    num_cells = self.token_grid[0] * self.token_grid[1]
+    return (num_tokens - 2 - self.num_bottlenecks) // (1 + num_cells)
+
+  def stream_logits(self, hidden: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """hidden [B,S,D] (from `fuse`) -> (audio logits, visual logits) [B,C] float32: the shared
+    classifier on each stream's final CLS token; the model's logits are their mean."""
+    t = self.num_segments_of(hidden.shape[1])
+    audio_cls, visual_cls = hidden[:, 0], hidden[:, t + 1]
+    return (
+        self.classifier(audio_cls.astype(jnp.float32)),
+        self.classifier(visual_cls.astype(jnp.float32)),
+    )
+
   def rollout_readout(self, explanations: dict) -> tuple[jax.Array, jax.Array]:
     """What attention rollout reads (stt/explain/explainers.py `rollout`): the per-layer
-    attention [L,B,heads,S,S] in token order and the readout q [B,S], CLS's one-hot (the logits
-    read the CLS token only)."""
+    attention [L,B,H,S,S] in token order (module docstring) and the readout q [B,S], 1/2 on
+    CLS_a and 1/2 on CLS_v (the logits are the mean of the two CLS tokens' logits)."""
     attention = explanations["token_attention"]
-    readout = jnp.zeros((attention.shape[1], attention.shape[-1]), jnp.float32).at[:, 0].set(1.0)
+    b, s = attention.shape[1], attention.shape[-1]
+    t = self.num_segments_of(s)
+    readout = jnp.zeros((b, s), jnp.float32).at[:, 0].set(0.5).at[:, t + 1].set(0.5)
     return attention, readout
 
   def rollout_maps(self, relevance: jax.Array, explanations: dict) -> tuple[jax.Array, jax.Array]:
@@ -255,8 +316,8 @@ class JointTransformer(two_stream.TwoStreamModel):
     del explanations  # r holds all: the token layout gives T
     (h, w), p = self.token_grid, self.token_pool
     b, num_tokens = relevance.shape
-    t = (num_tokens - 1 - self.num_bottlenecks) // (1 + h * w)
-    _, _, audio, cells = split_tokens(relevance, t, h * w)
+    t = self.num_segments_of(num_tokens)
+    _, audio, _, cells, _ = split_tokens(relevance, t, h * w, self.num_bottlenecks)
     where = jnp.repeat(jnp.repeat(cells.reshape(b, t, h, w), p, axis=2), p, axis=3) / p**2
     return where, audio + cells.sum(axis=-1)
 
@@ -267,20 +328,59 @@ class JointTransformer(two_stream.TwoStreamModel):
       segment_mask: jax.Array | None = None,
       *,
       train: bool = False,
+      num_layers: int | None = None,
   ) -> tuple[jax.Array, jax.Array]:
-    """The transformer under the fusion mask: cells [B,T,N,D], audio [B,T,D] ->
-    (hidden [B,S,D] in token order, attention [L,B,heads,S,S] float32)."""
+    """The two streams and their bottlenecks: cells [B,T,N,D], audio [B,T,D] ->
+    (hidden [B,S,D] after each stream's final LayerNorm, in the token order
+    [CLS_a, a_1..a_T, CLS_v, cells, b_1..b_K], attention [L,B,H,S,S] float32).
+
+    `num_layers` (default all) runs only the first layers, for tests and analysis; the
+    bottlenecks of `hidden` are the last ones used (the learned tokens if none was)."""
     b, t, n, d = cells.shape
+    dtype = audio.dtype
     if segment_mask is None:
       segment_mask = jnp.ones((b, t), bool)
-    learned = jnp.concatenate([self.cls_token[...], self.bottleneck_tokens[...]])  # [1+K,D]
-    tokens = jnp.concatenate(
+    segment_mask = segment_mask.astype(bool)
+    k = self.num_bottlenecks
+    cls = lambda token: jnp.broadcast_to(token[...].astype(dtype), (b, 1, d))
+    audio_x = jnp.concatenate([cls(self.audio_cls_token), audio], axis=1)  # [B,1+T,D]
+    visual_x = jnp.concatenate(
+        [cls(self.visual_cls_token), cells.reshape(b, t * n, d).astype(dtype)], axis=1
+    )  # [B,1+T*N,D]
+    bottlenecks = jnp.broadcast_to(self.bottleneck_tokens[...].astype(dtype), (b, k, d))
+    always = jnp.ones((b, 1), bool)
+    audio_keys = jnp.concatenate([always, segment_mask], axis=1)  # [B,1+T]
+    visual_keys = jnp.concatenate([always, jnp.repeat(segment_mask, n, axis=1)], axis=1)
+    bottleneck_keys = jnp.ones((b, k), bool)
+    blocks = zip(self.audio_transformer.blocks, self.visual_transformer.blocks)
+    attention = []
+    for layer, (audio_block, visual_block) in enumerate(blocks):
+      if num_layers is not None and layer >= num_layers:
+        break
+      fused = layer >= self.fusion_layer and k > 0
+      if fused:  # MBT: each stream over [its tokens, bottlenecks], then the bottlenecks' mean
+        audio_out, audio_probs = audio_block(
+            jnp.concatenate([audio_x, bottlenecks], axis=1),
+            jnp.concatenate([audio_keys, bottleneck_keys], axis=1),
+            train=train,
+        )
+        visual_out, visual_probs = visual_block(
+            jnp.concatenate([visual_x, bottlenecks], axis=1),
+            jnp.concatenate([visual_keys, bottleneck_keys], axis=1),
+            train=train,
+        )
+        audio_x, visual_x = audio_out[:, : 1 + t], visual_out[:, : 1 + t * n]
+        bottlenecks = 0.5 * (audio_out[:, 1 + t :] + visual_out[:, 1 + t * n :])
+      else:  # within each modality only
+        audio_x, audio_probs = audio_block(audio_x, audio_keys, train=train)
+        visual_x, visual_probs = visual_block(visual_x, visual_keys, train=train)
+      attention.append(assemble_attention(audio_probs, visual_probs, k, fused))
+    hidden = jnp.concatenate(
         [
-            jnp.broadcast_to(learned.astype(audio.dtype), (b,) + learned.shape),
-            audio,
-            cells.reshape(b, t * n, d).astype(audio.dtype),
+            self.audio_transformer.final_norm(audio_x),
+            self.visual_transformer.final_norm(visual_x),
+            bottlenecks,
         ],
         axis=1,
-    )  # [B,S,D]
-    mask = fusion_mask(segment_mask.astype(bool), self.num_bottlenecks, n)
-    return self.transformer(tokens, mask, train=train)
+    )
+    return hidden, jnp.stack(attention)

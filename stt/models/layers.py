@@ -191,7 +191,7 @@ class TransformerBlock(nnx.Module):
 
 class CrossModalTransformer(nnx.Module):
   """L pre-LN transformer blocks, final LayerNorm: STAN's over the 2T tokens [a_1..a_T,
-  v_1..v_T]; joint_transformer's over all its tokens, under its fusion mask."""
+  v_1..v_T]; joint_transformer's, one per modality stream (its `fuse` runs their blocks)."""
 
   def __init__(
       self,
