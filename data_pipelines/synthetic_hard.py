@@ -173,12 +173,23 @@ def _rng(spec: HardSpec, index: int, stream: int) -> np.random.Generator:
   return np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=key))
 
 
+def _place_squares(rng, num, height, width):
+  """synthetic._place_squares, redrawn when the frame jams (six objects in level 2)."""
+  for _ in range(50):
+    try:
+      return synthetic._place_squares(rng, num, height, width)  # pylint: disable=protected-access
+    except RuntimeError:
+      continue
+  raise RuntimeError("could not place the objects; frames too small")
+
+
 def _place(rng, num, spec: HardSpec, size_scale: float = 1.0):
-  """Non-overlapping squares; shrinks the frame seen by the placer to scale the sizes."""
-  if size_scale == 1.0:
-    return synthetic._place_squares(rng, num, spec.frame_height, spec.frame_width)  # pylint: disable=protected-access
+  """Non-overlapping (left, top, size) squares; size_scale < 1 places them in a frame larger by
+  1 / size_scale and scales the result down (smaller objects, same layout statistics)."""
   height, width = int(spec.frame_height / size_scale), int(spec.frame_width / size_scale)
-  squares = synthetic._place_squares(rng, num, height, width)  # pylint: disable=protected-access
+  squares = _place_squares(rng, num, height, width)
+  if size_scale == 1.0:
+    return squares
   placed = []
   for left, top, size in squares:
     size = int(round(size * size_scale))

@@ -18,14 +18,17 @@ EvaluatorFull), the extended Flickr / VGG-SS evaluation:
   counts) and a false positive otherwise; an on-screen video not detected is a false negative;
   an off-screen video detected is a false positive. Precision is 1 when nothing is detected,
   recall 1 when there is nothing to find (SLAVC's conventions).
-* `average_precision`: SLAVC's calc_ap. Thresholds are the sorted confidences without the
-  largest, in decreasing order; precision is made monotone (each replaced by the maximum at
-  that and all lower thresholds) and AP = sum_i p_max[i] * (r[i + 1] - r[i]). SLAVC takes
-  every max(1, N // 200)-th threshold; we take all (`slavc_strides=True` takes SLAVC's), so
-  for N >= 400 ours is the finer sum of the same curve.
+* `average_precision`: the all-point interpolated AP of that precision-recall curve: thresholds
+  at every distinct confidence, from the largest down; precision made monotone (each replaced by
+  the maximum at that and all lower thresholds); AP = sum_i p_max[i] * (r[i] - r[i - 1]) with
+  r[-1] = 0. *Deviation:* SLAVC's calc_ap sums from its first threshold on: it drops the largest
+  confidence as a threshold and the recall gained at the first one it keeps (r[-1] = r[0]), so
+  a perfect ranking whose first kept threshold already finds every source scores 0 (e.g.
+  confidences 4, 3, 2, 1 with the first two on screen); it also takes only every
+  max(1, N // 200)-th threshold. `slavc_exact=True` computes SLAVC's sum as written.
 * `max_f1`: the largest F1 = 2 P R / (P + R) (0 when P + R = 0) over thresholds at every
-  confidence; SLAVC lists F1 at every max(1, N // 10)-th sorted confidence and its tables
-  report the best (`slavc_strides=True` takes those).
+  confidence. SLAVC lists F1 at every max(1, N // 10)-th sorted confidence and its tables
+  report the best (`slavc_exact=True` takes those thresholds); ours is never lower.
 """
 
 from __future__ import annotations
@@ -71,22 +74,26 @@ def precision_recall(
   return precision, recall
 
 
-def average_precision(scores, on_screen, localized=None, *, slavc_strides: bool = False) -> float:
-  """SLAVC's AP of the on-screen detections; see the module docstring. Inputs [N]."""
+def average_precision(scores, on_screen, localized=None, *, slavc_exact: bool = False) -> float:
+  """AP of the on-screen detections; see the module docstring. Inputs [N]."""
   scores = np.asarray(scores, np.float64)
-  stride = max(1, len(scores) // 200) if slavc_strides else 1
-  thresholds = np.sort(scores)[:-1][::-stride]
-  if len(thresholds) < 2:
+  if slavc_exact:
+    thresholds = np.sort(scores)[:-1][:: -max(1, len(scores) // 200)]
+  else:
+    thresholds = np.unique(scores)[::-1]
+  if len(thresholds) == 0:
     return 0.0
   precision, recall = precision_recall(scores, on_screen, thresholds, localized)
   precision_max = np.maximum.accumulate(precision[::-1])[::-1]
-  return float(np.sum(precision_max[:-1] * np.diff(recall)))
+  if slavc_exact:
+    return float(np.sum(precision_max[:-1] * np.diff(recall)))
+  return float(np.sum(precision_max * np.diff(recall, prepend=0.0)))
 
 
-def max_f1(scores, on_screen, localized=None, *, slavc_strides: bool = False) -> float:
+def max_f1(scores, on_screen, localized=None, *, slavc_exact: bool = False) -> float:
   """The best F1 over thresholds (every confidence, or SLAVC's every N // 10-th); inputs [N]."""
   scores = np.asarray(scores, np.float64)
-  stride = max(1, len(scores) // 10) if slavc_strides else 1
+  stride = max(1, len(scores) // 10) if slavc_exact else 1
   precision, recall = precision_recall(scores, on_screen, np.sort(scores)[::stride], localized)
   total = precision + recall
   f1 = np.where(total > 0, 2 * precision * recall / np.where(total > 0, total, 1.0), 0.0)
