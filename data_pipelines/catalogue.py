@@ -75,19 +75,6 @@ DATASETS: dict[str, DatasetSpec] = {
             built_on_first_use=True,
         ),
         DatasetSpec(
-            name="synthetic_hard",
-            title="the harder synthetic set",
-            summary="generated here (issue 27): --synthetic_config=hard1 (off-screen sources), "
-            "hard2 (silent look-alikes; --frames_per_segment=4) or hard3 (noise and motion), "
-            "see data_pipelines/synthetic_hard.py",
-            builder=synthetic_hard_dataset.SyntheticHardBuild(),
-            flags=("num_workers", "synthetic_config", *DECODE_FLAGS),
-            option_flags=("synthetic_config",),
-            config_options={"settings": "synthetic_hard"},
-            trained_as=("synthetic_hard", "raw"),
-            built_on_first_use=True,
-        ),
-        DatasetSpec(
             name="manifest",
             title="the manifest's clips",
             summary="the clips of a CSV manifest `path,label[,start,end][,split]` "
@@ -149,6 +136,19 @@ DATASETS: dict[str, DatasetSpec] = {
                 ("SSL-alignment", 86.00, None, SSL_ALIGNMENT),
             ),
             defects_line=flickr_soundnet_builder.defects_line,
+        ),
+        DatasetSpec(
+            name="synthetic_hard",
+            title="the harder synthetic set",
+            summary="generated here (issue 27): --synthetic_config=hard1 (off-screen sources), "
+            "hard2 (silent look-alikes; --frames_per_segment=4) or hard3 (noise and motion), "
+            "see data_pipelines/synthetic_hard.py",
+            builder=synthetic_hard_dataset.SyntheticHardBuild(),
+            flags=("num_workers", "synthetic_config", *DECODE_FLAGS),
+            option_flags=("synthetic_config",),
+            config_options={"settings": "synthetic_hard"},
+            trained_as=("synthetic_hard", "raw"),
+            built_on_first_use=True,
         ),
     )
 }
