@@ -248,9 +248,6 @@ def sample_scene(spec: HardSpec, index: int) -> HardTruth:
     visible = classes[: 1 + nd] if on_screen else classes[1 : 2 + nd]
     squares = _place(rng, len(visible), spec)
     tracks = [(square,) * spec.num_segments for square in squares]
-    # Shuffled as in `synthetic`: the source takes a random placed square.
-    order = [int(i) for i in rng.permutation(len(visible))]
-    tracks = [tracks[i] for i in order]
     source_index = 0 if on_screen else None
   elif spec.level == 2:
     count = int(rng.choice(LOOKALIKE_COUNTS))
@@ -265,6 +262,9 @@ def sample_scene(spec: HardSpec, index: int) -> HardTruth:
     tracks = _moving_tracks(rng, len(visible), spec)
     source_index = 0
     snr_db = float(rng.choice(spec.snr_db_levels))
+  # Shuffled as in `synthetic`: the objects take the placed squares (or paths) in random order,
+  # so being placed first (in the emptiest frame: larger, more central) marks no object.
+  tracks = [tracks[i] for i in rng.permutation(len(tracks))]
   distractor_class = None
   if distractor_run is None or not on_screen:
     distractor_run = (None, None)

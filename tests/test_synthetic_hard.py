@@ -252,3 +252,20 @@ def test_records_configs_and_tags():
   builder = record.builder
   assert builder.settings({"synthetic_config": "hard3,smoke"}) == hard.default_settings(3, "smoke")
   assert builder.settings({"synthetic_config": ""})["level"] == 1
+
+
+@pytest.mark.parametrize("level", hard.LEVELS)
+def test_size_and_position_do_not_mark_the_source_or_its_class(level):
+  """Objects take the placed squares in random order (the first placed is larger on average)."""
+  spec, truths = _scenes(level, 600)
+  source, others, source_x, others_x = [], [], [], []
+  for truth in truths:
+    for number, track in enumerate(truth.object_tracks):
+      is_source = truth.object_classes[number] == truth.event_class
+      if level != 2:
+        is_source = number == truth.source_index
+      left, _, size = track[0]
+      (source if is_source else others).append(size)
+      (source_x if is_source else others_x).append(abs(left + size / 2 - spec.frame_width / 2))
+  assert abs(np.mean(source) - np.mean(others)) < 0.4  # sizes: std ~3 px, 600+ each
+  assert abs(np.mean(source_x) - np.mean(others_x)) < 2.5  # |x - centre|: std ~17 px
