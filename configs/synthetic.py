@@ -33,6 +33,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.synthetic_hard = ml_collections.ConfigDict(
         synthetic_hard.default_settings(level, "smoke" if smoke else "")
     )
+    if level == 2:  # the pulses' synchrony with the sound is within a segment: keep it
+      config.model.frame_features = "stack"
+      config.model.frame_groups = config.dataset.frames_per_segment
 
   config.model.visual_backbone = "resnet_tiny"
   config.model.audio_backbone = "vggish_tiny"
