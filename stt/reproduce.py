@@ -35,6 +35,7 @@ import time
 from etils import epath
 
 from stt import reproduce_figures
+from stt import reproduce_hard_tables
 from stt import reproduce_runs
 from stt import reproduce_suites
 from stt import reproduce_tables
@@ -69,6 +70,7 @@ def aggregate(
   for run in runs:
     by_row.setdefault(run.row.name, []).append(run.directory)
   rows = reproduce_tables.summary_rows(reproduce_tables.read_results(by_row))
+  hard_rows = reproduce_hard_tables.records(by_row)  # synthetic_hard's tables; [] elsewhere
   summary = {
       "suite": suite_name,
       "commit": _commit(),
@@ -80,7 +82,7 @@ def aggregate(
       "run_time_s": reproduce_runs.run_seconds(runs),
       "runs_done": sum(reproduce_runs.is_done(run) for run in runs),
       "runs": len(runs),
-      "rows": rows,
+      "rows": rows + hard_rows,
   }
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -93,7 +95,7 @@ def aggregate(
       + (f"; this invocation {wall_time_s / 60:.1f} min" if wall_time_s else "")
       + "."
   )
-  text = reproduce_tables.markdown(rows, header)
+  text = reproduce_tables.markdown(rows, header) + reproduce_hard_tables.markdown(hard_rows)
   (workdir / "tables.md").write_text(text)
   if doc is not None:
     doc.parent.mkdir(parents=True, exist_ok=True)

@@ -69,9 +69,7 @@ def _hard_rows(names=COMPARED_MODELS) -> tuple[Row, ...]:
   return tuple(
       Row(f"{row.name}_level{level}", row.config, row.overrides + HARD_OVERRIDES)
       for level in HARD_LEVELS
-      for row in _model_rows(
-          f"configs/synthetic.py:hard{level}", names, SYNTHETIC_MODEL_OVERRIDES
-      )
+      for row in _model_rows(f"configs/synthetic.py:hard{level}", names, SYNTHETIC_MODEL_OVERRIDES)
   )
 
 
