@@ -32,6 +32,7 @@ TRAINER = (
     "stt.reproduce_runs",
     "stt.reproduce_tables",
     "stt.reproduce_figures",
+    "stt.reproduce_hard_tables",
 )
 MAY_IMPORT = {
     "data_pipelines": {"data_pipelines"},
