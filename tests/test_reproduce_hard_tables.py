@@ -3,6 +3,9 @@ known peaks, truth rows with known boxes, numbers computed by hand from the defi
 
 import json
 import math
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -141,3 +144,36 @@ def test_suite_rows_and_aggregate_write_the_tables(tmp_path):
   }
   assert "## Silent look-alikes" in (tmp_path / "suite" / "tables.md").read_text()
   assert "## Silent look-alikes" in (tmp_path / "doc.md").read_text()
+
+
+@pytest.mark.slow
+def test_synthetic_hard_suite_at_smoke_size_writes_the_three_tables(tmp_path):
+  """The real suite at smoke size, STAN on each level, 1 seed: every table has finite cells."""
+  done = subprocess.run(
+      [
+          sys.executable,
+          "-m",
+          "stt.reproduce",
+          "--suite=synthetic_hard",
+          "--smoke",
+          "--seeds=1",
+          "--models=stan_level1,stan_level2,stan_level3",
+          "--explainers=attention,gradient,random",
+          f"--workdir={tmp_path / 'suite'}",
+          f"--config_override=--config.data_dir={tmp_path / 'data'}",
+      ],
+      capture_output=True,
+      text=True,
+      cwd=pathlib.Path(__file__).parent.parent,
+      timeout=1800,
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  summary = json.loads((tmp_path / "suite" / "summary.json").read_text())
+  hard = [r for r in summary["rows"] if r["table"] in tables.TABLES]
+  assert {r["table"] for r in hard} == set(tables.TABLES)
+  assert all(math.isfinite(r["mean"]) and math.isfinite(r["ci95"]) for r in hard)
+  metrics = {(r["table"], r["metric"]) for r in hard}
+  assert {("offscreen", "ap"), ("offscreen", "max_f1"), ("instances", "pointing_spatial")} <= (
+      metrics
+  )
+  assert all(r["snr_db"] in (20.0, 10.0, 0.0) for r in hard if r["table"] == "snr")
