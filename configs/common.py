@@ -53,6 +53,10 @@ def default_model_config() -> ml_collections.ConfigDict:
   config.audio_backbone = "vggish_tiny"  # a key of stt.models.backbones.AUDIO_BACKBONES
   config.visual_feature_dim = 512  # Cv of precomputed maps, used when visual_backbone='features'
   config.audio_feature_dim = 128  # Ca of precomputed vectors, used when audio_backbone='features'
+  # 'mean' averages a segment's F frames; 'stack' keeps its time course in frame_groups (= F)
+  # channel groups, audio likewise (stt/models/encoders.py), for every model alike.
+  config.frame_features = "mean"
+  config.frame_groups = 1
   # Pretrained backbone files (docs/pretrained.md), loaded by pretrained.load_backbone_weights:
   # torchvision/timm ResNet-18/50 (.safetensors, or .pth with torch) for resnet18/resnet50;
   # VGGish (vggish_model.ckpt, or the torchvggish port) for audio_backbone='vggish'.

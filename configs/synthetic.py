@@ -3,23 +3,39 @@ r"""STAN on the embedded synthetic audio-visual event set (generated on first us
   python -m stt.main --config=configs/synthetic.py --workdir=/tmp/stt_synthetic
   python -m stt.main --config=configs/synthetic.py:smoke --workdir=/tmp/stt_smoke
 
-Arguments (comma-separated): `smoke` shrinks the data and the run to seconds, for tests.
+Arguments (comma-separated): `smoke` shrinks the data and the run to seconds, for tests;
+`hard1` | `hard2` | `hard3` trains on that level of the harder set (data_pipelines/
+synthetic_hard.py: off-screen sources, silent look-alikes, noise and motion) instead.
 """
 
 import ml_collections
 
 from configs import common
 from data_pipelines import synthetic
+from data_pipelines import synthetic_hard
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  smoke = common.parse_arg(arg, "configs/synthetic.py")["smoke"]
+  parsed = common.parse_arg(
+      arg, "configs/synthetic.py", groups={"hard": ("hard1", "hard2", "hard3")}
+  )
+  smoke = parsed["smoke"]
   config = common.get_common_config()
   config.dataset.name = "synthetic"
   # The generator's settings and build sizes are owned by the data layer (one place, so the
   # build CLI and this config find the same cached set).
   config.dataset.update(synthetic.BUILD_SIZES)
   config.synthetic = ml_collections.ConfigDict(synthetic.default_settings("smoke" if smoke else ""))
+  if parsed["hard"]:
+    level = int(parsed["hard"][-1])
+    config.dataset.name = "synthetic_hard"
+    config.dataset.update(synthetic_hard.BUILD_SIZES[level])
+    config.synthetic_hard = ml_collections.ConfigDict(
+        synthetic_hard.default_settings(level, "smoke" if smoke else "")
+    )
+    if level == 2:  # the pulses' synchrony with the sound is within a segment: keep it
+      config.model.frame_features = "stack"
+      config.model.frame_groups = config.dataset.frames_per_segment
 
   config.model.visual_backbone = "resnet_tiny"
   config.model.audio_backbone = "vggish_tiny"

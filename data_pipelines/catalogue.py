@@ -16,8 +16,10 @@ from data_pipelines import ave_features
 from data_pipelines import dataset_builds
 from data_pipelines import flickr_soundnet_builder
 from data_pipelines import synthetic
+from data_pipelines import synthetic_hard_dataset
 from data_pipelines import vggss_builder
 from data_pipelines import vggss_format
+from data_pipelines.dataset_spec import DECODE_FLAGS
 from data_pipelines.dataset_spec import VIDEO_FLAGS
 from data_pipelines.dataset_spec import DatasetSpec
 from data_pipelines.dataset_spec import Decode
@@ -135,6 +137,19 @@ DATASETS: dict[str, DatasetSpec] = {
                 ("SSL-alignment", 86.00, None, SSL_ALIGNMENT),
             ),
             defects_line=flickr_soundnet_builder.defects_line,
+        ),
+        DatasetSpec(
+            name="synthetic_hard",
+            title="the harder synthetic set",
+            summary="generated here (issue 27): --synthetic_config=hard1 (off-screen sources), "
+            "hard2 (silent look-alikes; --frames_per_segment=4) or hard3 (noise and motion), "
+            "see data_pipelines/synthetic_hard.py",
+            builder=synthetic_hard_dataset.SyntheticHardBuild(),
+            flags=("num_workers", "synthetic_config", *DECODE_FLAGS),
+            option_flags=("synthetic_config",),
+            config_options={"settings": "synthetic_hard"},
+            trained_as=("synthetic_hard", "raw"),
+            built_on_first_use=True,
         ),
     )
 }

@@ -38,6 +38,7 @@ from etils import epath
 
 from stt import reproduce_comparisons
 from stt import reproduce_figures
+from stt import reproduce_hard_tables
 from stt import reproduce_runs
 from stt import reproduce_suites
 from stt import reproduce_tables
@@ -74,6 +75,7 @@ def aggregate(
   rows = reproduce_tables.summary_rows(reproduce_tables.read_results(by_row))
   # STAN against the others, paired over seeds x test videos (the explain steps' videos.json).
   comparisons = reproduce_comparisons.comparison_rows(reproduce_comparisons.read_videos(by_row))
+  hard_rows = reproduce_hard_tables.records(by_row)  # synthetic_hard's tables; [] elsewhere
   summary = {
       "suite": suite_name,
       "commit": _commit(),
@@ -85,7 +87,7 @@ def aggregate(
       "run_time_s": reproduce_runs.run_seconds(runs),
       "runs_done": sum(reproduce_runs.is_done(run) for run in runs),
       "runs": len(runs),
-      "rows": rows + comparisons,
+      "rows": rows + comparisons + hard_rows,
   }
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -98,7 +100,7 @@ def aggregate(
       + (f"; this invocation {wall_time_s / 60:.1f} min" if wall_time_s else "")
       + "."
   )
-  text = reproduce_tables.markdown(rows, header)
+  text = reproduce_tables.markdown(rows, header) + reproduce_hard_tables.markdown(hard_rows)
   if comparisons:
     text += "\n" + reproduce_comparisons.markdown(comparisons)
   (workdir / "tables.md").write_text(text)

@@ -33,6 +33,7 @@ TRAINER = (
     "stt.reproduce_tables",
     "stt.reproduce_figures",
     "stt.reproduce_comparisons",
+    "stt.reproduce_hard_tables",
 )
 MAY_IMPORT = {
     "data_pipelines": {"data_pipelines"},

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import jax
 
 from stt.models import avel
+from stt.models import encoders
 from stt.models import joint_transformer
 from stt.models import late_fusion
 from stt.models import stan
@@ -128,4 +129,8 @@ def explanations_of(model_config) -> tuple[str, ...]:
 
 def create_model(model_config, num_classes: int, *, rngs) -> AudioVisualModel:
   """The model `model_config.name` names; a ValueError names the known ones."""
-  return model_class(model_config)(model_config, num_classes, rngs=rngs)
+  model = model_class(model_config)(model_config, num_classes, rngs=rngs)
+  encoders.set_frame_features(
+      model, model_config.get("frame_features", "mean"), model_config.get("frame_groups", 1)
+  )
+  return model
