@@ -90,9 +90,12 @@ def test_offscreen_ap_and_max_f1_by_their_definitions(tmp_path):
       _row("on2", source=BOTTOM_RIGHT),
       _row("off2", on_screen=False),
   ]
-  # Flat maps: the confidence (top-quarter mean) is the map's value, 0.9 > 0.6 > 0.4 > 0.1
-  # (on, off, on, off); the flat map's point is pixel (0, 0), in on1's box, far from on2's.
+  # Near-flat maps, 1 % higher in the top-left cell: the confidence (top-quarter mean,
+  # 1.0025 x the value) ranks them 0.9 > 0.6 > 0.4 > 0.1 (on, off, on, off); the point is in the
+  # top-left cell, in on1's box, far from on2's.
   where = [np.full((T, 4, 4), c, np.float32) for c in (0.9, 0.6, 0.4, 0.1)]
+  for map_ in where:
+    map_[:, 0, 0] *= 1.01
   run = _run(tmp_path / "run", 1, rows, where)
   got = {r["metric"]: r["mean"] for r in tables.records({"avel_level1": [run]})}
   # Thresholds 0.9, 0.6, 0.4, 0.1: precision 1, 1/2, 2/3, 1/2; recall 1/2, 1/2, 1, 1.
