@@ -117,6 +117,7 @@ def test_pixel_perturbation_needs_raw_input():
 def test_road_needs_feature_mode():
   config = ave_config.get_config("raw,smoke")
   config.explain.perturbation_mode = "pixel"
+  config.explain.perturbation_baselines = ("zero", "road")
   with pytest.raises(config_validation.ConfigError, match="'road' imputes backbone features"):
     config_validation.validate(config, device_count=1)
   config.explain.perturbation_baselines = ("zero",)

@@ -214,7 +214,6 @@ def test_explain_mode_perturbs_pixels_and_one_modality_when_configured(smoke_run
       data_dir,
       "--config.explain.explainers=('attention',)",
       "--config.explain.perturbation_mode=pixel",
-      "--config.explain.perturbation_baselines=('zero',)",  # ROAD imputes features only
       "--config.explain.temporal_modality=audio",
       "--mode=explain",
   )
