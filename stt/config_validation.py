@@ -16,6 +16,7 @@ from stt.explain import explainers
 from stt.explain import perturbation
 from stt.explain import sound_source_benchmark
 from stt.models import backbones
+from stt.models import encoders
 from stt.models import joint_transformer
 from stt.models import layers
 from stt.models import stan
@@ -88,6 +89,12 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int, process_co
       "bottlenecks to carry anything between the modalities)",
   )
   _require(0 <= model.dropout < 1, f"model.dropout={model.dropout} must be in [0, 1)")
+  _one_of(model.frame_features, encoders.FRAME_FEATURES, "model.frame_features")
+  _require(
+      model.frame_features != "stack" or model.frame_groups == config.dataset.frames_per_segment,
+      f"model.frame_features='stack' needs model.frame_groups={model.frame_groups} equal to "
+      f"dataset.frames_per_segment={config.dataset.frames_per_segment}",
+  )
   _require(
       model.width % model.num_heads == 0,
       f"model.width={model.width} must be divisible by model.num_heads={model.num_heads}",

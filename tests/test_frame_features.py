@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import synthetic
 from configs.common import default_model_config
+from stt import config_validation
 from stt import models
 from stt.models import encoders
 
@@ -99,3 +101,17 @@ def test_stack_rejects_groups_that_do_not_match_the_frames():
   config.frame_features = "sum"
   with pytest.raises(ValueError, match="unknown model.frame_features"):
     models.create_model(config, CLASSES, rngs=nnx.Rngs(0))
+
+
+def test_level_2_config_stacks_its_frames_and_the_validation_checks_the_groups():
+  config = synthetic.get_config("hard2,smoke")
+  assert (config.model.frame_features, config.model.frame_groups) == ("stack", 4)
+  assert config.dataset.frames_per_segment == 4
+  config_validation.validate(config, device_count=1)
+  assert synthetic.get_config("smoke").model.frame_features == "mean"
+  config.model.frame_groups = 2
+  with pytest.raises(config_validation.ConfigError, match="frame_groups=2 equal to"):
+    config_validation.validate(config, device_count=1)
+  config.model.frame_features = "sum"
+  with pytest.raises(config_validation.ConfigError, match="frame_features='sum'"):
+    config_validation.validate(config, device_count=1)
