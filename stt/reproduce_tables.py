@@ -287,6 +287,10 @@ def markdown(rows: list[dict], header: str) -> str:
       ("pointing", POINTING_METRICS, "## Table 3: pointing games and localisation (test)"),
   ):
     explainers = list(dict.fromkeys(r["explainer"] for r in rows if r["table"] == table))
+    # A column no run measured (e.g. ROAD's when no run set explain.perturbation_baselines, or
+    # cIoU on a small-box dataset) is left out rather than printed as a column of "—".
+    measured = {r["metric"] for r in rows if r["table"] == table and r["split"] == "test"}
+    metrics = tuple(m for m in metrics if m in measured) or metrics
     lines += [
         "",
         title,
